@@ -1,0 +1,380 @@
+"""The job spec: what a user submits, validated completely before anything is written.
+
+Every model is strict (``extra="forbid"``) so a misspelt field is an error naming it, never a
+silently ignored setting. Bounds follow INTERFACE.md: 0 <= dropout < 1, 0 < bn_momentum <= 1
+(PyTorch convention: running = (1 - m) * running + m * batch), low <= high, counts >= 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PLACEMENT_TOKENS = ("bn", "act", "drop")
+LAYER_SELECTION_RE = re.compile(r"^(all|none|last|last-([1-9][0-9]*))$")
+OBJECTIVE_METRICS = ("val_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch", "val_loss")
+DEFAULT_DIRECTIONS = {
+    "val_acc": "maximize",
+    "val_auc": "maximize",
+    "gap": "minimize",
+    "epochs_to_converge": "minimize",
+    "seconds_per_epoch": "minimize",
+    "val_loss": "minimize",
+}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; ``field`` names the offending location (``space.dropout.low``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_placement(value: str) -> tuple[str, ...]:
+    """``"bn-act-drop"`` -> ``("bn", "act", "drop")``; raise ValueError on a bad placement."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("a placement is a non-empty string such as 'bn-act-drop'")
+    tokens = tuple(value.split("-"))
+    unknown = [t for t in tokens if t not in PLACEMENT_TOKENS]
+    if unknown:
+        raise ValueError(f"unknown token {unknown[0]!r} in placement {value!r} (use bn, act, drop)")
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"placement {value!r} repeats a token")
+    if "act" not in tokens:
+        raise ValueError(f"placement {value!r} has no 'act'; the activation is required")
+    return tokens
+
+
+def all_placements() -> list[str]:
+    """Every valid placement: all orderings of act with optional bn and drop (11 in all)."""
+    from itertools import permutations
+
+    found = []
+    for subset in (("act",), ("bn", "act"), ("act", "drop"), ("bn", "act", "drop")):
+        found.extend("-".join(p) for p in permutations(subset))
+    return found
+
+
+def parse_layer_selection(value: str) -> tuple[str, int]:
+    """``"last-2"`` -> ``("last", 2)``; ``"all"`` -> ``("all", 0)``; ``"last"`` -> ``("last", 1)``."""
+    match = LAYER_SELECTION_RE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"{value!r} is not a layer selection (use all, none, last or last-K)")
+    if match.group(2):
+        return "last", int(match.group(2))
+    kind = match.group(1)
+    return kind, 1 if kind == "last" else 0
+
+
+def selected_layers(selection: str, n_blocks: int) -> list[int]:
+    """Indices of the hidden blocks that ``selection`` picks out of ``n_blocks``."""
+    kind, k = parse_layer_selection(selection)
+    if kind == "all":
+        return list(range(n_blocks))
+    if kind == "none":
+        return []
+    return list(range(max(0, n_blocks - k), n_blocks))
+
+
+class FloatRange(_Strict):
+    """A searched float: uniform (or log-uniform) between ``low`` and ``high``."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("low and high must be finite numbers")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("step cannot be combined with log")
+        return self
+
+
+FloatParam = Union[float, FloatRange, list[float]]
+ChoiceParam = Union[str, list[str]]
+
+
+def _check_float_param(value: FloatParam, ok: Any, bound: str) -> None:
+    values: list[float]
+    if isinstance(value, FloatRange):
+        values = [value.low, value.high]
+    elif isinstance(value, list):
+        if not value:
+            raise ValueError("give at least one value")
+        values = value
+    else:
+        values = [value]
+    for v in values:
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and ok(v)):
+            raise ValueError(f"{v!r} is out of range: {bound}")
+
+
+class DatasetSpec(_Strict):
+    """Where the data comes from; ``path`` is relative to the data directory (npz, csv)."""
+
+    name: Literal["mnist1d", "digits", "synthetic", "npz", "csv"]
+    path: str | None = None
+    label_column: str = "label"
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    split_seed: int = Field(default=0, ge=0)
+    # synthetic knobs (ignored, but refused when given, for other datasets)
+    n_samples: int | None = Field(default=None, ge=30, le=2_000_000)
+    n_features: int | None = Field(default=None, ge=2, le=10_000)
+    n_classes: int | None = Field(default=None, ge=2, le=1_000)
+    noise: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("path")
+    @classmethod
+    def _inside_data_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value or "\x00" in value:
+            raise ValueError("path must be a non-empty file name inside the data directory")
+        posix = PurePosixPath(value.replace("\\", "/"))
+        if posix.is_absolute() or re.match(r"^[A-Za-z]:", value) or ".." in posix.parts:
+            raise ValueError(
+                f"path {value!r} must be relative to the data directory and stay inside it"
+            )
+        return str(posix)
+
+    @model_validator(mode="after")
+    def _fields_fit_name(self) -> DatasetSpec:
+        if self.name in ("npz", "csv") and not self.path:
+            raise ValueError(f"dataset {self.name!r} needs a path inside the data directory")
+        if self.name not in ("npz", "csv") and self.path is not None:
+            raise ValueError(f"dataset {self.name!r} takes no path")
+        knobs = [k for k in ("n_samples", "n_features", "n_classes", "noise") if getattr(self, k) is not None]
+        if knobs and self.name != "synthetic":
+            raise ValueError(f"{knobs[0]} applies only to the synthetic dataset")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class ModelSpec(_Strict):
+    """The network family; each hidden block is a layer followed by the placement's order."""
+
+    family: Literal["mlp", "cnn"] = "mlp"
+    hidden: list[Annotated[int, Field(ge=1, le=16384)]] | None = None
+    channels: list[Annotated[int, Field(ge=1, le=4096)]] | None = None
+    kernel_size: int = Field(default=3, ge=1, le=15)
+    activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu", "elu"] = "relu"
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ModelSpec:
+        if self.family == "mlp":
+            if self.channels is not None:
+                raise ValueError("channels applies to the cnn family; an mlp takes hidden")
+            if not self.hidden:
+                object.__setattr__(self, "hidden", [256, 256, 256])
+        else:
+            if self.hidden is not None:
+                raise ValueError("hidden applies to the mlp family; a cnn takes channels")
+            if not self.channels:
+                object.__setattr__(self, "channels", [32, 32])
+        if len(self.widths) > 32:
+            raise ValueError("at most 32 hidden blocks")
+        return self
+
+    @property
+    def widths(self) -> list[int]:
+        """Hidden widths (mlp) or channel counts (cnn), one per block."""
+        return list(self.hidden if self.family == "mlp" else self.channels or [])
+
+
+class SpaceSpec(_Strict):
+    """What is searched; any entry may be fixed (a single value) instead of searched."""
+
+    placement: ChoiceParam = Field(default_factory=lambda: ["bn-act-drop", "act-bn-drop", "bn-act", "act-drop", "act"])
+    dropout: FloatParam = Field(default_factory=lambda: FloatRange(low=0.0, high=0.6))
+    bn_momentum: FloatParam = Field(default_factory=lambda: FloatRange(low=0.01, high=0.5, log=True))
+    dropout_layers: ChoiceParam = Field(default_factory=lambda: ["all"])
+    bn_layers: ChoiceParam = Field(default_factory=lambda: ["all"])
+
+    @field_validator("placement")
+    @classmethod
+    def _placements(cls, value: ChoiceParam) -> ChoiceParam:
+        items = [value] if isinstance(value, str) else value
+        if not items:
+            raise ValueError("give at least one placement")
+        for item in items:
+            parse_placement(item)
+        if len(set(items)) != len(items):
+            raise ValueError("placements repeat")
+        return value
+
+    @field_validator("dropout_layers", "bn_layers")
+    @classmethod
+    def _selections(cls, value: ChoiceParam) -> ChoiceParam:
+        items = [value] if isinstance(value, str) else value
+        if not items:
+            raise ValueError("give at least one layer selection")
+        for item in items:
+            parse_layer_selection(item)
+        return value
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout(cls, value: FloatParam) -> FloatParam:
+        _check_float_param(value, lambda v: 0 <= v < 1, "0 <= dropout < 1")
+        return value
+
+    @field_validator("bn_momentum")
+    @classmethod
+    def _momentum(cls, value: FloatParam) -> FloatParam:
+        _check_float_param(value, lambda v: 0 < v <= 1, "0 < bn_momentum <= 1 (PyTorch convention)")
+        return value
+
+    def choices(self, name: str) -> list[str]:
+        value = getattr(self, name)
+        return [value] if isinstance(value, str) else list(value)
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(default=30, ge=1, le=10_000)
+    batch_size: int = Field(default=128, ge=1, le=1_000_000)
+    lr: float = Field(default=1e-3, gt=0, le=10)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @field_validator("lr", "weight_decay", "momentum")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class ObjectiveSpec(_Strict):
+    metrics: list[Literal[OBJECTIVE_METRICS]] = Field(default_factory=lambda: ["val_acc"])  # type: ignore[valid-type]
+    directions: list[Literal["maximize", "minimize"]] | None = None
+
+    @model_validator(mode="after")
+    def _paired(self) -> ObjectiveSpec:
+        if not self.metrics:
+            raise ValueError("metrics: give at least one metric")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ValueError("metrics: a metric is listed twice")
+        if self.directions is None:
+            object.__setattr__(self, "directions", [DEFAULT_DIRECTIONS[m] for m in self.metrics])
+        elif len(self.directions) != len(self.metrics):
+            raise ValueError(
+                f"directions: {len(self.directions)} given for {len(self.metrics)} metrics"
+            )
+        return self
+
+
+class BudgetSpec(_Strict):
+    n_trials: int = Field(default=20, ge=1, le=100_000)
+    parallelism: int = Field(default=2, ge=1, le=1024)
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=20, description="new attempts after a lost trial")
+
+
+class JobSpec(_Strict):
+    """A complete search job (INTERFACE.md "Job spec")."""
+
+    name: str = Field(min_length=1, max_length=200)
+    dataset: DatasetSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    space: SpaceSpec = Field(default_factory=SpaceSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    sampler: Literal["tpe", "random", "gp", "nsga2", "grid"] = "tpe"
+    pruner: Literal["none", "median", "hyperband"] = "median"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        n_blocks = len(self.model.widths)
+        for field in ("dropout_layers", "bn_layers"):
+            for choice in self.space.choices(field):
+                kind, k = parse_layer_selection(choice)
+                if kind == "last" and k > n_blocks:
+                    raise SpecError(f"space.{field}", f"{choice!r} asks for more than the model's {n_blocks} blocks")
+        if len(self.objective.metrics) > 1 and self.pruner != "none":
+            raise SpecError("pruner", "pruning needs a single objective; use pruner: none")
+        if self.sampler == "grid":
+            for field in ("dropout", "bn_momentum"):
+                if isinstance(getattr(self.space, field), FloatRange):
+                    raise SpecError(
+                        f"space.{field}", "the grid sampler needs a fixed value or a list of values"
+                    )
+        return self
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.objective.directions or [])
+
+
+def _error_field(err: dict[str, Any]) -> str:
+    parts = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "union[", "list[", "float", "str", "FloatRange", "literal"))]
+    return ".".join(parts) or "spec"
+
+
+def format_validation_error(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as ``[{field, message}]`` with dotted field names."""
+    seen: dict[str, str] = {}
+    for err in exc.errors(include_url=False):
+        field = _error_field(err)
+        message = err.get("msg", "invalid")
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, SpecError):
+            field, message = ctx_error.field, ctx_error.message
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        seen.setdefault(field, message)
+    return [{"field": f, "message": m} for f, m in seen.items()]
+
+
+def validate_spec(data: Any) -> JobSpec:
+    """Validate a parsed document; raise :class:`SpecError` naming the first bad field."""
+    if not isinstance(data, dict):
+        raise SpecError("spec", "a job spec is a mapping (YAML or JSON object)")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        first = format_validation_error(exc)[0]
+        raise SpecError(first["field"], first["message"]) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError("spec", f"cannot read {path}: {exc.strerror or exc}") from None
+    return validate_spec(parse_spec_text(text, suffix=path.suffix))
+
+
+def parse_spec_text(text: str, suffix: str = ".yaml") -> Any:
+    """Parse YAML (a superset of JSON) or JSON text into plain data."""
+    try:
+        if suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise SpecError("spec", f"not valid YAML/JSON: {exc}") from None

@@ -1,0 +1,125 @@
+"""Engines and sessions: one place that knows SQLite's and PostgreSQL's quirks.
+
+SQLite runs in WAL mode with a busy timeout, and every transaction starts with
+``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of failing later with
+"database is locked" when a read transaction tries to upgrade. PostgreSQL goes through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from regsearch import jsonsafe
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(RuntimeError):
+    """A database problem the caller can report (not a bug in the caller)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now; retrying later may succeed."""
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for a bare ``postgresql://`` URL."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """Keyword arguments for ``create_engine`` (shared with Optuna's RDB storage)."""
+    if is_sqlite(url):
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_recycle": 1800}
+
+
+def install_sqlite_pragmas(engine: Engine) -> None:
+    """WAL, busy timeout and ``BEGIN IMMEDIATE`` on every connection of a SQLite engine."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (pysqlite's
+        # implicit BEGIN would be DEFERRED).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the project's connection settings."""
+    url = normalize_url(url)
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, json_serializer=jsonsafe.dumps, **engine_kwargs(url))
+    if is_sqlite(url):
+        install_sqlite_pragmas(engine)
+    return engine
+
+
+class Database:
+    """An engine and its session factory; ``session()`` is the one unit-of-work scope."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """Commit on success, roll back on error, and turn connection failures into StoreUnavailable."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
+        except DBAPIError as exc:
+            session.rollback()
+            if exc.connection_invalidated:
+                raise StoreUnavailable(f"database connection lost: {exc.orig}") from exc
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless a trivial query succeeds."""
+        from sqlalchemy import text
+
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means "not ready"
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()

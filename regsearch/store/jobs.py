@@ -1,0 +1,207 @@
+"""Data functions for jobs: create (with its study), read, count, rank, cancel.
+
+Keyword-only functions over a :class:`~regsearch.store.db.Database`; the API, the coordinator
+and the dashboard call these rather than writing their own queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from regsearch import studies
+from regsearch.spec import JobSpec
+from regsearch.store.db import Database
+from regsearch.store.models import TRIAL_STATES, Epoch, Job, Trial, utcnow
+
+ACTIVE_JOB_STATES = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class JobCreated:
+    job: Job
+    created: bool  # False when an Idempotency-Key matched an earlier job
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def create_job(db: Database, *, spec: JobSpec, idempotency_key: str | None = None) -> JobCreated:
+    """Store a validated job and create its Optuna study; a repeated key returns the first job."""
+    if idempotency_key:
+        existing = find_by_idempotency_key(db, key=idempotency_key)
+        if existing is not None:
+            return JobCreated(existing, created=False)
+    job_id = new_job_id()
+    study_name = studies.create_study(db.url, job_id, spec)
+    job = Job(
+        id=job_id,
+        name=spec.name,
+        status="queued",
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        study_name=study_name,
+        idempotency_key=idempotency_key or None,
+    )
+    try:
+        with db.session() as session:
+            session.add(job)
+    except IntegrityError:
+        # Two submissions raced on the same key: keep the first, drop our study.
+        studies.delete_study(db.url, study_name)
+        existing = find_by_idempotency_key(db, key=idempotency_key or "")
+        if existing is None:
+            raise
+        return JobCreated(existing, created=False)
+    except BaseException:
+        studies.delete_study(db.url, study_name)
+        raise
+    return JobCreated(job, created=True)
+
+
+def find_by_idempotency_key(db: Database, *, key: str) -> Job | None:
+    with db.session() as session:
+        return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
+
+
+def get_job(db: Database, *, job_id: str) -> Job | None:
+    with db.session() as session:
+        return session.get(Job, job_id)
+
+
+def list_jobs(db: Database, *, limit: int = 100, offset: int = 0) -> tuple[list[Job], int]:
+    with db.session() as session:
+        total = session.scalar(select(func.count()).select_from(Job)) or 0
+        rows = session.scalars(select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+        return list(rows), total
+
+
+def trial_counts(db: Database, *, job_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per job, the number of trials in each state (attempts that were retried excluded)."""
+    counts = {job_id: dict.fromkeys(TRIAL_STATES, 0) for job_id in job_ids}
+    if not job_ids:
+        return counts
+    with db.session() as session:
+        rows = session.execute(
+            select(Trial.job_id, Trial.state, func.count())
+            .where(Trial.job_id.in_(job_ids), Trial.retried.is_(False))
+            .group_by(Trial.job_id, Trial.state)
+        ).all()
+    for job_id, state, n in rows:
+        counts[job_id][state] = int(n)
+    return counts
+
+
+def request_cancel(db: Database, *, job_id: str) -> Job | None:
+    """Mark a job for cancellation; the coordinator and the workers act on the flag."""
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return None
+        if job.status in ACTIVE_JOB_STATES:
+            job.cancel_requested = True
+        return job
+
+
+def set_job_status(db: Database, *, job_id: str, status: str, error: str | None = None) -> None:
+    now = utcnow()
+    values: dict[str, Any] = {"status": status}
+    if status == "running":
+        values["started_at"] = now
+    if status in ("completed", "failed", "cancelled"):
+        values["finished_at"] = now
+    if error is not None:
+        values["error"] = error
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def active_jobs(db: Database) -> list[Job]:
+    with db.session() as session:
+        return list(session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATES)).order_by(Job.created_at)).all())
+
+
+def _sort_value(metrics: dict[str, Any], metric: str, direction: str) -> float:
+    value = metrics.get(metric)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return math.inf  # unknown or diverged values rank last
+    return -float(value) if direction == "maximize" else float(value)
+
+
+def best_trials(db: Database, *, job: Job, k: int = 5) -> list[Trial]:
+    """The top ``k`` complete trials by the job's first objective (ties: the next objectives).
+
+    For a multi-objective job the Pareto-optimal trials come first.
+    """
+    spec = JobSpec.model_validate(job.spec)
+    metrics = spec.objective.metrics
+    directions = spec.directions
+    with db.session() as session:
+        rows = list(
+            session.scalars(
+                select(Trial).where(Trial.job_id == job.id, Trial.state == "complete", Trial.metrics.is_not(None))
+            ).all()
+        )
+
+    def key(trial: Trial) -> tuple[Any, ...]:
+        values = tuple(_sort_value(trial.metrics or {}, m, d) for m, d in zip(metrics, directions))
+        return (0 if trial.number in pareto else 1, *values, trial.number)
+
+    pareto = pareto_numbers(rows, metrics, directions) if len(metrics) > 1 else set()
+    return sorted(rows, key=key)[:k]
+
+
+def pareto_numbers(trials: list[Trial], metrics: list[str], directions: list[str]) -> set[int]:
+    """Numbers of the non-dominated trials (all objectives turned into 'smaller is better')."""
+    points = {
+        t.number: tuple(_sort_value(t.metrics or {}, m, d) for m, d in zip(metrics, directions)) for t in trials
+    }
+
+    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+    return {n for n, p in points.items() if not any(dominates(q, p) for m, q in points.items() if m != n)}
+
+
+def list_trials(
+    db: Database, *, job_id: str, state: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[Trial], int]:
+    query = select(Trial).where(Trial.job_id == job_id)
+    if state:
+        query = query.where(Trial.state == state)
+    with db.session() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.scalars(query.order_by(Trial.number).limit(limit).offset(offset)).all()
+        return list(rows), total
+
+
+def get_trial(db: Database, *, job_id: str, number: int) -> tuple[Trial, list[Row[Any]]] | None:
+    """A trial and its epochs (ordered)."""
+    with db.session() as session:
+        trial = session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.number == number)).first()
+        if trial is None:
+            return None
+        epochs = session.execute(
+            select(Epoch.epoch, Epoch.train_loss, Epoch.train_acc, Epoch.val_loss, Epoch.val_acc, Epoch.seconds)
+            .where(Epoch.trial_id == trial.id)
+            .order_by(Epoch.epoch)
+        ).all()
+        return trial, list(epochs)
+
+
+def elapsed_seconds(job: Job, now: dt.datetime | None = None) -> float | None:
+    if job.started_at is None:
+        return None
+    end = job.finished_at or now or utcnow()
+    start = job.started_at
+    if start.tzinfo is None:  # SQLite returns naive datetimes
+        start = start.replace(tzinfo=dt.timezone.utc)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (end - start).total_seconds())

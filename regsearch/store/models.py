@@ -1,0 +1,99 @@
+"""The project's tables: jobs, trials and epochs (Optuna keeps its own tables beside them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
+TRIAL_STATES = ("queued", "running", "complete", "pruned", "failed")
+FINAL_TRIAL_STATES = ("complete", "pruned", "failed")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=True)}
+
+
+class Job(Base):
+    __tablename__ = "regsearch_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    spec: Mapped[dict[str, Any]]
+    study_name: Mapped[str] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    trials: Mapped[list[Trial]] = relationship(back_populates="job", cascade="all, delete-orphan")
+
+
+class Trial(Base):
+    """One attempt at one configuration; ``number`` is the Optuna trial number within the study.
+
+    A lost attempt (stale heartbeat) ends ``failed`` and, under the retry limit, its parameters
+    run again as a new row with ``attempt + 1`` and ``retry_of`` pointing back; only the last
+    attempt of a lineage counts toward the job's budget.
+    """
+
+    __tablename__ = "regsearch_trials"
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", name="uq_trial_job_number"),
+        Index("ix_trial_job_state", "job_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("regsearch_jobs.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    optuna_trial_id: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    params: Mapped[dict[str, Any]]
+    recipe: Mapped[dict[str, Any] | None]
+    metrics: Mapped[dict[str, Any] | None]
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    retry_of: Mapped[int | None]
+    retried: Mapped[bool] = mapped_column(Boolean, default=False)  # a later attempt replaced it
+    retryable: Mapped[bool] = mapped_column(Boolean, default=False)  # lost or transient failure
+    lease: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    device: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    superseded_result: Mapped[dict[str, Any] | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    enqueued_at: Mapped[dt.datetime | None]
+    send_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    job: Mapped[Job] = relationship(back_populates="trials")
+
+
+class Epoch(Base):
+    __tablename__ = "regsearch_epochs"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("regsearch_trials.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    train_loss: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
+    train_acc: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
+    val_loss: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
+    val_acc: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
+    seconds: Mapped[float | None] = mapped_column(Float)  # NULL for NaN

@@ -1,0 +1,209 @@
+"""The trial lifecycle in SQL: add, enqueue, claim, beat, record epochs, finish, reap.
+
+Every transition is one conditional UPDATE, so two processes racing on a trial (a duplicate
+delivery, a reaper and a late worker) settle on exactly one winner without locks held across
+training. A worker owns a running trial through its ``lease``; a write carrying a lease that
+no longer matches is a late result and is kept aside as ``superseded_result``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from regsearch.jsonsafe import finite_or_none
+from regsearch.metrics import EpochMetrics
+from regsearch.store.db import Database, is_sqlite
+from regsearch.store.models import Epoch, Job, Trial, utcnow
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on a running trial."""
+
+    trial_id: int
+    lease: str
+    job_id: str
+    number: int
+    optuna_trial_id: int
+    params: dict[str, Any]
+    spec: dict[str, Any]
+    study_name: str
+
+
+@dataclass(frozen=True)
+class Control:
+    """What a running trial learns at each beat: does it still own the trial, and go on?"""
+
+    owner: bool
+    cancelled: bool
+
+
+def add_trial(
+    db: Database,
+    *,
+    job_id: str,
+    number: int,
+    optuna_trial_id: int,
+    params: dict[str, Any],
+    attempt: int = 1,
+    retry_of: int | None = None,
+) -> int:
+    """Insert a queued trial row; returns its id."""
+    with db.session() as session:
+        trial = Trial(
+            job_id=job_id, number=number, optuna_trial_id=optuna_trial_id, params=params,
+            attempt=attempt, retry_of=retry_of, state="queued",
+        )
+        session.add(trial)
+        session.flush()
+        return trial.id
+
+
+def mark_sent(db: Database, *, trial_ids: list[int]) -> None:
+    """Record that a message for each trial went to the broker (for the reconciler)."""
+    if not trial_ids:
+        return
+    with db.session() as session:
+        session.execute(
+            update(Trial).where(Trial.id.in_(trial_ids), Trial.state == "queued")
+            .values(enqueued_at=utcnow(), send_count=Trial.send_count + 1)
+        )
+
+
+def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | None:
+    """Atomically move a queued trial to running; None when it is not queued (a duplicate)."""
+    lease = uuid.uuid4().hex
+    now = utcnow()
+    with db.session() as session:
+        result = session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id, Trial.state == "queued")
+            .values(state="running", lease=lease, worker=worker, device=device, started_at=now, heartbeat_at=now)
+        )
+        if result.rowcount != 1:
+            return None
+        trial, job = session.execute(select(Trial, Job).join(Job).where(Trial.id == trial_id)).one()
+        return Claim(
+            trial_id=trial.id, lease=lease, job_id=job.id, number=trial.number,
+            optuna_trial_id=trial.optuna_trial_id, params=dict(trial.params), spec=dict(job.spec),
+            study_name=job.study_name,
+        )
+
+
+def _control(session: Any, trial_id: int, lease: str, now: dt.datetime) -> Control:
+    owned = session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.lease == lease, Trial.state == "running")
+        .values(heartbeat_at=now)
+    ).rowcount == 1
+    cancelled = bool(
+        session.scalar(select(Job.cancel_requested).join(Trial, Trial.job_id == Job.id).where(Trial.id == trial_id))
+    )
+    return Control(owner=owned, cancelled=cancelled)
+
+
+def beat(db: Database, *, trial_id: int, lease: str) -> Control:
+    """Refresh the heartbeat of a running trial."""
+    with db.session() as session:
+        return _control(session, trial_id, lease, utcnow())
+
+
+def _epoch_upsert(db: Database, rows: list[dict[str, Any]]) -> Any:
+    insert = sqlite.insert if is_sqlite(db.url) else postgresql.insert
+    stmt = insert(Epoch).values(rows)
+    columns = ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+    return stmt.on_conflict_do_update(
+        index_elements=[Epoch.trial_id, Epoch.epoch], set_={c: getattr(stmt.excluded, c) for c in columns}
+    )
+
+
+def record_epochs(db: Database, *, trial_id: int, lease: str, epochs: list[EpochMetrics]) -> Control:
+    """Upsert epoch rows (one statement; key: trial, epoch) and beat, in one transaction.
+
+    A worker that lost its lease writes nothing: its epochs would mix with the new attempt's.
+    """
+    rows = [{"trial_id": trial_id, **finite_or_none(e.as_dict())} for e in epochs]
+    with db.session() as session:
+        control = _control(session, trial_id, lease, utcnow())
+        if control.owner and rows:
+            session.execute(_epoch_upsert(db, rows))
+        return control
+
+
+def set_recipe(db: Database, *, trial_id: int, lease: str, recipe: dict[str, Any]) -> None:
+    with db.session() as session:
+        session.execute(update(Trial).where(Trial.id == trial_id, Trial.lease == lease).values(recipe=recipe))
+
+
+def finish(
+    db: Database,
+    *,
+    trial_id: int,
+    lease: str,
+    state: str,
+    metrics: dict[str, Any] | None = None,
+    error: str | None = None,
+    retryable: bool = False,
+) -> bool:
+    """Write a running trial's outcome; False (result kept as superseded) if the lease was lost."""
+    assert state in ("complete", "pruned", "failed")
+    now = utcnow()
+    metrics = finite_or_none(metrics) if metrics is not None else None
+    with db.session() as session:
+        done = session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id, Trial.lease == lease, Trial.state == "running")
+            .values(state=state, metrics=metrics, error=error, finished_at=now, heartbeat_at=now,
+                    retried=False, retryable=retryable)
+        ).rowcount == 1
+        if not done:
+            session.execute(
+                update(Trial).where(Trial.id == trial_id).values(
+                    superseded_result={"state": state, "metrics": metrics, "error": error, "lease": lease,
+                                       "at": now.isoformat()}
+                )
+            )
+        return done
+
+
+def stale_running(db: Database, *, job_id: str, older_than: dt.datetime) -> list[Trial]:
+    with db.session() as session:
+        return list(session.scalars(
+            select(Trial).where(Trial.job_id == job_id, Trial.state == "running", Trial.heartbeat_at < older_than)
+        ).all())
+
+
+def fail_stale(db: Database, *, trial_id: int, older_than: dt.datetime, reason: str) -> bool:
+    """Fail a running trial whose heartbeat is still older than ``older_than`` (reaper side)."""
+    with db.session() as session:
+        return session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id, Trial.state == "running", Trial.heartbeat_at < older_than)
+            .values(state="failed", error=reason, finished_at=utcnow(), retryable=True)
+        ).rowcount == 1
+
+
+def fail_queued(db: Database, *, trial_id: int, reason: str) -> bool:
+    with db.session() as session:
+        return session.execute(
+            update(Trial).where(Trial.id == trial_id, Trial.state == "queued")
+            .values(state="failed", error=reason, finished_at=utcnow(), retryable=False)
+        ).rowcount == 1
+
+
+def mark_retried(db: Database, *, trial_id: int) -> bool:
+    with db.session() as session:
+        return session.execute(
+            update(Trial).where(and_(Trial.id == trial_id, Trial.retried.is_(False))).values(retried=True)
+        ).rowcount == 1
+
+
+def job_trials(db: Database, *, job_id: str) -> list[Trial]:
+    with db.session() as session:
+        return list(session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)).all())

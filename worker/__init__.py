@@ -1,0 +1,1 @@
+"""The worker: model builder, datasets and training loop (pure PyTorch), plus the Celery adapter."""

@@ -1,0 +1,361 @@
+"""Datasets: built-in sources and the user's own npz/csv files, split and standardized.
+
+Every failure a user can cause (a missing file, a missing array, text in a numeric column, a
+path that escapes the data directory) is a :class:`DatasetError` whose message names the spec
+field, never a numpy traceback. Features are float32 shaped ``(N, *sample_shape)``; labels are
+int64 in ``0..n_classes-1``. Nothing here is pickled: arrays are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from regsearch.spec import DatasetSpec
+
+# The mnist1d package's defaults (5000 examples, 4000/1000 train/test, seed 42), pinned here so
+# the cache file name says what is in it without importing the package (which pulls matplotlib).
+MNIST1D_SAMPLES = 5000
+MNIST1D_SEED = 42
+MNIST1D_CACHE = f"mnist1d-n{MNIST1D_SAMPLES}-seed{MNIST1D_SEED}.npz"
+SYNTHETIC_SEED = 0  # the synthetic set is fixed; split_seed only changes how it is split
+CACHE_ENTRIES = 8  # datasets kept per worker process
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the spec field (``dataset.path: ...``)."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train/val/test arrays (read-only), standardized with statistics of the training split."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    sample_shape: tuple[int, ...]
+    n_classes: int
+    name: str
+
+
+@dataclass
+class _Raw:
+    x: np.ndarray  # (N, *sample_shape), any numeric dtype
+    y: np.ndarray  # (N,) int64 in 0..K-1
+    n_classes: int
+    x_test: np.ndarray | None = None  # the dataset's own test split, if it brings one
+    y_test: np.ndarray | None = None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def resolve_data_path(data_dir: Path, relative: str) -> Path:
+    """The file ``relative`` inside ``data_dir``; refuses anything that resolves outside it."""
+    root = Path(data_dir).resolve()
+    rel = PurePosixPath(relative.replace("\\", "/"))
+    if not relative or rel.is_absolute() or ".." in rel.parts or "\x00" in relative:
+        raise DatasetError(f"dataset.path: {relative!r} must be a relative path inside the data directory")
+    # resolve() follows symlinks, so a link pointing outside the data directory is caught here
+    full = (root / rel).resolve()
+    if not full.is_relative_to(root):
+        raise DatasetError(f"dataset.path: {relative} resolves outside the data directory")
+    if not full.is_file():
+        raise DatasetError(f"dataset.path: {relative} does not exist in the data directory")
+    return full
+
+
+def _encode_labels(y: np.ndarray, field: str, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels -> (codes 0..K-1, sorted classes); ``classes`` maps a test split like its train split."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DatasetError(f"{field} must be one label per example, shape (N,); got {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+            raise DatasetError(f"{field} must hold integer or string class labels, not fractions or NaN")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "biuUS":
+        raise DatasetError(f"{field} must hold integer or string class labels (got dtype {y.dtype})")
+    if classes is None:
+        classes = np.unique(y)
+    codes = np.searchsorted(classes, y)
+    codes = np.clip(codes, 0, len(classes) - 1)
+    unknown = classes[codes] != y
+    if unknown.any():
+        raise DatasetError(f"{field} has label {y[unknown][0]!r} that the training labels do not contain")
+    return codes.astype(np.int64), classes
+
+
+def _check_features(x: np.ndarray, field: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"{field} must be numeric (got dtype {x.dtype})")
+    if x.ndim not in (2, 3, 4) or x.shape[0] == 0 or 0 in x.shape[1:]:
+        raise DatasetError(f"{field} must have shape (N, F), (N, H, W) or (N, C, H, W); got {x.shape}")
+    x32 = x.astype(np.float32)
+    if not np.isfinite(x32).all():
+        raise DatasetError(f"{field} contains NaN or infinite values (or values too large for float32)")
+    # (N, F) and (N, H, W) have one channel; (N, C, H, W) brings its own
+    return x32[:, None] if x32.ndim in (2, 3) else x32
+
+
+def _load_npz(path: Path, shown: str) -> _Raw:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError, OSError, EOFError, BadZipFile... for junk
+        raise DatasetError(f"dataset.path: {shown} is not a readable .npz file ({_reason(exc)})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DatasetError(f"dataset.path: {shown} is a single .npy array; save x and y with np.savez")
+    with archive:
+        names = set(archive.files)
+        for required in ("x", "y"):
+            if required not in names:
+                raise DatasetError(f"dataset.path: {shown} has no array {required!r}")
+        if ("x_test" in names) != ("y_test" in names):
+            raise DatasetError(f"dataset.path: {shown} needs both x_test and y_test, or neither")
+        arrays: dict[str, np.ndarray] = {}
+        for name in ("x", "y", "x_test", "y_test"):
+            if name in names:
+                try:
+                    arrays[name] = archive[name]
+                except Exception as exc:
+                    raise DatasetError(f"dataset.path: {shown}: array {name!r} cannot be read ({_reason(exc)})") from None
+    x = _check_features(arrays["x"], f"dataset.path: {shown}: array 'x'")
+    y, classes = _encode_labels(arrays["y"], f"dataset.path: {shown}: array 'y'")
+    if len(y) != len(x):
+        raise DatasetError(f"dataset.path: {shown}: 'x' has {len(x)} rows but 'y' has {len(y)}")
+    raw = _Raw(x=x, y=y, n_classes=len(classes))
+    if "x_test" in arrays:
+        raw.x_test = _check_features(arrays["x_test"], f"dataset.path: {shown}: array 'x_test'")
+        raw.y_test, _ = _encode_labels(arrays["y_test"], f"dataset.path: {shown}: array 'y_test'", classes)
+        if raw.x_test.shape[1:] != x.shape[1:]:
+            raise DatasetError(f"dataset.path: {shown}: 'x_test' examples have shape {raw.x_test.shape[1:]}, 'x' {x.shape[1:]}")
+        if len(raw.y_test) != len(raw.x_test):
+            raise DatasetError(f"dataset.path: {shown}: 'x_test' has {len(raw.x_test)} rows but 'y_test' has {len(raw.y_test)}")
+    return raw
+
+
+def _load_csv(path: Path, shown: str, label_column: str) -> _Raw:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row]  # blank lines carry nothing
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"dataset.path: {shown} cannot be read as CSV ({_reason(exc)})") from None
+    if len(rows) < 2:
+        raise DatasetError(f"dataset.path: {shown} needs a header row and at least one data row")
+    header = [name.strip() for name in rows[0]]
+    if label_column not in header:
+        raise DatasetError(f"dataset.label_column: {shown} has no column {label_column!r} (columns: {', '.join(header[:20])})")
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DatasetError(f"dataset.path: {shown} line {line} has {len(row)} fields, the header {len(header)}")
+    label_at = header.index(label_column)
+    if len(header) < 2:
+        raise DatasetError(f"dataset.path: {shown} has no feature columns besides {label_column!r}")
+    table = np.array([[cell.strip() for cell in row] for row in rows[1:]], dtype=str)
+    cells = np.delete(table, label_at, axis=1)
+    try:
+        x = cells.astype(np.float64)
+    except ValueError:
+        bad = next((r, c) for r in range(cells.shape[0]) for c in range(cells.shape[1]) if not _is_float(cells[r, c]))
+        column = [h for i, h in enumerate(header) if i != label_at][bad[1]]
+        raise DatasetError(f"dataset.path: {shown} line {bad[0] + 2}, column {column!r}: {cells[bad]!r} is not a number") from None
+    labels = table[:, label_at]
+    try:
+        y_raw: np.ndarray = labels.astype(np.int64)  # numeric labels keep their numeric order
+    except ValueError:
+        y_raw = labels
+    y, classes = _encode_labels(y_raw, f"dataset.label_column: column {label_column!r}")
+    return _Raw(x=_check_features(x, f"dataset.path: {shown}"), y=y, n_classes=len(classes))
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _mnist1d(data_dir: Path) -> _Raw:
+    """mnist1d generated offline by its own package (never downloaded), cached as .npz."""
+    cache = Path(data_dir) / "datasets" / MNIST1D_CACHE
+    arrays: dict[str, np.ndarray] | None = None
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in ("x", "y", "x_test", "y_test")}
+        except Exception:
+            arrays = None  # a truncated or foreign cache file is simply regenerated
+    if arrays is None:
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        args.num_samples, args.seed = MNIST1D_SAMPLES, MNIST1D_SEED
+        # make_dataset seeds the global numpy/random generators; restore them for our callers
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            made = make_dataset(args)
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        arrays = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
+        _write_atomically(cache, arrays)
+    return _Raw(
+        x=arrays["x"][:, None, :], y=arrays["y"].astype(np.int64), n_classes=10,
+        x_test=arrays["x_test"][:, None, :], y_test=arrays["y_test"].astype(np.int64),
+    )
+
+
+def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    # several worker processes may generate at once: write a private file, then rename over
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only data directory only costs regenerating next time
+
+
+def _digits() -> _Raw:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return _Raw(x=bunch.data.reshape(-1, 1, 8, 8), y=bunch.target.astype(np.int64), n_classes=10)
+
+
+def _synthetic(spec: DatasetSpec) -> _Raw:
+    from sklearn.datasets import make_classification
+
+    n_samples = spec.n_samples or 2000
+    n_features = spec.n_features or 20
+    n_classes = spec.n_classes or 3
+    informative = min(n_features, max(2, n_features // 2))
+    # sklearn places each class's clusters on hypercube vertices: 2**informative must suffice
+    clusters = 2 if n_classes * 2 <= 2**min(informative, 30) else 1
+    if n_classes > 2 ** min(informative, 30):
+        raise DatasetError(f"dataset.n_classes: {n_classes} classes need more than {n_features} features")
+    if n_samples < 2 * n_classes:
+        raise DatasetError(f"dataset.n_samples: {n_samples} examples are too few for {n_classes} classes")
+    x, y = make_classification(
+        n_samples=n_samples, n_features=n_features, n_informative=informative,
+        n_redundant=min(2, n_features - informative), n_classes=n_classes,
+        n_clusters_per_class=clusters, flip_y=0.01 if spec.noise is None else spec.noise,
+        random_state=SYNTHETIC_SEED,
+    )
+    return _Raw(x=x[:, None, :], y=y.astype(np.int64), n_classes=n_classes)
+
+
+def _raw(spec: DatasetSpec, data_dir: Path) -> _Raw:
+    if spec.name == "mnist1d":
+        return _mnist1d(data_dir)
+    if spec.name == "digits":
+        return _digits()
+    if spec.name == "synthetic":
+        return _synthetic(spec)
+    path = resolve_data_path(data_dir, spec.path or "")
+    if spec.name == "npz":
+        return _load_npz(path, spec.path or "")
+    return _load_csv(path, spec.path or "", spec.label_column)
+
+
+def _hold_out(y: np.ndarray, n_out: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out), stratified by ``y`` where every class can be split."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    try:
+        kept, out = train_test_split(index, test_size=n_out, random_state=seed, stratify=y)
+    except ValueError:  # a class with one example, or fewer held-out slots than classes
+        kept, out = train_test_split(index, test_size=n_out, random_state=seed)
+    return np.asarray(kept), np.asarray(out)
+
+
+def load_dataset(spec: DatasetSpec, data_dir: Path) -> Splits:
+    """Load ``spec``'s dataset, split it with ``spec.split_seed`` and standardize it."""
+    raw = _raw(spec, Path(data_dir))
+    if raw.n_classes < 2:
+        field = {"csv": "dataset.label_column", "npz": "dataset.path"}.get(spec.name, "dataset.name")
+        raise DatasetError(f"{field}: needs at least 2 classes, found {raw.n_classes}")
+    x, y = raw.x, raw.y
+    if raw.x_test is not None and raw.y_test is not None:
+        # the dataset's own test split: val keeps the train:val ratio a self-made split would have
+        x_test, y_test = raw.x_test, raw.y_test
+        n_val = max(1, round(len(y) * spec.val_fraction / (1 - spec.test_fraction)))
+    else:
+        n_test = max(1, round(len(y) * spec.test_fraction))
+        if len(y) - n_test < 2:
+            raise DatasetError(f"dataset: {len(y)} examples are too few to split into train/val/test")
+        rest, test = _hold_out(y, n_test, spec.split_seed)
+        x_test, y_test, x, y = x[test], y[test], x[rest], y[rest]
+        n_val = max(1, round((len(rest) + n_test) * spec.val_fraction))
+    if len(y) - n_val < 1:
+        raise DatasetError(f"dataset: {len(y)} examples are too few to split into train/val/test")
+    train, val = _hold_out(y, n_val, spec.split_seed)
+    x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
+
+    # per-feature statistics of the training split only: val/test must not leak into them
+    flat = x_train.reshape(len(x_train), -1).astype(np.float64)
+    mean = flat.mean(axis=0)
+    std = flat.std(axis=0)
+    std[std < 1e-12] = 1.0  # a constant feature stays constant (0) instead of dividing by zero
+
+    def standardize(a: np.ndarray) -> np.ndarray:
+        out = ((a.reshape(len(a), -1) - mean) / std).astype(np.float32).reshape(a.shape)
+        out.flags.writeable = False  # cached and shared within a process: never mutated
+        return out
+
+    def labels(a: np.ndarray) -> np.ndarray:
+        out = np.ascontiguousarray(a, dtype=np.int64)
+        out.flags.writeable = False
+        return out
+
+    return Splits(
+        x_train=standardize(x_train), y_train=labels(y_train),
+        x_val=standardize(x_val), y_val=labels(y_val),
+        x_test=standardize(x_test), y_test=labels(y_test),
+        sample_shape=tuple(int(d) for d in x.shape[1:]), n_classes=int(raw.n_classes), name=spec.name,
+    )
+
+
+def input_shape_for(splits: Splits, family: str) -> list[int]:
+    """The model's input shape: ``[features]`` for an mlp, the sample shape for a cnn."""
+    if family == "mlp":
+        return [int(np.prod(splits.sample_shape))]
+    if family == "cnn":
+        return list(splits.sample_shape)
+    raise ValueError(f"model.family: unknown family {family!r} (use mlp or cnn)")
+
+
+_cache: OrderedDict[tuple[str, str], Splits] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def load_dataset_cached(spec: DatasetSpec, data_dir: Path) -> Splits:
+    """:func:`load_dataset`, loaded once per process per (spec, data_dir); least recent evicted."""
+    key = (spec.model_dump_json(), str(Path(data_dir).resolve()))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    splits = load_dataset(spec, data_dir)  # outside the lock: loading may take seconds
+    with _cache_lock:
+        _cache[key] = splits
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return splits
