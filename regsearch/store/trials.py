@@ -179,21 +179,21 @@ def stale_running(db: Database, *, job_id: str, older_than: dt.datetime) -> list
         ).all())
 
 
-def fail_stale(db: Database, *, trial_id: int, older_than: dt.datetime, reason: str) -> bool:
+def fail_stale(db: Database, *, trial_id: int, older_than: dt.datetime, reason: str, retryable: bool = True) -> bool:
     """Fail a running trial whose heartbeat is still older than ``older_than`` (reaper side)."""
     with db.session() as session:
         return session.execute(
             update(Trial)
             .where(Trial.id == trial_id, Trial.state == "running", Trial.heartbeat_at < older_than)
-            .values(state="failed", error=reason, finished_at=utcnow(), retryable=True)
+            .values(state="failed", error=reason, finished_at=utcnow(), retryable=retryable)
         ).rowcount == 1
 
 
-def fail_queued(db: Database, *, trial_id: int, reason: str) -> bool:
+def fail_queued(db: Database, *, trial_id: int, reason: str, retryable: bool = False) -> bool:
     with db.session() as session:
         return session.execute(
             update(Trial).where(Trial.id == trial_id, Trial.state == "queued")
-            .values(state="failed", error=reason, finished_at=utcnow(), retryable=False)
+            .values(state="failed", error=reason, finished_at=utcnow(), retryable=retryable)
         ).rowcount == 1
 
 

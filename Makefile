@@ -1,0 +1,43 @@
+# regsearch: `make demo` and `make test` are the two commands of the README's Quick start.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH_CPU_VERSION ?= 2.13.0
+
+.PHONY: install demo test test-fast bench bench-full lint clean
+
+# Re-install only when the project's dependencies changed (quick and idempotent otherwise).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# Without a GPU, take the CPU build of torch first, so nothing pulls GBs of CUDA packages.
+	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+	  if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -m pip install --quiet torch; \
+	  else $(BIN)/python -m pip install --quiet torch==$(TORCH_CPU_VERSION); fi; \
+	fi
+	$(BIN)/python -m pip install --quiet -e ".[worker,dashboard,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/regsearch demo
+
+test: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+test-fast: install
+	$(BIN)/python -m pytest -q -x -m "not slow and not browser"
+
+bench: install
+	$(BIN)/python -m bench
+
+bench-full: install
+	$(BIN)/python -m bench --full
+
+lint: install
+	$(BIN)/ruff check regsearch services worker dashboard tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .regsearch

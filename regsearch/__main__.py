@@ -1,0 +1,3 @@
+from regsearch.cli import main
+
+main()

@@ -1,0 +1,86 @@
+"""``regsearch demo``: the whole service on embedded defaults, one bundled search, then stop."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from regsearch.client import Client
+from regsearch.config import Settings
+from regsearch.launcher import Supervisor, plan
+from regsearch.report import comparison_table, job_progress, print_best
+from regsearch.store.migrate import upgrade
+
+READY_TIMEOUT_S = 90
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(client: Client, supervisor: Supervisor, console: Console) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with console.status("starting the API, the coordinator and the workers..."):
+        while time.monotonic() < deadline:
+            if supervisor.dead():
+                return False
+            if client.ready():
+                return True
+            time.sleep(0.3)
+    return False
+
+
+def run_demo(settings: Settings, spec: dict[str, Any], *, workers: int, console: Console) -> int:
+    """Start everything, run ``spec`` to the end with a progress bar, print the comparison; exit code."""
+    upgrade(settings.sqlalchemy_url)
+    port = _free_port()  # never collide with a `regsearch up` already running
+    settings = settings.model_copy(update={"api_url": f"http://127.0.0.1:{port}"})
+    log_dir = str(settings.data_dir / "logs")
+    supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=port, dashboard_port=None), log_dir)
+    started = time.monotonic()
+    supervisor.start()
+    try:
+        with Client(settings) as client:
+            if not _wait_ready(client, supervisor, console):
+                console.print(f"[red]the service did not start; see the logs in {log_dir}[/]")
+                return 1
+            job = client.submit(spec)
+            console.print(f"submitted job {job['id']} ({spec['name']}): {spec['budget']['n_trials']} trials, "
+                          f"{workers} workers, data in {settings.data_dir}")
+            job = _follow(client, job["id"], supervisor, console)
+            if job is None:
+                console.print(f"[red]a component stopped unexpectedly; see the logs in {log_dir}[/]")
+                return 1
+            trials = client.trials(job["id"])["items"]
+            console.print(comparison_table(trials))
+            print_best(console, client.best(job["id"], 3)["items"])
+            console.print(f"job {job['status']} in {time.monotonic() - started:.1f}s (wall, incl. start-up). "
+                          f"See it with `regsearch up` and the dashboard at http://127.0.0.1:8501/?job={job['id']}")
+            return 0 if job["status"] == "completed" else 1
+    finally:
+        supervisor.stop()
+
+
+def _follow(client: Client, job_id: str, supervisor: Supervisor, console: Console) -> dict[str, Any] | None:
+    with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("trials", total=None, detail="")
+        while True:
+            job = client.job(job_id)
+            done, total = job_progress(job)
+            best = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
+            detail = f"running {job['counts']['running']}, pruned {job['counts']['pruned']}"
+            if isinstance(best, (int, float)):
+                detail += f", best val_acc {best:.4f}"
+            progress.update(task, completed=done, total=total, detail=detail)
+            if job["status"] in ("completed", "failed", "cancelled"):
+                return job
+            if supervisor.dead():
+                return None
+            time.sleep(0.5)

@@ -1,0 +1,99 @@
+"""``regsearch up``: the components as child processes, stopped together.
+
+Each child runs in its own process group, so stopping one also stops what it forked (a Celery
+worker's pool, Streamlit's server) and nothing is left behind after Ctrl-C or the demo.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from regsearch.config import Settings
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "regsearch", *args]
+
+
+def plan(settings: Settings, *, workers: int, api_port: int, dashboard_port: int | None) -> list[Component]:
+    """What ``up`` starts: API, coordinator, one worker with ``workers`` trial processes, dashboard."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    components = [
+        Component("api", _cli("api", "--port", str(api_port))),
+        Component("coordinator", _cli("coordinator")),
+        # One torch thread pool per trial process, sized so trials do not fight over cores.
+        Component("worker", _cli("worker", "--concurrency", str(workers)),
+                  {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}),
+    ]
+    if dashboard_port is not None:
+        components.append(Component("dashboard", _cli("dashboard", "--port", str(dashboard_port))))
+    return components
+
+
+class Supervisor:
+    """Starts components, notices one that dies, stops them all (TERM, then KILL)."""
+
+    def __init__(self, settings: Settings, components: list[Component], log_dir: str | None = None) -> None:
+        self.settings = settings
+        self.components = components
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env["REGSEARCH_DATA_DIR"] = str(self.settings.data_dir)
+        env["REGSEARCH_DATABASE_URL"] = self.settings.sqlalchemy_url
+        if self.settings.broker_url:
+            env["REGSEARCH_BROKER_URL"] = self.settings.broker_url
+        env.update(extra)
+        return env
+
+    def start(self) -> None:
+        for component in self.components:
+            out = None
+            if self.log_dir:
+                os.makedirs(self.log_dir, exist_ok=True)
+                out = open(os.path.join(self.log_dir, f"{component.name}.log"), "ab")  # noqa: SIM115
+            self.processes[component.name] = subprocess.Popen(
+                component.argv, env=self._env(component.env), start_new_session=True,
+                stdout=out, stderr=subprocess.STDOUT if out else None,
+            )
+
+    def dead(self) -> list[tuple[str, int]]:
+        """Components that exited, with their exit codes."""
+        return [(name, p.returncode) for name, p in self.processes.items() if p.poll() is not None]
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        for process in self.processes.values():
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # The group may hold grandchildren (pool processes) even after the leader exited.
+            _signal_group(process, signal.SIGKILL)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,179 @@
+"""One trial on a worker, from claim to tell: the glue between the store, Optuna and the trainer.
+
+Order matters for "nothing lost": claim (atomic) -> recipe -> epochs (each upserted with a
+heartbeat) -> summary written to the trial row -> ``study.tell``. A worker that lost its lease
+(reaped as dead, then came back) keeps its result aside as superseded and tells Optuna nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from regsearch import studies
+from regsearch.config import Settings
+from regsearch.metrics import EpochMetrics, summarize
+from regsearch.space import make_recipe
+from regsearch.spec import JobSpec
+from regsearch.store import trials as trial_store
+from regsearch.store.db import Database
+from regsearch.store.trials import Claim
+
+log = logging.getLogger("regsearch.worker")
+
+
+@functools.lru_cache(maxsize=4)
+def _database(url: str) -> Database:
+    """One engine per worker process (created after the fork, never inherited)."""
+    return Database(url)
+
+
+_DEVICE_DATA: dict[tuple[int, str], Any] = {}
+
+
+def _on_device(splits: Any, device: Any) -> Any:
+    """The dataset's tensors on ``device``, moved once per worker process and kept there."""
+    from worker.train import to_device
+
+    key = (id(splits), str(device))  # load_dataset_cached returns the same object per spec
+    held = _DEVICE_DATA.get(key)
+    if held is None or held[0] is not splits:
+        _DEVICE_DATA.clear()  # one dataset at a time on the device is plenty
+        held = _DEVICE_DATA[key] = (splits, to_device(splits, device))
+    return held[1]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Heartbeat:
+    """Beats from a thread, so a long epoch still shows the trial alive; dies with the process."""
+
+    def __init__(self, db: Database, claim: Claim, interval_s: float) -> None:
+        self._db, self._claim, self._interval = db, claim, interval_s
+        self._stop = threading.Event()
+        self.lost = threading.Event()
+        self.cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{claim.trial_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                control = trial_store.beat(self._db, trial_id=self._claim.trial_id, lease=self._claim.lease)
+            except Exception as exc:  # a failed beat is retried; the grace period absorbs a few
+                log.warning("heartbeat failed for trial %d: %s", self._claim.trial_id, exc)
+                continue
+            if not control.owner:
+                self.lost.set()
+            if control.cancelled:
+                self.cancelled.set()
+
+
+@dataclass
+class EpochReporter:
+    """The trainer's ``on_epoch`` callback: record, report, and decide whether to stop."""
+
+    db: Database
+    claim: Claim
+    spec: JobSpec
+    optuna_trial: Any  # optuna.trial.Trial, or None when the job does not prune
+    heartbeat: Heartbeat
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    stop_reason: str | None = None  # "pruned", "cancelled" or "lease lost"
+
+    def __call__(self, metrics: EpochMetrics) -> bool:
+        self.epochs.append(metrics)
+        control = trial_store.record_epochs(self.db, trial_id=self.claim.trial_id, lease=self.claim.lease,
+                                            epochs=[metrics])
+        if not control.owner or self.heartbeat.lost.is_set():
+            self.stop_reason = "lease lost"
+            return True
+        if control.cancelled or self.heartbeat.cancelled.is_set():
+            self.stop_reason = "cancelled"
+            return True
+        if self.optuna_trial is not None:
+            value = summarize(self.epochs, None)[self.spec.objective.metrics[0]]
+            if value is not None:
+                self.optuna_trial.report(float(value), metrics.epoch)
+                if self.optuna_trial.should_prune():
+                    self.stop_reason = "pruned"
+                    return True
+        return False
+
+
+def _objective_values(spec: JobSpec, summary: dict[str, Any]) -> list[float] | None:
+    import math
+
+    values = [summary.get(m) for m in spec.objective.metrics]
+    if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+        return None
+    return [float(v) for v in values]  # type: ignore[arg-type]
+
+
+def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[str, Any]:
+    """Claim and train one trial; a duplicate delivery returns at once without training."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from worker.datasets import DatasetError, input_shape_for, load_dataset_cached
+    from worker.train import NonFiniteLossError, select_device, train_trial
+
+    db = _database(settings.sqlalchemy_url)
+    torch_device = select_device(device)
+    claim = trial_store.claim(db, trial_id=trial_id, worker=worker_name(), device=str(torch_device))
+    if claim is None:
+        log.info("trial %d is already claimed or finished: duplicate delivery acknowledged", trial_id)
+        return {"trial_id": trial_id, "outcome": "duplicate"}
+
+    spec = JobSpec.model_validate(claim.spec)
+    study = studies.load_study(db.url, claim.study_name, spec, with_sampler=False)
+    state, metrics, error, retryable = "failed", None, None, False
+    with Heartbeat(db, claim, settings.heartbeat_interval_s) as heartbeat:
+        try:
+            splits = load_dataset_cached(spec.dataset, settings.data_dir)
+            recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model.family), splits.n_classes)
+            trial_store.set_recipe(db, trial_id=trial_id, lease=claim.lease, recipe=recipe)
+            prunes = spec.pruner != "none" and len(spec.objective.metrics) == 1
+            reporter = EpochReporter(db, claim, spec, optuna.trial.Trial(study, claim.optuna_trial_id) if prunes else None, heartbeat)
+            result = train_trial(recipe, spec.training, _on_device(splits, torch_device), on_epoch=reporter)
+            metrics = result.summary
+            if reporter.stop_reason == "pruned":
+                state = "pruned"
+            elif reporter.stop_reason == "cancelled":
+                error = "job cancelled"
+            elif reporter.stop_reason == "lease lost":
+                error = "lease lost: the trial was presumed dead and reassigned"
+            elif _objective_values(spec, metrics) is None:
+                error = f"objective {spec.objective.metrics} is not a finite number"
+            else:
+                state = "complete"
+        except (NonFiniteLossError, DatasetError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"  # deterministic: the same config fails again
+        except Exception as exc:  # OOM, driver errors...: may pass on another attempt
+            log.exception("trial %d failed", trial_id)
+            error, retryable = f"{type(exc).__name__}: {exc}", True
+
+    owned = trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
+                               error=error, retryable=retryable)
+    if not owned:
+        log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
+        return {"trial_id": trial_id, "outcome": "superseded"}
+    if state == "complete":
+        study.tell(claim.number, _objective_values(spec, metrics or {}), skip_if_finished=True)
+    else:
+        study.tell(claim.number, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL, skip_if_finished=True)
+    return {"trial_id": trial_id, "outcome": state}

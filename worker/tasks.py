@@ -1,0 +1,32 @@
+"""Celery tasks (thin): take an id, hand it to :func:`worker.runner.run_trial`.
+
+Importing this module imports no torch: the worker's parent process must not initialize CUDA
+before the pool forks its children.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from regsearch.config import Settings, get_settings
+from regsearch.queue import RUN_TRIAL_TASK, make_celery
+
+DEVICE_ENV = "REGSEARCH_WORKER_DEVICE"
+
+
+def run_trial(trial_id: int) -> dict[str, object]:
+    """``regsearch.run_trial``: train one trial; duplicates are acknowledged and skipped."""
+    from worker.runner import run_trial as run
+
+    if not isinstance(trial_id, int) or isinstance(trial_id, bool):
+        raise TypeError("run_trial takes one integer trial id")
+    return run(trial_id, get_settings(), os.environ.get(DEVICE_ENV, "auto"))
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    """The Celery app with the worker's task registered under its public name."""
+    app = make_celery(settings)
+    app.task(name=RUN_TRIAL_TASK, acks_late=True, ignore_result=True)(run_trial)
+    return app
