@@ -53,10 +53,11 @@ class Supervisor:
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
-        env["REGSEARCH_DATA_DIR"] = str(self.settings.data_dir)
+        # Children see exactly this supervisor's settings, whatever .env or defaults say.
+        for name, value in self.settings.model_dump().items():
+            if value is not None:
+                env[f"REGSEARCH_{name.upper()}"] = str(value)
         env["REGSEARCH_DATABASE_URL"] = self.settings.sqlalchemy_url
-        if self.settings.broker_url:
-            env["REGSEARCH_BROKER_URL"] = self.settings.broker_url
         env.update(extra)
         return env
 

@@ -1,0 +1,123 @@
+"""A real service stack for tests: API, coordinator and a Celery worker as child processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from regsearch.client import Client
+from regsearch.config import Settings
+from regsearch.launcher import Component, Supervisor, _cli
+from regsearch.store.db import Database
+from regsearch.store.migrate import upgrade
+
+FAST_TIMINGS = {"heartbeat_interval_s": 0.5, "heartbeat_grace_s": 6.0, "coordinator_poll_s": 0.2, "resend_after_s": 5.0}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def small_spec(name: str = "e2e", **overrides: Any) -> dict[str, Any]:
+    """A job that trains in seconds: digits, a 32-32 MLP, a few epochs."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "dataset": {"name": "digits"},
+        "model": {"family": "mlp", "hidden": [32, 32]},
+        "space": {"placement": ["bn-act-drop", "act-drop", "bn-act", "act"], "dropout": {"low": 0.0, "high": 0.5}},
+        "training": {"epochs": 3, "batch_size": 64, "lr": 0.003},
+        "budget": {"n_trials": 6, "parallelism": 2},
+        "sampler": "tpe",
+        "pruner": "median",
+    }
+    for key, value in overrides.items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) and isinstance(spec.get(key), dict) else value
+    return spec
+
+
+class Stack:
+    """The processes, a client and direct database access for assertions."""
+
+    def __init__(self, settings: Settings, log_dir: Path, workers: int = 2) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.workers = workers
+        self.port = free_port()
+        self.settings = settings.model_copy(update={"api_url": f"http://127.0.0.1:{self.port}"})
+        upgrade(self.settings.sqlalchemy_url)
+        self.db = Database(self.settings.sqlalchemy_url)
+        self.client = Client(self.settings)
+        self.supervisor = Supervisor(self.settings, [], str(log_dir))
+        self._threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def start(self, *names: str) -> None:
+        """Start components by name (api, coordinator, worker); all three by default."""
+        wanted = names or ("api", "coordinator", "worker")
+        argv = {
+            "api": _cli("api", "--port", str(self.port)),
+            "coordinator": _cli("coordinator"),
+            "worker": _cli("worker", "--concurrency", str(self.workers), "--loglevel", "INFO"),
+        }
+        for name in wanted:
+            component = Component(name, argv[name], dict(self._threads))
+            self.supervisor.components.append(component)
+            sub = Supervisor(self.settings, [component], str(self.log_dir))
+            sub.start()
+            self.supervisor.processes[name] = sub.processes[name]
+        if "api" in wanted:
+            self.wait_for(self.client.ready, 60, "the API to be ready")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a component's whole process group (parent and children) and reap it."""
+        process = self.supervisor.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+
+    def stop(self) -> None:
+        self.supervisor.stop(timeout_s=5)
+        self.client.close()
+        self.db.dispose()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.log_dir.glob("*.log")))
+
+    def wait_for(self, predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            dead = self.supervisor.dead()
+            if dead:
+                raise AssertionError(f"{dead} exited while waiting for {what}\n{self.logs()}")
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{self.logs()}")
+
+    def wait_job(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        def finished() -> dict[str, Any] | None:
+            job = self.client.job(job_id)
+            return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+        return self.wait_for(finished, timeout_s, f"job {job_id} to finish")
+
+
+@contextlib.contextmanager
+def running_stack(settings: Settings, log_dir: Path, *, workers: int = 2, start: bool = True) -> Iterator[Stack]:
+    stack = Stack(settings.model_copy(update=FAST_TIMINGS), log_dir, workers)
+    try:
+        if start:
+            stack.start()
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,80 @@
+"""End to end with real processes: API, coordinator, Celery worker; embedded and production."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from regsearch.config import Settings
+from regsearch.queue import TrialQueue, make_celery
+from regsearch.store import trials as trial_store
+from tests.services.books import assert_books_agree
+from tests.services.stack import Stack, running_stack, small_spec
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def test_a_job_runs_end_to_end(stack: Stack) -> None:
+    job = stack.client.submit(small_spec())
+    done = stack.wait_job(job["id"])
+    assert done["status"] == "completed", stack.logs()
+    counts = done["counts"]
+    assert counts["complete"] + counts["pruned"] + counts["failed"] == 6
+    assert counts["complete"] >= 2 and counts["failed"] == 0, (counts, stack.logs())
+    assert_books_agree(stack.db, stack.client, job["id"])
+
+    best = stack.client.best(job["id"], 3)["items"]
+    assert best and best[0]["recipe"]["blocks"] and best[0]["metrics"]["test_acc"] is not None
+    values = [item["metrics"]["val_acc"] for item in best]
+    assert values == sorted(values, reverse=True)
+    detail = stack.client._request("GET", f"/jobs/{job['id']}/trials/{best[0]['number']}")
+    assert [e["epoch"] for e in detail["epochs"]] == [1, 2, 3]
+
+
+def test_a_duplicate_delivery_is_acknowledged_without_training(stack: Stack) -> None:
+    job = stack.client.submit(small_spec(budget={"n_trials": 2}))
+    stack.wait_job(job["id"])
+    before = {r.number: (r.state, r.started_at, r.finished_at, r.metrics) for r in trial_store.job_trials(stack.db, job_id=job["id"])}
+    queue = TrialQueue(make_celery(stack.settings))
+    for row in trial_store.job_trials(stack.db, job_id=job["id"]):
+        queue.send(row.id)
+    stack.wait_for(lambda: stack.logs().count("duplicate delivery acknowledged") >= 2, 60, "the duplicates to be consumed")
+    after = {r.number: (r.state, r.started_at, r.finished_at, r.metrics) for r in trial_store.job_trials(stack.db, job_id=job["id"])}
+    assert after == before
+    assert_books_agree(stack.db, stack.client, job["id"])
+
+
+def test_cancellation_stops_running_trials_at_the_next_epoch(stack: Stack) -> None:
+    spec = small_spec(training={"epochs": 400}, budget={"n_trials": 6, "parallelism": 2})
+    job = stack.client.submit(spec)
+
+    def two_running_with_epochs() -> bool:
+        rows = stack.client.trials(job["id"], state="running")["items"]
+        return len(rows) == 2 and all(
+            stack.client._request("GET", f"/jobs/{job['id']}/trials/{r['number']}")["epochs"] for r in rows
+        )
+
+    stack.wait_for(two_running_with_epochs, 90, "two trials to be training")
+    stack.client.cancel(job["id"])
+    done = stack.wait_job(job["id"], timeout_s=90)
+    assert done["status"] == "cancelled"
+    rows = assert_books_agree(stack.db, stack.client, job["id"])
+    stopped = [r for r in rows if r.started_at is not None]
+    assert stopped and all(r.state == "failed" and r.error == "job cancelled" for r in stopped)
+    assert all(r.metrics is None or r.metrics["epochs_run"] < 400 for r in stopped)
+    assert len(rows) <= 6
+
+
+def test_the_coordinator_restarts_mid_job_from_the_database(embedded_settings: Settings, tmp_path: Path) -> None:
+    with running_stack(embedded_settings, tmp_path / "logs") as stack:
+        job = stack.client.submit(small_spec(budget={"n_trials": 8, "parallelism": 2}))
+        stack.wait_for(lambda: stack.client.job(job["id"])["counts"]["complete"] + stack.client.job(job["id"])["counts"]["pruned"] >= 2,
+                       90, "two trials to finish")
+        stack.kill("coordinator", signal.SIGKILL)
+        stack.start("coordinator")
+        done = stack.wait_job(job["id"])
+        assert done["status"] == "completed"
+        rows = assert_books_agree(stack.db, stack.client, job["id"])
+        assert len([r for r in rows if r.retry_of is None]) == 8
