@@ -1,0 +1,111 @@
+"""The trial lifecycle contract, run on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import optuna
+import pytest
+from sqlalchemy import inspect, text
+
+from regsearch.metrics import EpochMetrics
+from regsearch.spec import validate_spec
+from regsearch.store import jobs as job_store
+from regsearch.store import trials as trial_store
+from regsearch.store.db import Database, StoreUnavailable
+from regsearch.store.migrate import current_revision
+from regsearch.studies import optuna_storage
+
+SPEC = validate_spec({"name": "store", "dataset": {"name": "digits"}, "budget": {"n_trials": 3}})
+
+
+def epoch(n: int, val_acc: float = 0.5) -> EpochMetrics:
+    return EpochMetrics(epoch=n, train_loss=1.0, train_acc=0.6, val_loss=1.1, val_acc=val_acc, seconds=0.1)
+
+
+def new_trial(db: Database, number: int = 0) -> tuple[str, int]:
+    job = job_store.create_job(db, spec=SPEC).job
+    return job.id, trial_store.add_trial(db, job_id=job.id, number=number, optuna_trial_id=number + 1, params={"placement": "act"})
+
+
+def test_migrations_use_their_own_version_table(db: Database) -> None:
+    assert current_revision(db.url) == "0001"
+    optuna_storage(db.url)  # Optuna stamps its own alembic_version beside ours
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"regsearch_jobs", "regsearch_trials", "regsearch_epochs", "regsearch_alembic_version", "alembic_version", "studies"} <= tables
+
+
+def test_a_job_comes_with_its_study_and_an_idempotency_key_returns_it(db: Database) -> None:
+    first = job_store.create_job(db, spec=SPEC, idempotency_key="abc")
+    again = job_store.create_job(db, spec=SPEC, idempotency_key="abc")
+    assert first.created and not again.created and again.job.id == first.job.id
+    names = [s.study_name for s in optuna.get_all_study_summaries(optuna_storage(db.url))]
+    assert names.count(first.job.study_name) == 1 and len(names) == 1
+
+
+def test_claim_is_atomic_and_exactly_one_of_many_wins(db: Database) -> None:
+    _, trial_id = new_trial(db)
+    claims: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        claims.append(trial_store.claim(db, trial_id=trial_id, worker="w", device="cpu"))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(c is not None for c in claims) == 1
+
+
+def test_epochs_upsert_by_trial_and_epoch_and_non_finite_values_become_null(db: Database) -> None:
+    job_id, trial_id = new_trial(db)
+    claim = trial_store.claim(db, trial_id=trial_id, worker="w", device="cpu")
+    assert claim is not None
+    trial_store.record_epochs(db, trial_id=trial_id, lease=claim.lease, epochs=[epoch(1, 0.4)])
+    trial_store.record_epochs(db, trial_id=trial_id, lease=claim.lease, epochs=[epoch(1, 0.45), epoch(2, float("nan"))])
+    found = job_store.get_trial(db, job_id=job_id, number=0)
+    assert found is not None
+    assert [(e.epoch, e.val_acc) for e in found[1]] == [(1, 0.45), (2, None)]
+    assert trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state="complete", metrics={"val_acc": 0.45, "val_loss": float("inf")})
+    row = job_store.get_trial(db, job_id=job_id, number=0)[0]  # type: ignore[index]
+    assert row.metrics == {"val_acc": 0.45, "val_loss": None}
+
+
+def test_a_late_result_after_reaping_is_kept_as_superseded(db: Database) -> None:
+    job_id, trial_id = new_trial(db)
+    claim = trial_store.claim(db, trial_id=trial_id, worker="w", device="cpu")
+    assert claim is not None
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+    assert trial_store.fail_stale(db, trial_id=trial_id, older_than=future, reason="worker lost")
+    control = trial_store.record_epochs(db, trial_id=trial_id, lease=claim.lease, epochs=[epoch(1)])
+    assert not control.owner
+    assert not trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state="complete", metrics={"val_acc": 0.9})
+    row, epochs = job_store.get_trial(db, job_id=job_id, number=0)  # type: ignore[misc]
+    assert row.state == "failed" and row.error == "worker lost" and epochs == []
+    assert row.superseded_result["metrics"] == {"val_acc": 0.9}
+
+
+def test_cancellation_reaches_the_running_trial(db: Database) -> None:
+    job_id, trial_id = new_trial(db)
+    claim = trial_store.claim(db, trial_id=trial_id, worker="w", device="cpu")
+    assert claim is not None and not trial_store.beat(db, trial_id=trial_id, lease=claim.lease).cancelled
+    job_store.request_cancel(db, job_id=job_id)
+    assert trial_store.beat(db, trial_id=trial_id, lease=claim.lease).cancelled
+
+
+def test_an_unreachable_database_raises_store_unavailable() -> None:
+    db = Database("postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    with pytest.raises(StoreUnavailable):
+        db.ping()
+    with pytest.raises(StoreUnavailable), db.session() as session:
+        session.execute(text("SELECT 1"))
+
+
+def test_sqlite_runs_in_wal_mode(sqlite_db: Database) -> None:
+    with sqlite_db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000

@@ -1,0 +1,159 @@
+"""The coordinator's bookkeeping on a real database; only the broker is replaced (a process edge)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import optuna
+import pytest
+
+from regsearch.config import Settings
+from regsearch.queue import TrialQueue
+from regsearch.spec import validate_spec
+from regsearch.store import jobs as job_store
+from regsearch.store import trials as trial_store
+from regsearch.store.db import Database
+from regsearch.studies import optuna_storage
+from services.coordinator import Coordinator
+
+
+class RecordingQueue(TrialQueue):
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def send(self, trial_id: int, queue: str = "regsearch") -> None:
+        self.sent.append(trial_id)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += dt.timedelta(seconds=seconds)
+
+
+PLACEMENTS = ["act", "bn-act"]
+
+
+def make(db: Database, **budget: Any) -> tuple[Coordinator, RecordingQueue, Clock, str]:
+    spec = validate_spec({"name": "c", "dataset": {"name": "digits"}, "budget": {"n_trials": 4, "parallelism": 2, **budget},
+                          "space": {"placement": PLACEMENTS},
+                          "sampler": "random", "pruner": "none"})
+    job = job_store.create_job(db, spec=spec).job
+    queue, clock = RecordingQueue(), Clock()
+    settings = Settings(heartbeat_grace_s=30, resend_after_s=60)
+    return Coordinator(db, queue, settings, clock=clock), queue, clock, job.id
+
+
+def study_of(db: Database, job_id: str) -> optuna.Study:
+    return optuna.load_study(study_name=f"regsearch-{job_id}", storage=optuna_storage(db.url))
+
+
+def run_to_completion(db: Database, coordinator: Coordinator, job_id: str, trial_id: int, value: float = 0.5) -> None:
+    claim = trial_store.claim(db, trial_id=trial_id, worker="w", device="cpu")
+    assert claim is not None
+    trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state="complete", metrics={"val_acc": value})
+    study_of(db, job_id).tell(claim.number, value)
+
+
+def test_keeps_parallelism_in_flight_and_finishes_at_the_budget(db: Database) -> None:
+    coordinator, queue, _, job_id = make(db)
+    coordinator.tick()
+    assert len(queue.sent) == 2 and job_store.get_job(db, job_id=job_id).status == "running"  # type: ignore[union-attr]
+    coordinator.tick()
+    assert len(queue.sent) == 2, "nothing more while two are in flight"
+    for trial_id in list(queue.sent):
+        run_to_completion(db, coordinator, job_id, trial_id)
+    coordinator.tick()
+    assert len(queue.sent) == 4
+    for trial_id in queue.sent[2:]:
+        run_to_completion(db, coordinator, job_id, trial_id)
+    coordinator.tick()
+    assert len(queue.sent) == 4
+    assert job_store.get_job(db, job_id=job_id).status == "completed"  # type: ignore[union-attr]
+
+
+def test_a_stale_trial_fails_and_runs_again_up_to_the_retry_limit(db: Database) -> None:
+    coordinator, queue, clock, job_id = make(db, n_trials=1, parallelism=1, max_retries=1)
+    coordinator.tick()
+    first = queue.sent[0]
+    assert trial_store.claim(db, trial_id=first, worker="w", device="cpu")
+    clock.advance(31)
+    coordinator.tick()
+    rows = trial_store.job_trials(db, job_id=job_id)
+    assert [(r.state, r.attempt, r.retried) for r in rows] == [("failed", 1, True), ("queued", 2, False)]
+    assert rows[1].params == rows[0].params and rows[1].retry_of == rows[0].number
+    assert "no heartbeat" in (rows[0].error or "")
+    assert trial_store.claim(db, trial_id=rows[1].id, worker="w", device="cpu")
+    clock.advance(31)
+    coordinator.tick()
+    rows = trial_store.job_trials(db, job_id=job_id)
+    assert [(r.state, r.attempt) for r in rows] == [("failed", 1), ("failed", 2)], "no third attempt"
+    assert job_store.get_job(db, job_id=job_id).status == "failed"  # type: ignore[union-attr]
+    assert [t.state.name for t in study_of(db, job_id).trials] == ["FAIL", "FAIL"]
+
+
+def test_an_orphan_optuna_trial_gets_a_row_and_is_retried(db: Database) -> None:
+    coordinator, queue, _, job_id = make(db, n_trials=1, parallelism=1)
+    orphan = study_of(db, job_id).ask()  # the coordinator died right after ask()
+    orphan.suggest_categorical("placement", PLACEMENTS)
+    coordinator.tick()
+    rows = trial_store.job_trials(db, job_id=job_id)
+    assert [(r.number, r.state, r.attempt) for r in rows] == [(0, "failed", 1), (1, "queued", 2)]
+    assert rows[1].params["placement"] == rows[0].params["placement"]
+    assert [t.state.name for t in study_of(db, job_id).trials] == ["FAIL", "RUNNING"]
+    assert queue.sent == [rows[1].id]
+
+
+def test_a_committed_but_unsent_trial_is_sent_and_a_lost_message_resent(db: Database) -> None:
+    coordinator, queue, clock, job_id = make(db, n_trials=1, parallelism=1)
+    study = study_of(db, job_id)
+    trial = study.ask()
+    trial.suggest_categorical("placement", PLACEMENTS)
+    trial_id = trial_store.add_trial(db, job_id=job_id, number=trial.number, optuna_trial_id=trial._trial_id, params={"placement": "act"})
+    coordinator.tick()
+    assert queue.sent == [trial_id], "the row without a message is sent"
+    coordinator.tick()
+    assert queue.sent == [trial_id], "not again before resend_after_s"
+    clock.advance(61)
+    coordinator.tick()
+    assert queue.sent == [trial_id, trial_id], "an unclaimed message is presumed lost and re-sent"
+
+
+def test_a_result_written_but_not_told_reaches_optuna(db: Database) -> None:
+    coordinator, queue, _, job_id = make(db, n_trials=1, parallelism=1)
+    coordinator.tick()
+    claim = trial_store.claim(db, trial_id=queue.sent[0], worker="w", device="cpu")
+    assert claim is not None
+    trial_store.finish(db, trial_id=claim.trial_id, lease=claim.lease, state="complete", metrics={"val_acc": 0.7})
+    coordinator.tick()  # the worker died before study.tell()
+    (frozen,) = study_of(db, job_id).trials
+    assert frozen.state.name == "COMPLETE" and frozen.value == pytest.approx(0.7)
+    assert job_store.get_job(db, job_id=job_id).status == "completed"  # type: ignore[union-attr]
+
+
+def test_cancel_fails_queued_trials_and_ends_the_job(db: Database) -> None:
+    coordinator, queue, _, job_id = make(db)
+    coordinator.tick()
+    job_store.request_cancel(db, job_id=job_id)
+    coordinator.tick()
+    rows = trial_store.job_trials(db, job_id=job_id)
+    assert {(r.state, r.error) for r in rows} == {("failed", "job cancelled")}
+    assert job_store.get_job(db, job_id=job_id).status == "cancelled"  # type: ignore[union-attr]
+    assert {t.state.name for t in study_of(db, job_id).trials} == {"FAIL"}
+
+
+def test_the_timeout_stops_asking(db: Database) -> None:
+    coordinator, queue, clock, job_id = make(db, timeout_s=10)
+    coordinator.tick()
+    for trial_id in list(queue.sent):
+        run_to_completion(db, coordinator, job_id, trial_id)
+    clock.advance(11)
+    coordinator.tick()
+    assert len(queue.sent) == 2
+    assert job_store.get_job(db, job_id=job_id).status == "completed"  # type: ignore[union-attr]
