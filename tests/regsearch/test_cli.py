@@ -1,0 +1,101 @@
+"""The CLI: exit codes, messages naming the field, the trial command, and the client commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from regsearch.config import Settings
+from tests.services.stack import running_stack, small_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def regsearch(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "regsearch", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=ROOT)
+
+
+def write_spec(tmp_path: Path, **overrides: object) -> Path:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(small_spec(**overrides)))
+    return path
+
+
+def test_the_control_plane_never_imports_torch() -> None:
+    code = ("import sys, services.api.main, services.coordinator, regsearch.cli, regsearch.client, worker.tasks;"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_trial_prints_metrics_curve_recipe_and_layer_order(tmp_path: Path, data_dir: Path) -> None:
+    spec = write_spec(tmp_path, training={"epochs": 2})
+    params = '{"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1}'
+    result = regsearch("trial", str(spec), "--params", params, "--json", env={"REGSEARCH_DATA_DIR": str(data_dir)})
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [e["epoch"] for e in doc["epochs"]] == [1, 2]
+    assert set(doc["metrics"]) >= {"val_acc", "test_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch"}
+    assert doc["layers"][:4] == ["Linear(64->32)", "BatchNorm1d(m=0.1)", "ReLU", "Dropout(p=0.3)"]
+    assert doc["recipe"]["blocks"][0]["order"] == ["bn", "act", "drop"]
+    human = regsearch("trial", str(spec), "--params", params, env={"REGSEARCH_DATA_DIR": str(data_dir)})
+    assert human.returncode == 0 and "Layer order" in human.stdout and "Per-epoch curve" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [('{"placement": "bn-act-dropp"}', "params.placement"), ('{"placement": "act-drop", "dropout": 1.5}', "params.dropout"),
+     ("{not json", "--params"), ('{"placement": "act", "lr": 1}', "lr")],
+)
+def test_trial_bad_params_exit_2_naming_the_field(tmp_path: Path, params: str, needle: str) -> None:
+    result = regsearch("trial", str(write_spec(tmp_path)), "--params", params)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_spec_files_exit_2_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndataset: {name: digits}\nspace: {dropout: {low: 0.6, high: 0.1}}\n")
+    for args in (("trial", str(bad), "--params", "{}"), ("submit", str(bad))):
+        result = regsearch(*args)
+        assert result.returncode == 2 and "space.dropout" in result.stderr and "Traceback" not in result.stderr
+    missing = regsearch("submit", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_api_refuses_a_public_bind_without_a_token() -> None:
+    result = regsearch("api", "--host", "0.0.0.0", env={"REGSEARCH_API_TOKEN": ""}, timeout=60)
+    assert result.returncode == 2 and "token" in result.stderr.lower()
+
+
+def test_worker_refuses_an_unknown_device() -> None:
+    result = regsearch("worker", "--device", "tpu", timeout=60)
+    assert result.returncode == 2 and "--device" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_submit_wait_status_best_cancel_through_the_api(tmp_path: Path, data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir, database_url=None, broker_url=None, api_token=None)
+    with running_stack(settings, tmp_path / "logs") as stack:
+        env = {"REGSEARCH_API_URL": stack.settings.api_url, "REGSEARCH_DATA_DIR": str(data_dir)}
+        spec = write_spec(tmp_path, budget={"n_trials": 3})
+        submitted = regsearch("submit", str(spec), "--wait", env=env)
+        assert submitted.returncode == 0, submitted.stderr + stack.logs()
+        job_id = submitted.stdout.split()[0]
+        assert "Best configurations" in submitted.stdout and "completed" in submitted.stdout
+        status = regsearch("status", job_id, env=env)
+        assert status.returncode == 0 and "completed" in status.stdout and "3/3" in status.stdout
+        best = regsearch("best", job_id, "--top", "2", "--json", env=env)
+        items = json.loads(best.stdout)["items"]
+        assert best.returncode == 0 and 1 <= len(items) <= 2 and items[0]["recipe"]
+        unknown = regsearch("cancel", "nosuchjob", env=env)
+        assert unknown.returncode == 2 and "not found" in unknown.stderr
+    down = regsearch("status", env={"REGSEARCH_API_URL": "http://127.0.0.1:9"})
+    assert down.returncode == 1 and "cannot reach the API" in down.stderr
