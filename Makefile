@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml
 	  if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -m pip install --quiet torch; \
 	  else $(BIN)/python -m pip install --quiet torch==$(TORCH_CPU_VERSION); fi; \
 	fi
-	$(BIN)/python -m pip install --quiet -e ".[worker,dashboard,dev]"
+	@# pip's and setuptools' chatter goes to a log; shown only when the install fails.
+	@$(BIN)/python -m pip install --quiet -e ".[worker,dashboard,dev]" > $(VENV)/install.log 2>&1 \
+	  || (cat $(VENV)/install.log; exit 1)
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -28,7 +28,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Find where dropout and batch normalization belong in a network, and how strong they should be.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
-console = Console()
+# Tables need room; a pipe or CI log is not a 80-column terminal.
+console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 EXAMPLE_SPEC = Path(__file__).with_name("examples") / "mnist1d-mlp.yaml"
 FINISHED = ("completed", "failed", "cancelled")

@@ -78,7 +78,10 @@ class Supervisor:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         for process in self.processes.values():
-            _signal_group(process, signal.SIGTERM)
+            # TERM the leader only: it stops its own children in order (a Celery worker whose
+            # pool children are TERMed alongside it can hang in billiard's pool finalizer).
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for process in self.processes.values():
             try:

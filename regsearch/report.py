@@ -21,37 +21,55 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _layers(params: dict[str, Any]) -> str:
+    parts = []
+    if "dropout_layers" in params:
+        parts.append(f"drop:{params['dropout_layers']}")
+    if "bn_layers" in params:
+        parts.append(f"bn:{params['bn_layers']}")
+    return " ".join(parts) or "-"
+
+
 def comparison_table(trials: list[dict[str, Any]]) -> Table:
-    """Finished trials grouped by placement: how many, how good, how well they generalize."""
+    """Trials grouped by placement: how many, how good, how well they generalize."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for trial in trials:
-        if trial.get("state") == "complete" and trial.get("metrics"):
-            groups[trial["params"]["placement"]].append(trial)
-    table = Table(title="Placements compared (complete trials)")
-    for column in ("placement", "trials", "best val_acc", "mean val_acc", "test_acc of best", "mean gap", "mean epochs_to_converge"):
-        table.add_column(column, justify="left" if column == "placement" else "right")
+        groups[trial["params"]["placement"]].append(trial)
+    table = Table(title="Placements compared")
+    for column in ("placement", "done", "pruned", "failed", "best val_acc", "its test_acc", "mean gap", "converge ep."):
+        table.add_column(column, justify="left" if column == "placement" else "right", no_wrap=column == "placement")
+
+    def complete(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [t for t in items if t["state"] == "complete" and t.get("metrics")]
 
     def mean(items: list[dict[str, Any]], key: str) -> float | None:
         values = [t["metrics"][key] for t in items if isinstance(t["metrics"].get(key), (int, float))]
         return statistics.fmean(values) if values else None
 
-    ranked = sorted(groups.items(), key=lambda kv: -max(t["metrics"].get("val_acc") or 0 for t in kv[1]))
-    for placement, items in ranked:
-        best = max(items, key=lambda t: t["metrics"].get("val_acc") or 0)
-        table.add_row(placement, str(len(items)), _fmt(best["metrics"].get("val_acc")), _fmt(mean(items, "val_acc")),
-                      _fmt(best["metrics"].get("test_acc")), _fmt(mean(items, "gap")), _fmt(mean(items, "epochs_to_converge"), 3))
+    def best_val(items: list[dict[str, Any]]) -> float:
+        return max((t["metrics"].get("val_acc") or 0.0 for t in complete(items)), default=-1.0)
+
+    for placement, items in sorted(groups.items(), key=lambda kv: -best_val(kv[1])):
+        done = complete(items)
+        best = max(done, key=lambda t: t["metrics"].get("val_acc") or 0.0) if done else None
+        table.add_row(
+            placement, str(len(done)), str(sum(t["state"] == "pruned" for t in items)),
+            str(sum(t["state"] == "failed" for t in items)),
+            _fmt(best["metrics"].get("val_acc")) if best else "-", _fmt(best["metrics"].get("test_acc")) if best else "-",
+            _fmt(mean(done, "gap")), _fmt(mean(done, "epochs_to_converge"), 3),
+        )
     return table
 
 
 def best_table(items: list[dict[str, Any]]) -> Table:
     table = Table(title="Best configurations")
-    table.add_column("#", justify="right")
-    table.add_column("params")
-    for column in METRIC_COLUMNS:
-        table.add_column(column, justify="right")
+    for column in ("#", "placement", "dropout", "bn_momentum", "layers", "val_acc", "test_acc", "gap", "converge ep."):
+        table.add_column(column, justify="left" if column in ("placement", "layers") else "right",
+                         no_wrap=column in ("placement", "layers"))
     for item in items:
-        params = ", ".join(f"{k}={_fmt(v, 3)}" for k, v in item["params"].items())
-        table.add_row(str(item["number"]), params, *(_fmt(item["metrics"].get(c)) for c in METRIC_COLUMNS))
+        params, metrics = item["params"], item["metrics"]
+        table.add_row(str(item["number"]), params["placement"], _fmt(params.get("dropout"), 3), _fmt(params.get("bn_momentum"), 3),
+                      _layers(params), *(_fmt(metrics.get(c)) for c in ("val_acc", "test_acc", "gap", "epochs_to_converge")))
     return table
 
 
