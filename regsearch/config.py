@@ -62,7 +62,7 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         """Create the data directory and the embedded broker's folders."""
-        for path in (self.data_dir, self.datasets_dir, self.queue_dir / "in", self.queue_dir / "processed"):
+        for path in (self.data_dir, self.datasets_dir, *(self.queue_dir / d for d in ("in", "processed", "control"))):
             path.mkdir(parents=True, exist_ok=True)
 
 

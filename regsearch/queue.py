@@ -25,6 +25,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "data_folder_in": folder,
             "data_folder_out": folder,
             "processed_folder": str(settings.queue_dir / "processed"),
+            "control_folder": str(settings.queue_dir / "control"),  # else ./control in the cwd
             "store_processed": False,
             "polling_interval": 0.1,
         }
