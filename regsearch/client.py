@@ -74,11 +74,20 @@ class Client:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}")
 
-    def trials(self, job_id: str, state: str | None = None, limit: int = 1000) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit}
+    def trials(self, job_id: str, state: str | None = None, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
         if state:
             params["state"] = state
         return self._request("GET", f"/jobs/{job_id}/trials", params=params)
+
+    def all_trials(self, job_id: str, state: str | None = None) -> list[dict[str, Any]]:
+        """Every trial of a job, page by page."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.trials(job_id, state, limit=1000, offset=len(items))
+            items.extend(page["items"])
+            if not page["items"] or len(items) >= page["count"]:
+                return items
 
     def best(self, job_id: str, k: int = 5) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}/best", params={"k": k})

@@ -41,6 +41,14 @@ class SpecError(ValueError):
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        # PostgreSQL cannot store NUL, and control characters in a name are never intended.
+        if isinstance(value, str) and any(ord(c) < 32 or c == "\x7f" for c in value):
+            raise ValueError("control characters are not allowed")
+        return value
+
 
 def parse_placement(value: str) -> tuple[str, ...]:
     """``"bn-act-drop"`` -> ``("bn", "act", "drop")``; raise ValueError on a bad placement."""
@@ -289,7 +297,7 @@ class ObjectiveSpec(_Strict):
 class BudgetSpec(_Strict):
     n_trials: int = Field(default=20, ge=1, le=100_000)
     parallelism: int = Field(default=2, ge=1, le=1024)
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_retries: int = Field(default=2, ge=0, le=20, description="new attempts after a lost trial")
 
 
@@ -329,24 +337,11 @@ class JobSpec(_Strict):
         return list(self.objective.directions or [])
 
 
-def _error_field(err: dict[str, Any]) -> str:
-    parts = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "union[", "list[", "float", "str", "FloatRange", "literal"))]
-    return ".".join(parts) or "spec"
-
-
 def format_validation_error(exc: ValidationError) -> list[dict[str, str]]:
-    """Pydantic errors as ``[{field, message}]`` with dotted field names."""
-    seen: dict[str, str] = {}
-    for err in exc.errors(include_url=False):
-        field = _error_field(err)
-        message = err.get("msg", "invalid")
-        ctx_error = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, SpecError):
-            field, message = ctx_error.field, ctx_error.message
-        elif message.startswith("Value error, "):
-            message = message[len("Value error, "):]
-        seen.setdefault(field, message)
-    return [{"field": f, "message": m} for f, m in seen.items()]
+    """Pydantic errors as ``[{field, message}]`` with dotted field names, most useful first."""
+    from regsearch.validation import field_errors
+
+    return field_errors(exc.errors(include_url=False))
 
 
 def validate_spec(data: Any) -> JobSpec:

@@ -7,6 +7,7 @@ A loaded study does not remember its sampler or pruner, so every component that 
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING
 
 from regsearch.spec import FloatRange, JobSpec, parse_placement
@@ -20,13 +21,27 @@ def study_name_for(job_id: str) -> str:
     return f"regsearch-{job_id}"
 
 
+_storage_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=8)
-def optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """One RDB storage per database URL and process (it owns a connection pool)."""
+def _storage(url: str) -> optuna.storages.RDBStorage:
     import optuna
 
-    url = normalize_url(url)
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+
+
+def optuna_storage(url: str) -> optuna.storages.RDBStorage:
+    """One RDB storage per database URL and process (it owns a connection pool).
+
+    Creating one creates Optuna's tables on first use; the lock keeps two threads of one
+    process from racing on that (``regsearch db upgrade`` creates them ahead of any request).
+    """
+    with _storage_lock:
+        return _storage(normalize_url(url))
+
+
+optuna_storage.cache_clear = _storage.cache_clear  # type: ignore[attr-defined]
 
 
 def make_sampler(spec: JobSpec) -> optuna.samplers.BaseSampler:

@@ -46,7 +46,9 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     """Keyword arguments for ``create_engine`` (shared with Optuna's RDB storage)."""
     if is_sqlite(url):
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_recycle": 1800}
+    # A connect timeout keeps /readyz and the workers from hanging on a host that drops packets.
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_recycle": 1800,
+            "connect_args": {"connect_timeout": 5}}
 
 
 def install_sqlite_pragmas(engine: Engine) -> None:

@@ -21,8 +21,13 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision``."""
+    """Bring the database at ``url`` to ``revision``, Optuna's tables included."""
+    from regsearch.studies import optuna_storage
+
     command.upgrade(alembic_config(url), revision)
+    # Optuna creates (and stamps) its own schema; doing it here keeps concurrent first
+    # requests from racing on CREATE TABLE / CREATE TYPE.
+    optuna_storage(url)
 
 
 def current_revision(url: str) -> str | None:

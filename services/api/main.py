@@ -1,0 +1,74 @@
+"""Builds the API: ``create_app(settings)`` wires the store, the broker probe, the routers and
+the guards. Nothing is created at import time, so tests build as many apps as they like."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Security
+from fastapi.security import HTTPBearer
+
+import regsearch
+from regsearch.config import Settings, get_settings
+from regsearch.store.db import Database
+from services.api.errors import install_error_handlers
+from services.api.routes import health, jobs
+from services.api.security import BearerAuthMiddleware, BodySizeLimitMiddleware, configured_token
+
+
+def broker_probe(settings: Settings) -> Callable[[], None]:
+    """A ping of the configured broker; the Celery app is built on first use, not at start-up."""
+    queue = None
+
+    def ping() -> None:
+        nonlocal queue
+        if queue is None:
+            from regsearch.queue import TrialQueue, make_celery
+
+            queue = TrialQueue(make_celery(settings))
+        queue.ping()
+
+    return ping
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    broker_ping: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The API for ``settings``; ``db`` and ``broker_ping`` replace the defaults (tests)."""
+    settings = settings or get_settings()
+    owns_db = db is None
+    database = db if db is not None else Database(settings.sqlalchemy_url)
+    token = configured_token(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_db:  # a database handed in belongs to the caller
+            database.dispose()
+
+    app = FastAPI(
+        title="regsearch",
+        version=getattr(regsearch, "__version__", "0"),
+        description="Where dropout and batch normalization belong in a network, and how strong.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.broker_ping = broker_ping or broker_probe(settings)
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    # The middleware enforces the token; this dependency only documents it in /openapi.json.
+    documented_auth = [Security(HTTPBearer(auto_error=False))] if token else []
+    app.include_router(jobs.router, dependencies=documented_auth)
+
+    # Each add_middleware wraps the previous ones, so the token (outermost) is checked before
+    # a single body byte is counted or parsed.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if token:
+        app.add_middleware(BearerAuthMiddleware, token=token)
+    return app

@@ -1,0 +1,1 @@
+"""One router per resource: jobs (with their trials and best configurations) and health."""

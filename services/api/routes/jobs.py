@@ -1,0 +1,181 @@
+"""Jobs and what they found: submit, list, inspect, trials, best configurations, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
+
+from regsearch.spec import JobSpec
+from regsearch.store.db import Database
+from regsearch.store.jobs import (
+    ACTIVE_JOB_STATES,
+    JobCreated,
+    best_trials,
+    create_job,
+    get_trial,
+    list_jobs,
+    list_trials,
+    request_cancel,
+    trial_counts,
+)
+from regsearch.store.models import Job
+from services.api.deps import DatabaseDep, JobDep
+from services.api.schemas import (
+    BestConfigsPublic,
+    ErrorPublic,
+    JobCancelPublic,
+    JobDetailPublic,
+    JobPublic,
+    JobsPublic,
+    TrialDetailPublic,
+    TrialsPublic,
+    TrialState,
+    ValidationErrorPublic,
+    best_config,
+    job_detail,
+    job_public,
+    trial_detail,
+    trial_public,
+)
+from services.api.security import StrictJSONRoute
+
+# Bounded so an absurd number is a 422, not a driver overflow (SQLite integers stop at 2**63).
+MAX_OFFSET = 2**31 - 1
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
+TrialNumber = Annotated[int, Path(ge=0, le=MAX_OFFSET, description="the Optuna trial number")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="a retried submission with the same key (and spec) returns the first job",
+    ),
+]
+
+router = APIRouter(
+    prefix="/jobs",
+    tags=["jobs"],
+    route_class=StrictJSONRoute,
+    responses={
+        404: {"model": ErrorPublic},
+        422: {"model": ValidationErrorPublic},
+        503: {"model": ErrorPublic},
+    },
+)
+
+
+class IdempotencyConflict(ValueError):
+    """An Idempotency-Key that was already used for a different spec."""
+
+
+def submit(db: Database, *, spec: JobSpec, idempotency_key: str | None) -> JobCreated:
+    """Create the job, or return the one an earlier submission with the same key created."""
+    result = create_job(db, spec=spec, idempotency_key=idempotency_key)
+    if not result.created and result.job.spec != spec.model_dump(mode="json", exclude_none=True):
+        # A reused key with another payload is a client bug; returning the old job would hide it.
+        raise IdempotencyConflict(
+            f"this Idempotency-Key was already used for job {result.job.id} with another spec"
+        )
+    return result
+
+
+def describe_job(db: Database, job: Job) -> JobDetailPublic:
+    """A job with its per-state trial counts and its best trial so far."""
+    best = best_trials(db, job=job, k=1)
+    return job_detail(job, trial_counts(db, job_ids=[job.id])[job.id], best[0] if best else None)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobPublic,
+    responses={
+        200: {
+            "model": JobPublic,
+            "description": "replayed: the job of an earlier submission with this key",
+        },
+        413: {"model": ErrorPublic, "description": "body larger than max_body_bytes"},
+        415: {"model": ErrorPublic, "description": "body not sent as application/json"},
+    },
+)
+def submit_job(
+    spec: JobSpec, db: DatabaseDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> JobPublic:
+    """Validate a spec completely, then store the job and create its Optuna study."""
+    try:
+        result = submit(db, spec=spec, idempotency_key=idempotency_key)
+    except IdempotencyConflict as exc:
+        raise HTTPException(
+            422, [{"field": "header.idempotency-key", "message": str(exc)}]
+        ) from None
+    if result.created:
+        response.headers["Location"] = f"/jobs/{result.job.id}"
+    else:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return job_public(result.job, trial_counts(db, job_ids=[result.job.id])[result.job.id])
+
+
+@router.get("", response_model=JobsPublic)
+def read_jobs(db: DatabaseDep, limit: Limit = 100, offset: Offset = 0) -> JobsPublic:
+    """List jobs, newest first."""
+    jobs, total = list_jobs(db, limit=limit, offset=offset)
+    counts = trial_counts(db, job_ids=[job.id for job in jobs])
+    return JobsPublic(items=[job_public(job, counts[job.id]) for job in jobs], count=total)
+
+
+@router.get("/{job_id}", response_model=JobDetailPublic)
+def read_job(job: JobDep, db: DatabaseDep) -> JobDetailPublic:
+    """One job: its spec, its progress per trial state and its best trial so far."""
+    return describe_job(db, job)
+
+
+@router.get("/{job_id}/trials", response_model=TrialsPublic)
+def read_trials(
+    job: JobDep,
+    db: DatabaseDep,
+    state: TrialState | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> TrialsPublic:
+    """A job's trials by number, optionally only those in one state."""
+    trials, total = list_trials(db, job_id=job.id, state=state, limit=limit, offset=offset)
+    return TrialsPublic(items=[trial_public(t) for t in trials], count=total)
+
+
+@router.get("/{job_id}/trials/{number}", response_model=TrialDetailPublic)
+def read_trial(job: JobDep, db: DatabaseDep, number: TrialNumber) -> TrialDetailPublic:
+    """One trial with its recipe, its attempts and its per-epoch curve."""
+    found = get_trial(db, job_id=job.id, number=number)
+    if found is None:
+        raise HTTPException(404, f"trial {number} of job {job.id!r} not found")
+    return trial_detail(*found)
+
+
+@router.get("/{job_id}/best", response_model=BestConfigsPublic)
+def read_best(
+    job: JobDep, db: DatabaseDep, k: Annotated[int, Query(ge=1, le=100, description="how many")] = 5
+) -> BestConfigsPublic:
+    """The top-k complete trials by the job's objective (multi-objective: Pareto front first)."""
+    items = [best_config(t) for t in best_trials(db, job=job, k=k)]
+    return BestConfigsPublic(items=items, count=len(items))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=JobCancelPublic,
+    responses={409: {"model": ErrorPublic}},
+)
+def cancel_job(job: JobDep, db: DatabaseDep) -> JobCancelPublic:
+    """Ask the coordinator and the workers to stop the job (trials stop at their next epoch)."""
+    current = request_cancel(db, job_id=job.id) or job
+    if current.status not in ACTIVE_JOB_STATES:
+        raise HTTPException(409, f"job {job.id!r} already finished ({current.status})")
+    return JobCancelPublic(
+        id=current.id, status=current.status, cancel_requested=current.cancel_requested
+    )

@@ -1,0 +1,232 @@
+"""What the API answers: ``XPublic`` models and the functions that build them from store rows.
+
+Every JSON blob read back from the database goes through ``finite_or_none`` first: a diverged
+trial may have left a non-finite number behind, and one NaN must not turn a listing into a 500.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from regsearch.jsonsafe import finite_or_none
+from regsearch.store.jobs import elapsed_seconds
+from regsearch.store.models import Job, Trial, as_utc
+
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+TrialState = Literal["queued", "running", "complete", "pruned", "failed"]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted location, e.g. space.dropout.low")
+    message: str
+
+
+class ValidationErrorPublic(BaseModel):
+    detail: list[FieldError]
+
+
+class ErrorPublic(BaseModel):
+    detail: str
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class TrialCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+
+
+class JobPublic(BaseModel):
+    id: str
+    name: str
+    status: JobStatus
+    n_trials: int | None = Field(description="the job's trial budget")
+    counts: TrialCounts
+    cancel_requested: bool
+    error: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class JobsPublic(BaseModel):
+    items: list[JobPublic]
+    count: int = Field(description="all jobs, not only this page")
+
+
+class TrialSummary(BaseModel):
+    number: int
+    params: dict[str, Any]
+    metrics: dict[str, Any] | None
+
+
+class JobDetailPublic(JobPublic):
+    spec: dict[str, Any]
+    best: TrialSummary | None = Field(description="the top trial by the job's objective")
+    elapsed_s: float | None
+
+
+class JobCancelPublic(BaseModel):
+    id: str
+    status: JobStatus
+    cancel_requested: bool
+
+
+class TrialPublic(BaseModel):
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    metrics: dict[str, Any] | None
+    attempt: int
+    worker: str | None
+    device: str | None
+    error: str | None
+
+
+class TrialsPublic(BaseModel):
+    items: list[TrialPublic]
+    count: int = Field(description="all matching trials, not only this page")
+
+
+class EpochPublic(BaseModel):
+    epoch: int
+    train_loss: float | None
+    train_acc: float | None
+    val_loss: float | None
+    val_acc: float | None
+    seconds: float | None
+
+
+class TrialDetailPublic(TrialPublic):
+    recipe: dict[str, Any] | None
+    retry_of: int | None = Field(description="the number of the lost attempt this one repeats")
+    superseded_result: dict[str, Any] | None
+    created_at: dt.datetime
+    enqueued_at: dt.datetime | None
+    started_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    epochs: list[EpochPublic]
+
+
+class BestMetrics(BaseModel):
+    # The six metrics the contract names; anything else the worker reports passes through.
+    model_config = ConfigDict(extra="allow")
+
+    val_acc: float | None = None
+    test_acc: float | None = None
+    gap: float | None = None
+    epochs_to_converge: int | float | None = None
+    val_auc: float | None = None
+    seconds_per_epoch: float | None = None
+
+
+class BestConfigPublic(BaseModel):
+    number: int
+    params: dict[str, Any]
+    recipe: dict[str, Any] | None
+    metrics: BestMetrics
+
+
+class BestConfigsPublic(BaseModel):
+    items: list[BestConfigPublic]
+    count: int
+
+
+def _blob(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return finite_or_none(value) if value is not None else None
+
+
+def _finite(value: float | None) -> float | None:
+    return finite_or_none(value)
+
+
+def job_public(job: Job, counts: dict[str, int]) -> JobPublic:
+    """A job row as listed (no spec, no best)."""
+    budget = (job.spec or {}).get("budget") or {}
+    return JobPublic(
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        n_trials=budget.get("n_trials"),
+        counts=TrialCounts(**counts),
+        cancel_requested=bool(job.cancel_requested),
+        error=job.error,
+        created_at=as_utc(job.created_at),
+        started_at=as_utc(job.started_at),
+        finished_at=as_utc(job.finished_at),
+    )
+
+
+def job_detail(job: Job, counts: dict[str, int], best: Trial | None) -> JobDetailPublic:
+    """A job with its spec, its best trial so far and its running time."""
+    summary = (
+        TrialSummary(
+            number=best.number, params=_blob(best.params) or {}, metrics=_blob(best.metrics)
+        )
+        if best is not None
+        else None
+    )
+    return JobDetailPublic(
+        **job_public(job, counts).model_dump(),
+        spec=_blob(job.spec) or {},
+        best=summary,
+        elapsed_s=_finite(elapsed_seconds(job)),
+    )
+
+
+def trial_public(trial: Trial) -> TrialPublic:
+    return TrialPublic(
+        number=trial.number,
+        state=trial.state,
+        params=_blob(trial.params) or {},
+        metrics=_blob(trial.metrics),
+        attempt=trial.attempt,
+        worker=trial.worker,
+        device=trial.device,
+        error=trial.error,
+    )
+
+
+def trial_detail(trial: Trial, epochs: Sequence[Any]) -> TrialDetailPublic:
+    """One trial with its recipe, its lineage and its per-epoch curve."""
+    return TrialDetailPublic(
+        **trial_public(trial).model_dump(),
+        recipe=_blob(trial.recipe),
+        retry_of=trial.retry_of,
+        superseded_result=_blob(trial.superseded_result),
+        created_at=as_utc(trial.created_at),
+        enqueued_at=as_utc(trial.enqueued_at),
+        started_at=as_utc(trial.started_at),
+        heartbeat_at=as_utc(trial.heartbeat_at),
+        finished_at=as_utc(trial.finished_at),
+        epochs=[
+            EpochPublic(
+                epoch=e.epoch,
+                train_loss=_finite(e.train_loss),
+                train_acc=_finite(e.train_acc),
+                val_loss=_finite(e.val_loss),
+                val_acc=_finite(e.val_acc),
+                seconds=_finite(e.seconds),
+            )
+            for e in epochs
+        ],
+    )
+
+
+def best_config(trial: Trial) -> BestConfigPublic:
+    return BestConfigPublic(
+        number=trial.number,
+        params=_blob(trial.params) or {},
+        recipe=_blob(trial.recipe),
+        metrics=BestMetrics.model_validate(_blob(trial.metrics) or {}),
+    )
