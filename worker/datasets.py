@@ -34,7 +34,7 @@ class DatasetError(ValueError):
     """A dataset that cannot be used; the message names the spec field (``dataset.path: ...``)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: comparing arrays elementwise is an error
 class Splits:
     """Train/val/test arrays (read-only), standardized with statistics of the training split."""
 
@@ -68,7 +68,9 @@ def resolve_data_path(data_dir: Path, relative: str) -> Path:
     root = Path(data_dir).resolve()
     rel = PurePosixPath(relative.replace("\\", "/"))
     if not relative or rel.is_absolute() or ".." in rel.parts or "\x00" in relative:
-        raise DatasetError(f"dataset.path: {relative!r} must be a relative path inside the data directory")
+        raise DatasetError(
+            f"dataset.path: {relative!r} must be relative, inside the data directory"
+        )
     # resolve() follows symlinks, so a link pointing outside the data directory is caught here
     full = (root / rel).resolve()
     if not full.is_relative_to(root):
@@ -78,101 +80,110 @@ def resolve_data_path(data_dir: Path, relative: str) -> Path:
     return full
 
 
-def _encode_labels(y: np.ndarray, field: str, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labels -> (codes 0..K-1, sorted classes); ``classes`` maps a test split like its train split."""
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
+def _encode_labels(y: np.ndarray, field: str, classes: np.ndarray | None = None) -> tuple:
+    """Labels -> (codes 0..K-1, sorted classes); ``classes`` maps test labels like train's."""
+    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
     if y.ndim != 1:
         raise DatasetError(f"{field} must be one label per example, shape (N,); got {y.shape}")
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
-            raise DatasetError(f"{field} must hold integer or string class labels, not fractions or NaN")
-        y = y.astype(np.int64)
-    elif y.dtype.kind not in "biuUS":
-        raise DatasetError(f"{field} must hold integer or string class labels (got dtype {y.dtype})")
-    if classes is None:
-        classes = np.unique(y)
-    codes = np.searchsorted(classes, y)
-    codes = np.clip(codes, 0, len(classes) - 1)
+    integral = y.dtype.kind != "f" or (np.isfinite(y).all() and np.array_equal(y, np.round(y)))
+    if y.dtype.kind not in "biufUS" or not integral:
+        raise DatasetError(f"{field} must hold integer or string class labels (dtype {y.dtype})")
+    y = y.astype(np.int64) if y.dtype.kind == "f" else y
+    classes = np.unique(y) if classes is None else classes
+    codes = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
     unknown = classes[codes] != y
     if unknown.any():
-        raise DatasetError(f"{field} has label {y[unknown][0]!r} that the training labels do not contain")
+        label = y[unknown][0].item()
+        raise DatasetError(f"{field} has label {label!r} that the training labels do not contain")
     return codes.astype(np.int64), classes
 
 
 def _check_features(x: np.ndarray, field: str) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise DatasetError(f"{field} must be numeric (got dtype {x.dtype})")
-    if x.ndim not in (2, 3, 4) or x.shape[0] == 0 or 0 in x.shape[1:]:
-        raise DatasetError(f"{field} must have shape (N, F), (N, H, W) or (N, C, H, W); got {x.shape}")
+    if x.ndim not in (2, 3, 4) or 0 in x.shape:
+        raise DatasetError(
+            f"{field} must have shape (N, F), (N, H, W) or (N, C, H, W); got {x.shape}"
+        )
     x32 = x.astype(np.float32)
     if not np.isfinite(x32).all():
-        raise DatasetError(f"{field} contains NaN or infinite values (or values too large for float32)")
+        raise DatasetError(f"{field} contains NaN or infinite values (or too large for float32)")
     # (N, F) and (N, H, W) have one channel; (N, C, H, W) brings its own
     return x32[:, None] if x32.ndim in (2, 3) else x32
 
 
 def _load_npz(path: Path, shown: str) -> _Raw:
+    where = f"dataset.path: {shown}"
     try:
         archive = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError, OSError, EOFError, BadZipFile... for junk
-        raise DatasetError(f"dataset.path: {shown} is not a readable .npz file ({_reason(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, OSError, BadZipFile...
+        raise DatasetError(f"{where} is not a readable .npz file ({_reason(exc)})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DatasetError(f"dataset.path: {shown} is a single .npy array; save x and y with np.savez")
+        raise DatasetError(f"{where} is a single .npy array; save x and y with np.savez")
     with archive:
         names = set(archive.files)
         for required in ("x", "y"):
             if required not in names:
-                raise DatasetError(f"dataset.path: {shown} has no array {required!r}")
+                raise DatasetError(f"{where} has no array {required!r}")
         if ("x_test" in names) != ("y_test" in names):
-            raise DatasetError(f"dataset.path: {shown} needs both x_test and y_test, or neither")
+            raise DatasetError(f"{where} needs both x_test and y_test, or neither")
         arrays: dict[str, np.ndarray] = {}
         for name in ("x", "y", "x_test", "y_test"):
-            if name in names:
-                try:
+            try:
+                if name in names:
                     arrays[name] = archive[name]
-                except Exception as exc:
-                    raise DatasetError(f"dataset.path: {shown}: array {name!r} cannot be read ({_reason(exc)})") from None
-    x = _check_features(arrays["x"], f"dataset.path: {shown}: array 'x'")
-    y, classes = _encode_labels(arrays["y"], f"dataset.path: {shown}: array 'y'")
-    if len(y) != len(x):
-        raise DatasetError(f"dataset.path: {shown}: 'x' has {len(x)} rows but 'y' has {len(y)}")
-    raw = _Raw(x=x, y=y, n_classes=len(classes))
+            except Exception as exc:  # noqa: BLE001 - object arrays, truncated members...
+                raise DatasetError(
+                    f"{where}: array {name!r} cannot be read ({_reason(exc)})"
+                ) from None
+    y, classes = _encode_labels(arrays["y"], f"{where}: array 'y'")
+    raw = _Raw(_check_features(arrays["x"], f"{where}: array 'x'"), y, len(classes))
     if "x_test" in arrays:
-        raw.x_test = _check_features(arrays["x_test"], f"dataset.path: {shown}: array 'x_test'")
-        raw.y_test, _ = _encode_labels(arrays["y_test"], f"dataset.path: {shown}: array 'y_test'", classes)
-        if raw.x_test.shape[1:] != x.shape[1:]:
-            raise DatasetError(f"dataset.path: {shown}: 'x_test' examples have shape {raw.x_test.shape[1:]}, 'x' {x.shape[1:]}")
-        if len(raw.y_test) != len(raw.x_test):
-            raise DatasetError(f"dataset.path: {shown}: 'x_test' has {len(raw.x_test)} rows but 'y_test' has {len(raw.y_test)}")
+        raw.x_test = _check_features(arrays["x_test"], f"{where}: array 'x_test'")
+        raw.y_test, _ = _encode_labels(arrays["y_test"], f"{where}: array 'y_test'", classes)
+        if raw.x_test.shape[1:] != raw.x.shape[1:]:
+            raise DatasetError(f"{where}: 'x_test' and 'x' examples differ in shape")
+    for x_name, x, y in (("x", raw.x, raw.y), ("x_test", raw.x_test, raw.y_test)):
+        if x is not None and y is not None and len(x) != len(y):
+            y_name = x_name.replace("x", "y")
+            raise DatasetError(f"{where}: {x_name!r} has {len(x)} rows but {y_name!r} has {len(y)}")
     return raw
 
 
 def _load_csv(path: Path, shown: str, label_column: str) -> _Raw:
+    where = f"dataset.path: {shown}"
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if row]  # blank lines carry nothing
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"dataset.path: {shown} cannot be read as CSV ({_reason(exc)})") from None
+        raise DatasetError(f"{where} cannot be read as CSV ({_reason(exc)})") from None
     if len(rows) < 2:
-        raise DatasetError(f"dataset.path: {shown} needs a header row and at least one data row")
+        raise DatasetError(f"{where} needs a header row and at least one data row")
     header = [name.strip() for name in rows[0]]
     if label_column not in header:
-        raise DatasetError(f"dataset.label_column: {shown} has no column {label_column!r} (columns: {', '.join(header[:20])})")
+        columns = ", ".join(header[:20])
+        raise DatasetError(
+            f"dataset.label_column: {shown} has no column {label_column!r} ({columns})"
+        )
+    if len(header) < 2:
+        raise DatasetError(f"{where} has no feature columns besides {label_column!r}")
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise DatasetError(f"dataset.path: {shown} line {line} has {len(row)} fields, the header {len(header)}")
+            raise DatasetError(
+                f"{where} line {line} has {len(row)} fields, the header {len(header)}"
+            )
     label_at = header.index(label_column)
-    if len(header) < 2:
-        raise DatasetError(f"dataset.path: {shown} has no feature columns besides {label_column!r}")
     table = np.array([[cell.strip() for cell in row] for row in rows[1:]], dtype=str)
     cells = np.delete(table, label_at, axis=1)
     try:
         x = cells.astype(np.float64)
     except ValueError:
-        bad = next((r, c) for r in range(cells.shape[0]) for c in range(cells.shape[1]) if not _is_float(cells[r, c]))
-        column = [h for i, h in enumerate(header) if i != label_at][bad[1]]
-        raise DatasetError(f"dataset.path: {shown} line {bad[0] + 2}, column {column!r}: {cells[bad]!r} is not a number") from None
+        r, c = next((r, c) for (r, c), cell in np.ndenumerate(cells) if not _is_float(cell))
+        column = [h for i, h in enumerate(header) if i != label_at][c]
+        text = str(cells[r, c])
+        raise DatasetError(
+            f"{where} line {r + 2}, column {column!r}: {text!r} is not a number"
+        ) from None
     labels = table[:, label_at]
     try:
         y_raw: np.ndarray = labels.astype(np.int64)  # numeric labels keep their numeric order
@@ -198,8 +209,8 @@ def _mnist1d(data_dir: Path) -> _Raw:
         try:
             with np.load(cache, allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in ("x", "y", "x_test", "y_test")}
-        except Exception:
-            arrays = None  # a truncated or foreign cache file is simply regenerated
+        except Exception:  # noqa: BLE001 - a truncated or foreign cache file is regenerated
+            arrays = None
     if arrays is None:
         from mnist1d.data import get_dataset_args, make_dataset
 
@@ -214,10 +225,8 @@ def _mnist1d(data_dir: Path) -> _Raw:
             random.setstate(py_state)
         arrays = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
         _write_atomically(cache, arrays)
-    return _Raw(
-        x=arrays["x"][:, None, :], y=arrays["y"].astype(np.int64), n_classes=10,
-        x_test=arrays["x_test"][:, None, :], y_test=arrays["y_test"].astype(np.int64),
-    )
+    x, y, x_test, y_test = (arrays[k] for k in ("x", "y", "x_test", "y_test"))
+    return _Raw(x[:, None], y.astype(np.int64), 10, x_test[:, None], y_test.astype(np.int64))
 
 
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -247,17 +256,17 @@ def _synthetic(spec: DatasetSpec) -> _Raw:
     n_classes = spec.n_classes or 3
     informative = min(n_features, max(2, n_features // 2))
     # sklearn places each class's clusters on hypercube vertices: 2**informative must suffice
-    clusters = 2 if n_classes * 2 <= 2**min(informative, 30) else 1
+    clusters = 2 if n_classes * 2 <= 2 ** min(informative, 30) else 1
     if n_classes > 2 ** min(informative, 30):
-        raise DatasetError(f"dataset.n_classes: {n_classes} classes need more than {n_features} features")
+        raise DatasetError(f"dataset.n_classes: {n_classes} classes need more features")
     if n_samples < 2 * n_classes:
-        raise DatasetError(f"dataset.n_samples: {n_samples} examples are too few for {n_classes} classes")
+        raise DatasetError(f"dataset.n_samples: {n_samples} are too few for {n_classes} classes")
     x, y = make_classification(
         n_samples=n_samples, n_features=n_features, n_informative=informative,
         n_redundant=min(2, n_features - informative), n_classes=n_classes,
         n_clusters_per_class=clusters, flip_y=0.01 if spec.noise is None else spec.noise,
         random_state=SYNTHETIC_SEED,
-    )
+    )  # fmt: skip
     return _Raw(x=x[:, None, :], y=y.astype(np.int64), n_classes=n_classes)
 
 
@@ -290,8 +299,8 @@ def load_dataset(spec: DatasetSpec, data_dir: Path) -> Splits:
     """Load ``spec``'s dataset, split it with ``spec.split_seed`` and standardize it."""
     raw = _raw(spec, Path(data_dir))
     if raw.n_classes < 2:
-        field = {"csv": "dataset.label_column", "npz": "dataset.path"}.get(spec.name, "dataset.name")
-        raise DatasetError(f"{field}: needs at least 2 classes, found {raw.n_classes}")
+        field = {"csv": "label_column", "npz": "path"}.get(spec.name, "name")
+        raise DatasetError(f"dataset.{field}: needs at least 2 classes, found {raw.n_classes}")
     x, y = raw.x, raw.y
     if raw.x_test is not None and raw.y_test is not None:
         # the dataset's own test split: val keeps the train:val ratio a self-made split would have
@@ -300,12 +309,12 @@ def load_dataset(spec: DatasetSpec, data_dir: Path) -> Splits:
     else:
         n_test = max(1, round(len(y) * spec.test_fraction))
         if len(y) - n_test < 2:
-            raise DatasetError(f"dataset: {len(y)} examples are too few to split into train/val/test")
+            raise DatasetError(f"dataset: {len(y)} examples are too few to split in three")
         rest, test = _hold_out(y, n_test, spec.split_seed)
         x_test, y_test, x, y = x[test], y[test], x[rest], y[rest]
         n_val = max(1, round((len(rest) + n_test) * spec.val_fraction))
     if len(y) - n_val < 1:
-        raise DatasetError(f"dataset: {len(y)} examples are too few to split into train/val/test")
+        raise DatasetError(f"dataset: {len(y)} examples are too few to split in three")
     train, val = _hold_out(y, n_val, spec.split_seed)
     x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
 
@@ -326,11 +335,10 @@ def load_dataset(spec: DatasetSpec, data_dir: Path) -> Splits:
         return out
 
     return Splits(
-        x_train=standardize(x_train), y_train=labels(y_train),
-        x_val=standardize(x_val), y_val=labels(y_val),
-        x_test=standardize(x_test), y_test=labels(y_test),
-        sample_shape=tuple(int(d) for d in x.shape[1:]), n_classes=int(raw.n_classes), name=spec.name,
-    )
+        standardize(x_train), labels(y_train), standardize(x_val), labels(y_val),
+        standardize(x_test), labels(y_test), sample_shape=tuple(int(d) for d in x.shape[1:]),
+        n_classes=int(raw.n_classes), name=spec.name,
+    )  # fmt: skip
 
 
 def input_shape_for(splits: Splits, family: str) -> list[int]:

@@ -42,24 +42,35 @@ def _is_number(value: Any) -> bool:
 def validate_recipe(recipe: Any) -> None:
     """Raise ValueError naming the first bad key (``recipe.blocks[1].dropout: ...``)."""
     if not isinstance(recipe, dict):
-        raise ValueError("recipe: a recipe is a JSON object")
+        raise ValueError("recipe: a recipe is a JSON object")  # noqa: TRY004 - one error type
     for key in ("family", "input_shape", "n_classes", "activation", "blocks"):
         if key not in recipe:
             raise ValueError(f"recipe.{key}: missing")
     if recipe.get("version", RECIPE_VERSION) != RECIPE_VERSION:
-        raise ValueError(f"recipe.version: {recipe['version']!r} is not supported (this worker reads {RECIPE_VERSION})")
+        raise ValueError(
+            f"recipe.version: {recipe['version']!r} is not supported (this worker reads "
+            f"{RECIPE_VERSION})"
+        )
     family = recipe["family"]
     if family not in ("mlp", "cnn"):
         raise ValueError(f"recipe.family: {family!r} is not mlp or cnn")
     shape = recipe["input_shape"]
     dims = (1,) if family == "mlp" else (2, 3)
-    if not isinstance(shape, list) or len(shape) not in dims or not all(_is_int(d) and d >= 1 for d in shape):
-        expected = "[features]" if family == "mlp" else "[channels, length] or [channels, height, width]"
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in dims
+        or not all(_is_int(d) and d >= 1 for d in shape)
+    ):
+        expected = (
+            "[features]" if family == "mlp" else "[channels, length] or [channels, height, width]"
+        )
         raise ValueError(f"recipe.input_shape: {shape!r} must be {expected} of positive integers")
     if not _is_int(recipe["n_classes"]) or recipe["n_classes"] < 2:
         raise ValueError(f"recipe.n_classes: {recipe['n_classes']!r} must be an integer >= 2")
     if recipe["activation"] not in ACTIVATIONS:
-        raise ValueError(f"recipe.activation: {recipe['activation']!r} is not one of {', '.join(ACTIVATIONS)}")
+        raise ValueError(
+            f"recipe.activation: {recipe['activation']!r} is not one of {', '.join(ACTIVATIONS)}"
+        )
     kernel = recipe.get("kernel_size", 3)
     if family == "cnn" and (not _is_int(kernel) or kernel < 1):
         raise ValueError(f"recipe.kernel_size: {kernel!r} must be a positive integer")
@@ -69,10 +80,10 @@ def validate_recipe(recipe: Any) -> None:
     for i, block in enumerate(blocks):
         where = f"recipe.blocks[{i}]"
         if not isinstance(block, dict):
-            raise ValueError(f"{where}: a block is an object with width and order")
+            raise ValueError(f"{where}: a block is an object with width and order")  # noqa: TRY004
         unknown = set(block) - {"width", "order", "dropout", "bn_momentum"}
         if unknown:
-            raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown key")
+            raise ValueError(f"{where}.{min(unknown)}: unknown key")
         if not _is_int(block.get("width")) or block["width"] < 1:
             raise ValueError(f"{where}.width: {block.get('width')!r} must be a positive integer")
         order = block.get("order")
@@ -87,7 +98,9 @@ def validate_recipe(recipe: Any) -> None:
         if "drop" not in order and dropout is not None:
             raise ValueError(f"{where}.dropout: must be null in a block without drop")
         if "bn" in order and not (_is_number(momentum) and 0 < momentum <= 1):
-            raise ValueError(f"{where}.bn_momentum: {momentum!r} must be a number with 0 < bn_momentum <= 1")
+            raise ValueError(
+                f"{where}.bn_momentum: {momentum!r} must be a number with 0 < bn_momentum <= 1"
+            )
         if "bn" not in order and momentum is not None:
             raise ValueError(f"{where}.bn_momentum: must be null in a block without bn")
 
@@ -144,6 +157,6 @@ def _describe(layer: nn.Module) -> str:
 
 
 def layer_order(module: nn.Module) -> list[str]:
-    """The leaf layers in forward order, e.g. ``["Linear(40->256)", "BatchNorm1d(m=0.1)", "ReLU"]``."""
+    """The leaf layers in forward order: ``["Linear(40->256)", "BatchNorm1d(m=0.1)", ...]``."""
     # registration order is forward order for the nested Sequentials that build_model makes
     return [_describe(m) for m in module.modules() if not any(True for _ in m.children())]

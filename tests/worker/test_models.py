@@ -1,0 +1,226 @@
+"""The built module is what the recipe says: order, presence, momentum, dropout, eval mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from regsearch.space import make_recipe
+from regsearch.spec import JobSpec, all_placements
+from worker.models import build_model, layer_order
+
+WIDTHS = [12, 10, 8]
+# family, input shape, what build_model must use for the block layer and its BN
+FAMILIES = {
+    "mlp": ([20], "Linear", nn.BatchNorm1d),
+    "cnn1d": ([2, 9], "Conv1d", nn.BatchNorm1d),
+    "cnn2d": ([1, 5, 6], "Conv2d", nn.BatchNorm2d),
+}
+# a layer selection and the blocks (0-based, of 3) it picks, written out independently
+SELECTIONS = {"all": [0, 1, 2], "none": [], "last": [2], "last-2": [1, 2]}
+
+
+def _recipe(
+    family: str, placement: str, selection: str = "all", dropout: float = 0.3, momentum: float = 0.2
+) -> dict[str, Any]:
+    model: dict[str, Any] = (
+        {"family": "mlp", "hidden": WIDTHS}
+        if family == "mlp"
+        else {"family": "cnn", "channels": WIDTHS}
+    )
+    spec = JobSpec(name="t", dataset={"name": "digits"}, model=model)
+    params: dict[str, Any] = {"placement": placement}
+    if "drop" in placement:
+        params.update(dropout=dropout, dropout_layers=selection)
+    if "bn" in placement:
+        params.update(bn_momentum=momentum, bn_layers=selection)
+    return make_recipe(spec, params, FAMILIES[family][0], n_classes=4)
+
+
+def _expected_layers(family: str, placement: str, selection: str) -> list[str]:
+    shape, layer, bn = FAMILIES[family]
+    expected = []
+    width_in = shape[0]
+    kernel = "3" if family == "cnn1d" else "3x3"
+    for index, width in enumerate(WIDTHS):
+        expected.append(
+            f"Linear({width_in}->{width})"
+            if family == "mlp"
+            else f"{layer}({width_in}->{width}, k={kernel})"
+        )
+        for token in placement.split("-"):
+            if token == "act":
+                expected.append("ReLU")
+            elif token == "bn" and index in SELECTIONS[selection]:
+                expected.append(f"{bn.__name__}(m=0.2)")
+            elif token == "drop" and index in SELECTIONS[selection]:
+                expected.append("Dropout(p=0.3)")
+        width_in = width
+    if family != "mlp":
+        expected.append("Flatten")
+    spatial = 1
+    for size in shape[1:]:
+        spatial *= size
+    expected.append(f"Linear({WIDTHS[-1] * spatial}->4)")
+    return expected
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("selection", list(SELECTIONS))
+@pytest.mark.parametrize("placement", all_placements())
+def test_every_placement_builds_the_described_module(
+    family: str, selection: str, placement: str
+) -> None:
+    model = build_model(_recipe(family, placement, selection))
+    assert layer_order(model) == _expected_layers(family, placement, selection)
+    _, _, bn_class = FAMILIES[family]
+    for index, block in enumerate(
+        m for name, m in model.named_children() if name.startswith("block")
+    ):
+        names = [name for name, _ in block.named_children()]
+        assert names[0] == ("linear" if family == "mlp" else "conv")
+        wanted = [t for t in placement.split("-") if t == "act" or index in SELECTIONS[selection]]
+        assert names[1:] == wanted  # the block's own order, BN/dropout only where selected
+        if "bn" in wanted:
+            assert type(block.bn) is bn_class and block.bn.momentum == 0.2
+        if "drop" in wanted:
+            assert isinstance(block.drop, nn.Dropout) and block.drop.p == 0.3
+    x = torch.randn(5, *FAMILIES[family][0])
+    assert model(x).shape == (5, 4)
+
+
+def _bn_input(bn: nn.Module, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    seen: list[torch.Tensor] = []
+    handle = bn.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].detach().clone())
+    )
+    model(x)
+    handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("placement", ["bn-act-drop", "drop-bn-act", "act-drop-bn"])
+def test_eval_mode_uses_running_statistics_and_no_dropout(family: str, placement: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(_recipe(family, placement, dropout=0.5, momentum=0.3))
+    x = torch.randn(16, *FAMILIES[family][0])
+    bn = model.block2.bn
+    before = bn.running_mean.clone()
+    model.train()
+    batch_input = _bn_input(bn, model, x)
+    dims = [0] + list(range(2, batch_input.ndim))  # per channel: over the batch and positions
+    expected = (1 - 0.3) * before + 0.3 * batch_input.mean(dim=dims)
+    torch.testing.assert_close(bn.running_mean, expected)  # PyTorch momentum convention
+
+    model.eval()
+    after_train = bn.running_mean.clone()
+    with torch.no_grad():
+        first, second = model(x), model(x)
+        one = model(x[3:4])
+    torch.testing.assert_close(first, second, rtol=0, atol=0)  # dropout is off
+    torch.testing.assert_close(one[0], first[3], rtol=1e-5, atol=1e-6)  # no batch statistics
+    torch.testing.assert_close(bn.running_mean, after_train, rtol=0, atol=0)  # frozen in eval
+
+
+def test_dropout_is_active_in_train_mode() -> None:
+    torch.manual_seed(0)
+    model = build_model(_recipe("mlp", "act-drop", dropout=0.5)).train()
+    x = torch.randn(8, 20)
+    assert not torch.equal(model(x), model(x))
+
+
+def test_layer_order_example() -> None:
+    recipe = {
+        "version": 1,
+        "family": "mlp",
+        "input_shape": [40],
+        "n_classes": 10,
+        "activation": "gelu",
+        "blocks": [
+            {"width": 256, "order": ["bn", "act", "drop"], "dropout": 0.3, "bn_momentum": 0.1},
+            {"width": 64, "order": ["act"], "dropout": None, "bn_momentum": None},
+        ],
+    }
+    assert layer_order(build_model(recipe)) == [
+        "Linear(40->256)",
+        "BatchNorm1d(m=0.1)",
+        "GELU",
+        "Dropout(p=0.3)",
+        "Linear(256->64)",
+        "GELU",
+        "Linear(64->10)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("activation", "cls"),
+    [
+        ("relu", nn.ReLU),
+        ("gelu", nn.GELU),
+        ("silu", nn.SiLU),
+        ("tanh", nn.Tanh),
+        ("leaky_relu", nn.LeakyReLU),
+        ("elu", nn.ELU),
+    ],
+)
+def test_activations(activation: str, cls: type[nn.Module]) -> None:
+    recipe = _recipe("mlp", "act")
+    recipe["activation"] = activation
+    assert isinstance(build_model(recipe).block1.act, cls)
+
+
+def test_even_kernels_size_the_head_correctly() -> None:
+    recipe = _recipe("cnn1d", "bn-act")
+    recipe["kernel_size"] = 4  # padding 2 grows the length by one per block: 9 -> 12
+    model = build_model(recipe)
+    assert model.head.in_features == 8 * 12
+    assert model(torch.randn(3, 2, 9)).shape == (3, 4)
+
+
+def _set(recipe: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    target: Any = recipe
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    if value is KeyError:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = value
+    return recipe
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("family", "rnn", "recipe.family"),
+        ("input_shape", [20, 3], "recipe.input_shape"),
+        ("n_classes", 1, "recipe.n_classes"),
+        ("activation", "swish", "recipe.activation"),
+        ("version", 2, "recipe.version"),
+        ("blocks", [], "recipe.blocks"),
+        ("blocks.0.width", 0, r"recipe.blocks\[0\].width"),
+        ("blocks.1.order", ["bn", "drop"], r"recipe.blocks\[1\].order"),
+        ("blocks.1.order", ["act", "act"], r"recipe.blocks\[1\].order"),
+        ("blocks.1.order", ["bn-act"], r"recipe.blocks\[1\].order"),
+        ("blocks.2.dropout", 1.0, r"recipe.blocks\[2\].dropout"),
+        ("blocks.2.bn_momentum", 0.0, r"recipe.blocks\[2\].bn_momentum"),
+        ("blocks.2.bn_momentum", True, r"recipe.blocks\[2\].bn_momentum"),
+        ("blocks.0.extra", 1, r"recipe.blocks\[0\].extra"),
+        ("n_classes", KeyError, "recipe.n_classes: missing"),
+    ],
+)
+def test_invalid_recipes_name_the_key(path: str, value: Any, message: str) -> None:
+    recipe = _set(_recipe("mlp", "bn-act-drop"), path, value)
+    with pytest.raises(ValueError, match=f"^{message}"):
+        build_model(recipe)
+
+
+def test_dropout_on_a_block_without_drop_is_refused() -> None:
+    recipe = _recipe("mlp", "bn-act")
+    recipe["blocks"][0]["dropout"] = 0.2
+    with pytest.raises(ValueError, match=r"recipe.blocks\[0\].dropout: must be null"):
+        build_model(recipe)

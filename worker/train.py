@@ -1,0 +1,254 @@
+"""The training loop: one regularization configuration, epoch by epoch (pure PyTorch).
+
+Data lives on the device as tensors and batches are ``randperm`` slices, not a DataLoader: for the
+small models this service compares, a DataLoader's per-batch Python work would cost more than the
+model. Each epoch does exactly one host sync (the metrics), so a CUDA run never stalls inside the
+batch loop. CPU runs with the same seed are bit-reproducible; CUDA runs use bfloat16 autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regsearch.metrics import EpochMetrics, summarize
+from regsearch.spec import TrainingSpec
+from worker.datasets import Splits
+from worker.models import build_model
+
+EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
+TRAIN_SAMPLE_SEED = 0  # the fixed training sample is the same for every trial of a dataset
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (diverged, or non-finite data)."""
+
+    def __init__(self, epoch: int, value: float) -> None:
+        super().__init__(f"training loss became {value} in epoch {epoch}; lower the learning rate")
+        self.epoch = epoch
+        self.value = value
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch metrics, the trial summary (``regsearch.metrics.summarize``) and how it ended."""
+
+    epochs: list[EpochMetrics]
+    summary: dict[str, Any]
+    stopped_early: bool
+    device: str
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """``auto`` (cuda when available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", requested)
+    if not match:
+        raise ValueError(f"device: {requested!r} is not auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device: {requested!r} requested but CUDA is not available here")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device: {requested!r} does not exist ({torch.cuda.device_count()} GPU(s) visible)"
+        )
+    return torch.device("cuda", index)
+
+
+@dataclass
+class DeviceData:
+    """A dataset's splits as device tensors, plus the fixed sample used for train metrics."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_train_sample: torch.Tensor
+    y_train_sample: torch.Tensor
+    sample_shape: tuple[int, ...]
+    n_classes: int
+    name: str
+    device: torch.device
+
+
+def to_device(splits: Splits, device: torch.device | str = "cpu") -> DeviceData:
+    """Copy ``splits`` to ``device`` once; trials then index it without further transfers."""
+    device = torch.device(device)
+
+    def put(array: Any, dtype: torch.dtype) -> torch.Tensor:
+        return torch.tensor(array, dtype=dtype, device=device)  # a copy: the arrays are read-only
+
+    x_train, y_train = put(splits.x_train, torch.float32), put(splits.y_train, torch.int64)
+    # as large as the validation split, chosen once, so train and val accuracy are comparable
+    generator = torch.Generator().manual_seed(TRAIN_SAMPLE_SEED)
+    size = min(len(splits.y_val), len(splits.y_train))
+    sample = torch.randperm(len(splits.y_train), generator=generator)[:size].to(device)
+    return DeviceData(
+        x_train=x_train,
+        y_train=y_train,
+        x_val=put(splits.x_val, torch.float32),
+        y_val=put(splits.y_val, torch.int64),
+        x_test=put(splits.x_test, torch.float32),
+        y_test=put(splits.y_test, torch.int64),
+        x_train_sample=x_train[sample],
+        y_train_sample=y_train[sample],
+        sample_shape=tuple(splits.sample_shape),
+        n_classes=splits.n_classes,
+        name=splits.name,
+        device=device,
+    )
+
+
+def make_optimizer(model: nn.Module, training: TrainingSpec) -> torch.optim.Optimizer:
+    """adam / adamw / sgd; weight decay applies to weight matrices and kernels only."""
+    params: Any = list(model.parameters())
+    if training.weight_decay > 0:
+        # decaying biases and BN's scale/shift only fights the normalization (nanoGPT does the same)
+        params = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": training.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+    fused = True if next(model.parameters()).is_cuda else None  # one kernel per step on GPU
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay
+        )
+    optimizer_class = torch.optim.AdamW if training.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(params, lr=training.lr, weight_decay=training.weight_decay, fused=fused)
+
+
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Callable[[], Any]
+) -> torch.Tensor:
+    """``[summed loss, correct count]`` on the device; the caller syncs once for all of them."""
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, len(x), EVAL_CHUNK):
+        xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+        with autocast():
+            logits = model(xb)
+        loss += F.cross_entropy(logits.float(), yb, reduction="sum")
+        correct += (logits.argmax(dim=1) == yb).sum()
+    return torch.stack([loss, correct])
+
+
+def _rank(metrics: EpochMetrics) -> tuple[float, float]:
+    # the same order as regsearch.metrics.best_epoch_index: accuracy, then loss (lower is better)
+    acc = metrics.val_acc if math.isfinite(metrics.val_acc) else -math.inf
+    loss = metrics.val_loss if math.isfinite(metrics.val_loss) else math.inf
+    return (-acc, loss)
+
+
+def train_trial(
+    recipe: dict[str, Any],
+    training: TrainingSpec,
+    data: DeviceData,
+    *,
+    on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
+) -> TrainResult:
+    """Train ``recipe`` on ``data``; ``on_epoch`` returning True stops after that epoch."""
+    device = data.device
+    torch.manual_seed(training.seed)  # weights and dropout masks; batch order has its own generator
+    model = build_model(recipe).to(device)
+    shape = tuple(int(d) for d in recipe["input_shape"])
+    if math.prod(shape) != math.prod(data.sample_shape):
+        raise ValueError(
+            f"recipe.input_shape: {list(shape)} does not fit examples shaped "
+            f"{list(data.sample_shape)}"
+        )
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn and training.batch_size < 2:
+        raise ValueError("training.batch_size: batch normalization needs batches of at least 2")
+
+    # views, not copies: the same device tensors serve every trial of the process
+    x_train, y_train = data.x_train.reshape(-1, *shape), data.y_train
+    x_sample, y_sample = data.x_train_sample.reshape(-1, *shape), data.y_train_sample
+    x_val, y_val = data.x_val.reshape(-1, *shape), data.y_val
+    cuda = device.type == "cuda"
+    autocast: Callable[[], Any] = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    )
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
+    optimizer = make_optimizer(model, training)
+    generator = torch.Generator(device=device).manual_seed(training.seed)
+
+    n, batch = len(y_train), training.batch_size
+    starts = list(range(0, n, batch))
+    if len(starts) > 1 and n - starts[-1] < 2:
+        starts.pop()  # BN has no batch statistics for a lone example: drop a trailing batch of one
+    epochs: list[EpochMetrics] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_rank = (math.inf, math.inf)
+    stopped_early = False
+    for epoch in range(1, training.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator, device=device)
+        loss_sum = torch.zeros((), device=device)
+        for start in starts:
+            index = order[start : start + batch]
+            with autocast():
+                loss = F.cross_entropy(model(x_train[index]), y_train[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()  # stays on the device: no sync per batch
+
+        model.eval()
+        with torch.inference_mode():
+            sample = _evaluate(model, x_sample, y_sample, autocast)
+            val = _evaluate(model, x_val, y_val, autocast)
+            stats = torch.cat([loss_sum.reshape(1), sample, val]).tolist()  # the epoch's one sync
+        running, sample_loss, sample_correct, val_loss, val_correct = stats
+        if not math.isfinite(running):
+            raise NonFiniteLossError(epoch, running)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=sample_loss / len(y_sample),
+            train_acc=sample_correct / len(y_sample),
+            val_loss=val_loss / len(y_val),
+            val_acc=val_correct / len(y_val),
+            seconds=time.perf_counter() - started,
+        )
+        epochs.append(metrics)
+        if _rank(metrics) < best_rank:
+            best_rank = _rank(metrics)
+            best_state = _snapshot(model, best_state)
+        if on_epoch is not None and on_epoch(metrics):
+            stopped_early = True
+            break
+
+    assert best_state is not None  # at least one epoch ran (TrainingSpec: epochs >= 1)
+    model.load_state_dict(best_state)
+    model.eval()
+    x_test = data.x_test.reshape(-1, *shape)
+    with torch.inference_mode():
+        test_correct = _evaluate(model, x_test, data.y_test, autocast)[1].item()
+    summary = summarize(epochs, test_correct / len(data.y_test))
+    return TrainResult(epochs, summary, stopped_early=stopped_early, device=str(device))
+
+
+def _snapshot(model: nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """The model's state as device tensors; reuses ``into``'s storage after the first copy."""
+    state = model.state_dict()
+    if into is None:
+        return {k: v.detach().clone() for k, v in state.items()}
+    with torch.no_grad():
+        for key, value in state.items():
+            into[key].copy_(value)
+    return into
