@@ -1,0 +1,243 @@
+"""One job (``/job?job=ID``): what each regularization choice buys in generalization and costs in
+convergence, how the placements compare, what the search found and the best recipes.
+
+While the job runs, the body is a fragment that refreshes itself every few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, frames
+
+REFRESH_S = 3
+TRIAL_PAGE = "app_pages/trial.py"
+
+url = data.database_url()
+problem = data.database_problem(url)
+if problem:
+    st.title("Job")
+    st.info(problem)
+    st.stop()
+
+
+def _pick_job(message: str | None = None) -> None:
+    st.title("Job")
+    if message:
+        st.warning(message)
+    jobs = data.jobs(url)
+    if jobs.empty:
+        st.info("No jobs yet. Submit one with `regsearch submit SPEC.yaml`.")
+        st.stop()
+    names = dict(zip(jobs["id"], jobs["name"]))
+    choice = st.selectbox("Job", list(names), index=None, format_func=lambda i: f"{names[i]} ({i})",
+                          placeholder="Choose a job")
+    if choice:
+        st.query_params["job"] = choice
+        st.rerun()
+    st.stop()
+
+
+job_id = st.query_params.get("job")
+if not job_id:
+    _pick_job()
+info = data.job(url, str(job_id))
+if info is None:
+    _pick_job(f"There is no job with id `{str(job_id).replace('`', '')[:64]}`.")
+assert info is not None
+job_id = str(job_id)
+
+st.title(info["name"])
+st.caption(
+    f"job `{job_id}` · **{info['status']}** · dataset `{info['dataset']}` · model `{info['model']}` · "
+    f"objective {info['objective']} · sampler `{info['sampler']}` · pruner `{info['pruner']}`"
+)
+k = st.sidebar.slider("Leaders shown", min_value=1, max_value=10, value=5,
+                      help="how many of the best configurations the charts and the table show")
+objectives: list[tuple[str, str]] = info["objectives"]
+metric, direction = objectives[0]
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
+
+
+def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> None:
+    counts = frames.counts(df)
+    finished = counts["complete"] + counts["pruned"] + counts["failed"]
+    n_trials = job["n_trials"] or max(1, finished)
+    cols = st.columns(7)
+    cols[0].metric("Complete", counts["complete"])
+    cols[1].metric("Pruned", counts["pruned"])
+    cols[2].metric("Failed", counts["failed"])
+    cols[3].metric("Running", counts["running"], help=f"{counts['queued']} queued")
+    leader = board.iloc[0] if len(board) else None
+    cols[4].metric(f"Best {metric}", _fmt(leader[metric] if leader is not None else None))
+    cols[5].metric("Its test_acc", _fmt(leader["test_acc"] if leader is not None else None),
+                   help="held-out test accuracy, evaluated once with the best validation epoch's weights")
+    cols[6].metric("Elapsed", frames.format_seconds(job["elapsed_s"]))
+    st.progress(min(1.0, finished / n_trials), text=f"{finished} of {job['n_trials']} trials finished")
+    if job.get("error"):
+        st.error(f"The job failed: {job['error']}")
+
+
+def _generalization(df: pd.DataFrame, done: pd.DataFrame, board: pd.DataFrame) -> None:
+    st.header("Generalization")
+    if done.empty:
+        st.info("No complete trial yet: the train/validation gap appears here as trials finish.")
+        return
+    st.caption("Per configuration, training and validation accuracy at the best validation epoch; the gap is "
+               "train_acc − val_acc. Points below the diagonal generalize worse than they fit.")
+    left, right = st.columns(2)
+    left.markdown("**train_acc vs val_acc**")
+    left.plotly_chart(charts.train_vs_val(frames.generalization(df)), width="stretch")
+    right.markdown("**gap vs dropout**")
+    if done["dropout"].notna().any():
+        right.plotly_chart(charts.gap_vs_dropout(done), width="stretch")
+    else:
+        right.info("No complete trial placed dropout.")
+    left, right = st.columns(2)
+    left.markdown("**gap by placement**")
+    left.plotly_chart(charts.box_by_placement(done, "gap"), width="stretch")
+    right.markdown("**The leaders on held-out test data**")
+    right.plotly_chart(charts.leaders_accuracy(board), width="stretch")
+    with st.expander("gap per configuration"):
+        st.dataframe(frames.generalization(df), hide_index=True, width="stretch")
+
+
+def _convergence(df: pd.DataFrame, done: pd.DataFrame, board: pd.DataFrame) -> None:
+    st.header("Convergence")
+    with_epochs = df[df["epochs_recorded"].fillna(0) > 0]
+    if with_epochs.empty:
+        st.info("No epoch recorded yet: validation curves appear here as soon as a trial reports one.")
+        return
+    ranked_numbers = [int(n) for n in frames.ranked(df, objectives)["number"]]
+    options = ranked_numbers + [int(n) for n in with_epochs["number"] if int(n) not in set(ranked_numbers)]
+    labels = dict(zip(df["number"].astype(int), df["config"] + " · " + df["state"]))
+    chosen = st.multiselect(
+        "Validation curves of", options, default=[int(n) for n in board["number"]] or options[:k],
+        format_func=lambda n: f"#{n} {labels.get(n, '')}", key="curve_trials", max_selections=data.MAX_CURVES,
+    )
+    curves = data.curves(url, job_id, tuple(int(n) for n in chosen))
+    if curves.empty:
+        st.info("Choose trials to compare their validation curves.")
+    else:
+        placements = dict(zip(df["number"].astype(int), df["placement"]))
+        st.plotly_chart(charts.curves_overlay(curves, placements), width="stretch")
+    if done.empty:
+        st.info("No complete trial yet: epochs_to_converge and seconds_per_epoch appear as trials finish.")
+        return
+    cols = st.columns(3)
+    cols[0].markdown("**epochs_to_converge by placement**")
+    cols[0].plotly_chart(charts.box_by_placement(done, "epochs_to_converge"), width="stretch")
+    cols[1].markdown("**epochs_to_converge by bn_momentum**")
+    if done["bn_momentum"].notna().any():
+        cols[1].plotly_chart(charts.by_momentum(done, "epochs_to_converge"), width="stretch")
+    else:
+        cols[1].info("No complete trial placed batch normalization.")
+    cols[2].markdown("**seconds_per_epoch by placement**")
+    cols[2].plotly_chart(charts.box_by_placement(done, "seconds_per_epoch"), width="stretch")
+    st.caption("epochs_to_converge: the first epoch whose val_acc reaches 95% of the trial's best.")
+
+
+def _placement_comparison(df: pd.DataFrame, done: pd.DataFrame) -> None:
+    st.header("Placement comparison")
+    if done.empty:
+        st.info("No complete trial yet.")
+    else:
+        st.markdown("**val_acc per placement** (n = complete trials behind each box)")
+        st.plotly_chart(charts.box_by_placement(done, "val_acc"), width="stretch")
+    st.dataframe(frames.placement_summary(df), hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(c, format="%.4f")
+        for c in ("val_acc_median", "val_acc_best", "gap_mean", "seconds_per_epoch_median")
+    })
+
+
+def _search_space(job: dict[str, Any], df: pd.DataFrame, done: pd.DataFrame) -> None:
+    st.header("Search space")
+    if done.empty:
+        st.info("No complete trial yet: the search's picture appears here as trials finish.")
+        return
+    left, right = st.columns(2)
+    left.markdown(f"**dropout × bn_momentum, colored by {metric}**")
+    both = done[done["dropout"].notna() & done["bn_momentum"].notna()]
+    if both.empty:
+        left.info("No complete trial has both dropout and batch normalization.")
+    else:
+        left.plotly_chart(charts.dropout_momentum_map(both, metric), width="stretch")
+    right.markdown("**Parameter importance** (Optuna, PED-ANOVA)")
+    found = data.importance(url, job_id, len(done))
+    if found["importances"]:
+        right.plotly_chart(charts.importance_bars(found["importances"]), width="stretch")
+        right.caption(f"From {found['n']} complete trials"
+                      + ("; the importance of reaching the Pareto front." if len(objectives) > 1 else "."))
+    else:
+        right.info(found["message"])
+    if len(objectives) > 1:
+        st.markdown(f"**Pareto front: {objectives[0][0]} and {objectives[1][0]}**")
+        mask = frames.pareto_mask(done[[m for m, _ in objectives]].to_numpy(), [d for _, d in objectives])
+        st.plotly_chart(charts.pareto_front(done, objectives, mask), width="stretch")
+    st.markdown(f"**Optimization history: {metric} per trial and the best so far**")
+    st.plotly_chart(charts.optimization_history(frames.history(df, metric, direction), metric), width="stretch")
+
+
+def _best_configurations(board: pd.DataFrame) -> None:
+    st.header("Best configurations")
+    if board.empty:
+        st.info("No complete trial yet: the best configurations and their recipes appear here.")
+        return
+    columns = ["rank", "number", "placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers", "val_acc",
+               "test_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch", "runs", "val_acc_std"]
+    st.dataframe(board[columns], hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(c, format="%.4f")
+        for c in ("val_acc", "test_acc", "gap", "val_auc", "seconds_per_epoch", "val_acc_std")
+    })
+    found = data.recipes(url, job_id, tuple(int(n) for n in board["number"]))
+    for rank, row in zip(board["rank"], board.itertuples(index=False)):
+        with st.expander(f"#{rank} · trial {row.number} · {row.config} · {metric} {_fmt(getattr(row, metric))}",
+                         expanded=rank == 1):
+            recipe = found.get(int(row.number))
+            if recipe:
+                st.code(json.dumps(recipe, indent=2), language="json")
+            else:
+                st.info("This trial stored no recipe.")
+            st.page_link(TRIAL_PAGE, label=f"Trial {row.number} in detail",
+                         query_params={"job": job_id, "trial": str(row.number)})
+
+
+def _all_trials(df: pd.DataFrame) -> None:
+    st.header("All trials")
+    view = df.assign(open=[f"trial?job={job_id}&trial={n}" for n in df["number"]])
+    columns = ["number", "state", "config", "val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch",
+               "epochs_recorded", "attempt", "worker", "error", "open"]
+    st.dataframe(view[columns], hide_index=True, width="stretch", column_config={
+        "open": st.column_config.LinkColumn("link", display_text="open ↗"),
+        **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("val_acc", "test_acc", "gap")},
+    })
+
+
+def body(was_active: bool) -> None:
+    job = data.job(url, job_id) or info
+    if job["active"] != was_active:
+        st.rerun()  # the job just finished: stop refreshing
+    df = data.trials(url, job_id)
+    done = frames.complete(df)
+    board = frames.leaders(df, objectives, k=k)
+    _overview(job, df, board)
+    if df.empty:
+        st.info("This job has no trials yet: the coordinator asks Optuna for the first ones shortly.")
+    _generalization(df, done, board)
+    _convergence(df, done, board)
+    _placement_comparison(df, done)
+    _search_space(job, df, done)
+    _best_configurations(board)
+    if not df.empty:
+        _all_trials(df)
+
+
+st.fragment(body, run_every=REFRESH_S if info["active"] else None)(info["active"])

@@ -1,0 +1,92 @@
+"""Launch the dashboard: ``streamlit run dashboard/app.py`` as a child process (headless).
+
+``regsearch dashboard`` and ``regsearch up`` call :func:`run_dashboard`; the browser test starts
+the same command through :func:`dashboard_command`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from regsearch.config import Settings, is_loopback
+
+APP = Path(__file__).with_name("app.py")
+ROOT = APP.parent.parent
+THEME = {
+    "theme.base": "light",
+    "theme.primaryColor": "#1f77b4",
+}
+
+
+def dashboard_env(settings: Settings) -> dict[str, str]:
+    """The environment for the child: ours, plus every setting as a ``REGSEARCH_*`` variable."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        key = f"REGSEARCH_{name.upper()}"
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    env["REGSEARCH_DATABASE_URL"] = settings.sqlalchemy_url  # resolved once, here
+    # the project root, so `import dashboard` works without installing the project
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def dashboard_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
+    """``python -m streamlit run dashboard/app.py`` with the server options the service uses."""
+    options = {
+        "server.headless": "true",
+        "server.port": str(port),
+        "server.address": host,
+        "server.fileWatcherType": "none",
+        "server.runOnSave": "false",
+        "browser.gatherUsageStats": "false",
+        "client.toolbarMode": "minimal",
+        **THEME,
+    }
+    return [sys.executable, "-m", "streamlit", "run", str(APP), *(f"--{k}={v}" for k, v in options.items())]
+
+
+def run_dashboard(settings: Settings, port: int = 8501, host: str = "127.0.0.1") -> int:
+    """Run the dashboard in the foreground until it exits (or Ctrl-C / SIGTERM); its exit code."""
+    if not is_loopback(host):
+        # the dashboard has no login of its own (unlike the API's bearer token)
+        print(f"warning: the dashboard on {host}:{port} shows every job to anyone who can reach it; "
+              "put it behind an authenticating proxy", file=sys.stderr)
+    process = subprocess.Popen(dashboard_command(port, host), env=dashboard_env(settings), cwd=str(ROOT))
+
+    def _forward(signum: int, _frame: object) -> None:
+        process.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, _forward) if _main_thread() else None
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the whole process group: the child stops by itself; wait for it.
+        return _stop(process)
+    finally:
+        if process.poll() is None:
+            _stop(process)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
