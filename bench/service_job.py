@@ -84,7 +84,7 @@ def run(spec: dict[str, Any], workers: int, backend: str, data_dir: Path) -> dic
             while client.job(job["id"])["status"] not in ("completed", "failed", "cancelled"):
                 time.sleep(0.2)
             wall = time.monotonic() - started
-            items = client.trials(job["id"], limit=10000)["items"]
+            items = client.all_trials(job["id"])
         db = Database(settings.sqlalchemy_url)
         training = 0.0
         for item in items:

@@ -114,6 +114,10 @@ def worker(
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
         device = "cuda"
     os.environ[DEVICE_ENV] = device
+    # K trial processes on C cores: C // K torch threads each, or they oversubscribe the CPU.
+    threads = str(max(1, (os.cpu_count() or 1) // concurrency))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, threads)
     settings = _settings()
     from regsearch.store.migrate import upgrade
 

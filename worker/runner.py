@@ -15,14 +15,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from regsearch import studies
+from regsearch import failpoints, studies
 from regsearch.config import Settings
 from regsearch.metrics import EpochMetrics, summarize
 from regsearch.space import make_recipe
 from regsearch.spec import JobSpec
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
+from regsearch.retry import with_retry
 from regsearch.store.trials import Claim
+from worker.shutdown import DRAINING
 
 log = logging.getLogger("regsearch.worker")
 
@@ -96,20 +98,26 @@ class EpochReporter:
     stop_reason: str | None = None  # "pruned", "cancelled" or "lease lost"
 
     def __call__(self, metrics: EpochMetrics) -> bool:
+        failpoints.hit(f"worker.epoch:{self.claim.params.get('placement')}")
         self.epochs.append(metrics)
-        control = trial_store.record_epochs(self.db, trial_id=self.claim.trial_id, lease=self.claim.lease,
-                                            epochs=[metrics])
+        control = with_retry(lambda: trial_store.record_epochs(self.db, trial_id=self.claim.trial_id,
+                                                               lease=self.claim.lease, epochs=[metrics]),
+                             what=f"recording epoch {metrics.epoch} of trial {self.claim.trial_id}")
         if not control.owner or self.heartbeat.lost.is_set():
             self.stop_reason = "lease lost"
             return True
         if control.cancelled or self.heartbeat.cancelled.is_set():
             self.stop_reason = "cancelled"
             return True
+        if DRAINING.is_set():
+            self.stop_reason = "draining"
+            return True
         if self.optuna_trial is not None:
             value = summarize(self.epochs, None)[self.spec.objective.metrics[0]]
             if value is not None:
-                self.optuna_trial.report(float(value), metrics.epoch)
-                if self.optuna_trial.should_prune():
+                trial = self.optuna_trial
+                with_retry(lambda: trial.report(float(value), metrics.epoch), what="reporting to Optuna")
+                if with_retry(trial.should_prune, what="asking the pruner"):
                     self.stop_reason = "pruned"
                     return True
         return False
@@ -134,46 +142,55 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
 
     db = _database(settings.sqlalchemy_url)
     torch_device = select_device(device)
-    claim = trial_store.claim(db, trial_id=trial_id, worker=worker_name(), device=str(torch_device))
+    claim = with_retry(lambda: trial_store.claim(db, trial_id=trial_id, worker=worker_name(), device=str(torch_device)),
+                       what=f"claiming trial {trial_id}")
     if claim is None:
         log.info("trial %d is already claimed or finished: duplicate delivery acknowledged", trial_id)
         return {"trial_id": trial_id, "outcome": "duplicate"}
 
     spec = JobSpec.model_validate(claim.spec)
-    study = studies.load_study(db.url, claim.study_name, spec, with_sampler=False)
+    study = with_retry(lambda: studies.load_study(db.url, claim.study_name, spec, with_sampler=False), what="loading the study")
     state, metrics, error, retryable = "failed", None, None, False
     with Heartbeat(db, claim, settings.heartbeat_interval_s) as heartbeat:
         try:
             splits = load_dataset_cached(spec.dataset, settings.data_dir)
             recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model.family), splits.n_classes)
-            trial_store.set_recipe(db, trial_id=trial_id, lease=claim.lease, recipe=recipe)
+            with_retry(lambda: trial_store.set_recipe(db, trial_id=trial_id, lease=claim.lease, recipe=recipe), what="storing the recipe")
             prunes = spec.pruner != "none" and len(spec.objective.metrics) == 1
-            reporter = EpochReporter(db, claim, spec, optuna.trial.Trial(study, claim.optuna_trial_id) if prunes else None, heartbeat)
+            optuna_trial = optuna.trial.Trial(study, claim.optuna_trial_id) if prunes else None
+            reporter = EpochReporter(db, claim, spec, optuna_trial, heartbeat)
             result = train_trial(recipe, spec.training, _on_device(splits, torch_device), on_epoch=reporter)
             metrics = result.summary
-            if reporter.stop_reason == "pruned":
-                state = "pruned"
-            elif reporter.stop_reason == "cancelled":
-                error = "job cancelled"
-            elif reporter.stop_reason == "lease lost":
-                error = "lease lost: the trial was presumed dead and reassigned"
-            elif _objective_values(spec, metrics) is None:
-                error = f"objective {spec.objective.metrics} is not a finite number"
-            else:
-                state = "complete"
+            if reporter.stop_reason == "draining":
+                released = with_retry(lambda: trial_store.release(db, trial_id=trial_id, lease=claim.lease), what="releasing the trial")
+                log.info("trial %d released back to the queue (worker shutting down): %s", trial_id, released)
+                return {"trial_id": trial_id, "outcome": "released"}
+            state, error = _outcome(spec, reporter.stop_reason, metrics)
         except (NonFiniteLossError, DatasetError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"  # deterministic: the same config fails again
         except Exception as exc:  # OOM, driver errors...: may pass on another attempt
             log.exception("trial %d failed", trial_id)
             error, retryable = f"{type(exc).__name__}: {exc}", True
 
-    owned = trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
-                               error=error, retryable=retryable)
+    owned = with_retry(lambda: trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
+                                                  error=error, retryable=retryable), what=f"finishing trial {trial_id}")
     if not owned:
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
         return {"trial_id": trial_id, "outcome": "superseded"}
-    if state == "complete":
-        study.tell(claim.number, _objective_values(spec, metrics or {}), skip_if_finished=True)
-    else:
-        study.tell(claim.number, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL, skip_if_finished=True)
+    values = _objective_values(spec, metrics or {}) if state == "complete" else None
+    final_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
+    with_retry(lambda: study.tell(claim.number, values, state=final_state, skip_if_finished=True), what="telling Optuna")
     return {"trial_id": trial_id, "outcome": state}
+
+
+def _outcome(spec: JobSpec, stop_reason: str | None, metrics: dict[str, Any]) -> tuple[str, str | None]:
+    """The trial's final state and error from why training stopped and what it measured."""
+    if stop_reason == "pruned":
+        return "pruned", None
+    if stop_reason == "cancelled":
+        return "failed", "job cancelled"
+    if stop_reason == "lease lost":
+        return "failed", "lease lost: the trial was presumed dead and reassigned"
+    if _objective_values(spec, metrics) is None:
+        return "failed", f"objective {spec.objective.metrics} is not a finite number"
+    return "complete", None

@@ -18,7 +18,10 @@ DEVICE_ENV = "REGSEARCH_WORKER_DEVICE"
 
 def run_trial(trial_id: int) -> dict[str, object]:
     """``regsearch.run_trial``: train one trial; duplicates are acknowledged and skipped."""
+    from worker import shutdown
     from worker.runner import run_trial as run
+
+    shutdown.listen()
 
     if not isinstance(trial_id, int) or isinstance(trial_id, bool):
         raise TypeError("run_trial takes one integer trial id")
@@ -27,6 +30,9 @@ def run_trial(trial_id: int) -> dict[str, object]:
 
 def create_worker_app(settings: Settings) -> Celery:
     """The Celery app with the worker's task registered under its public name."""
+    from worker import shutdown
+
     app = make_celery(settings)
     app.task(name=RUN_TRIAL_TASK, acks_late=True, ignore_result=True)(run_trial)
+    shutdown.install(app)
     return app

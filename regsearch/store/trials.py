@@ -207,3 +207,22 @@ def mark_retried(db: Database, *, trial_id: int) -> bool:
 def job_trials(db: Database, *, job_id: str) -> list[Trial]:
     with db.session() as session:
         return list(session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)).all())
+
+
+def release(db: Database, *, trial_id: int, lease: str) -> bool:
+    """Give a running trial back to the queue (worker draining): it restarts from epoch 1.
+
+    ``enqueued_at`` is cleared so the coordinator sends it again at its next tick.
+    """
+    from sqlalchemy import delete
+
+    with db.session() as session:
+        released = session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id, Trial.lease == lease, Trial.state == "running")
+            .values(state="queued", lease=None, worker=None, device=None, started_at=None,
+                    heartbeat_at=None, enqueued_at=None)
+        ).rowcount == 1
+        if released:
+            session.execute(delete(Epoch).where(Epoch.trial_id == trial_id))
+        return released

@@ -20,11 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from regsearch import studies
+from regsearch import failpoints, studies
 from regsearch.config import Settings
 from regsearch.queue import DEFAULT_QUEUE, TrialQueue
 from regsearch.space import suggest_params
@@ -181,9 +180,11 @@ class Coordinator:
                       retry_of: int | None = None) -> None:
         trial = study.ask()
         params = suggest_params(trial, spec)
+        failpoints.hit("coordinator.after_ask")
         trial_id = trial_store.add_trial(self.db, job_id=job.id, number=trial.number,
                                          optuna_trial_id=trial._trial_id, params=params,
                                          attempt=attempt, retry_of=retry_of)
+        failpoints.hit("coordinator.after_commit")
         self.queue.send(trial_id, self._queue_name())
         trial_store.mark_sent(self.db, trial_ids=[trial_id])
 

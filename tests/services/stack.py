@@ -59,7 +59,7 @@ class Stack:
         self.supervisor = Supervisor(self.settings, [], str(log_dir))
         self._threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
-    def start(self, *names: str) -> None:
+    def start(self, *names: str, env: dict[str, str] | None = None) -> None:
         """Start components by name (api, coordinator, worker); all three by default."""
         wanted = names or ("api", "coordinator", "worker")
         argv = {
@@ -68,7 +68,7 @@ class Stack:
             "worker": _cli("worker", "--concurrency", str(self.workers), "--loglevel", "INFO"),
         }
         for name in wanted:
-            component = Component(name, argv[name], dict(self._threads))
+            component = Component(name, argv[name], {**self._threads, **(env or {})})
             self.supervisor.components.append(component)
             sub = Supervisor(self.settings, [component], str(self.log_dir))
             sub.start()
@@ -76,13 +76,21 @@ class Stack:
         if "api" in wanted:
             self.wait_for(self.client.ready, 60, "the API to be ready")
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal a component's whole process group (parent and children) and reap it."""
+    def pid(self, name: str) -> int:
+        return self.supervisor.processes[name].pid
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, group: bool = True, wait_s: float = 10) -> None:
+        """Signal a component (its whole process group by default) and reap it."""
         process = self.supervisor.processes.pop(name)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
+            if group:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
+            process.wait(wait_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # nothing of it may outlive the test
 
     def stop(self) -> None:
         self.supervisor.stop(timeout_s=5)
