@@ -84,15 +84,18 @@ def _values(value: object) -> list[object]:
 
 
 def make_pruner(spec: JobSpec) -> optuna.pruners.BasePruner:
+    """Optuna's pruner with the settings of :func:`regsearch.pruning.make_pruner` (the workers
+    decide with the SQL pruners; this one is what the study records and what tests compare)."""
     import optuna
+
+    from regsearch.pruning import hyperband_min_resource, median_warmup
 
     epochs = spec.training.epochs
     if spec.pruner == "median":
-        # Regularized configurations learn more slowly at first; judging them before half the
-        # epochs would prune exactly the dropout-heavy trials this search exists to compare.
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=epochs // 2)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=median_warmup(epochs))
     if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, epochs // 10), max_resource=epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=hyperband_min_resource(epochs), max_resource=epochs,
+                                              reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 

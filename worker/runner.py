@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from regsearch import failpoints, studies
 from regsearch.config import Settings
 from regsearch.metrics import EpochMetrics, summarize
+from regsearch.pruning import Pruner, make_pruner
 from regsearch.space import make_recipe
 from regsearch.spec import JobSpec
 from regsearch.store import trials as trial_store
@@ -87,40 +90,57 @@ class Heartbeat:
 
 @dataclass
 class EpochReporter:
-    """The trainer's ``on_epoch`` callback: record, report, and decide whether to stop."""
+    """The trainer's ``on_epoch`` callback: record, decide to prune, notice cancel and drain.
+
+    Epoch rows are written in batches (at most every ``flush_every_s``, and at the end) so a
+    fast epoch does not pay a transaction; liveness does not depend on it (the heartbeat
+    thread beats on its own clock).
+    """
 
     db: Database
     claim: Claim
     spec: JobSpec
-    optuna_trial: Any  # optuna.trial.Trial, or None when the job does not prune
+    pruner: Pruner
     heartbeat: Heartbeat
+    flush_every_s: float = 1.0
     epochs: list[EpochMetrics] = field(default_factory=list)
-    stop_reason: str | None = None  # "pruned", "cancelled" or "lease lost"
+    history: dict[int, float] = field(default_factory=dict)  # reported objective per epoch
+    stop_reason: str | None = None  # "pruned", "cancelled", "draining" or "lease lost"
+    unwritten: list[EpochMetrics] = field(default_factory=list)
+    _last_flush: float = 0.0
 
     def __call__(self, metrics: EpochMetrics) -> bool:
         failpoints.hit(f"worker.epoch:{self.claim.params.get('placement')}")
         self.epochs.append(metrics)
-        control = with_retry(lambda: trial_store.record_epochs(self.db, trial_id=self.claim.trial_id,
-                                                               lease=self.claim.lease, epochs=[metrics]),
-                             what=f"recording epoch {metrics.epoch} of trial {self.claim.trial_id}")
-        if not control.owner or self.heartbeat.lost.is_set():
+        self.unwritten.append(metrics)
+        value = summarize(self.epochs, None)[self.spec.objective.metrics[0]]
+        self.history[metrics.epoch] = float(value) if isinstance(value, (int, float)) else math.nan
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
+            self.flush()
+        if self.heartbeat.lost.is_set():
             self.stop_reason = "lease lost"
-            return True
-        if control.cancelled or self.heartbeat.cancelled.is_set():
+        elif self.heartbeat.cancelled.is_set():
             self.stop_reason = "cancelled"
-            return True
-        if DRAINING.is_set():
+        elif DRAINING.is_set():
             self.stop_reason = "draining"
-            return True
-        if self.optuna_trial is not None:
-            value = summarize(self.epochs, None)[self.spec.objective.metrics[0]]
-            if value is not None:
-                trial = self.optuna_trial
-                with_retry(lambda: trial.report(float(value), metrics.epoch), what="reporting to Optuna")
-                if with_retry(trial.should_prune, what="asking the pruner"):
-                    self.stop_reason = "pruned"
-                    return True
-        return False
+        elif with_retry(lambda: self.pruner.should_prune(self.claim.number, self.history), what="asking the pruner"):
+            self.stop_reason = "pruned"
+        return self.stop_reason is not None
+
+    def flush(self) -> None:
+        """Write the epochs not yet written (one statement) and learn whether to go on."""
+        self._last_flush = time.monotonic()
+        if not self.unwritten:
+            return
+        batch = list(self.unwritten)
+        control = with_retry(lambda: trial_store.record_epochs(self.db, trial_id=self.claim.trial_id,
+                                                               lease=self.claim.lease, epochs=batch),
+                             what=f"recording epochs of trial {self.claim.trial_id}")
+        self.unwritten.clear()
+        if not control.owner:
+            self.heartbeat.lost.set()
+        if control.cancelled:
+            self.heartbeat.cancelled.set()
 
 
 def _objective_values(spec: JobSpec, summary: dict[str, Any]) -> list[float] | None:
@@ -132,9 +152,14 @@ def _objective_values(spec: JobSpec, summary: dict[str, Any]) -> list[float] | N
     return [float(v) for v in values]  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=16)
+def _study(url: str, study_name: str, spec_json: str) -> Any:
+    """The job's study, loaded once per worker process (only ``tell`` uses it)."""
+    return studies.load_study(url, study_name, JobSpec.model_validate_json(spec_json), with_sampler=False)
+
+
 def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[str, Any]:
     """Claim and train one trial; a duplicate delivery returns at once without training."""
-    import optuna
     from optuna.trial import TrialState
 
     from worker.datasets import DatasetError, input_shape_for, load_dataset_cached
@@ -149,16 +174,14 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
         return {"trial_id": trial_id, "outcome": "duplicate"}
 
     spec = JobSpec.model_validate(claim.spec)
-    study = with_retry(lambda: studies.load_study(db.url, claim.study_name, spec, with_sampler=False), what="loading the study")
     state, metrics, error, retryable = "failed", None, None, False
+    reporter: EpochReporter | None = None
     with Heartbeat(db, claim, settings.heartbeat_interval_s) as heartbeat:
         try:
             splits = load_dataset_cached(spec.dataset, settings.data_dir)
             recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model.family), splits.n_classes)
             with_retry(lambda: trial_store.set_recipe(db, trial_id=trial_id, lease=claim.lease, recipe=recipe), what="storing the recipe")
-            prunes = spec.pruner != "none" and len(spec.objective.metrics) == 1
-            optuna_trial = optuna.trial.Trial(study, claim.optuna_trial_id) if prunes else None
-            reporter = EpochReporter(db, claim, spec, optuna_trial, heartbeat)
+            reporter = EpochReporter(db, claim, spec, make_pruner(db, spec, claim.job_id, claim.study_name), heartbeat)
             result = train_trial(recipe, spec.training, _on_device(splits, torch_device), on_epoch=reporter)
             metrics = result.summary
             if reporter.stop_reason == "draining":
@@ -172,13 +195,18 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
             log.exception("trial %d failed", trial_id)
             error, retryable = f"{type(exc).__name__}: {exc}", True
 
+    unwritten = reporter.unwritten if reporter is not None else []
+    history = reporter.history if reporter is not None else None
     owned = with_retry(lambda: trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
-                                                  error=error, retryable=retryable), what=f"finishing trial {trial_id}")
+                                                  error=error, retryable=retryable, epochs=unwritten,
+                                                  step_values=history),
+                       what=f"finishing trial {trial_id}")
     if not owned:
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
         return {"trial_id": trial_id, "outcome": "superseded"}
     values = _objective_values(spec, metrics or {}) if state == "complete" else None
     final_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
+    study = _study(db.url, claim.study_name, spec.model_dump_json())
     with_retry(lambda: study.tell(claim.number, values, state=final_state, skip_if_finished=True), what="telling Optuna")
     return {"trial_id": trial_id, "outcome": state}
 

@@ -51,8 +51,8 @@ def engine_kwargs(url: str) -> dict[str, Any]:
             "connect_args": {"connect_timeout": 5}}
 
 
-def install_sqlite_pragmas(engine: Engine) -> None:
-    """WAL, busy timeout and ``BEGIN IMMEDIATE`` on every connection of a SQLite engine."""
+def install_sqlite_pragmas(engine: Engine, *, writer: bool = True) -> None:
+    """WAL, busy timeout and (for the writer engine) ``BEGIN IMMEDIATE`` on every connection."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -64,14 +64,19 @@ def install_sqlite_pragmas(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+
+        if not writer:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the lock up front; readers use a plain (deferred) snapshot and never
+        # queue behind the workers' writes (WAL lets them read while one writer writes).
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine for ``url`` with the project's connection settings."""
     url = normalize_url(url)
     if is_sqlite(url):
@@ -80,7 +85,7 @@ def make_engine(url: str) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, json_serializer=jsonsafe.dumps, **engine_kwargs(url))
     if is_sqlite(url):
-        install_sqlite_pragmas(engine)
+        install_sqlite_pragmas(engine, writer=not read_only)
     return engine
 
 
@@ -91,11 +96,26 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: a second engine whose transactions take no write lock. PostgreSQL's MVCC
+        # needs no such split.
+        self._read_engine = make_engine(self.url, read_only=True) if is_sqlite(self.url) else self.engine
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """Commit on success, roll back on error, and turn connection failures into StoreUnavailable."""
-        session = self._sessions()
+        with self._scope(self._sessions) as session:
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only scope (on SQLite it never waits for the write lock)."""
+        with self._scope(self._read_sessions) as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _scope(self, factory: sessionmaker[Session]) -> Iterator[Session]:
+        session = factory()
         try:
             yield session
             session.commit()
@@ -125,3 +145,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._read_engine.dispose()

@@ -66,17 +66,17 @@ def create_job(db: Database, *, spec: JobSpec, idempotency_key: str | None = Non
 
 
 def find_by_idempotency_key(db: Database, *, key: str) -> Job | None:
-    with db.session() as session:
+    with db.read() as session:
         return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
 
 
 def get_job(db: Database, *, job_id: str) -> Job | None:
-    with db.session() as session:
+    with db.read() as session:
         return session.get(Job, job_id)
 
 
 def list_jobs(db: Database, *, limit: int = 100, offset: int = 0) -> tuple[list[Job], int]:
-    with db.session() as session:
+    with db.read() as session:
         total = session.scalar(select(func.count()).select_from(Job)) or 0
         rows = session.scalars(select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
         return list(rows), total
@@ -87,7 +87,7 @@ def trial_counts(db: Database, *, job_ids: list[str]) -> dict[str, dict[str, int
     counts = {job_id: dict.fromkeys(TRIAL_STATES, 0) for job_id in job_ids}
     if not job_ids:
         return counts
-    with db.session() as session:
+    with db.read() as session:
         rows = session.execute(
             select(Trial.job_id, Trial.state, func.count())
             .where(Trial.job_id.in_(job_ids), Trial.retried.is_(False))
@@ -123,7 +123,7 @@ def set_job_status(db: Database, *, job_id: str, status: str, error: str | None 
 
 
 def active_jobs(db: Database) -> list[Job]:
-    with db.session() as session:
+    with db.read() as session:
         return list(session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATES)).order_by(Job.created_at)).all())
 
 
@@ -142,7 +142,7 @@ def best_trials(db: Database, *, job: Job, k: int = 5) -> list[Trial]:
     spec = JobSpec.model_validate(job.spec)
     metrics = spec.objective.metrics
     directions = spec.directions
-    with db.session() as session:
+    with db.read() as session:
         rows = list(
             session.scalars(
                 select(Trial).where(Trial.job_id == job.id, Trial.state == "complete", Trial.metrics.is_not(None))
@@ -175,7 +175,7 @@ def list_trials(
     query = select(Trial).where(Trial.job_id == job_id)
     if state:
         query = query.where(Trial.state == state)
-    with db.session() as session:
+    with db.read() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = session.scalars(query.order_by(Trial.number).limit(limit).offset(offset)).all()
         return list(rows), total
@@ -183,7 +183,7 @@ def list_trials(
 
 def get_trial(db: Database, *, job_id: str, number: int) -> tuple[Trial, list[Row[Any]]] | None:
     """A trial and its epochs (ordered)."""
-    with db.session() as session:
+    with db.read() as session:
         trial = session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.number == number)).first()
         if trial is None:
             return None

@@ -97,3 +97,30 @@ class Epoch(Base):
     val_loss: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
     val_acc: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
     seconds: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
+
+
+class StepValue(Base):
+    """A complete trial's reported objective per step: what the median pruner compares against.
+
+    Keyed (job, step, trial) so "every complete trial's value at step s" is one index range.
+    """
+
+    __tablename__ = "regsearch_step_values"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("regsearch_jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
+
+
+class RungValue(Base):
+    """A trial's value when it reached a successive-halving rung (Optuna's ``completed_rung_i``)."""
+
+    __tablename__ = "regsearch_rung_values"
+    __table_args__ = (Index("ix_rung_job_trial", "job_id", "trial_number"),)
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("regsearch_jobs.id", ondelete="CASCADE"), primary_key=True)
+    bracket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rung: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)

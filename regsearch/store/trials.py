@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from regsearch.jsonsafe import finite_or_none
 from regsearch.metrics import EpochMetrics
 from regsearch.store.db import Database, is_sqlite
-from regsearch.store.models import Epoch, Job, Trial, utcnow
+from regsearch.store.models import Epoch, Job, StepValue, Trial, utcnow
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,13 @@ def beat(db: Database, *, trial_id: int, lease: str) -> Control:
         return _control(session, trial_id, lease, utcnow())
 
 
+def dialect_insert(db: Database) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    return sqlite.insert if is_sqlite(db.url) else postgresql.insert
+
+
 def _epoch_upsert(db: Database, rows: list[dict[str, Any]]) -> Any:
-    insert = sqlite.insert if is_sqlite(db.url) else postgresql.insert
-    stmt = insert(Epoch).values(rows)
+    stmt = dialect_insert(db)(Epoch).values(rows)
     columns = ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")
     return stmt.on_conflict_do_update(
         index_elements=[Epoch.trial_id, Epoch.epoch], set_={c: getattr(stmt.excluded, c) for c in columns}
@@ -150,18 +154,33 @@ def finish(
     metrics: dict[str, Any] | None = None,
     error: str | None = None,
     retryable: bool = False,
+    epochs: list[EpochMetrics] | None = None,
+    step_values: dict[int, float] | None = None,
 ) -> bool:
-    """Write a running trial's outcome; False (result kept as superseded) if the lease was lost."""
+    """Write a running trial's outcome; False (result kept as superseded) if the lease was lost.
+
+    ``epochs`` not yet recorded are written in the same transaction; ``step_values`` (the
+    reported objective per step) of a complete trial feed the median pruner.
+    """
     assert state in ("complete", "pruned", "failed")
     now = utcnow()
     metrics = finite_or_none(metrics) if metrics is not None else None
     with db.session() as session:
-        done = session.execute(
+        row = session.execute(
             update(Trial)
             .where(Trial.id == trial_id, Trial.lease == lease, Trial.state == "running")
             .values(state=state, metrics=metrics, error=error, finished_at=now, heartbeat_at=now,
                     retried=False, retryable=retryable)
-        ).rowcount == 1
+            .returning(Trial.job_id, Trial.number)
+        ).first()
+        done = row is not None
+        if done and epochs:
+            session.execute(_epoch_upsert(db, [{"trial_id": trial_id, **finite_or_none(e.as_dict())} for e in epochs]))
+        if done and state == "complete" and step_values:
+            session.execute(dialect_insert(db)(StepValue).values([
+                {"job_id": row.job_id, "step": step, "trial_number": row.number, "value": finite_or_none(value)}
+                for step, value in step_values.items()
+            ]).on_conflict_do_nothing())
         if not done:
             session.execute(
                 update(Trial).where(Trial.id == trial_id).values(
@@ -173,7 +192,7 @@ def finish(
 
 
 def stale_running(db: Database, *, job_id: str, older_than: dt.datetime) -> list[Trial]:
-    with db.session() as session:
+    with db.read() as session:
         return list(session.scalars(
             select(Trial).where(Trial.job_id == job_id, Trial.state == "running", Trial.heartbeat_at < older_than)
         ).all())
@@ -205,7 +224,7 @@ def mark_retried(db: Database, *, trial_id: int) -> bool:
 
 
 def job_trials(db: Database, *, job_id: str) -> list[Trial]:
-    with db.session() as session:
+    with db.read() as session:
         return list(session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)).all())
 
 
