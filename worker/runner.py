@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import os
+import queue
 import socket
 import threading
 import time
@@ -102,12 +103,14 @@ class EpochReporter:
     spec: JobSpec
     pruner: Pruner
     heartbeat: Heartbeat
+    recipe: dict[str, Any] | None = None  # written with the first batch, then None
     flush_every_s: float = 1.0
     epochs: list[EpochMetrics] = field(default_factory=list)
     history: dict[int, float] = field(default_factory=dict)  # reported objective per epoch
     stop_reason: str | None = None  # "pruned", "cancelled", "draining" or "lease lost"
     unwritten: list[EpochMetrics] = field(default_factory=list)
-    _last_flush: float = 0.0
+    # A trial shorter than flush_every_s writes everything with its result, in one transaction.
+    _last_flush: float = field(default_factory=time.monotonic)
 
     def __call__(self, metrics: EpochMetrics) -> bool:
         failpoints.hit(f"worker.epoch:{self.claim.params.get('placement')}")
@@ -132,11 +135,12 @@ class EpochReporter:
         self._last_flush = time.monotonic()
         if not self.unwritten:
             return
-        batch = list(self.unwritten)
+        batch, recipe = list(self.unwritten), self.recipe
         control = with_retry(lambda: trial_store.record_epochs(self.db, trial_id=self.claim.trial_id,
-                                                               lease=self.claim.lease, epochs=batch),
+                                                               lease=self.claim.lease, epochs=batch, recipe=recipe),
                              what=f"recording epochs of trial {self.claim.trial_id}")
         self.unwritten.clear()
+        self.recipe = None
         if not control.owner:
             self.heartbeat.lost.set()
         if control.cancelled:
@@ -180,14 +184,14 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
         try:
             splits = load_dataset_cached(spec.dataset, settings.data_dir)
             recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model.family), splits.n_classes)
-            with_retry(lambda: trial_store.set_recipe(db, trial_id=trial_id, lease=claim.lease, recipe=recipe), what="storing the recipe")
-            reporter = EpochReporter(db, claim, spec, make_pruner(db, spec, claim.job_id, claim.study_name), heartbeat)
+            reporter = EpochReporter(db, claim, spec, make_pruner(db, spec, claim.job_id, claim.study_name), heartbeat,
+                                     recipe=recipe)
             result = train_trial(recipe, spec.training, _on_device(splits, torch_device), on_epoch=reporter)
             metrics = result.summary
             if reporter.stop_reason == "draining":
                 released = with_retry(lambda: trial_store.release(db, trial_id=trial_id, lease=claim.lease), what="releasing the trial")
                 log.info("trial %d released back to the queue (worker shutting down): %s", trial_id, released)
-                return {"trial_id": trial_id, "outcome": "released"}
+                return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "released"}
             state, error = _outcome(spec, reporter.stop_reason, metrics)
         except (NonFiniteLossError, DatasetError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"  # deterministic: the same config fails again
@@ -197,18 +201,56 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
 
     unwritten = reporter.unwritten if reporter is not None else []
     history = reporter.history if reporter is not None else None
+    recipe_left = reporter.recipe if reporter is not None else None
     owned = with_retry(lambda: trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
                                                   error=error, retryable=retryable, epochs=unwritten,
-                                                  step_values=history),
+                                                  step_values=history, recipe=recipe_left),
                        what=f"finishing trial {trial_id}")
     if not owned:
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
-        return {"trial_id": trial_id, "outcome": "superseded"}
+        return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "superseded"}
     values = _objective_values(spec, metrics or {}) if state == "complete" else None
     final_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
     study = _study(db.url, claim.study_name, spec.model_dump_json())
-    with_retry(lambda: study.tell(claim.number, values, state=final_state, skip_if_finished=True), what="telling Optuna")
-    return {"trial_id": trial_id, "outcome": state}
+    _TELLER.submit(lambda: _tell(study, claim.number, values, final_state))
+    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
+
+
+def _tell(study: Any, number: int, values: list[float] | None, state: Any) -> None:
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        with_retry(lambda: study.tell(number, values, state=state, skip_if_finished=True),
+                   what=f"telling Optuna about trial {number}")
+    except UpdateFinishedTrialError:
+        pass  # the coordinator's sync told it first, with the same outcome
+
+
+class _BackgroundTeller:
+    """Tells Optuna off the critical path: the result is already durable in the trial row, so
+    the worker takes its next trial at once. A tell lost with the process is made up by the
+    coordinator, which tells Optuna about any final row whose Optuna trial still runs."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Any) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="optuna-teller", daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:  # the coordinator's sync will tell Optuna instead
+                log.exception("telling Optuna failed")
+
+
+_TELLER = _BackgroundTeller()
 
 
 def _outcome(spec: JobSpec, stop_reason: str | None, metrics: dict[str, Any]) -> tuple[str, str | None]:

@@ -18,6 +18,9 @@ DEVICE_ENV = "REGSEARCH_WORKER_DEVICE"
 
 def run_trial(trial_id: int) -> dict[str, object]:
     """``regsearch.run_trial``: train one trial; duplicates are acknowledged and skipped."""
+    from celery import current_app
+
+    from regsearch.events import publish_trial_finished
     from worker import shutdown
     from worker.runner import run_trial as run
 
@@ -25,7 +28,10 @@ def run_trial(trial_id: int) -> dict[str, object]:
 
     if not isinstance(trial_id, int) or isinstance(trial_id, bool):
         raise TypeError("run_trial takes one integer trial id")
-    return run(trial_id, get_settings(), os.environ.get(DEVICE_ENV, "auto"))
+    result = run(trial_id, get_settings(), os.environ.get(DEVICE_ENV, "auto"))
+    if "job_id" in result:  # the coordinator refills at once instead of at its next poll
+        publish_trial_finished(current_app, str(result["job_id"]))
+    return result
 
 
 def create_worker_app(settings: Settings) -> Celery:

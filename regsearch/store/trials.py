@@ -69,7 +69,7 @@ def mark_sent(db: Database, *, trial_ids: list[int]) -> None:
     """Record that a message for each trial went to the broker (for the reconciler)."""
     if not trial_ids:
         return
-    with db.session() as session:
+    with db.session(durable=False) as session:  # a lost stamp only makes the reconciler send again
         session.execute(
             update(Trial).where(Trial.id.in_(trial_ids), Trial.state == "queued")
             .values(enqueued_at=utcnow(), send_count=Trial.send_count + 1)
@@ -110,7 +110,7 @@ def _control(session: Any, trial_id: int, lease: str, now: dt.datetime) -> Contr
 
 def beat(db: Database, *, trial_id: int, lease: str) -> Control:
     """Refresh the heartbeat of a running trial."""
-    with db.session() as session:
+    with db.session(durable=False) as session:
         return _control(session, trial_id, lease, utcnow())
 
 
@@ -127,22 +127,21 @@ def _epoch_upsert(db: Database, rows: list[dict[str, Any]]) -> Any:
     )
 
 
-def record_epochs(db: Database, *, trial_id: int, lease: str, epochs: list[EpochMetrics]) -> Control:
+def record_epochs(db: Database, *, trial_id: int, lease: str, epochs: list[EpochMetrics],
+                  recipe: dict[str, Any] | None = None) -> Control:
     """Upsert epoch rows (one statement; key: trial, epoch) and beat, in one transaction.
 
-    A worker that lost its lease writes nothing: its epochs would mix with the new attempt's.
+    The trial's ``recipe`` rides along with its first write. A worker that lost its lease
+    writes nothing: its epochs would mix with the new attempt's.
     """
     rows = [{"trial_id": trial_id, **finite_or_none(e.as_dict())} for e in epochs]
-    with db.session() as session:
+    with db.session(durable=False) as session:
         control = _control(session, trial_id, lease, utcnow())
         if control.owner and rows:
             session.execute(_epoch_upsert(db, rows))
+        if control.owner and recipe is not None:
+            session.execute(update(Trial).where(Trial.id == trial_id).values(recipe=recipe))
         return control
-
-
-def set_recipe(db: Database, *, trial_id: int, lease: str, recipe: dict[str, Any]) -> None:
-    with db.session() as session:
-        session.execute(update(Trial).where(Trial.id == trial_id, Trial.lease == lease).values(recipe=recipe))
 
 
 def finish(
@@ -156,6 +155,7 @@ def finish(
     retryable: bool = False,
     epochs: list[EpochMetrics] | None = None,
     step_values: dict[int, float] | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> bool:
     """Write a running trial's outcome; False (result kept as superseded) if the lease was lost.
 
@@ -170,7 +170,7 @@ def finish(
             update(Trial)
             .where(Trial.id == trial_id, Trial.lease == lease, Trial.state == "running")
             .values(state=state, metrics=metrics, error=error, finished_at=now, heartbeat_at=now,
-                    retried=False, retryable=retryable)
+                    retried=False, retryable=retryable, **({"recipe": recipe} if recipe is not None else {}))
             .returning(Trial.job_id, Trial.number)
         ).first()
         done = row is not None

@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from regsearch.spec import SpecError
-from regsearch.validation import MAX_MESSAGE_CHARS, field_errors
 from regsearch.store.db import StoreUnavailable
+from regsearch.validation import MAX_MESSAGE_CHARS, field_errors
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,11 @@ the coordinator restarts from the database alone):
              (the claim step makes duplicates harmless).
 6. fill      ``ask`` new trials until ``budget.parallelism`` are in flight or the budget is used.
 7. finish    no trial in flight and the budget used (or the timeout passed): job completed.
+
+Steps 2-5 are maintenance and run at most every ``MAINTENANCE_EVERY_S``; filling and finishing
+run on every tick, and a tick runs as soon as a worker reports a finished trial (events), so
+workers do not idle for a poll interval between trials. Sampling happens on an in-memory
+mirror of the study (:mod:`services.coordinator.mirror`).
 """
 
 from __future__ import annotations
@@ -20,23 +25,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
-from regsearch import failpoints, studies
+from regsearch import failpoints
 from regsearch.config import Settings
+from regsearch.events import EventListener
 from regsearch.queue import DEFAULT_QUEUE, TrialQueue
-from regsearch.space import suggest_params
 from regsearch.spec import JobSpec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.models import FINAL_TRIAL_STATES, Job, Trial, as_utc, utcnow
-
-if TYPE_CHECKING:
-    import optuna
+from services.coordinator.mirror import StudyMirror
 
 log = logging.getLogger("regsearch.coordinator")
+MAINTENANCE_EVERY_S = 1.0
 
 Clock = Callable[[], dt.datetime]
 
@@ -44,66 +49,85 @@ Clock = Callable[[], dt.datetime]
 class Coordinator:
     """Drives every active job one step per :meth:`tick`."""
 
-    def __init__(self, db: Database, queue: TrialQueue, settings: Settings, clock: Clock = utcnow) -> None:
+    def __init__(self, db: Database, queue: TrialQueue, settings: Settings, clock: Clock = utcnow,
+                 events: EventListener | None = None) -> None:
         self.db = db
         self.queue = queue
         self.settings = settings
         self.clock = clock
-        self._studies: dict[str, optuna.Study] = {}  # warm per job: the sampler keeps its state
+        self.events = events
+        self._mirrors: dict[str, StudyMirror] = {}  # warm per job: the sampler keeps its state
 
     # -- loop ---------------------------------------------------------------------------
-    def tick(self) -> int:
+    def tick(self, maintenance: bool = True) -> int:
         """One pass over the active jobs; returns how many there were."""
         active = job_store.active_jobs(self.db)
         for job in active:
             try:
-                self.step(job)
+                self.step(job, maintenance=maintenance)
             except StoreUnavailable as exc:
                 log.warning("job %s: database unavailable, retrying next tick (%s)", job.id, exc)
-        for job_id in set(self._studies) - {j.id for j in active}:
-            self._studies.pop(job_id, None)
+        for job_id in set(self._mirrors) - {j.id for j in active}:
+            self._mirrors.pop(job_id, None)
         return len(active)
 
     def run(self, stop: threading.Event) -> None:
         log.info("coordinator started (poll every %.2fs)", self.settings.coordinator_poll_s)
+        last_maintenance = 0.0
         while not stop.is_set():
+            now = time.monotonic()
+            maintenance = now - last_maintenance >= MAINTENANCE_EVERY_S
+            if maintenance:
+                last_maintenance = now
             try:
-                self.tick()
+                self.tick(maintenance=maintenance)
             except StoreUnavailable as exc:
                 log.warning("database unavailable: %s", exc)
             except Exception:  # keep coordinating other jobs; the traceback goes to the log
                 log.exception("coordinator tick failed")
-            stop.wait(self.settings.coordinator_poll_s)
+            if self.events is not None:
+                self.events.wait(self.settings.coordinator_poll_s)
+            else:
+                stop.wait(self.settings.coordinator_poll_s)
 
     # -- one job ------------------------------------------------------------------------
-    def step(self, job: Job) -> None:
+    def step(self, job: Job, *, maintenance: bool = True) -> None:
         spec = JobSpec.model_validate(job.spec)
         if job.status == "queued":
             job_store.set_job_status(self.db, job_id=job.id, status="running")
             job.started_at = self.clock()
-        study = self._study(job, spec)
+        mirror = self._mirror(job, spec)
         rows = trial_store.job_trials(self.db, job_id=job.id)
-        self._sync_optuna(job, study, rows)
-        if job.cancel_requested:
-            self._cancel(job, study)
-            return
-        self._reap(job, study, allow_retry=True)
-        rows = trial_store.job_trials(self.db, job_id=job.id)
-        self._retry(job, spec, study, rows)
-        rows = trial_store.job_trials(self.db, job_id=job.id)
-        self._resend(rows)
-        self._fill(job, spec, study, rows)
+        self._tell_mirror(spec, mirror, rows)
+        if maintenance or job.cancel_requested:
+            self._sync_optuna(job, mirror, rows)
+            if job.cancel_requested:
+                self._cancel(job, mirror)
+                return
+            self._reap(job, mirror, allow_retry=True)
+            rows = trial_store.job_trials(self.db, job_id=job.id)
+            if self._retry(job, spec, mirror, rows):
+                rows = trial_store.job_trials(self.db, job_id=job.id)
+            self._resend(rows)
+        self._fill(job, spec, mirror, rows)
 
-    def _study(self, job: Job, spec: JobSpec) -> optuna.Study:
-        study = self._studies.get(job.id)
-        if study is None:
-            study = studies.load_study(self.db.url, job.study_name, spec)
-            self._studies[job.id] = study
-        return study
+    def _mirror(self, job: Job, spec: JobSpec) -> StudyMirror:
+        mirror = self._mirrors.get(job.id)
+        if mirror is None:
+            mirror = StudyMirror(self.db.url, job.study_name, spec)
+            self._mirrors[job.id] = mirror
+        return mirror
 
-    def _sync_optuna(self, job: Job, study: optuna.Study, rows: list[Trial]) -> None:
+    def _tell_mirror(self, spec: JobSpec, mirror: StudyMirror, rows: list[Trial]) -> None:
+        for row in rows:
+            if row.state in FINAL_TRIAL_STATES and row.number not in mirror.told:
+                mirror.tell(row.number, self._values(spec, row), row.state)
+                mirror.told.add(row.number)
+
+    def _sync_optuna(self, job: Job, mirror: StudyMirror, rows: list[Trial]) -> None:
         from optuna.trial import TrialState
 
+        study = mirror.record
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not running:
             return
@@ -112,34 +136,38 @@ class Coordinator:
             row = by_number.get(frozen.number)
             if row is None:
                 # Asked, but the coordinator stopped before the row was committed.
-                self._tell(study, frozen.number, None, "fail")
+                self._tell(mirror, frozen.number, None, "fail")
                 row_id = trial_store.add_trial(self.db, job_id=job.id, number=frozen.number,
                                                optuna_trial_id=frozen._trial_id, params=dict(frozen.params))
                 trial_store.fail_queued(self.db, trial_id=row_id, retryable=True,
                                         reason="coordinator stopped before the trial was enqueued")
             elif row.state in FINAL_TRIAL_STATES:
                 # The worker wrote its result but died before telling Optuna.
-                self._tell(study, row.number, self._values(JobSpec.model_validate(job.spec), row), row.state)
+                self._tell(mirror, row.number, self._values(mirror.spec, row), row.state)
 
-    def _cancel(self, job: Job, study: optuna.Study) -> None:
+    def _cancel(self, job: Job, mirror: StudyMirror) -> None:
         for row in trial_store.job_trials(self.db, job_id=job.id):
             if row.state == "queued" and trial_store.fail_queued(self.db, trial_id=row.id, reason="job cancelled"):
-                self._tell(study, row.number, None, "fail")
-        self._reap(job, study, allow_retry=False)
-        if not any(r.state in ("queued", "running") for r in trial_store.job_trials(self.db, job_id=job.id)):
+                self._tell(mirror, row.number, None, "fail")
+        self._reap(job, mirror, allow_retry=False)
+        rows = trial_store.job_trials(self.db, job_id=job.id)
+        if not any(r.state in ("queued", "running") for r in rows):
+            self._sync_optuna(job, mirror, rows)
             job_store.set_job_status(self.db, job_id=job.id, status="cancelled")
             log.info("job %s cancelled", job.id)
 
-    def _reap(self, job: Job, study: optuna.Study, *, allow_retry: bool) -> None:
+    def _reap(self, job: Job, mirror: StudyMirror, *, allow_retry: bool) -> None:
         grace = self.settings.heartbeat_grace_s
         cutoff = self.clock() - dt.timedelta(seconds=grace)
         for row in trial_store.stale_running(self.db, job_id=job.id, older_than=cutoff):
             reason = f"worker lost: no heartbeat from {row.worker or 'the worker'} for more than {grace:g}s"
             if trial_store.fail_stale(self.db, trial_id=row.id, older_than=cutoff, reason=reason, retryable=allow_retry):
                 log.warning("job %s trial %d: %s", job.id, row.number, reason)
-                self._tell(study, row.number, None, "fail")
+                self._tell(mirror, row.number, None, "fail")
 
-    def _retry(self, job: Job, spec: JobSpec, study: optuna.Study, rows: list[Trial]) -> None:
+    def _retry(self, job: Job, spec: JobSpec, mirror: StudyMirror, rows: list[Trial]) -> bool:
+        """Run retryable failures again as new attempts; True when any was started."""
+        started = False
         for row in rows:
             if row.state != "failed" or row.retried or not row.retryable:
                 continue
@@ -147,46 +175,79 @@ class Coordinator:
                 continue
             if not trial_store.mark_retried(self.db, trial_id=row.id):
                 continue
-            study.enqueue_trial(dict(row.params))
-            self._ask_and_send(job, spec, study, attempt=row.attempt + 1, retry_of=row.number)
+            self._prepare(job, mirror, attempt=row.attempt + 1, retry_of=row.number, fixed_params=dict(row.params))
             log.info("job %s trial %d: retrying as attempt %d", job.id, row.number, row.attempt + 1)
+            started = True
+        return started
 
     def _resend(self, rows: list[Trial]) -> None:
+        """Send again the messages of queued trials nobody claimed for too long (lost messages)."""
         now = self.clock()
         due = []
         for row in rows:
-            if row.state != "queued":
-                continue
             sent = as_utc(row.enqueued_at)
+            if row.state != "queued" or sent is None:
+                continue
             backoff = self.settings.resend_after_s * 2 ** min(max(row.send_count - 1, 0), 5)
-            if sent is None or (now - sent).total_seconds() > backoff:
+            if (now - sent).total_seconds() > backoff:
                 due.append(row)
-        for row in due:
-            self.queue.send(row.id, self._queue_name())
-        trial_store.mark_sent(self.db, trial_ids=[r.id for r in due])
+        self._send(due)
 
-    def _fill(self, job: Job, spec: JobSpec, study: optuna.Study, rows: list[Trial]) -> None:
-        in_flight = sum(1 for r in rows if r.state in ("queued", "running"))
+    def _fill(self, job: Job, spec: JobSpec, mirror: StudyMirror, rows: list[Trial]) -> None:
+        """Keep ``parallelism`` trials sent or running, and the next ones prepared.
+
+        A prepared trial is asked and committed but not sent (``enqueued_at`` is NULL); when a
+        trial ends, the coordinator only has to send one, so workers do not wait for the
+        sampler. Preparing ``prepare_ahead`` trials early is the only liberty taken with
+        ``parallelism``: the sampler sees them as pending (constant liar), no worker runs them.
+        """
+        sent = sum(1 for r in rows if r.state == "running" or (r.state == "queued" and r.enqueued_at is not None))
+        # Retries first: they are owed a run.
+        prepared = sorted((r for r in rows if r.state == "queued" and r.enqueued_at is None),
+                          key=lambda r: (r.retry_of is None, r.number))
         asked = sum(1 for r in rows if r.retry_of is None)
         timed_out = self._timed_out(job, spec)
-        while not timed_out and in_flight < spec.budget.parallelism and asked < spec.budget.n_trials:
-            self._ask_and_send(job, spec, study)
-            in_flight += 1
+        if timed_out:
+            for row in prepared:  # never started: the job's time is up
+                if trial_store.fail_queued(self.db, trial_id=row.id, reason="not started: the job's timeout passed"):
+                    self._tell(mirror, row.number, None, "fail")
+            prepared = []
+        to_send = prepared[: max(0, spec.budget.parallelism - sent)]
+        self._send(to_send)
+        sent += len(to_send)
+        waiting = len(prepared) - len(to_send)
+        while not timed_out and asked < spec.budget.n_trials and (
+            sent < spec.budget.parallelism or waiting < self.settings.prepare_ahead
+        ):
+            row_id = self._prepare(job, mirror)
             asked += 1
-        if in_flight == 0 and (asked >= spec.budget.n_trials or timed_out):
+            if sent < spec.budget.parallelism:
+                self._send_ids([row_id])
+                sent += 1
+            else:
+                waiting += 1
+        if sent == 0 and waiting == 0 and (asked >= spec.budget.n_trials or timed_out):
+            rows = trial_store.job_trials(self.db, job_id=job.id)
+            self._sync_optuna(job, mirror, rows)  # Optuna's record agrees before the job ends
             self._finish(job, rows)
 
-    def _ask_and_send(self, job: Job, spec: JobSpec, study: optuna.Study, *, attempt: int = 1,
-                      retry_of: int | None = None) -> None:
-        trial = study.ask()
-        params = suggest_params(trial, spec)
+    def _prepare(self, job: Job, mirror: StudyMirror, *, attempt: int = 1, retry_of: int | None = None,
+                 fixed_params: dict[str, Any] | None = None) -> int:
+        """Ask and commit a trial (queued, not yet sent); returns its row id."""
+        number, optuna_trial_id, params = mirror.ask(fixed_params)
         failpoints.hit("coordinator.after_ask")
-        trial_id = trial_store.add_trial(self.db, job_id=job.id, number=trial.number,
-                                         optuna_trial_id=trial._trial_id, params=params,
-                                         attempt=attempt, retry_of=retry_of)
+        trial_id = trial_store.add_trial(self.db, job_id=job.id, number=number, optuna_trial_id=optuna_trial_id,
+                                         params=params, attempt=attempt, retry_of=retry_of)
         failpoints.hit("coordinator.after_commit")
-        self.queue.send(trial_id, self._queue_name())
-        trial_store.mark_sent(self.db, trial_ids=[trial_id])
+        return trial_id
+
+    def _send(self, rows: list[Trial]) -> None:
+        self._send_ids([r.id for r in rows])
+
+    def _send_ids(self, trial_ids: list[int]) -> None:
+        for trial_id in trial_ids:
+            self.queue.send(trial_id, self._queue_name())
+        trial_store.mark_sent(self.db, trial_ids=trial_ids)
 
     def _finish(self, job: Job, rows: list[Trial]) -> None:
         final = [r for r in rows if r.state in FINAL_TRIAL_STATES and not r.retried]
@@ -196,7 +257,7 @@ class Coordinator:
                                      error=f"all {len(final)} trials failed; first error: {first}")
         else:
             job_store.set_job_status(self.db, job_id=job.id, status="completed")
-        self._studies.pop(job.id, None)
+        self._mirrors.pop(job.id, None)
         log.info("job %s finished", job.id)
 
     # -- helpers ------------------------------------------------------------------------
@@ -216,15 +277,23 @@ class Coordinator:
         return None if any(not isinstance(v, (int, float)) for v in values) else [float(v) for v in values]  # type: ignore[arg-type]
 
     @staticmethod
-    def _tell(study: optuna.Study, number: int, values: list[float] | None, state: str) -> None:
+    def _tell(mirror: StudyMirror, number: int, values: list[float] | None, state: str) -> None:
+        """Record an outcome the coordinator decided (or recovered) in both studies."""
         from optuna.trial import TrialState
 
-        if state == "complete" and values is not None:
-            study.tell(number, values, skip_if_finished=True)
-        elif state == "pruned":
-            study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
-        else:
-            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        study = mirror.record
+        try:
+            if state == "complete" and values is not None:
+                study.tell(number, values, skip_if_finished=True)
+            else:
+                study.tell(number, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL,
+                           skip_if_finished=True)
+        except UpdateFinishedTrialError:
+            pass  # the worker's own tell got there first, with the same outcome
+        mirror.tell(number, values, state)
+        mirror.told.add(number)
 
 
 def run_coordinator(settings: Settings, stop: threading.Event | None = None) -> None:
@@ -234,7 +303,8 @@ def run_coordinator(settings: Settings, stop: threading.Event | None = None) -> 
 
     upgrade(settings.sqlalchemy_url)
     db = Database(settings.sqlalchemy_url)
-    coordinator = Coordinator(db, TrialQueue(make_celery(settings)), settings)
+    app = make_celery(settings)
+    coordinator = Coordinator(db, TrialQueue(app), settings, events=EventListener(app))
     stop = stop or threading.Event()
     try:
         coordinator.run(stop)

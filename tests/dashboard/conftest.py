@@ -109,7 +109,7 @@ class JobFiller:
             return stop_after is not None and len(recorded) >= stop_after
 
         local = run_local_trial(self.spec, claim.params, self.data_dir, device="cpu", on_epoch=on_epoch)
-        trial_store.set_recipe(self.db, trial_id=trial_id, lease=claim.lease, recipe=local.recipe)
+        trial_store.record_epochs(self.db, trial_id=trial_id, lease=claim.lease, epochs=[], recipe=local.recipe)
         return claim, recorded, local.result.summary
 
     def complete(self, params: dict[str, Any], **ask: Any) -> int:
@@ -263,7 +263,7 @@ def replay_job(src_url: str, job_id: str, dst: Database) -> str:
         if epochs[row.id]:
             trial_store.record_epochs(dst, trial_id=trial_id, lease=claim.lease, epochs=epochs[row.id])
         if row.recipe:
-            trial_store.set_recipe(dst, trial_id=trial_id, lease=claim.lease, recipe=dict(row.recipe))
+            trial_store.record_epochs(dst, trial_id=trial_id, lease=claim.lease, epochs=[], recipe=dict(row.recipe))
         if row.state == "running":
             continue
         trial_store.finish(dst, trial_id=trial_id, lease=claim.lease, state=row.state, metrics=row.metrics,

@@ -129,3 +129,129 @@ def running_stack(settings: Settings, log_dir: Path, *, workers: int = 2, start:
         yield stack
     finally:
         stack.stop()
+
+
+# -- helpers for the fault, security and load tests (appended; nothing above changes) --------
+def start_as(stack: Stack, name: str, component: str = "worker", *, env: dict[str, str] | None = None,
+             concurrency: int | None = None) -> None:
+    """Start one more ``component`` under its own ``name`` (a second worker: "worker2").
+
+    Its log is ``<log_dir>/<name>.log``; ``stack.kill(name)`` and ``stack.stop()`` handle it.
+    """
+    argv = {
+        "api": _cli("api", "--port", str(stack.port)),
+        "coordinator": _cli("coordinator"),
+        "worker": _cli("worker", "--concurrency", str(concurrency or stack.workers), "--loglevel", "INFO"),
+    }[component]
+    spec = Component(name, argv, {**stack._threads, **(env or {})})
+    stack.supervisor.components.append(spec)
+    sub = Supervisor(stack.settings, [spec], str(stack.log_dir))
+    sub.start()
+    stack.supervisor.processes[name] = sub.processes[name]
+
+
+def log_of(stack: Stack, name: str) -> str:
+    """The whole log of one component (``Stack.logs`` keeps only each log's tail)."""
+    path = stack.log_dir / f"{name}.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free port, for tests that stop or restart the broker.
+
+    ``persistent=True``: AOF on (``appendfsync everysec``; SHUTDOWN flushes it), as production
+    runs it; ``False``: no AOF and no RDB snapshots, so a restart starts empty. The shared
+    Redis on 6379 is never touched.
+    """
+
+    def __init__(self, directory: Path, *, persistent: bool = True, port: int | None = None) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.persistent = persistent
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+
+    def start(self, timeout_s: float = 10) -> RedisServer:
+        persistence = (["--appendonly", "yes", "--save", ""] if self.persistent
+                       else ["--appendonly", "no", "--save", ""])
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+                "--daemonize", "no", "--protected-mode", "no", "--maxmemory-policy", "noeviction",
+                "--logfile", str(self.directory / "redis.log"), *persistence]
+        self.process = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}: "
+                                   f"{(self.directory / 'redis.log').read_text(errors='replace')[-2000:]}")
+            with contextlib.suppress(Exception):
+                client = self.client()
+                try:
+                    if client.ping():
+                        return self
+                finally:
+                    client.close()
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout_s}s")
+
+    def shutdown(self, timeout_s: float = 10) -> None:
+        """``SHUTDOWN`` (AOF flushed when persistent), then wait for the process to exit."""
+        client = self.client()
+        with contextlib.suppress(Exception):
+            client.shutdown(nosave=not self.persistent)
+        client.close()
+        if self.process is not None:
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> None:
+        self.shutdown()
+        self.start()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.kill()
+
+
+def assert_books_settle(stack: Stack, job_id: str, timeout_s: float = 10, db: Database | None = None) -> list[Any]:
+    """``assert_books_agree`` once no Optuna trial of the job is still RUNNING (``timeout_s`` at most).
+
+    A worker writes its result to the trial row first and tells Optuna just after (possibly from
+    a background thread), and the coordinator may complete the job in between: Optuna lags the
+    row by milliseconds. A trial that stays RUNNING past ``timeout_s`` is a real disagreement,
+    and ``assert_books_agree`` reports it.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from regsearch.studies import optuna_storage
+    from tests.services.books import assert_books_agree
+
+    database = db or stack.db
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        study = optuna.load_study(study_name=f"regsearch-{job_id}", storage=optuna_storage(database.url))
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            break
+        time.sleep(0.2)
+    return assert_books_agree(database, stack.client, job_id)

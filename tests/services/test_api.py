@@ -135,7 +135,7 @@ def add_trial(
         for e in range(1, epochs + 1)
     ]
     store_trials.record_epochs(db, trial_id=trial_id, lease=claim.lease, epochs=curve)
-    store_trials.set_recipe(db, trial_id=trial_id, lease=claim.lease, recipe={"blocks": number})
+    store_trials.record_epochs(db, trial_id=trial_id, lease=claim.lease, epochs=[], recipe={"blocks": number})
     if state != "running":
         store_trials.finish(
             db,

@@ -1,0 +1,146 @@
+"""Run a job through the full service (API, coordinator, workers as processes) and measure it.
+
+Backends: PostgreSQL + Redis on 127.0.0.1 when reachable ("production"), else the embedded
+SQLite + filesystem queue ("embedded"); :func:`pick_backend` says which and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from regsearch.client import Client
+from regsearch.config import Settings
+from regsearch.launcher import Supervisor, plan
+from regsearch.store.db import Database
+from regsearch.store.migrate import upgrade
+from regsearch.store.models import Epoch, Trial
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REDIS = "redis://127.0.0.1:6379/14"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def production_reachable() -> str | None:
+    """None when PostgreSQL and Redis answer, else why not."""
+    import redis
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(PG_ADMIN, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "use the embedded backend"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def pick_backend(requested: str = "auto") -> tuple[str, str]:
+    """("production" | "embedded", a sentence saying why)."""
+    if requested != "auto":
+        return requested, f"{requested} (asked for)"
+    why_not = production_reachable()
+    if why_not is None:
+        return "production", "PostgreSQL + Redis on 127.0.0.1"
+    return "embedded", f"SQLite + filesystem queue (PostgreSQL/Redis not reachable: {why_not})"
+
+
+@contextlib.contextmanager
+def fresh_database(backend: str, data_dir: Path) -> Iterator[tuple[str | None, str | None]]:
+    """(database_url, broker_url) for a new, empty database; dropped afterwards."""
+    if backend == "embedded":
+        yield None, None
+        return
+    import redis
+    import sqlalchemy as sa
+
+    name = f"regsearch_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    redis.Redis.from_url(REDIS).flushdb()
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", REDIS
+    finally:
+        from regsearch.studies import optuna_storage
+
+        optuna_storage.cache_clear()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class JobRun:
+    wall_s: float
+    training_s: float  # sum over trials of their epochs' seconds
+    trials: int
+    states: dict[str, int]
+
+    def overhead_ms_per_trial(self, workers: int) -> float:
+        return 1000 * (workers * self.wall_s - self.training_s) / max(1, self.trials)
+
+    def efficiency(self, workers: int) -> float:
+        return (self.training_s / workers) / self.wall_s
+
+
+def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path, **settings_overrides: Any) -> JobRun:
+    """Start the service, warm it (one throw-away job), then time ``spec`` from submit to done."""
+    with fresh_database(backend, data_dir) as (database_url, broker_url):
+        port = _free_port()
+        settings = Settings(data_dir=data_dir, database_url=database_url, broker_url=broker_url,
+                            api_url=f"http://127.0.0.1:{port}", **settings_overrides)
+        upgrade(settings.sqlalchemy_url)
+        supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=port, dashboard_port=None),
+                                str(data_dir / "logs"))
+        supervisor.start()
+        try:
+            with Client(settings) as client:
+                while not client.ready():
+                    if supervisor.dead():
+                        raise RuntimeError(f"a component died: {supervisor.dead()}; logs in {data_dir / 'logs'}")
+                    time.sleep(0.2)
+                # Warm-up: imports, dataset generation and caches are not what we measure.
+                warm = dict(spec, name="warm-up", budget={"n_trials": workers, "parallelism": workers})
+                _wait(client, client.submit(warm)["id"], supervisor)
+                started = time.monotonic()
+                job_id = client.submit(spec)["id"]
+                _wait(client, job_id, supervisor)
+                wall = time.monotonic() - started
+            db = Database(settings.sqlalchemy_url)
+            with db.read() as session:
+                rows = session.execute(
+                    select(Trial.state, Epoch.seconds).join(Epoch, Epoch.trial_id == Trial.id, isouter=True)
+                    .where(Trial.job_id == job_id)
+                ).all()
+                states_rows = session.execute(select(Trial.number, Trial.state).where(Trial.job_id == job_id)).all()
+            db.dispose()
+        finally:
+            supervisor.stop()
+    training = sum(seconds or 0.0 for _, seconds in rows)
+    states: dict[str, int] = {}
+    for _, state in states_rows:
+        states[state] = states.get(state, 0) + 1
+    return JobRun(wall_s=wall, training_s=training, trials=len(states_rows), states=states)
+
+
+def _wait(client: Client, job_id: str, supervisor: Supervisor) -> None:
+    while client.job(job_id)["status"] not in ("completed", "failed", "cancelled"):
+        if supervisor.dead():
+            raise RuntimeError(f"a component died: {supervisor.dead()}")
+        time.sleep(0.05)
