@@ -17,9 +17,10 @@ same reports through both and compares every decision.
 from __future__ import annotations
 
 import binascii
+import bisect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -27,7 +28,7 @@ from sqlalchemy import func, select
 
 from regsearch.spec import JobSpec
 from regsearch.store.db import Database
-from regsearch.store.models import RungValue, StepValue, Trial
+from regsearch.store.models import RungValue, StepValue
 from regsearch.store.trials import dialect_insert
 
 
@@ -49,8 +50,21 @@ def _is_first_in_interval_step(step: int, steps: list[int], n_warmup_steps: int,
 
 
 @dataclass
+class _StepValues:
+    """This process's copy of a job's complete trials' values per step, kept sorted."""
+
+    seen_seq: int = 0  # completions read so far (== complete trials, as they are numbered 1..n)
+    finite: dict[int, list[float]] = field(default_factory=dict)  # step -> sorted finite values
+    counts: dict[int, int] = field(default_factory=dict)  # step -> values, NaN included
+
+
+@dataclass
 class SqlMedianPruner:
-    """Optuna's ``MedianPruner`` (``PercentilePruner(50)``) over ``regsearch_step_values``."""
+    """Optuna's ``MedianPruner`` (``PercentilePruner(50)``) over ``regsearch_step_values``.
+
+    A check costs one indexed query that returns only the completions since the last check
+    (usually none), then a lookup in a sorted list: independent of the study's size.
+    """
 
     db: Database
     job_id: str
@@ -60,6 +74,7 @@ class SqlMedianPruner:
     interval_steps: int = 1
     n_min_trials: int = 1
     percentile: float = 50.0
+    _cache: _StepValues = field(default_factory=_StepValues)
 
     def should_prune(self, number: int, history: Mapping[int, float]) -> bool:
         if not history:
@@ -70,37 +85,41 @@ class SqlMedianPruner:
             return False
         if not _is_first_in_interval_step(step, list(history), self.n_warmup_steps, self.interval_steps):
             return False
-        n_complete, values = self._complete_values_at(step)
+        self._refresh()
+        n_complete = self._cache.seen_seq
         if n_complete == 0 or n_complete < self.n_startup_trials:
             return False
         own = np.asarray(list(history.values()), dtype=float)
         if np.all(np.isnan(own)):
             return True
         best = float(np.nanmax(own) if self.maximize else np.nanmin(own))
-        if len(values) < self.n_min_trials:
+        values = self._cache.finite.get(step, [])
+        if self._cache.counts.get(step, 0) < self.n_min_trials or not values:
             return False
         percentile = 100 - self.percentile if self.maximize else self.percentile
-        with np.errstate(all="ignore"):
-            p = float(np.nanpercentile(np.asarray(values, dtype=float), percentile)) if values else math.nan
-        if math.isnan(p):
-            return False
+        # numpy's "linear" method: interpolate between the neighbours of the virtual index.
+        index = (len(values) - 1) * (percentile / 100)
+        low = int(math.floor(index))
+        p = _lerp(values[low], values[min(low + 1, len(values) - 1)], index - low)
         return best < p if self.maximize else best > p
 
-    def _complete_values_at(self, step: int) -> tuple[int, list[float]]:
-        """(number of complete trials, their values at ``step``) in one round trip."""
-        n_complete = (
-            select(func.count()).select_from(Trial)
-            .where(Trial.job_id == self.job_id, Trial.state == "complete").scalar_subquery()
-        )
+    def _refresh(self) -> None:
         with self.db.read() as session:
             rows = session.execute(
-                select(n_complete, StepValue.value).select_from(StepValue)
-                .where(StepValue.job_id == self.job_id, StepValue.step == step)
+                select(StepValue.completion_seq, StepValue.step, StepValue.value)
+                .where(StepValue.job_id == self.job_id, StepValue.completion_seq > self._cache.seen_seq)
             ).all()
-            if not rows:
-                count = session.scalar(select(n_complete)) or 0
-                return int(count), []
-        return int(rows[0][0]), [math.nan if v is None else float(v) for _, v in rows]
+        for seq, step, value in rows:
+            self._cache.seen_seq = max(self._cache.seen_seq, seq)
+            self._cache.counts[step] = self._cache.counts.get(step, 0) + 1
+            if value is not None and not math.isnan(value):
+                bisect.insort(self._cache.finite.setdefault(step, []), float(value))
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's interpolation (``numpy.lib._function_base_impl._lerp``), bit for bit."""
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
 @dataclass

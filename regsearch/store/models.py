@@ -49,6 +49,9 @@ class Job(Base):
     study_name: Mapped[str] = mapped_column(String(64), unique=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Complete trials so far; each completion takes the next value as its completion_seq
+    # (the job row's lock orders them), which lets pruners read only what is new.
+    n_complete: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
@@ -117,10 +120,12 @@ class StepValue(Base):
     """
 
     __tablename__ = "regsearch_step_values"
+    __table_args__ = (Index("ix_step_values_job_seq", "job_id", "completion_seq"),)
 
     job_id: Mapped[str] = mapped_column(ForeignKey("regsearch_jobs.id", ondelete="CASCADE"), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    completion_seq: Mapped[int] = mapped_column(Integer)
     value: Mapped[float | None] = mapped_column(Float)  # NULL for NaN
 
 

@@ -176,11 +176,17 @@ def finish(
         done = row is not None
         if done and epochs:
             session.execute(_epoch_upsert(db, [{"trial_id": trial_id, **finite_or_none(e.as_dict())} for e in epochs]))
-        if done and state == "complete" and step_values:
-            session.execute(dialect_insert(db)(StepValue).values([
-                {"job_id": row.job_id, "step": step, "trial_number": row.number, "value": finite_or_none(value)}
-                for step, value in step_values.items()
-            ]).on_conflict_do_nothing())
+        if done and state == "complete":
+            # The job row's lock orders completions, so completion_seq is committed in order.
+            seq = session.execute(
+                update(Job).where(Job.id == row.job_id).values(n_complete=Job.n_complete + 1).returning(Job.n_complete)
+            ).scalar_one()
+            if step_values:
+                session.execute(dialect_insert(db)(StepValue).values([
+                    {"job_id": row.job_id, "step": step, "trial_number": row.number, "completion_seq": seq,
+                     "value": finite_or_none(value)}
+                    for step, value in step_values.items()
+                ]).on_conflict_do_nothing())
         if not done:
             session.execute(
                 update(Trial).where(Trial.id == trial_id).values(

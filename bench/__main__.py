@@ -1,0 +1,98 @@
+"""``make bench``: the benchmark suite, side by side in one run.
+
+    .venv/bin/python -m bench            # quick mode: a few minutes on 2 cores
+    .venv/bin/python -m bench --full     # larger sizes; writes a markdown table to bench/results/
+
+Last line: ``bench: overhead_ms_per_trial=X prune_ms_per_epoch_at_5000=Y efficiency=Z optuna_efficiency=W``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the bench's own process trains nothing that matters
+
+from bench import efficiency, overhead, prune_cost  # noqa: E402
+from bench.service import pick_backend  # noqa: E402
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def run(full: bool, backend_request: str) -> dict[str, Any]:
+    backend, why = pick_backend(backend_request)
+    print(f"backend: {why}", flush=True)
+    sizes = {"overhead_trials": 1000 if full else 200, "prune_sizes": [500, 5000, 20000] if full else [500, 5000],
+             "efficiency_trials": 48 if full else 24, "efficiency_epochs": 20 if full else 10, "workers": 2}
+    out: dict[str, Any] = {"backend": backend, "backend_note": why, "sizes": sizes}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        print(f"overhead: {sizes['overhead_trials']} one-epoch trials of a tiny model, {sizes['workers']} workers ...", flush=True)
+        job = overhead.measure(trials=sizes["overhead_trials"], workers=sizes["workers"], backend=backend, data_dir=root / "o")
+        out["overhead"] = {**job.__dict__, "overhead_ms_per_trial": job.overhead_ms_per_trial(sizes["workers"])}
+        print(f"  {out['overhead']}", flush=True)
+
+        out["prune"] = []
+        for n in sizes["prune_sizes"]:
+            print(f"pruning check at {n} finished trials ...", flush=True)
+            result = prune_cost.measure(n, backend=backend, data_dir=root / f"p{n}", with_optuna=n <= 5000)
+            out["prune"].append(result)
+            print(f"  {result}", flush=True)
+
+        e_args = (sizes["efficiency_trials"], sizes["workers"], sizes["efficiency_epochs"], backend)
+        print(f"efficiency: {e_args[0]}-trial mnist1d search, {e_args[1]} workers, {e_args[2]} epochs: regsearch ...", flush=True)
+        ours = efficiency.regsearch_run(*e_args, data_dir=root / "e1")
+        print("  ... and plain Optuna (study.optimize in 2 processes, same storage kind)", flush=True)
+        theirs = efficiency.optuna_run(*e_args, data_dir=root / "e2")
+        out["efficiency"] = {"regsearch": {**ours.__dict__, "efficiency": ours.efficiency(sizes["workers"])},
+                             "optuna": {**theirs.__dict__, "efficiency": theirs.efficiency(sizes["workers"])}}
+        print(f"  {out['efficiency']}", flush=True)
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    o, e = result["overhead"], result["efficiency"]
+    lines = [
+        f"# regsearch benchmarks ({dt.date.today()}, {platform.node()}, {os.cpu_count()} cores)",
+        "",
+        f"Backend: {result['backend_note']}.",
+        "",
+        "| measure | regsearch | plain Optuna |",
+        "|---|---|---|",
+        f"| overhead per trial, {o['trials']} one-epoch trials, 2 workers | {o['overhead_ms_per_trial']:.1f} ms | |",
+    ]
+    for p in result["prune"]:
+        theirs = f"{p['optuna_ms']:.2f} ms" if "optuna_ms" in p else "not run"
+        lines.append(f"| pruning check per epoch, {p['trials']} finished trials | {p['regsearch_ms']:.2f} ms | {theirs} |")
+    lines.append(f"| efficiency, {e['regsearch']['trials']}-trial mnist1d search, 2 workers | "
+                 f"{e['regsearch']['efficiency']:.3f} | {e['optuna']['efficiency']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="larger sizes; write bench/results/")
+    parser.add_argument("--backend", choices=["auto", "production", "embedded"], default="auto")
+    args = parser.parse_args()
+    result = run(args.full, args.backend)
+    table = markdown(result)
+    print(table)
+    if args.full:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "latest.md").write_text(table)
+        (RESULTS / "latest.json").write_text(json.dumps(result, indent=2, default=str))
+    prune_5000 = next(p["regsearch_ms"] for p in result["prune"] if p["trials"] == 5000)
+    print(f"bench: overhead_ms_per_trial={result['overhead']['overhead_ms_per_trial']:.1f} "
+          f"prune_ms_per_epoch_at_5000={prune_5000:.2f} "
+          f"efficiency={result['efficiency']['regsearch']['efficiency']:.3f} "
+          f"optuna_efficiency={result['efficiency']['optuna']['efficiency']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
