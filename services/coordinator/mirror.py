@@ -53,7 +53,7 @@ class StudyMirror:
             frozen = self.memory._storage.get_trial(trial._trial_id)
             storage = self.record._storage
             trial_id = storage.create_new_trial(self.record._study_id, template_trial=frozen)
-            number = storage.get_trial_number_from_id(trial_id)
+            number = self._number_of(trial_id)
         except BaseException:
             self.memory.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
@@ -73,6 +73,12 @@ class StudyMirror:
             final = TrialState.PRUNED if state == "pruned" else TrialState.FAIL
             self.memory.tell(memory_number, state=final, skip_if_finished=True)
 
-    @property
-    def optuna_study(self) -> optuna.Study:
-        return self.record
+    def _number_of(self, trial_id: int) -> int:
+        """The new trial's number: one indexed read of Optuna's ``trials`` table, where the
+        storage API would load the whole trial (params, attributes) to answer."""
+        from sqlalchemy import text
+
+        engine = self.record._storage._backend.engine  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            number = conn.execute(text("SELECT number FROM trials WHERE trial_id = :id"), {"id": trial_id}).scalar()
+        return int(number) if number is not None else self.record._storage.get_trial_number_from_id(trial_id)
