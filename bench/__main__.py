@@ -53,7 +53,27 @@ def run(full: bool, backend_request: str) -> dict[str, Any]:
         out["efficiency"] = {"regsearch": {**ours.__dict__, "efficiency": ours.efficiency(sizes["workers"])},
                              "optuna": {**theirs.__dict__, "efficiency": theirs.efficiency(sizes["workers"])}}
         print(f"  {out['efficiency']}", flush=True)
+
+        print("training loop: train_trial vs a minimal hand-written PyTorch loop, same run ...", flush=True)
+        out["train_loop"] = train_loop_ratio(epochs=5 if full else 3, repeats=11 if full else 5, data_dir=root / "t")
+        print(f"  {out['train_loop']}", flush=True)
     return out
+
+
+def train_loop_ratio(*, epochs: int, repeats: int, data_dir: Path) -> dict[str, float]:
+    """Run bench/bench_train_loop.py (its own process: its own torch threads) and read its medians."""
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("bench_train_loop.py")
+    done = subprocess.run([sys.executable, str(script), "--epochs", str(epochs), "--repeats", str(repeats),
+                           "--data-dir", str(data_dir)], capture_output=True, text=True, check=True)
+    match = re.search(r"median seconds/epoch: train_trial=([0-9.]+) minimal=([0-9.]+) ratio=([0-9.]+)", done.stdout)
+    if match is None:
+        raise RuntimeError(f"unexpected output from {script.name}:\n{done.stdout}\n{done.stderr}")
+    service, minimal, ratio = (float(g) for g in match.groups())
+    return {"train_trial_s_per_epoch": service, "minimal_s_per_epoch": minimal, "ratio": ratio}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -72,6 +92,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| pruning check per epoch, {p['trials']} finished trials | {p['regsearch_ms']:.2f} ms | {theirs} |")
     lines.append(f"| efficiency, {e['regsearch']['trials']}-trial mnist1d search, 2 workers | "
                  f"{e['regsearch']['efficiency']:.3f} | {e['optuna']['efficiency']:.3f} |")
+    t = result["train_loop"]
+    lines.append(f"| training loop, s/epoch, 40-256-256-256-10 MLP on mnist1d (minimal hand-written loop in the right column) | "
+                 f"{t['train_trial_s_per_epoch']:.4f} | {t['minimal_s_per_epoch']:.4f} (ratio {t['ratio']:.3f}) |")
     return "\n".join(lines) + "\n"
 
 
