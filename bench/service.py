@@ -7,7 +7,6 @@ SQLite + filesystem queue ("embedded"); :func:`pick_backend` says which and why.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from sqlalchemy import select
 
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.launcher import Supervisor, plan
+from regsearch.launcher import Supervisor, free_port, plan
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade
 from regsearch.store.models import Epoch, Trial
@@ -28,10 +27,6 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS = "redis://127.0.0.1:6379/14"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def production_reachable() -> str | None:
@@ -102,7 +97,7 @@ class JobRun:
 def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path, **settings_overrides: Any) -> JobRun:
     """Start the service, warm it (one throw-away job), then time ``spec`` from submit to done."""
     with fresh_database(backend, data_dir) as (database_url, broker_url):
-        port = _free_port()
+        port = free_port()
         settings = Settings(data_dir=data_dir, database_url=database_url, broker_url=broker_url,
                             api_url=f"http://127.0.0.1:{port}", **settings_overrides)
         upgrade(settings.sqlalchemy_url)

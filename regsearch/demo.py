@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -11,17 +10,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.launcher import Supervisor, plan
+from regsearch.launcher import Supervisor, free_port, plan
 from regsearch.report import comparison_table, job_progress, print_best
 from regsearch.store.migrate import upgrade
 
 READY_TIMEOUT_S = 90
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_ready(client: Client, supervisor: Supervisor, console: Console) -> bool:
@@ -39,7 +34,7 @@ def _wait_ready(client: Client, supervisor: Supervisor, console: Console) -> boo
 def run_demo(settings: Settings, spec: dict[str, Any], *, workers: int, console: Console) -> int:
     """Start everything, run ``spec`` to the end with a progress bar, print the comparison; exit code."""
     upgrade(settings.sqlalchemy_url)
-    port = _free_port()  # never collide with a `regsearch up` already running
+    port = free_port()  # never collide with a `regsearch up` already running
     settings = settings.model_copy(update={"api_url": f"http://127.0.0.1:{port}"})
     log_dir = str(settings.data_dir / "logs")
     supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=port, dashboard_port=None), log_dir)

@@ -23,6 +23,15 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for a child process to bind)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "regsearch", *args]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -14,17 +13,13 @@ from typing import Any
 
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.launcher import Component, Supervisor, _cli
+from regsearch.launcher import Component, Supervisor, _cli, free_port
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade
 
 FAST_TIMINGS = {"heartbeat_interval_s": 0.5, "heartbeat_grace_s": 6.0, "coordinator_poll_s": 0.2, "resend_after_s": 5.0}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def small_spec(name: str = "e2e", **overrides: Any) -> dict[str, Any]:
@@ -226,7 +221,7 @@ class RedisServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
 
-    def __enter__(self) -> RedisServer:
+    def __enter__(self) -> RedisServer:  # noqa: PYI034 - stack.py keeps its imports
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
