@@ -7,6 +7,7 @@ and the dashboard call these rather than writing their own queries.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import uuid
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from regsearch import studies
+from regsearch.retry import is_transient
 from regsearch.spec import JobSpec
-from regsearch.store.db import Database
+from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.models import TRIAL_STATES, Epoch, Job, Trial, utcnow
 
 ACTIVE_JOB_STATES = ("queued", "running")
+log = logging.getLogger("regsearch.store")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,12 @@ def create_job(db: Database, *, spec: JobSpec, idempotency_key: str | None = Non
         if existing is not None:
             return JobCreated(existing, created=False)
     job_id = new_job_id()
-    study_name = studies.create_study(db.url, job_id, spec)
+    try:
+        study_name = studies.create_study(db.url, job_id, spec)
+    except Exception as exc:
+        if is_transient(exc):  # Optuna wraps the driver's error; the caller answers 503
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc
+        raise
     job = Job(
         id=job_id,
         name=spec.name,
@@ -54,15 +62,23 @@ def create_job(db: Database, *, spec: JobSpec, idempotency_key: str | None = Non
             session.add(job)
     except IntegrityError:
         # Two submissions raced on the same key: keep the first, drop our study.
-        studies.delete_study(db.url, study_name)
+        _drop_study(db, study_name)
         existing = find_by_idempotency_key(db, key=idempotency_key or "")
         if existing is None:
             raise
         return JobCreated(existing, created=False)
     except BaseException:
-        studies.delete_study(db.url, study_name)
+        _drop_study(db, study_name)
         raise
     return JobCreated(job, created=True)
+
+
+def _drop_study(db: Database, study_name: str) -> None:
+    """Best effort: a study left behind by a failed submission holds no trials and no job."""
+    try:
+        studies.delete_study(db.url, study_name)
+    except Exception:  # the database may be the reason we are here
+        log.warning("could not delete study %s of a failed submission", study_name)
 
 
 def find_by_idempotency_key(db: Database, *, key: str) -> Job | None:
