@@ -32,7 +32,12 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     if url.startswith(("redis://", "rediss://")):
         # A trial running longer than this is delivered again; the claim step makes the
         # duplicate harmless, and a long timeout keeps it rare (docs/operations.md).
-        return {"visibility_timeout": settings.visibility_timeout_s, "socket_timeout": 10, "socket_connect_timeout": 5}
+        # kombu sweeps for overdue messages only every interval x throttle (10 x 10 s by
+        # default), so a short visibility timeout would act ~100 s late: sweep a few times per
+        # timeout instead (a sweep is one ZRANGEBYSCORE).
+        sweep_s = max(1, min(60, settings.visibility_timeout_s // 4))
+        return {"visibility_timeout": settings.visibility_timeout_s, "unacked_restore_interval": sweep_s,
+                "unacked_restore_throttle": 1, "socket_timeout": 10, "socket_connect_timeout": 5}
     return {}
 
 
