@@ -38,10 +38,10 @@ PARAMS = [
 def _trial_process(spec_doc: dict[str, Any], data_dir: str, ready: Any, start: Any, stop_at: Any, out: Any) -> None:
     import torch
 
-    from regsearch.spec import JobSpec
-    from worker.local import validate_params
     from regsearch.space import make_recipe
+    from regsearch.spec import JobSpec
     from worker.datasets import input_shape_for, load_dataset
+    from worker.local import validate_params
     from worker.train import to_device, train_trial
 
     spec = JobSpec.model_validate(spec_doc)

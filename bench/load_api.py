@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
+import httpx
 
 PG_ADMIN_URL = os.environ.get("REGSEARCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -59,6 +59,15 @@ SPEC: dict[str, Any] = {
 # (weight, name): what a dashboard and a few scripts polling the API look like.
 MIX = [(5, "POST /jobs"), (20, "GET /jobs"), (25, "GET /jobs/{id}"), (25, "GET /jobs/{id}/trials"),
        (20, "GET /jobs/{id}/best"), (5, "GET /jobs/{id}/trials/{n}")]
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def free_port() -> int:
@@ -99,12 +108,15 @@ def database(backend: str, data_dir: Path) -> Iterator[str]:
 
 def seed(url: str, jobs: int, trials: int, epochs: int) -> list[tuple[str, int]]:
     """``jobs`` jobs, each with ``trials`` finished trials of ``epochs`` epochs; returns (job, n trials)."""
+    import optuna
+
     from regsearch.metrics import EpochMetrics
     from regsearch.spec import validate_spec
     from regsearch.store import jobs as job_store
     from regsearch.store import trials as trial_store
     from regsearch.store.db import Database
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = random.Random(0)
     db = Database(url)
     seeded = []
@@ -133,6 +145,9 @@ def seed(url: str, jobs: int, trials: int, epochs: int) -> list[tuple[str, int]]
     return seeded
 
 
+API_PID: list[int] = []  # the API this run started, for its CPU figure
+
+
 @contextlib.contextmanager
 def api_process(url: str, data_dir: Path, token: str | None) -> Iterator[str]:
     port = free_port()
@@ -156,6 +171,7 @@ def api_process(url: str, data_dir: Path, token: str | None) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the API did not become ready within 60 s")
             time.sleep(0.2)
+        API_PID.append(process.pid)
         yield base
     finally:
         process.terminate()
@@ -173,6 +189,8 @@ class Results:
     latencies: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     examples: list[str] = field(default_factory=list)
+    client_cpu_s: float = 0.0  # CPU the load generator itself used (it shares the machine)
+    api_cpu_s: float | None = None  # CPU of the API process, when this run started it
 
     def record(self, op: str, seconds: float, problem: str | None) -> None:
         self.latencies[op].append(seconds)
@@ -193,7 +211,13 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def client_loop(base: str, token: str | None, jobs: list[tuple[str, int]], deadline: float, results: Results,
+@dataclass
+class Jobs:
+    seeded: list[tuple[str, int]]  # (job id, number of trials)
+    created: list[tuple[str, int]] = field(default_factory=list)
+
+
+async def client_loop(base: str, token: str | None, jobs: Jobs, deadline: float, results: Results,
                       seed_value: int) -> None:
     rng = random.Random(seed_value)
     weights, ops = zip(*MIX)
@@ -202,12 +226,12 @@ async def client_loop(base: str, token: str | None, jobs: list[tuple[str, int]],
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30, limits=limits) as http:
         while time.monotonic() < deadline:
             op = rng.choices(ops, weights)[0]
-            job_id, n_trials = rng.choice(jobs)
+            # Reads of trials go to jobs that have some; a job's page also to the freshly created.
+            pool = jobs.seeded if "trials" in op or "best" in op or not jobs.created or rng.random() < 0.5 else jobs.created
+            job_id, n_trials = rng.choice(pool)
             method, template = op.split(" ", 1)
             path = template.replace("{id}", job_id).replace("{n}", str(rng.randrange(max(1, n_trials))))
             expected = 201 if method == "POST" else 200
-            if op == "GET /jobs/{id}/trials/{n}" and n_trials == 0:
-                path, op = f"/jobs/{job_id}", "GET /jobs/{id}"
             kwargs: dict[str, Any] = {"json": SPEC} if method == "POST" else {}
             if op == "GET /jobs/{id}/trials":
                 kwargs["params"] = {"limit": 50}
@@ -218,18 +242,24 @@ async def client_loop(base: str, token: str | None, jobs: list[tuple[str, int]],
                 if response.status_code != expected:
                     problem = f"{response.status_code} {response.text[:200]}"
                 elif method == "POST":
-                    jobs.append((response.json()["id"], 0))
+                    jobs.created.append((response.json()["id"], 0))
             except httpx.HTTPError as exc:
                 problem = repr(exc)
             results.record(op, time.perf_counter() - started, problem)
 
 
-async def run_load(base: str, token: str | None, jobs: list[tuple[str, int]], clients: int, seconds: float) -> tuple[Results, float]:
+async def run_load(base: str, token: str | None, jobs: Jobs, clients: int, seconds: float) -> tuple[Results, float]:
     results = Results()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
+    api_cpu = process_cpu_s(API_PID[-1]) if API_PID else None
     deadline = started + seconds
     await asyncio.gather(*(client_loop(base, token, jobs, deadline, results, i) for i in range(clients)))
-    return results, time.monotonic() - started
+    elapsed = time.monotonic() - started
+    results.client_cpu_s = time.process_time() - cpu
+    if api_cpu is not None:
+        after = process_cpu_s(API_PID[-1])
+        results.api_cpu_s = None if after is None else after - api_cpu
+    return results, elapsed
 
 
 def report(results: Results, backend: str, clients: int, seconds: float, elapsed: float) -> dict[str, Any]:
@@ -241,7 +271,7 @@ def report(results: Results, backend: str, clients: int, seconds: float, elapsed
         "p50_ms": percentile(lat, 50) * 1000, "p95_ms": percentile(lat, 95) * 1000, "p99_ms": percentile(lat, 99) * 1000,
         "per_route": {op: {"requests": len(v), "errors": results.errors[op], "p95_ms": percentile(sorted(v), 95) * 1000}
                       for op, v in sorted(results.latencies.items())},
-        "error_examples": results.examples,
+        "error_examples": results.examples, "client_cpu_s": results.client_cpu_s, "api_cpu_s": results.api_cpu_s,
     }
     print("| backend | clients | seconds | requests | errors | req/s | p50 ms | p95 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -252,6 +282,11 @@ def report(results: Results, backend: str, clients: int, seconds: float, elapsed
     print("|---|---|---|---|")
     for op, row in summary["per_route"].items():
         print(f"| {op} | {row['requests']} | {row['errors']} | {row['p95_ms']:.1f} |")
+    print(f"\nload generator CPU: {results.client_cpu_s:.1f} s over {elapsed:.1f} s "
+          f"({results.client_cpu_s / elapsed:.0%} of one core); {os.cpu_count()} cores")
+    if results.api_cpu_s is not None and total:
+        print(f"API process CPU: {results.api_cpu_s:.1f} s ({results.api_cpu_s / elapsed:.0%} of one core), "
+              f"{results.api_cpu_s * 1000 / total:.2f} ms per request")
     for example in results.examples:
         print(f"error: {example}")
     return summary
@@ -286,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                 url = stack.enter_context(database(args.backend, data_dir))
                 jobs = seed(url, args.seed_jobs, args.seed_trials, args.seed_epochs)
                 base = stack.enter_context(api_process(url, data_dir, args.token))
-            results, elapsed = asyncio.run(run_load(base, args.token, jobs, args.clients, args.seconds))
+            results, elapsed = asyncio.run(run_load(base, args.token, Jobs(jobs), args.clients, args.seconds))
         summary = report(results, args.backend, args.clients, args.seconds, elapsed)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))

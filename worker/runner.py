@@ -164,12 +164,17 @@ def _study(url: str, study_name: str, spec_json: str) -> Any:
 
 def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[str, Any]:
     """Claim and train one trial; a duplicate delivery returns at once without training."""
+    db = _database(settings.sqlalchemy_url)
+    if not with_retry(lambda: trial_store.is_queued(db, trial_id=trial_id), what=f"reading trial {trial_id}"):
+        # Most duplicates end here, before a fresh pool process spends seconds importing torch.
+        log.info("trial %d is already claimed or finished: duplicate delivery acknowledged", trial_id)
+        return {"trial_id": trial_id, "outcome": "duplicate"}
+
     from optuna.trial import TrialState
 
     from worker.datasets import DatasetError, input_shape_for, load_dataset_cached
     from worker.train import NonFiniteLossError, select_device, train_trial
 
-    db = _database(settings.sqlalchemy_url)
     torch_device = select_device(device)
     claim = with_retry(lambda: trial_store.claim(db, trial_id=trial_id, worker=worker_name(), device=str(torch_device)),
                        what=f"claiming trial {trial_id}")

@@ -49,6 +49,13 @@ def _set_draining(*_args: Any) -> None:
     DRAINING.set()
 
 
+def _ignore_until_listening(**_: Any) -> None:
+    # A pool process that never ran a task would die of the drain signal's default action (and
+    # log an error); ignoring it survives billiard's signal reset, and listen() takes over.
+    signal.signal(DRAIN_SIGNAL, signal.SIG_IGN)
+
+
 def install(app: Celery) -> None:
     """Connect the drain to this worker app's shutdown."""
     signals.worker_shutting_down.connect(_on_parent_shutdown, weak=False)
+    signals.worker_process_init.connect(_ignore_until_listening, weak=False)

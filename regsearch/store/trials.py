@@ -76,6 +76,12 @@ def mark_sent(db: Database, *, trial_ids: list[int]) -> None:
         )
 
 
+def is_queued(db: Database, *, trial_id: int) -> bool:
+    """A cheap look before the real claim (which stays the only authority)."""
+    with db.read() as session:
+        return session.scalar(select(Trial.state).where(Trial.id == trial_id)) == "queued"
+
+
 def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | None:
     """Atomically move a queued trial to running; None when it is not queued (a duplicate)."""
     lease = uuid.uuid4().hex

@@ -23,7 +23,7 @@ import contextlib
 import socket
 import struct
 import threading
-from typing import Any
+from typing import Any, Self
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, timeout 0: close() sends RST
 
@@ -50,7 +50,7 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
 
     # -- control (test thread) -----------------------------------------------------------
-    def start(self) -> TcpProxy:
+    def start(self) -> Self:
         self._thread.start()
         self._call(self._listen())
         return self
@@ -73,7 +73,7 @@ class TcpProxy:
         if not self._loop.is_running():
             self._loop.close()
 
-    def __enter__(self) -> TcpProxy:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

@@ -227,26 +227,3 @@ class RedisServer:
     def __exit__(self, *_exc: object) -> None:
         self.kill()
 
-
-def assert_books_settle(stack: Stack, job_id: str, timeout_s: float = 10, db: Database | None = None) -> list[Any]:
-    """``assert_books_agree`` once no Optuna trial of the job is still RUNNING (``timeout_s`` at most).
-
-    A worker writes its result to the trial row first and tells Optuna just after (possibly from
-    a background thread), and the coordinator may complete the job in between: Optuna lags the
-    row by milliseconds. A trial that stays RUNNING past ``timeout_s`` is a real disagreement,
-    and ``assert_books_agree`` reports it.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    from regsearch.studies import optuna_storage
-    from tests.services.books import assert_books_agree
-
-    database = db or stack.db
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        study = optuna.load_study(study_name=f"regsearch-{job_id}", storage=optuna_storage(database.url))
-        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            break
-        time.sleep(0.2)
-    return assert_books_agree(database, stack.client, job_id)
