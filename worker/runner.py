@@ -28,7 +28,7 @@ from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.retry import with_retry
 from regsearch.store.trials import Claim
-from worker.shutdown import DRAINING
+from worker.shutdown import draining
 
 log = logging.getLogger("regsearch.worker")
 
@@ -124,7 +124,7 @@ class EpochReporter:
             self.stop_reason = "lease lost"
         elif self.heartbeat.cancelled.is_set():
             self.stop_reason = "cancelled"
-        elif DRAINING.is_set():
+        elif draining():
             self.stop_reason = "draining"
         elif with_retry(lambda: self.pruner.should_prune(self.claim.number, self.history), what="asking the pruner"):
             self.stop_reason = "pruned"

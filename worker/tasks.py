@@ -19,12 +19,14 @@ DEVICE_ENV = "REGSEARCH_WORKER_DEVICE"
 def run_trial(trial_id: int) -> dict[str, object]:
     """``regsearch.run_trial``: train one trial; duplicates are acknowledged and skipped."""
     from celery import current_app
+    from celery.exceptions import Reject
 
     from regsearch.events import publish_trial_finished
-    from worker import shutdown
     from worker.runner import run_trial as run
+    from worker.shutdown import draining
 
-    shutdown.listen()
+    if draining():  # this worker is going away: another one should take the trial
+        raise Reject("worker shutting down", requeue=True)
 
     if not isinstance(trial_id, int) or isinstance(trial_id, bool):
         raise TypeError("run_trial takes one integer trial id")

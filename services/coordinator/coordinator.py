@@ -106,9 +106,10 @@ class Coordinator:
                 return
             self._reap(job, mirror, allow_retry=True)
             rows = trial_store.job_trials(self.db, job_id=job.id)
-            if self._retry(job, spec, mirror, rows):
-                rows = trial_store.job_trials(self.db, job_id=job.id)
             self._resend(rows)
+        # Every tick: a failure owed a retry must be prepared before _fill may finish the job.
+        if self._retry(job, spec, mirror, rows):
+            rows = trial_store.job_trials(self.db, job_id=job.id)
         self._fill(job, spec, mirror, rows)
 
     def _mirror(self, job: Job, spec: JobSpec) -> StudyMirror:

@@ -129,6 +129,16 @@ def often_the_seeded_job(_context: Any, path_parameters: dict[str, Any]) -> Any:
     return st.one_of(st.just(path_parameters), numbers.map(known))
 
 
+@pytest.fixture(scope="module")
+def fuzz_volume() -> Iterator[None]:
+    """After the schemathesis run (one test item, so one process even under xdist): it made at
+    least 1,000 requests."""
+    yield
+    print(f"\nschemathesis requests: {REQUESTS['schemathesis']}")
+    print("\n".join(f"  {key}: {n}" for key, n in sorted(STATS.items()) if not key.endswith("405")))
+    assert REQUESTS["schemathesis"] >= MIN_REQUESTS, f"only {REQUESTS['schemathesis']} requests were generated"
+
+
 @SCHEMA.parametrize()
 @settings(
     deadline=None,
@@ -141,7 +151,7 @@ def often_the_seeded_job(_context: Any, path_parameters: dict[str, Any]) -> Any:
         HealthCheck.function_scoped_fixture,
     ],
 )
-def test_no_server_errors(case: schemathesis.Case, fuzz_app: tuple[FastAPI, Database, str]) -> None:
+def test_no_server_errors(case: schemathesis.Case, fuzz_app: tuple[FastAPI, Database, str], fuzz_volume: None) -> None:
     # Every other built-in check applies (schema conformance of responses, status codes, Allow,
     # negative data rejected). Not "positive data accepted": the spec's cross-field rules (a csv
     # dataset needs a path, low <= high, ...) are beyond JSON Schema, so schema-valid specs may 422.
@@ -152,15 +162,6 @@ def test_no_server_errors(case: schemathesis.Case, fuzz_app: tuple[FastAPI, Data
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
     )
-
-
-def test_fuzz_volume() -> None:
-    """The schemathesis run above made at least 1,000 requests (skips when it ran elsewhere)."""
-    if REQUESTS["schemathesis"] == 0:
-        pytest.skip("the schemathesis test did not run in this process")
-    print(f"\nschemathesis requests: {REQUESTS['schemathesis']}")
-    print("\n".join(f"  {key}: {n}" for key, n in sorted(STATS.items()) if not key.endswith("405")))
-    assert REQUESTS["schemathesis"] >= MIN_REQUESTS
 
 
 # -- hand-crafted hostile bodies ----------------------------------------------------------------

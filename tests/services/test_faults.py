@@ -19,7 +19,7 @@ from tests.services.books import assert_books_agree
 from tests.services.stack import Stack, running_stack, small_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-LONG = small_spec(training={"epochs": 60}, budget={"n_trials": 2, "parallelism": 1, "max_retries": 2})
+LONG = small_spec(training={"epochs": 300}, budget={"n_trials": 2, "parallelism": 1, "max_retries": 2})
 
 
 def running_trial(stack: Stack, job_id: str, min_epochs: int = 2) -> Trial:
