@@ -1,6 +1,7 @@
 """The real dashboard in a real browser: ``streamlit run`` (as ``regsearch dashboard`` starts it) on
 a finished job, driven by Debian's chromium through Playwright; saves a full-page screenshot to
-``test-artifacts/dashboard-job.png`` and ``docs/images/dashboard-job.png`` (the README's picture).
+``test-artifacts/dashboard-job.png``; with REGSEARCH_UPDATE_SCREENSHOT=1 also to
+``docs/images/dashboard-job.png`` (the README's picture), so a test run leaves the tree clean.
 
 In CI (``CI=true``) a missing chromium or Playwright is a failure; elsewhere the test skips.
 Playwright's own browser download is not used: ``executable_path`` points at /usr/bin/chromium.
@@ -29,7 +30,9 @@ CHROMIUM = Path(os.environ.get("REGSEARCH_TEST_CHROMIUM", "/usr/bin/chromium"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-dev-shm-usage", "--disable-extensions", "--no-first-run", "--mute-audio"]
-SHOTS = [ROOT / "test-artifacts" / "dashboard-job.png", ROOT / "docs" / "images" / "dashboard-job.png"]
+SHOTS = [ROOT / "test-artifacts" / "dashboard-job.png"]
+if os.environ.get("REGSEARCH_UPDATE_SCREENSHOT") == "1":
+    SHOTS.append(ROOT / "docs" / "images" / "dashboard-job.png")
 WIDTH = 1440
 
 
