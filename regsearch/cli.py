@@ -46,6 +46,21 @@ def _settings() -> Settings:
         fail(f"configuration: {exc}", 2)
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end in the caller's ``finally`` (which stops the children).
+
+    Set explicitly: a process started in the background by a shell inherits SIGINT ignored,
+    and SIGTERM's default would leave the children running.
+    """
+    import signal
+
+    def stop(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -149,6 +164,7 @@ def up(
     upgrade(settings.sqlalchemy_url)
     supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=api_port,
                                            dashboard_port=None if no_dashboard else dashboard_port))
+    _stop_on_signals()
     supervisor.start()
     console.print(f"regsearch up: API http://127.0.0.1:{api_port}"
                   + ("" if no_dashboard else f", dashboard http://127.0.0.1:{dashboard_port}")
@@ -293,7 +309,12 @@ def demo(workers: Annotated[int, typer.Option(min=1, max=16)] = 2, spec: Path = 
     """``up`` on embedded defaults, submit the bundled example, wait, print the comparison, stop."""
     from regsearch.demo import run_demo
 
-    raise typer.Exit(run_demo(_settings(), _load_spec_dict(spec), workers=workers, console=console))
+    _stop_on_signals()
+    try:
+        code = run_demo(_settings(), _load_spec_dict(spec), workers=workers, console=console)
+    except KeyboardInterrupt:  # run_demo stopped everything on its way out
+        code = 130
+    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")

@@ -99,3 +99,44 @@ def test_submit_wait_status_best_cancel_through_the_api(tmp_path: Path, data_dir
         assert unknown.returncode == 2 and "not found" in unknown.stderr
     down = regsearch("status", env={"REGSEARCH_API_URL": "http://127.0.0.1:9"})
     assert down.returncode == 1 and "cannot reach the API" in down.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_up_starts_everything_and_a_signal_stops_it_all(data_dir: Path, sig: str) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    from regsearch.launcher import free_port
+
+    api_port, dashboard_port = free_port(), free_port()
+    env = {**os.environ, "REGSEARCH_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    up = subprocess.Popen([sys.executable, "-m", "regsearch", "up", "--workers", "1", "--api-port", str(api_port),
+                           "--dashboard-port", str(dashboard_port)], env=env, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            try:
+                ready = (httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=1).status_code == 200
+                         and httpx.get(f"http://127.0.0.1:{dashboard_port}/", timeout=1).status_code == 200)
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert ready, "the API and the dashboard should answer"
+        children = subprocess.run(["pgrep", "-f", "--", f"--port {api_port}|--port {dashboard_port}|regsearch (coordinator|worker)"],
+                                  capture_output=True, text=True).stdout.split()
+        assert len(children) >= 4
+        up.send_signal(getattr(signal, sig))
+        up.wait(60)
+        time.sleep(1)
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+                 and "regsearch" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+                 and str(data_dir) in Path(f"/proc/{pid}/environ").read_text(errors="replace")]
+        assert alive == [], "every component stops with `regsearch up`"
+    finally:
+        if up.poll() is None:
+            up.kill()
