@@ -22,11 +22,11 @@ from regsearch import failpoints, studies
 from regsearch.config import Settings
 from regsearch.metrics import EpochMetrics, summarize
 from regsearch.pruning import Pruner, make_pruner
+from regsearch.retry import with_retry
 from regsearch.space import make_recipe
 from regsearch.spec import JobSpec
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
-from regsearch.retry import with_retry
 from regsearch.store.trials import Claim
 from worker.shutdown import draining
 

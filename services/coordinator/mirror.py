@@ -20,7 +20,7 @@ from regsearch.space import suggest_params
 from regsearch.spec import JobSpec
 
 if TYPE_CHECKING:
-    import optuna
+    pass
 
 log = logging.getLogger("regsearch.coordinator")
 
