@@ -138,5 +138,9 @@ def test_up_starts_everything_and_a_signal_stops_it_all(data_dir: Path, sig: str
                  and str(data_dir) in Path(f"/proc/{pid}/environ").read_text(errors="replace")]
         assert alive == [], "every component stops with `regsearch up`"
     finally:
-        if up.poll() is None:
-            up.kill()
+        if up.poll() is None:  # a failed assertion: let `up` stop its children before going
+            up.terminate()
+            try:
+                up.wait(30)
+            except subprocess.TimeoutExpired:
+                up.kill()
