@@ -18,12 +18,7 @@ from dashboard import charts, data, frames
 REFRESH_S = 3
 TRIAL_PAGE = "app_pages/trial.py"
 
-url = data.database_url()
-problem = data.database_problem(url)
-if problem:
-    st.title("Job")
-    st.info(problem)
-    st.stop()
+url = data.database_url_or_stop("Job")
 
 
 def _pick_job(message: str | None = None) -> None:

@@ -15,12 +15,7 @@ from dashboard import charts, data, frames
 REFRESH_S = 3
 JOB_PAGE = "app_pages/job.py"
 
-url = data.database_url()
-problem = data.database_problem(url)
-if problem:
-    st.title("Trial")
-    st.info(problem)
-    st.stop()
+url = data.database_url_or_stop("Trial")
 
 
 def _number(text: Any) -> int | None:

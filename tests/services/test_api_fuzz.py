@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from regsearch.config import Settings
 from regsearch.metrics import EpochMetrics
@@ -31,6 +31,7 @@ from regsearch.store.db import Database
 from regsearch.store.jobs import create_job
 from regsearch.store.migrate import upgrade
 from services.api.main import create_app
+from tests.services.test_api import row_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -202,17 +203,6 @@ def _insert(spec: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str
     return doc
 
 
-def _counts(db: Database) -> tuple[int, int]:
-    with db.engine.connect() as conn:
-        jobs = conn.execute(text("SELECT count(*) FROM regsearch_jobs")).scalar_one()
-        # Optuna creates its tables with the first study.
-        has_studies = inspect(conn).has_table("studies")
-        studies = (
-            conn.execute(text("SELECT count(*) FROM studies")).scalar_one() if has_studies else 0
-        )
-    return jobs, studies
-
-
 @pytest.fixture(scope="module")
 def client(fuzz_app: tuple[FastAPI, Database, str]) -> Iterator[TestClient]:
     with TestClient(fuzz_app[0]) as test_client:  # raises on any unhandled exception (a 500)
@@ -245,12 +235,12 @@ def test_non_finite_literals_in_a_valid_spec_are_422(
         else placeholder
     )
     body = json.dumps(_insert(VALID_SPEC, path, value)).replace(f'"{placeholder}"', token)
-    before = _counts(fuzz_app[1])
+    before = row_counts(fuzz_app[1])
     response = client.post("/jobs", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     errors = response.json()["detail"]
     assert errors and all(set(e) == {"field", "message"} for e in errors)
-    assert _counts(fuzz_app[1]) == before
+    assert row_counts(fuzz_app[1]) == before
 
 
 @settings(
