@@ -203,13 +203,6 @@ def finish(
         return done
 
 
-def stale_running(db: Database, *, job_id: str, older_than: dt.datetime) -> list[Trial]:
-    with db.read() as session:
-        return list(session.scalars(
-            select(Trial).where(Trial.job_id == job_id, Trial.state == "running", Trial.heartbeat_at < older_than)
-        ).all())
-
-
 def fail_stale(db: Database, *, trial_id: int, older_than: dt.datetime, reason: str, retryable: bool = True) -> bool:
     """Fail a running trial whose heartbeat is still older than ``older_than`` (reaper side)."""
     with db.session() as session:

@@ -100,12 +100,13 @@ class Coordinator:
         rows = trial_store.job_trials(self.db, job_id=job.id)
         self._tell_mirror(spec, mirror, rows)
         if maintenance or job.cancel_requested:
-            self._sync_optuna(job, mirror, rows)
+            if self._sync_optuna(job, mirror, rows):
+                rows = trial_store.job_trials(self.db, job_id=job.id)
             if job.cancel_requested:
-                self._cancel(job, mirror)
+                self._cancel(job, mirror, rows)
                 return
-            self._reap(job, mirror, allow_retry=True)
-            rows = trial_store.job_trials(self.db, job_id=job.id)
+            if self._reap(job, mirror, rows, allow_retry=True):
+                rows = trial_store.job_trials(self.db, job_id=job.id)
             self._resend(rows)
         # Every tick: a failure owed a retry must be prepared before _fill may finish the job.
         if self._retry(job, spec, mirror, rows):
@@ -125,13 +126,13 @@ class Coordinator:
                 mirror.tell(row.number, self._values(spec, row), row.state)
                 mirror.told.add(row.number)
 
-    def _sync_optuna(self, job: Job, mirror: StudyMirror, rows: list[Trial]) -> None:
+    def _sync_optuna(self, job: Job, mirror: StudyMirror, rows: list[Trial]) -> bool:
+        """Make Optuna's record and the rows agree; True when rows were added (orphans)."""
         from optuna.trial import TrialState
 
         study = mirror.record
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if not running:
-            return
+        added = False
         by_number = {row.number: row for row in rows}
         for frozen in running:
             row = by_number.get(frozen.number)
@@ -142,29 +143,41 @@ class Coordinator:
                                                optuna_trial_id=frozen._trial_id, params=dict(frozen.params))
                 trial_store.fail_queued(self.db, trial_id=row_id, retryable=True,
                                         reason="coordinator stopped before the trial was enqueued")
+                added = True
             elif row.state in FINAL_TRIAL_STATES:
                 # The worker wrote its result but died before telling Optuna.
                 self._tell(mirror, row.number, self._values(mirror.spec, row), row.state)
+        return added
 
-    def _cancel(self, job: Job, mirror: StudyMirror) -> None:
-        for row in trial_store.job_trials(self.db, job_id=job.id):
+    def _cancel(self, job: Job, mirror: StudyMirror, rows: list[Trial]) -> None:
+        for row in rows:
             if row.state == "queued" and trial_store.fail_queued(self.db, trial_id=row.id, reason="job cancelled"):
                 self._tell(mirror, row.number, None, "fail")
-        self._reap(job, mirror, allow_retry=False)
+        self._reap(job, mirror, rows, allow_retry=False)
         rows = trial_store.job_trials(self.db, job_id=job.id)
         if not any(r.state in ("queued", "running") for r in rows):
             self._sync_optuna(job, mirror, rows)
             job_store.set_job_status(self.db, job_id=job.id, status="cancelled")
             log.info("job %s cancelled", job.id)
 
-    def _reap(self, job: Job, mirror: StudyMirror, *, allow_retry: bool) -> None:
+    def _reap(self, job: Job, mirror: StudyMirror, rows: list[Trial], *, allow_retry: bool) -> bool:
+        """Fail running trials whose heartbeat went stale; True when any was reaped.
+
+        ``rows`` only nominates candidates; the conditional UPDATE re-checks the heartbeat.
+        """
         grace = self.settings.heartbeat_grace_s
         cutoff = self.clock() - dt.timedelta(seconds=grace)
-        for row in trial_store.stale_running(self.db, job_id=job.id, older_than=cutoff):
+        reaped = False
+        for row in rows:
+            beat = as_utc(row.heartbeat_at)
+            if row.state != "running" or beat is None or beat >= cutoff:
+                continue
             reason = f"worker lost: no heartbeat from {row.worker or 'the worker'} for more than {grace:g}s"
             if trial_store.fail_stale(self.db, trial_id=row.id, older_than=cutoff, reason=reason, retryable=allow_retry):
                 log.warning("job %s trial %d: %s", job.id, row.number, reason)
                 self._tell(mirror, row.number, None, "fail")
+                reaped = True
+        return reaped
 
     def _retry(self, job: Job, spec: JobSpec, mirror: StudyMirror, rows: list[Trial]) -> bool:
         """Run retryable failures again as new attempts; True when any was started."""
