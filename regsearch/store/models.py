@@ -84,6 +84,10 @@ class Trial(Base):
     metrics: Mapped[dict[str, Any] | None]
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     retry_of: Mapped[int | None]
+    # A confirmation run re-trains search trial ``confirm_of``'s configuration with its own
+    # training ``seed`` (None: the spec's seed); the data split never changes.
+    seed: Mapped[int | None]
+    confirm_of: Mapped[int | None]
     retried: Mapped[bool] = mapped_column(Boolean, default=False)  # a later attempt replaced it
     retryable: Mapped[bool] = mapped_column(Boolean, default=False)  # lost or transient failure
     lease: Mapped[str | None] = mapped_column(String(64))

@@ -30,10 +30,22 @@ def new_trial(db: Database, number: int = 0) -> tuple[str, int]:
 
 
 def test_migrations_use_their_own_version_table(db: Database) -> None:
-    assert current_revision(db.url) == "0002"
+    assert current_revision(db.url) == "0003"
     optuna_storage(db.url)  # Optuna stamps its own alembic_version beside ours
     tables = set(inspect(db.engine).get_table_names())
     assert {"regsearch_jobs", "regsearch_trials", "regsearch_epochs", "regsearch_alembic_version", "alembic_version", "studies"} <= tables
+
+
+def test_the_migrations_build_exactly_the_models_schema(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from regsearch.store.models import Base
+
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    ours = [d for d in diff if "regsearch_" in repr(d) and "regsearch_alembic_version" not in repr(d)]
+    assert ours == []
 
 
 def test_a_job_comes_with_its_study_and_an_idempotency_key_returns_it(db: Database) -> None:
