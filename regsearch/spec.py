@@ -301,6 +301,17 @@ class BudgetSpec(_Strict):
     max_retries: int = Field(default=2, ge=0, le=20, description="new attempts after a lost trial")
 
 
+class ConfirmSpec(_Strict):
+    """Re-run the search's ``top_k`` configurations with ``seeds`` extra training seeds each.
+
+    The extra runs use training seeds ``training.seed + 1 .. training.seed + seeds`` and the same
+    data split, so a configuration that won on one lucky initialization shows its spread.
+    """
+
+    top_k: int = Field(default=3, ge=1, le=100)
+    seeds: int = Field(default=3, ge=1, le=100, description="extra training seeds per configuration")
+
+
 class JobSpec(_Strict):
     """A complete search job (INTERFACE.md "Job spec")."""
 
@@ -313,6 +324,7 @@ class JobSpec(_Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     sampler: Literal["tpe", "random", "gp", "nsga2", "grid"] = "tpe"
     pruner: Literal["none", "median", "hyperband"] = "median"
+    confirm: ConfirmSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
@@ -330,6 +342,8 @@ class JobSpec(_Strict):
                     raise SpecError(
                         f"space.{field}", "the grid sampler needs a fixed value or a list of values"
                     )
+        if self.confirm is not None and self.training.seed + self.confirm.seeds > 2**31 - 1:
+            raise SpecError("confirm.seeds", "training.seed + seeds must stay below 2**31")
         return self
 
     @property

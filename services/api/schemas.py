@@ -90,6 +90,11 @@ class TrialPublic(BaseModel):
     worker: str | None
     device: str | None
     error: str | None
+    role: Literal["search", "confirm"] = Field(
+        description="confirm: a re-run of search trial `confirm_of`'s configuration with another seed"
+    )
+    seed: int | None = Field(description="the training seed, when it differs from the spec's")
+    confirm_of: int | None = Field(description="the search trial whose configuration this re-runs")
 
 
 class TrialsPublic(BaseModel):
@@ -194,6 +199,9 @@ def trial_public(trial: Trial) -> TrialPublic:
         worker=trial.worker,
         device=trial.device,
         error=trial.error,
+        role="confirm" if trial.confirm_of is not None else "search",
+        seed=trial.seed,
+        confirm_of=trial.confirm_of,
     )
 
 

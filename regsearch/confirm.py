@@ -1,0 +1,113 @@
+"""Confirmation runs: which re-runs a finished search needs, and how their seeds group.
+
+A search trial's configuration re-runs with ``confirm.seeds`` extra training seeds; together with
+the search trial itself these runs are the configuration's *seed group*. The job's best-k answer
+ranks confirmed configurations by the mean of the objective over their group (regsearch.stats).
+Everything here works on plain trial dicts with the keys of the API's trial items (``number``,
+``state``, ``params``, ``metrics``, ``confirm_of``, ``seed``), so the API, the coordinator, the
+report and the dashboard share one definition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from regsearch.stats import Interval, mean_interval
+
+TrialDict = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One confirmation run to create: re-run search trial ``confirm_of`` with ``seed``."""
+
+    confirm_of: int
+    seed: int
+    params: dict[str, Any]
+
+
+def is_search(trial: TrialDict) -> bool:
+    return trial.get("confirm_of") is None
+
+
+def _objective(trial: TrialDict, metric: str) -> float | None:
+    value = (trial.get("metrics") or {}).get(metric)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def top_search_trials(trials: Sequence[TrialDict], *, metric: str, direction: str, k: int) -> list[TrialDict]:
+    """The ``k`` best complete search trials by ``metric`` (ties: the earlier trial first)."""
+    scored = [t for t in trials if is_search(t) and t.get("state") == "complete" and _objective(t, metric) is not None]
+    sign = -1.0 if direction == "maximize" else 1.0
+    scored.sort(key=lambda t: (sign * _objective(t, metric), t["number"]))  # type: ignore[operator]
+    return scored[:k]
+
+
+def confirmation_plan(
+    trials: Sequence[TrialDict], *, metric: str, direction: str, top_k: int, seeds: int, base_seed: int
+) -> list[PlannedRun]:
+    """The confirmation runs still to create, given every trial of the job so far.
+
+    Idempotent: a run whose (configuration, seed) already has a row (any state, any attempt) is
+    not planned again, so a coordinator that restarts mid-way creates only what is missing.
+    """
+    existing = {(t["confirm_of"], t.get("seed")) for t in trials if not is_search(t)}
+    planned = []
+    for leader in top_search_trials(trials, metric=metric, direction=direction, k=top_k):
+        for offset in range(1, seeds + 1):
+            seed = base_seed + offset
+            if (leader["number"], seed) not in existing:
+                planned.append(PlannedRun(confirm_of=leader["number"], seed=seed, params=dict(leader["params"])))
+    return planned
+
+
+def seed_groups(trials: Sequence[TrialDict]) -> dict[int, list[TrialDict]]:
+    """Search trial number -> its complete runs (itself first, then its confirmation runs).
+
+    Only configurations that have at least one confirmation run appear; retried-away attempts
+    are not complete, so each (configuration, seed) counts once.
+    """
+    groups: dict[int, list[TrialDict]] = {}
+    by_number = {t["number"]: t for t in trials if is_search(t)}
+    for trial in trials:
+        if is_search(trial) or trial.get("state") != "complete":
+            continue
+        leader = by_number.get(trial["confirm_of"])
+        if leader is None:
+            continue
+        group = groups.setdefault(leader["number"], [leader] if leader.get("state") == "complete" else [])
+        group.append(trial)
+    return groups
+
+
+def group_interval(group: Sequence[TrialDict], metric: str) -> Interval:
+    """Mean, std and 95% interval of ``metric`` over one seed group."""
+    return mean_interval(_objective(t, metric) for t in group)
+
+
+def rank_by_seed_mean(
+    trials: Sequence[TrialDict], *, metric: str, direction: str
+) -> list[tuple[TrialDict, list[TrialDict]]]:
+    """Search trials ranked for the best-k answer: confirmed ones by their seed-group mean first,
+    then the unconfirmed ones by their single value. Each item is (search trial, its group)."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    groups = seed_groups(trials)
+    confirmed = []
+    for number, group in groups.items():
+        mean = group_interval(group, metric).mean
+        if mean is not None:
+            confirmed.append((sign * mean, number, group))
+    confirmed.sort(key=lambda item: (item[0], item[1]))
+    by_number = {t["number"]: t for t in trials if is_search(t)}
+    ranked = [(by_number[number], group) for _, number, group in confirmed]
+    ranked_numbers = {number for _, number, _ in confirmed}
+    rest = [
+        t for t in top_search_trials(trials, metric=metric, direction=direction, k=len(trials))
+        if t["number"] not in ranked_numbers
+    ]
+    return ranked + [(t, [t]) for t in rest]
