@@ -84,11 +84,11 @@ def print_best(console: Console, items: list[dict[str, Any]], *, with_recipe: bo
 
 
 def job_progress(job: dict[str, Any]) -> tuple[int, int]:
-    """(finished trials, n_trials) of a job from the API's job document."""
+    """(finished trials, n_trials + planned confirmation runs) of a job from the API's job document."""
     counts = job.get("counts", {})
     done = sum(int(counts.get(k, 0)) for k in ("complete", "pruned", "failed"))
     total = int(job.get("n_trials") or job.get("spec", {}).get("budget", {}).get("n_trials", 0) or 0)
-    return done, total
+    return done, total + int(job.get("n_confirm") or 0)
 
 
 def status_line(job: dict[str, Any]) -> str:

@@ -182,7 +182,7 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
         log.info("trial %d is already claimed or finished: duplicate delivery acknowledged", trial_id)
         return {"trial_id": trial_id, "outcome": "duplicate"}
 
-    spec = JobSpec.model_validate(claim.spec)
+    spec = run_spec(claim)
     state, metrics, error, retryable = "failed", None, None, False
     reporter: EpochReporter | None = None
     with Heartbeat(db, claim, settings.heartbeat_interval_s) as heartbeat:
@@ -219,6 +219,16 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
     study = _study(db.url, claim.study_name, spec.model_dump_json())
     _TELLER.submit(lambda: _tell(study, claim.number, values, final_state))
     return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
+
+
+def run_spec(claim: Claim) -> JobSpec:
+    """The spec this run trains with: a confirmation run keeps the search's configuration and data
+    split but trains with its own seed, to its last epoch (never pruned: its spread is the point)."""
+    spec = JobSpec.model_validate(claim.spec)
+    if claim.confirm_of is None:
+        return spec
+    training = spec.training.model_copy(update={"seed": claim.seed if claim.seed is not None else spec.training.seed})
+    return spec.model_copy(update={"training": training, "pruner": "none"})
 
 
 def _tell(study: Any, number: int, values: list[float] | None, state: Any) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from regsearch import studies
+from regsearch.confirm import rank_by_seed_mean, seed_groups
 from regsearch.retry import is_transient
 from regsearch.spec import JobSpec
 from regsearch.store.db import Database, StoreUnavailable
@@ -150,10 +151,31 @@ def _sort_value(metrics: dict[str, Any], metric: str, direction: str) -> float:
     return -float(value) if direction == "maximize" else float(value)
 
 
-def best_trials(db: Database, *, job: Job, k: int = 5) -> list[Trial]:
-    """The top ``k`` complete trials by the job's first objective (ties: the next objectives).
+def trial_dict(trial: Trial) -> dict[str, Any]:
+    """The fields :mod:`regsearch.confirm` and the report read, from a trial row."""
+    return {"number": trial.number, "state": trial.state, "params": trial.params, "metrics": trial.metrics,
+            "confirm_of": trial.confirm_of, "seed": trial.seed}
 
-    For a multi-objective job the Pareto-optimal trials come first.
+
+@dataclass(frozen=True)
+class Ranked:
+    """A search trial in the best-k answer, with its seed group when it was confirmed."""
+
+    trial: Trial
+    seed_runs: list[Trial]  # itself and its complete confirmation runs; [] when never confirmed
+
+
+def best_trials(db: Database, *, job: Job, k: int = 5) -> list[Trial]:
+    """The top ``k`` configurations' search trials (see :func:`best_configurations`)."""
+    return [ranked.trial for ranked in best_configurations(db, job=job, k=k)]
+
+
+def best_configurations(db: Database, *, job: Job, k: int = 5) -> list[Ranked]:
+    """The top ``k`` complete search trials by the job's first objective (ties: the next ones).
+
+    Confirmed configurations rank by the mean of the objective over their seed group (the search
+    run and its confirmation runs), ahead of unconfirmed ones. For a multi-objective job the
+    Pareto-optimal trials come first and the seed groups ride along without reordering.
     """
     spec = JobSpec.model_validate(job.spec)
     metrics = spec.objective.metrics
@@ -164,13 +186,23 @@ def best_trials(db: Database, *, job: Job, k: int = 5) -> list[Trial]:
                 select(Trial).where(Trial.job_id == job.id, Trial.state == "complete", Trial.metrics.is_not(None))
             ).all()
         )
+    by_number = {t.number: t for t in rows}
+    groups = seed_groups([trial_dict(t) for t in rows])
+    search = [t for t in rows if t.confirm_of is None]
+
+    def with_group(trial: Trial) -> Ranked:
+        return Ranked(trial, [by_number[g["number"]] for g in groups.get(trial.number, [])])
+
+    if groups and len(metrics) == 1:
+        ranked = rank_by_seed_mean([trial_dict(t) for t in rows], metric=metrics[0], direction=directions[0])
+        return [with_group(by_number[leader["number"]]) for leader, _ in ranked[:k]]
 
     def key(trial: Trial) -> tuple[Any, ...]:
         values = tuple(_sort_value(trial.metrics or {}, m, d) for m, d in zip(metrics, directions))
         return (0 if trial.number in pareto else 1, *values, trial.number)
 
-    pareto = pareto_numbers(rows, metrics, directions) if len(metrics) > 1 else set()
-    return sorted(rows, key=key)[:k]
+    pareto = pareto_numbers(search, metrics, directions) if len(metrics) > 1 else set()
+    return [with_group(t) for t in sorted(search, key=key)[:k]]
 
 
 def pareto_numbers(trials: list[Trial], metrics: list[str], directions: list[str]) -> set[int]:

@@ -34,6 +34,8 @@ class Claim:
     params: dict[str, Any]
     spec: dict[str, Any]
     study_name: str
+    seed: int | None = None  # a confirmation run's own training seed
+    confirm_of: int | None = None  # the search trial a confirmation run re-runs
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,14 @@ def add_trial(
     params: dict[str, Any],
     attempt: int = 1,
     retry_of: int | None = None,
+    seed: int | None = None,
+    confirm_of: int | None = None,
 ) -> int:
     """Insert a queued trial row; returns its id."""
     with db.session() as session:
         trial = Trial(
             job_id=job_id, number=number, optuna_trial_id=optuna_trial_id, params=params,
-            attempt=attempt, retry_of=retry_of, state="queued",
+            attempt=attempt, retry_of=retry_of, seed=seed, confirm_of=confirm_of, state="queued",
         )
         session.add(trial)
         session.flush()
@@ -98,7 +102,7 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | N
         return Claim(
             trial_id=trial.id, lease=lease, job_id=job.id, number=trial.number,
             optuna_trial_id=trial.optuna_trial_id, params=dict(trial.params), spec=dict(job.spec),
-            study_name=job.study_name,
+            study_name=job.study_name, seed=trial.seed, confirm_of=trial.confirm_of,
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from regsearch.jsonsafe import finite_or_none
+from regsearch.stats import mean_interval
 from regsearch.store.jobs import elapsed_seconds
 from regsearch.store.models import Job, Trial, as_utc
 
@@ -50,6 +51,9 @@ class JobPublic(BaseModel):
     name: str
     status: JobStatus
     n_trials: int | None = Field(description="the job's trial budget")
+    n_confirm: int = Field(
+        default=0, description="confirmation runs planned after the search (confirm.top_k x confirm.seeds)"
+    )
     counts: TrialCounts
     cancel_requested: bool
     error: str | None
@@ -135,11 +139,33 @@ class BestMetrics(BaseModel):
     seconds_per_epoch: float | None = None
 
 
+class IntervalPublic(BaseModel):
+    """Mean, sample std and Student-t 95% interval over ``n`` runs (std/interval need n >= 2)."""
+
+    n: int
+    mean: float | None
+    std: float | None
+    low: float | None
+    high: float | None
+
+
+class ConfirmationPublic(BaseModel):
+    """A configuration's seed group: the search run and its confirmation runs, summarized."""
+
+    n: int = Field(description="complete runs in the group, the search trial included")
+    numbers: list[int] = Field(description="the trial numbers of the group, the search trial first")
+    seeds: list[int | None] = Field(description="their training seeds (None: the spec's seed)")
+    metrics: dict[str, IntervalPublic] = Field(description="per metric: mean, std and 95% interval")
+
+
 class BestConfigPublic(BaseModel):
     number: int
     params: dict[str, Any]
     recipe: dict[str, Any] | None
-    metrics: BestMetrics
+    metrics: BestMetrics = Field(description="the search trial's own run")
+    confirmation: ConfirmationPublic | None = Field(
+        default=None, description="over the seed re-runs when the spec asked for `confirm`; the ranking uses its mean"
+    )
 
 
 class BestConfigsPublic(BaseModel):
@@ -155,6 +181,11 @@ def _finite(value: float | None) -> float | None:
     return finite_or_none(value)
 
 
+def _planned_confirmations(spec: dict[str, Any]) -> int:
+    confirm = spec.get("confirm") or {}
+    return int(confirm.get("top_k") or 0) * int(confirm.get("seeds") or 0)
+
+
 def job_public(job: Job, counts: dict[str, int]) -> JobPublic:
     """A job row as listed (no spec, no best)."""
     budget = (job.spec or {}).get("budget") or {}
@@ -163,6 +194,7 @@ def job_public(job: Job, counts: dict[str, int]) -> JobPublic:
         name=job.name,
         status=job.status,
         n_trials=budget.get("n_trials"),
+        n_confirm=_planned_confirmations(job.spec or {}),
         counts=TrialCounts(**counts),
         cancel_requested=bool(job.cancel_requested),
         error=job.error,
@@ -231,10 +263,28 @@ def trial_detail(trial: Trial, epochs: Sequence[Any]) -> TrialDetailPublic:
     )
 
 
-def best_config(trial: Trial) -> BestConfigPublic:
+CONFIRMED_METRICS = ("val_acc", "test_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch")
+
+
+def confirmation(seed_runs: Sequence[Trial]) -> ConfirmationPublic | None:
+    if not seed_runs:
+        return None
+    return ConfirmationPublic(
+        n=len(seed_runs),
+        numbers=[t.number for t in seed_runs],
+        seeds=[t.seed for t in seed_runs],
+        metrics={
+            name: IntervalPublic(**mean_interval((t.metrics or {}).get(name) for t in seed_runs).as_dict())
+            for name in CONFIRMED_METRICS
+        },
+    )
+
+
+def best_config(trial: Trial, seed_runs: Sequence[Trial] = ()) -> BestConfigPublic:
     return BestConfigPublic(
         number=trial.number,
         params=_blob(trial.params) or {},
         recipe=_blob(trial.recipe),
         metrics=BestMetrics.model_validate(_blob(trial.metrics) or {}),
+        confirmation=confirmation(seed_runs),
     )

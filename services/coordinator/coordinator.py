@@ -12,7 +12,11 @@ the coordinator restarts from the database alone):
 5. resend    queued trials never sent, or sent long ago and still unclaimed, are sent again
              (the claim step makes duplicates harmless).
 6. fill      ``ask`` new trials until ``budget.parallelism`` are in flight or the budget is used.
-7. finish    no trial in flight and the budget used (or the timeout passed): job completed.
+7. confirm   the search budget used and nothing in flight: with ``confirm`` in the spec, the
+             top-k configurations run again with extra training seeds as ordinary trials
+             (``confirm_of`` set), created once each (:func:`regsearch.confirm.confirmation_plan`).
+8. finish    no trial in flight, the budget used and every confirmation run created (or the
+             timeout passed): job completed.
 
 Steps 2-5 are maintenance and run at most every ``MAINTENANCE_EVERY_S``; filling and finishing
 run on every tick, and a tick runs as soon as a worker reports a finished trial (events), so
@@ -31,12 +35,14 @@ from typing import Any
 
 from regsearch import failpoints
 from regsearch.config import Settings
+from regsearch.confirm import confirmation_plan
 from regsearch.events import EventListener
 from regsearch.queue import DEFAULT_QUEUE, TrialQueue
 from regsearch.spec import JobSpec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database, StoreUnavailable
+from regsearch.store.jobs import trial_dict
 from regsearch.store.models import FINAL_TRIAL_STATES, Job, Trial, as_utc, utcnow
 from services.coordinator.mirror import StudyMirror
 
@@ -189,7 +195,8 @@ class Coordinator:
                 continue
             if not trial_store.mark_retried(self.db, trial_id=row.id):
                 continue
-            self._prepare(job, mirror, attempt=row.attempt + 1, retry_of=row.number, fixed_params=dict(row.params))
+            self._prepare(job, mirror, attempt=row.attempt + 1, retry_of=row.number, fixed_params=dict(row.params),
+                          seed=row.seed, confirm_of=row.confirm_of)
             log.info("job %s trial %d: retrying as attempt %d", job.id, row.number, row.attempt + 1)
             started = True
         return started
@@ -219,7 +226,7 @@ class Coordinator:
         # Retries first: they are owed a run.
         prepared = sorted((r for r in rows if r.state == "queued" and r.enqueued_at is None),
                           key=lambda r: (r.retry_of is None, r.number))
-        asked = sum(1 for r in rows if r.retry_of is None)
+        asked = sum(1 for r in rows if r.retry_of is None and r.confirm_of is None)
         timed_out = self._timed_out(job, spec)
         if timed_out:
             for row in prepared:  # never started: the job's time is up
@@ -242,16 +249,36 @@ class Coordinator:
                 waiting += 1
         if sent == 0 and waiting == 0 and (asked >= spec.budget.n_trials or timed_out):
             rows = trial_store.job_trials(self.db, job_id=job.id)
+            if not timed_out and self._confirm(job, spec, mirror, rows):
+                return  # the confirmation runs go out on the next tick, like any prepared trial
             self._sync_optuna(job, mirror, rows)  # Optuna's record agrees before the job ends
             self._finish(job, rows)
 
+    def _confirm(self, job: Job, spec: JobSpec, mirror: StudyMirror, rows: list[Trial]) -> bool:
+        """Prepare the confirmation runs still missing; True when any was prepared."""
+        if spec.confirm is None or len(spec.objective.metrics) != 1:
+            return False
+        plan = confirmation_plan(
+            [trial_dict(r) for r in rows], metric=spec.objective.metrics[0], direction=spec.directions[0],
+            top_k=spec.confirm.top_k, seeds=spec.confirm.seeds, base_seed=spec.training.seed,
+        )
+        for run in plan:
+            self._prepare(job, mirror, fixed_params=run.params, seed=run.seed, confirm_of=run.confirm_of)
+        if plan:
+            log.info("job %s: search done, %d confirmation runs of the top %d configurations",
+                     job.id, len(plan), spec.confirm.top_k)
+        return bool(plan)
+
     def _prepare(self, job: Job, mirror: StudyMirror, *, attempt: int = 1, retry_of: int | None = None,
-                 fixed_params: dict[str, Any] | None = None) -> int:
+                 fixed_params: dict[str, Any] | None = None, seed: int | None = None,
+                 confirm_of: int | None = None) -> int:
         """Ask and commit a trial (queued, not yet sent); returns its row id."""
-        number, optuna_trial_id, params = mirror.ask(fixed_params)
+        attrs = {"regsearch_confirm_of": confirm_of, "regsearch_seed": seed} if confirm_of is not None else None
+        number, optuna_trial_id, params = mirror.ask(fixed_params, user_attrs=attrs)
         failpoints.hit("coordinator.after_ask")
         trial_id = trial_store.add_trial(self.db, job_id=job.id, number=number, optuna_trial_id=optuna_trial_id,
-                                         params=params, attempt=attempt, retry_of=retry_of)
+                                         params=params, attempt=attempt, retry_of=retry_of, seed=seed,
+                                         confirm_of=confirm_of)
         failpoints.hit("coordinator.after_commit")
         return trial_id
 
@@ -293,9 +320,8 @@ class Coordinator:
     @staticmethod
     def _tell(mirror: StudyMirror, number: int, values: list[float] | None, state: str) -> None:
         """Record an outcome the coordinator decided (or recovered) in both studies."""
-        from optuna.trial import TrialState
-
         from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
 
         study = mirror.record
         try:

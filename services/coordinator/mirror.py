@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from regsearch import studies
 from regsearch.space import suggest_params
 from regsearch.spec import JobSpec
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("regsearch.coordinator")
 
@@ -41,12 +38,13 @@ class StudyMirror:
             if frozen.state.is_finished():
                 self.told.add(frozen.number)
 
-    def ask(self, fixed_params: dict[str, Any] | None = None) -> tuple[int, int, dict[str, Any]]:
+    def ask(self, fixed_params: dict[str, Any] | None = None,
+            user_attrs: dict[str, Any] | None = None) -> tuple[int, int, dict[str, Any]]:
         """Sample a configuration; returns (trial number, Optuna trial id, parameters)."""
         import optuna
 
         if fixed_params is not None:
-            self.memory.enqueue_trial(fixed_params)
+            self.memory.enqueue_trial(fixed_params, user_attrs=user_attrs)
         trial = self.memory.ask()
         try:
             params = suggest_params(trial, self.spec)

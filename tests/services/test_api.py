@@ -50,6 +50,7 @@ JOB_KEYS = {
     "name",
     "status",
     "n_trials",
+    "n_confirm",
     "counts",
     "cancel_requested",
     "error",
@@ -430,8 +431,12 @@ def test_trials_filter_and_paginate(client: TestClient, db: Database) -> None:
         "worker",
         "device",
         "error",
+        "role",
+        "seed",
+        "confirm_of",
     }
     assert first["worker"] == "host-a" and first["device"] == "cpu" and first["attempt"] == 1
+    assert first["role"] == "search" and first["seed"] is None and first["confirm_of"] is None
     complete = client.get(f"/jobs/{job_id}/trials", params={"state": "complete", "limit": 2}).json()
     assert complete["count"] == 3 and [t["number"] for t in complete["items"]] == [0, 2]
     page2 = client.get(
@@ -526,7 +531,7 @@ def test_best_maximizes_val_acc_and_ranks_unknown_last(client: TestClient, db: D
     body = client.get(f"/jobs/{job_id}/best").json()
     assert [b["number"] for b in body["items"]] == [1, 3, 0, 2] and body["count"] == 4
     top = body["items"][0]
-    assert set(top) == {"number", "params", "recipe", "metrics"}
+    assert set(top) == {"number", "params", "recipe", "metrics", "confirmation"} and top["confirmation"] is None
     assert {
         "val_acc",
         "test_acc",

@@ -11,6 +11,7 @@ from regsearch.store.db import Database
 from regsearch.store.jobs import (
     ACTIVE_JOB_STATES,
     JobCreated,
+    best_configurations,
     best_trials,
     create_job,
     get_trial,
@@ -160,8 +161,9 @@ def read_trial(job: JobDep, db: DatabaseDep, number: TrialNumber) -> TrialDetail
 def read_best(
     job: JobDep, db: DatabaseDep, k: Annotated[int, Query(ge=1, le=100, description="how many")] = 5
 ) -> BestConfigsPublic:
-    """The top-k complete trials by the job's objective (multi-objective: Pareto front first)."""
-    items = [best_config(t) for t in best_trials(db, job=job, k=k)]
+    """The top-k configurations by the job's objective (multi-objective: Pareto front first);
+    with confirmation runs, by the mean over seeds, with the spread next to it."""
+    items = [best_config(r.trial, r.seed_runs) for r in best_configurations(db, job=job, k=k)]
     return BestConfigsPublic(items=items, count=len(items))
 
 
