@@ -34,7 +34,8 @@ def comparison_table(trials: list[dict[str, Any]]) -> Table:
     """Trials grouped by placement: how many, how good, how well they generalize."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for trial in trials:
-        groups[trial["params"]["placement"]].append(trial)
+        if trial.get("confirm_of") is None:  # one run per sampled configuration; seeds are in /best
+            groups[trial["params"]["placement"]].append(trial)
     table = Table(title="Placements compared")
     for column in ("placement", "done", "pruned", "failed", "best val_acc", "its test_acc", "mean gap", "converge ep."):
         table.add_column(column, justify="left" if column == "placement" else "right", no_wrap=column == "placement")
@@ -61,15 +62,35 @@ def comparison_table(trials: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _over_seeds(confirmation: dict[str, Any] | None, metric: str) -> str:
+    """``mean ± std [low, high]`` of a metric over a confirmed configuration's seeds."""
+    summary = (confirmation or {}).get("metrics", {}).get(metric) or {}
+    if summary.get("mean") is None:
+        return "-"
+    if summary.get("std") is None:
+        return _fmt(summary["mean"])
+    return f"{_fmt(summary['mean'])} ± {_fmt(summary['std'], 2)} [{_fmt(summary['low'], 3)}, {_fmt(summary['high'], 3)}]"
+
+
 def best_table(items: list[dict[str, Any]]) -> Table:
-    table = Table(title="Best configurations")
-    for column in ("#", "placement", "dropout", "bn_momentum", "layers", "val_acc", "test_acc", "gap", "converge ep."):
+    confirmed = any(item.get("confirmation") for item in items)
+    title = "Best configurations" + (" (confirmed ones ranked by the mean over seeds, 95% interval)" if confirmed else "")
+    table = Table(title=title)
+    columns = ["#", "placement", "dropout", "bn_momentum", "layers", "val_acc", "test_acc", "gap", "converge ep."]
+    if confirmed:
+        columns += ["runs", "val_acc over seeds", "test_acc over seeds"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("placement", "layers") else "right",
                          no_wrap=column in ("placement", "layers"))
     for item in items:
         params, metrics = item["params"], item["metrics"]
-        table.add_row(str(item["number"]), params["placement"], _fmt(params.get("dropout"), 3), _fmt(params.get("bn_momentum"), 3),
-                      _layers(params), *(_fmt(metrics.get(c)) for c in ("val_acc", "test_acc", "gap", "epochs_to_converge")))
+        row = [str(item["number"]), params["placement"], _fmt(params.get("dropout"), 3), _fmt(params.get("bn_momentum"), 3),
+               _layers(params), *(_fmt(metrics.get(c)) for c in ("val_acc", "test_acc", "gap", "epochs_to_converge"))]
+        if confirmed:
+            confirmation = item.get("confirmation")
+            row += [str(confirmation["n"]) if confirmation else "1", _over_seeds(confirmation, "val_acc"),
+                    _over_seeds(confirmation, "test_acc")]
+        table.add_row(*row)
     return table
 
 

@@ -16,21 +16,29 @@ from tests.services.stack import Stack, running_stack, small_spec
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def test_a_job_runs_end_to_end(stack: Stack) -> None:
-    job = stack.client.submit(small_spec())
+def test_a_job_runs_end_to_end_and_confirms_its_leader_with_new_seeds(stack: Stack) -> None:
+    job = stack.client.submit(small_spec(confirm={"top_k": 1, "seeds": 2}))
     done = stack.wait_job(job["id"])
     assert done["status"] == "completed", stack.logs()
     counts = done["counts"]
-    assert counts["complete"] + counts["pruned"] + counts["failed"] == 6
-    assert counts["complete"] >= 2 and counts["failed"] == 0, (counts, stack.logs())
+    assert counts["complete"] + counts["pruned"] + counts["failed"] == 6 + 2
+    assert counts["complete"] >= 4 and counts["failed"] == 0, (counts, stack.logs())
     assert_books_agree(stack.db, stack.client, job["id"])
 
     best = stack.client.best(job["id"], 3)["items"]
     assert best and best[0]["recipe"]["blocks"] and best[0]["metrics"]["test_acc"] is not None
-    values = [item["metrics"]["val_acc"] for item in best]
+    leader, confirmation = best[0], best[0]["confirmation"]
+    assert confirmation["n"] == 3 and confirmation["seeds"] == [None, 1, 2], confirmation
+    assert [item["confirmation"] for item in best[1:]] == [None] * (len(best) - 1)
+    values = [item["metrics"]["val_acc"] for item in best[1:]]
     assert values == sorted(values, reverse=True)
-    detail = stack.client._request("GET", f"/jobs/{job['id']}/trials/{best[0]['number']}")
-    assert [e["epoch"] for e in detail["epochs"]] == [1, 2, 3]
+
+    curves = {}
+    for number in confirmation["numbers"]:
+        detail = stack.client._request("GET", f"/jobs/{job['id']}/trials/{number}")
+        assert detail["params"] == leader["params"] and [e["epoch"] for e in detail["epochs"]] == [1, 2, 3]
+        curves[number] = [e["train_loss"] for e in detail["epochs"]]
+    assert len({tuple(c) for c in curves.values()}) == 3, "each seed trains differently"
 
 
 def test_a_duplicate_delivery_is_acknowledged_without_training(stack: Stack) -> None:
