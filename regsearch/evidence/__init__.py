@@ -1,0 +1,53 @@
+"""The job's report: the evidence behind "which placement, how much dropout, which momentum".
+
+``build_report(spec, trials)`` works on plain trial dicts shaped like the API's trial items
+(``number``, ``state``, ``params``, ``metrics``, ``confirm_of``, ``seed``; an optional
+``retried`` flag drops attempts that a retry replaced). It is pure: no database, no torch, so
+the API, the CLI and the dashboard show the same numbers. Every mean, std and interval comes
+from :func:`regsearch.stats.mean_interval` (sample std, Student-t 95% interval).
+
+What counts (one rule for every group):
+
+- Groups summarize **complete search trials** (``confirm_of`` is None). Confirmation runs are
+  left out of the groups: they re-run the leaders only, and counting them would tilt a group's
+  mean toward its best configuration. They have their own section.
+- Pruned trials stopped early on partial evidence: they are counted (``n_pruned``) but not in
+  the means; failed and unfinished trials likewise (``n_failed``, ``n_active``).
+- Groups by placement; by dropout band, fixed 0.1-wide bands ``[0.0, 0.1)``, ``[0.1, 0.2)``, ...
+  (``none``: no dropout placed, or ``dropout_layers: none``); by BN momentum band, 1-2-5 steps on
+  a log scale (``[0.01, 0.02)``, ``[0.02, 0.05)``, ``[0.05, 0.1)``, ... the last ``[0.5, 1]``;
+  ``no BN``: no BN placed, or ``bn_layers: none``). Momentum is searched on a log prior, so
+  log-spaced bands hold comparable shares of it.
+- Placements are ranked by the mean of the job's first objective in its direction.
+
+Intervals that overlap are reported as "within noise". That is the conservative reading (two
+95% intervals can overlap a little while the difference is still significant), which is the
+side to err on when the question is whether a winner was luck.
+"""
+
+from regsearch.evidence.build import build_report, describe_placement
+from regsearch.evidence.groups import (
+    DROPOUT_BAND_WIDTH,
+    MIN_GROUP,
+    REPORT_METRICS,
+    dropout_band,
+    momentum_band,
+)
+from regsearch.evidence.markdown import format_stat, format_value, render_markdown
+from regsearch.evidence.models import (
+    Comparison,
+    Confirmation,
+    ConfirmedConfig,
+    Group,
+    Grouping,
+    Recommendation,
+    Report,
+    ReportWarning,
+    Stat,
+)
+
+__all__ = [
+    "DROPOUT_BAND_WIDTH", "MIN_GROUP", "REPORT_METRICS", "Comparison", "Confirmation", "ConfirmedConfig", "Group",
+    "Grouping", "Recommendation", "Report", "ReportWarning", "Stat", "build_report", "describe_placement",
+    "dropout_band", "format_stat", "format_value", "momentum_band", "render_markdown",
+]

@@ -1,0 +1,223 @@
+"""Trials into groups: the spec's objective, the bands, the per-group statistics, the seed groups."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from regsearch.confirm import rank_by_seed_mean
+from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping, Stat
+from regsearch.space import params_key
+from regsearch.spec import DEFAULT_DIRECTIONS, JobSpec
+from regsearch.stats import mean_interval
+
+REPORT_METRICS = ("val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch")
+MIN_GROUP = 3  # below this a group's interval is missing (n < 2) or too wide to say much
+DROPOUT_BAND_WIDTH = 0.1
+ACTIVE_STATES = ("queued", "running")
+ACTIVE_JOB_STATES = ("queued", "running")
+_EPS = 1e-9
+
+TrialDict = Mapping[str, Any]
+
+
+# -- the spec, read leniently -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Setup:
+    name: str | None
+    metric: str
+    direction: str
+    n_objectives: int
+    placements: list[str]
+    confirm_top_k: int | None
+    confirm_seeds: int | None
+    base_seed: int
+
+
+def read_setup(spec: JobSpec | Mapping[str, Any]) -> Setup:
+    if not isinstance(spec, JobSpec):
+        try:
+            spec = JobSpec.model_validate(dict(spec))
+        except ValidationError:
+            return _lenient_setup(spec)
+    confirm = spec.confirm
+    return Setup(
+        name=spec.name, metric=spec.objective.metrics[0], direction=spec.directions[0],
+        n_objectives=len(spec.objective.metrics), placements=spec.space.choices("placement"),
+        confirm_top_k=confirm.top_k if confirm else None, confirm_seeds=confirm.seeds if confirm else None,
+        base_seed=spec.training.seed,
+    )
+
+
+def _lenient_setup(spec: Mapping[str, Any]) -> Setup:
+    """A stored spec that no longer validates still gets a report (never an error page)."""
+
+    def part(name: str) -> Mapping[str, Any]:
+        value = spec.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    try:
+        metrics = list(part("objective").get("metrics") or ["val_acc"])
+        directions = list(part("objective").get("directions") or [DEFAULT_DIRECTIONS.get(str(metrics[0]), "maximize")])
+        placements = part("space").get("placement") or []
+        confirm = part("confirm")
+        top_k, seeds = confirm.get("top_k"), confirm.get("seeds")
+        return Setup(
+            name=spec.get("name") if isinstance(spec.get("name"), str) else None,
+            metric=str(metrics[0]), direction="minimize" if directions[0] == "minimize" else "maximize",
+            n_objectives=len(metrics),
+            placements=[placements] if isinstance(placements, str) else [str(p) for p in placements],
+            confirm_top_k=int(top_k) if top_k is not None else None,
+            confirm_seeds=int(seeds) if seeds is not None else None,
+            base_seed=int(part("training").get("seed") or 0),
+        )
+    except (TypeError, ValueError, IndexError):
+        return Setup(name=None, metric="val_acc", direction="maximize", n_objectives=1, placements=[],
+                     confirm_top_k=None, confirm_seeds=None, base_seed=0)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def finite_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def params_of(trial: TrialDict) -> Mapping[str, Any]:
+    params = trial.get("params")
+    return params if isinstance(params, Mapping) else {}
+
+
+def metrics_of(trial: TrialDict) -> Mapping[str, Any]:
+    metrics = trial.get("metrics")
+    return metrics if isinstance(metrics, Mapping) else {}
+
+
+def is_search(trial: TrialDict) -> bool:
+    return trial.get("confirm_of") is None
+
+
+def stat_of(trials: Iterable[TrialDict], metric: str) -> Stat:
+    return Stat(**mean_interval(metrics_of(t).get(metric) for t in trials).as_dict())
+
+
+def _better(direction: str, mean: float | None) -> float:
+    """Sort key: smaller is better, a missing mean last."""
+    if mean is None:
+        return math.inf
+    return -mean if direction == "maximize" else mean
+
+
+def overlap(a: Stat, b: Stat) -> bool:
+    if a.low is None or a.high is None or b.low is None or b.high is None:
+        return True  # an interval that does not exist cannot separate anything
+    return a.low <= b.high and b.low <= a.high
+
+
+def dropout_band(params: Mapping[str, Any]) -> tuple[str, str, float]:
+    """(key, label, sort position) of a trial's dropout band."""
+    rate = finite_number(params.get("dropout"))
+    if rate is None or params.get("dropout_layers") == "none":
+        return "none", "no dropout", math.inf
+    index = min(math.floor(rate / DROPOUT_BAND_WIDTH + _EPS), round(1 / DROPOUT_BAND_WIDTH) - 1)
+    low, high = index * DROPOUT_BAND_WIDTH, (index + 1) * DROPOUT_BAND_WIDTH
+    return f"{low:.1f}-{high:.1f}", f"[{low:.1f}, {high:.1f})", low
+
+
+def momentum_band(params: Mapping[str, Any]) -> tuple[str, str, float]:
+    """(key, label, sort position) of a trial's BN momentum band (1-2-5 steps, log scale)."""
+    momentum = finite_number(params.get("bn_momentum"))
+    if momentum is None or momentum <= 0 or params.get("bn_layers") == "none":
+        return "none", "no BN", math.inf
+    if momentum >= 0.5 - _EPS:
+        return "0.5-1", "[0.5, 1]", 0.5
+    decade = math.floor(math.log10(momentum) + _EPS)
+    mantissa = momentum / 10**decade
+    low_m, high_m = (5, 10) if mantissa >= 5 - _EPS else (2, 5) if mantissa >= 2 - _EPS else (1, 2)
+    low, high = round(low_m * 10.0**decade, 12), round(high_m * 10.0**decade, 12)
+    return f"{low:g}-{high:g}", f"[{low:g}, {high:g})", low
+
+
+def _group(key: str, label: str, members: Sequence[TrialDict], metrics: Sequence[str]) -> Group:
+    done = [t for t in members if t.get("state") == "complete" and metrics_of(t)]
+    return Group(
+        key=key, label=label, rank=None, n_trials=len(members), n_complete=len(done),
+        n_pruned=sum(t.get("state") == "pruned" for t in members),
+        n_failed=sum(t.get("state") == "failed" for t in members),
+        n_active=sum(t.get("state") in ACTIVE_STATES for t in members),
+        metrics={m: stat_of(done, m) for m in metrics},
+    )
+
+
+def placement_grouping(setup: Setup, search: Sequence[TrialDict], metrics: Sequence[str]) -> Grouping:
+    members: dict[str, list[TrialDict]] = {p: [] for p in setup.placements}
+    for trial in search:
+        members.setdefault(str(params_of(trial).get("placement", "?")), []).append(trial)
+    groups = [_group(p, p, items, metrics) for p, items in members.items()]
+    groups.sort(key=lambda g: (_better(setup.direction, g.metrics[setup.metric].mean), -g.n_complete, g.key))
+    for rank, group in enumerate(g for g in groups if g.metrics[setup.metric].mean is not None):
+        group.rank = rank + 1
+    arrow = "higher" if setup.direction == "maximize" else "lower"
+    return Grouping(
+        by="placement", title=f"By placement (ranked by mean {setup.metric}, {arrow} is better)",
+        description="The order of each block after its layer; groups hold complete search trials.",
+        groups=groups,
+    )
+
+
+def band_grouping(by: Literal["dropout_band", "momentum_band"], search: Sequence[TrialDict],
+                   metrics: Sequence[str]) -> Grouping:
+    band = dropout_band if by == "dropout_band" else momentum_band
+    members: dict[tuple[float, str, str], list[TrialDict]] = {}
+    for trial in search:
+        key, label, position = band(params_of(trial))
+        members.setdefault((position, key, label), []).append(trial)
+    groups = [_group(key, label, members[(pos, key, label)], metrics) for pos, key, label in sorted(members)]
+    if by == "dropout_band":
+        return Grouping(by=by, title="By dropout band", groups=groups, description=(
+            "Fixed 0.1-wide bands of the dropout rate: [0.1, 0.2) holds 0.1 <= dropout < 0.2; "
+            "none: no dropout placed (or dropout_layers: none)."))
+    return Grouping(by=by, title="By BN momentum band", groups=groups, description=(
+        "1-2-5 steps on a log scale (PyTorch convention): [0.01, 0.02), [0.02, 0.05), [0.05, 0.1), ..., "
+        "[0.5, 1]; no BN: no BN placed (or bn_layers: none)."))
+
+
+def state_counts(trials: Sequence[TrialDict]) -> dict[str, int]:
+    counts = dict.fromkeys(("queued", "running", "complete", "pruned", "failed"), 0)
+    for trial in trials:
+        state = str(trial.get("state"))
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def confirmation_section(setup: Setup, current: Sequence[TrialDict], metrics: Sequence[str]) -> Confirmation:
+    confirm_runs = [t for t in current if not is_search(t)]
+    configs = []
+    ranked = rank_by_seed_mean(current, metric=setup.metric, direction=setup.direction)
+    for leader, group in ranked:
+        if all(is_search(t) for t in group):
+            break  # past the confirmed configurations: the rest ran once
+        configs.append(ConfirmedConfig(
+            rank=len(configs) + 1, number=int(leader["number"]), params=dict(params_of(leader)),
+            config=config_key(params_of(leader)), numbers=[int(t["number"]) for t in group],
+            seeds=[int(t["seed"]) if t.get("seed") is not None else setup.base_seed for t in group],
+            metrics={m: stat_of(group, m) for m in metrics},
+        ))
+    return Confirmation(
+        requested=setup.confirm_top_k is not None, top_k=setup.confirm_top_k, seeds=setup.confirm_seeds,
+        n_complete=sum(t.get("state") == "complete" for t in confirm_runs),
+        n_pending=sum(t.get("state") in ACTIVE_STATES for t in confirm_runs),
+        n_failed=sum(t.get("state") in ("failed", "pruned") for t in confirm_runs),
+        configs=configs,
+    )
+
+
+def config_key(params: Mapping[str, Any]) -> str:
+    try:
+        return params_key(dict(params))
+    except (KeyError, TypeError, ValueError):
+        return str(params.get("placement", "?"))

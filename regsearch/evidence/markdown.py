@@ -1,0 +1,88 @@
+"""The report as Markdown (``regsearch report``, the README), and the number formats it shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from regsearch.evidence.models import Grouping, Report, Stat
+
+
+def format_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if metric == "epochs_to_converge":
+        return f"{value:.1f}"
+    if metric == "seconds_per_epoch":
+        return f"{value:.3g}"
+    return f"{value:.3f}"
+
+
+def format_stat(metric: str, stat: Stat | None) -> str:
+    """``0.647 [0.621, 0.673]``; the bare mean without an interval; ``–`` without data."""
+    if stat is None or stat.mean is None:
+        return "–"
+    if stat.low is None or stat.high is None:
+        return format_value(metric, stat.mean)
+    return f"{format_value(metric, stat.mean)} [{format_value(metric, stat.low)}, {format_value(metric, stat.high)}]"
+
+
+# -- markdown ---------------------------------------------------------------------------------
+_HEADS = {"val_acc": "val_acc", "test_acc": "test_acc", "gap": "gap", "epochs_to_converge": "epochs to converge",
+          "seconds_per_epoch": "s/epoch"}
+
+
+def _row(cells: Iterable[Any]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _table(report: Report, grouping: Grouping) -> list[str]:
+    metrics = [m for m in report.metrics]
+    first = ["rank", "placement"] if grouping.by == "placement" else ["band"]
+    head = [*first, "n", "pruned", "failed", *(f"{_HEADS.get(m, m)} mean [95% CI]" for m in metrics[:1]),
+            f"{_HEADS.get(metrics[0], metrics[0])} sd", *(_HEADS.get(m, m) for m in metrics[1:])]
+    lines = [_row(head), _row(["---"] * len(first) + ["---:"] * (len(head) - len(first)))]
+    for group in grouping.groups:
+        stats = group.metrics
+        lead = [group.rank or "–", group.key] if grouping.by == "placement" else [group.label]
+        lines.append(_row([*lead, group.n_complete, group.n_pruned, group.n_failed,
+                           format_stat(metrics[0], stats[metrics[0]]), format_value(metrics[0], stats[metrics[0]].std),
+                           *(format_stat(m, stats[m]) for m in metrics[1:])]))
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown: the recommendation, the warnings, one table per grouping."""
+    title = f"## Report: {report.name or report.job_id or 'job'}"
+    if report.job_id:
+        title += f" (job `{report.job_id}`" + (f", {report.status})" if report.status else ")")
+    search = report.counts["search"]
+    counted = (f"Search trials: {search.get('complete', 0)} complete, {search.get('pruned', 0)} pruned, "
+               f"{search.get('failed', 0)} failed, {search.get('queued', 0) + search.get('running', 0)} "
+               "unfinished. Means are over complete search trials, with Student-t 95% intervals.")
+    lines = [title, "", f"**Recommendation.** {report.recommendation.sentence}", "", counted, ""]
+    if report.warnings:
+        lines += ["**Warnings**", "", *(f"- {w.message}" for w in report.warnings), ""]
+    for grouping in report.groupings:
+        lines += [f"### {grouping.title}", "", grouping.description, ""]
+        lines += _table(report, grouping) if grouping.groups else ["No trials yet."]
+        lines.append("")
+    confirmation = report.confirmation
+    lines += ["### Confirmation runs (seed groups)", ""]
+    if confirmation.configs:
+        metric = report.metric
+        shown = [metric, *(m for m in ("val_acc", "test_acc") if m != metric)]
+        lines.append(_row(["rank", "trial", "configuration", "runs", "seeds",
+                           *(f"{m} mean [95% CI]" for m in shown), f"{metric} sd"]))
+        lines.append(_row(["---", "---:", "---", "---:", "---", *(["---:"] * (len(shown) + 1))]))
+        for config in confirmation.configs:
+            lines.append(_row([config.rank, config.number, config.config, config.metrics[metric].n,
+                               ", ".join(map(str, config.seeds)),
+                               *(format_stat(m, config.metrics[m]) for m in shown),
+                               format_value(metric, config.metrics[metric].std)]))
+    elif confirmation.requested:
+        lines.append(f"Requested (top {confirmation.top_k}, {confirmation.seeds} extra seeds each); "
+                     f"{confirmation.n_pending} run(s) pending.")
+    else:
+        lines.append("Not requested (spec option `confirm: {top_k: 3, seeds: 3}`).")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,103 @@
+"""The report's shape: pydantic models that dump to plain JSON (the API answers with them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Stat(BaseModel):
+    """``n`` finite values: mean, sample std and Student-t 95% interval (std/interval need n >= 2)."""
+
+    n: int
+    mean: float | None
+    std: float | None
+    low: float | None
+    high: float | None
+
+
+class Group(BaseModel):
+    key: str = Field(description="placement, band key (0.1-0.2, 0.01-0.02) or none")
+    label: str
+    rank: int | None = Field(description="by the objective's mean (placements only); None without data")
+    n_trials: int = Field(description="search trials in the group (retried attempts left out)")
+    n_complete: int = Field(description="complete search trials: the ones the means are over")
+    n_pruned: int
+    n_failed: int
+    n_active: int = Field(description="queued or running")
+    metrics: dict[str, Stat]
+
+
+class Grouping(BaseModel):
+    by: Literal["placement", "dropout_band", "momentum_band"]
+    title: str
+    description: str
+    groups: list[Group]
+
+
+class Comparison(BaseModel):
+    """The leading placement against the runner-up, on the objective."""
+
+    metric: str
+    leader: str
+    runner_up: str
+    difference: float | None = Field(description="leader mean - runner-up mean")
+    overlap: bool = Field(description="the 95% intervals overlap (or one is missing): within noise")
+
+
+class ConfirmedConfig(BaseModel):
+    rank: int
+    number: int = Field(description="the search trial whose configuration was re-run")
+    params: dict[str, Any]
+    config: str
+    numbers: list[int] = Field(description="the group's trial numbers, the search trial first")
+    seeds: list[int] = Field(description="their training seeds")
+    metrics: dict[str, Stat]
+
+
+class Confirmation(BaseModel):
+    requested: bool
+    top_k: int | None
+    seeds: int | None
+    n_complete: int = Field(description="complete confirmation runs")
+    n_pending: int = Field(description="confirmation runs queued or running")
+    n_failed: int
+    configs: list[ConfirmedConfig] = Field(description="ranked by the seed-group mean of the objective")
+
+
+class Recommendation(BaseModel):
+    sentence: str
+    basis: Literal["confirmed", "single_run", "none"]
+    number: int | None = Field(description="the search trial of the recommended configuration")
+    placement: str | None
+    params: dict[str, Any] | None
+    config: Stat | None = Field(description="the objective over its seed group (one run when unconfirmed)")
+    placement_stat: Stat | None = Field(description="the objective over its placement's search trials")
+    runner_up: str | None
+    runner_up_stat: Stat | None
+    epochs_to_converge: Stat | None = Field(description="its placement's epochs_to_converge")
+    runner_up_epochs_to_converge: Stat | None
+
+
+class ReportWarning(BaseModel):
+    code: str
+    message: str
+
+
+class Report(BaseModel):
+    job_id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    metric: str = Field(description="the objective the ranking uses (the spec's first)")
+    direction: Literal["maximize", "minimize"]
+    metrics: list[str] = Field(description="the metrics summarized per group")
+    counts: dict[str, dict[str, int]] = Field(description="search and confirm: trials per state")
+    groupings: list[Grouping]
+    comparison: Comparison | None
+    confirmation: Confirmation
+    recommendation: Recommendation
+    warnings: list[ReportWarning]
+
+    def grouping(self, by: str) -> Grouping:
+        return next(g for g in self.groupings if g.by == by)

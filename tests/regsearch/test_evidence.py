@@ -1,0 +1,334 @@
+"""The report's arithmetic on hand-made trial lists, checked against numpy and scipy directly
+(not against regsearch.stats): counts, means, sample std, Student-t intervals, bands, ranking,
+seed groups, the recommendation and the warnings."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from regsearch.evidence import (
+    REPORT_METRICS,
+    Report,
+    Stat,
+    build_report,
+    describe_placement,
+    dropout_band,
+    momentum_band,
+    render_markdown,
+)
+from regsearch.spec import JobSpec
+
+SPEC: dict[str, Any] = {
+    "name": "evidence",
+    "dataset": {"name": "mnist1d"},
+    "space": {"placement": ["bn-act-drop", "act-drop", "drop-bn-act", "bn-act", "act"]},
+    "training": {"seed": 7},
+}
+
+
+class Trials:
+    """A trial list built the way the API lists them (number, state, params, metrics, seed, ...)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, placement: str, state: str = "complete", *, val: float | None = None, dropout: float | None = None,
+            momentum: float | None = None, confirm_of: int | None = None, seed: int | None = None,
+            retried: bool = False, **metrics: Any) -> dict[str, Any]:
+        params: dict[str, Any] = {"placement": placement}
+        if "drop" in placement:
+            params.update(dropout=0.25 if dropout is None else dropout, dropout_layers="all")
+        if "bn" in placement:
+            params.update(bn_momentum=0.1 if momentum is None else momentum, bn_layers="all")
+        number = len(self.items)
+        values = None
+        if state in ("complete", "pruned") and val is not None:
+            values = {"val_acc": val, "test_acc": val - 0.02 - number / 1000, "gap": 0.1 + number / 100,
+                      "epochs_to_converge": 3 + number % 4, "seconds_per_epoch": 0.2 + number / 50,
+                      "val_auc": val - 0.1, **metrics}
+        trial = {"number": number, "state": state, "params": params, "metrics": values, "attempt": 1,
+                 "role": "confirm" if confirm_of is not None else "search", "seed": seed, "confirm_of": confirm_of,
+                 "retried": retried}
+        self.items.append(trial)
+        return trial
+
+
+def expected(values: list[float]) -> dict[str, Any]:
+    """n, mean, std (ddof=1) and the 95% t-interval, computed with numpy and scipy."""
+    data = np.asarray(values, dtype=float)
+    n = len(data)
+    if n == 0:
+        return {"n": 0, "mean": None, "std": None, "low": None, "high": None}
+    if n == 1:
+        return {"n": 1, "mean": float(data[0]), "std": None, "low": None, "high": None}
+    std = float(np.std(data, ddof=1))
+    low, high = scipy_stats.t.interval(0.95, n - 1, loc=float(np.mean(data)), scale=std / math.sqrt(n))
+    return {"n": n, "mean": float(np.mean(data)), "std": std, "low": float(low), "high": float(high)}
+
+
+def assert_stat(stat: Stat, values: list[float]) -> None:
+    want = expected(values)
+    assert stat.n == want["n"]
+    for key in ("mean", "std", "low", "high"):
+        got = getattr(stat, key)
+        if want[key] is None:
+            assert got is None, key
+        else:
+            assert got == pytest.approx(want[key], rel=1e-12, abs=1e-12), key
+
+
+def metric_values(trials: list[dict[str, Any]], metric: str) -> list[float]:
+    return [t["metrics"][metric] for t in trials]
+
+
+@pytest.fixture
+def study() -> Trials:
+    trials = Trials()
+    for val, dropout, momentum in [(0.70, 0.05, 0.01), (0.72, 0.12, 0.03), (0.69, 0.3, 0.1), (0.74, 0.31, 0.2),
+                                   (0.71, 0.45, 0.6)]:
+        trials.add("bn-act-drop", val=val, dropout=dropout, momentum=momentum)
+    trials.add("bn-act-drop", "pruned", val=0.30)
+    trials.add("bn-act-drop", "failed")
+    trials.add("bn-act-drop", "failed", retried=True)  # a lost attempt that a retry replaced
+    for val, dropout in [(0.61, 0.1), (0.64, 0.2), (0.60, 0.3), (0.63, 0.0)]:
+        trials.add("act-drop", val=val, dropout=dropout)
+    trials.add("act", val=0.55)
+    trials.add("bn-act", "running")
+    return trials
+
+
+def test_placement_groups_match_numpy_and_scipy(study: Trials) -> None:
+    report = build_report(SPEC, study.items, job_id="j1", status="running")
+    placements = report.grouping("placement")
+    assert [g.key for g in placements.groups] == ["bn-act-drop", "act-drop", "act", "bn-act", "drop-bn-act"]
+    assert [g.rank for g in placements.groups] == [1, 2, 3, None, None]
+    for group in placements.groups:
+        members = [t for t in study.items if t["params"]["placement"] == group.key and not t["retried"]]
+        done = [t for t in members if t["state"] == "complete"]
+        assert (group.n_trials, group.n_complete) == (len(members), len(done))
+        assert group.n_pruned == sum(t["state"] == "pruned" for t in members)
+        assert group.n_failed == sum(t["state"] == "failed" for t in members)
+        assert group.n_active == sum(t["state"] == "running" for t in members)
+        assert set(group.metrics) == set(REPORT_METRICS)
+        for metric in REPORT_METRICS:
+            assert_stat(group.metrics[metric], metric_values(done, metric))
+    first = placements.groups[0]
+    assert (first.n_trials, first.n_complete, first.n_pruned, first.n_failed) == (7, 5, 1, 1)
+    assert report.counts["search"] == {"queued": 0, "running": 1, "complete": 10, "pruned": 1, "failed": 1}
+    assert report.comparison is not None
+    assert (report.comparison.leader, report.comparison.runner_up) == ("bn-act-drop", "act-drop")
+    assert report.comparison.difference == pytest.approx(np.mean([0.70, 0.72, 0.69, 0.74, 0.71]) - np.mean(
+        [0.61, 0.64, 0.60, 0.63]))
+    assert report.comparison.overlap is False
+
+
+def test_dropout_and_momentum_bands_hold_the_right_trials(study: Trials) -> None:
+    report = build_report(SPEC, study.items)
+    dropout = {g.label: g for g in report.grouping("dropout_band").groups}
+    assert list(dropout) == ["[0.0, 0.1)", "[0.1, 0.2)", "[0.2, 0.3)", "[0.3, 0.4)", "[0.4, 0.5)", "no dropout"]
+    assert_stat(dropout["[0.3, 0.4)"].metrics["val_acc"], [0.69, 0.74, 0.60])  # 0.3 is in [0.3, 0.4), not below
+    assert_stat(dropout["[0.0, 0.1)"].metrics["val_acc"], [0.70, 0.63])
+    assert dropout["[0.2, 0.3)"].n_trials == 3 and dropout["[0.2, 0.3)"].n_complete == 1  # + pruned + failed
+    assert_stat(dropout["no dropout"].metrics["val_acc"], [0.55])
+    momentum = {g.label: g for g in report.grouping("momentum_band").groups}
+    assert list(momentum) == ["[0.01, 0.02)", "[0.02, 0.05)", "[0.1, 0.2)", "[0.2, 0.5)", "[0.5, 1]", "no BN"]
+    assert_stat(momentum["[0.1, 0.2)"].metrics["val_acc"], [0.69])
+    assert momentum["[0.1, 0.2)"].n_trials == 4  # 0.1 exactly, plus pruned, failed, running at the default 0.1
+    assert_stat(momentum["no BN"].metrics["val_acc"], [0.61, 0.64, 0.60, 0.63, 0.55])
+
+
+@pytest.mark.parametrize(("rate", "label"), [
+    (0.0, "[0.0, 0.1)"), (0.0999, "[0.0, 0.1)"), (0.1, "[0.1, 0.2)"), (0.3, "[0.3, 0.4)"), (0.7, "[0.7, 0.8)"),
+    (0.29999, "[0.2, 0.3)"), (0.95, "[0.9, 1.0)"), (0.999, "[0.9, 1.0)"),
+])
+def test_dropout_band_edges(rate: float, label: str) -> None:
+    assert dropout_band({"dropout": rate})[1] == label
+
+
+def test_dropout_band_none() -> None:
+    assert dropout_band({"placement": "act"})[0] == "none"
+    assert dropout_band({"dropout": 0.3, "dropout_layers": "none"})[0] == "none"
+
+
+@pytest.mark.parametrize(("momentum", "label"), [
+    (0.01, "[0.01, 0.02)"), (0.0199, "[0.01, 0.02)"), (0.02, "[0.02, 0.05)"), (0.05, "[0.05, 0.1)"),
+    (0.1, "[0.1, 0.2)"), (0.3, "[0.2, 0.5)"), (0.5, "[0.5, 1]"), (1.0, "[0.5, 1]"), (0.003, "[0.002, 0.005)"),
+    (0.001, "[0.001, 0.002)"),
+])
+def test_momentum_band_edges(momentum: float, label: str) -> None:
+    assert momentum_band({"bn_momentum": momentum})[1] == label
+
+
+def test_momentum_band_none() -> None:
+    assert momentum_band({"placement": "act"})[0] == "none"
+    assert momentum_band({"bn_momentum": 0.1, "bn_layers": "none"})[0] == "none"
+
+
+def test_a_minimized_objective_ranks_the_lowest_mean_first() -> None:
+    trials = Trials()
+    for gap in (0.30, 0.32, 0.31):
+        trials.add("act", val=0.5, gap=gap)
+    for gap in (0.10, 0.12, 0.11):
+        trials.add("act-drop", val=0.5, gap=gap)
+    spec = {**SPEC, "objective": {"metrics": ["gap"]}, "space": {"placement": ["act", "act-drop"]}}
+    report = build_report(spec, trials.items)
+    assert (report.metric, report.direction) == ("gap", "minimize")
+    assert [g.key for g in report.grouping("placement").groups] == ["act-drop", "act"]
+    assert report.recommendation.placement == "act-drop"
+
+
+def test_confirmation_runs_form_seed_groups_and_stay_out_of_the_groups(study: Trials) -> None:
+    spec = {**SPEC, "confirm": {"top_k": 2, "seeds": 2}}
+    best = study.items[3]  # bn-act-drop, val 0.74
+    second = study.items[1]  # bn-act-drop, val 0.72
+    runs = {
+        best["number"]: [study.add("bn-act-drop", val=v, dropout=0.31, momentum=0.2, confirm_of=best["number"],
+                                   seed=s) for v, s in ((0.70, 8), (0.71, 9))],
+        second["number"]: [study.add("bn-act-drop", val=v, dropout=0.12, momentum=0.03, confirm_of=second["number"],
+                                     seed=s) for v, s in ((0.73, 8), (0.72, 9))],
+    }
+    study.add("bn-act-drop", "running", confirm_of=best["number"], seed=10)
+    report = build_report(spec, study.items, status="running")
+    confirmed = report.confirmation
+    assert confirmed.requested and (confirmed.top_k, confirmed.seeds) == (2, 2)
+    assert (confirmed.n_complete, confirmed.n_pending, confirmed.n_failed) == (4, 1, 0)
+    # ranked by the seed-group mean: trial 1's group (0.72, 0.73, 0.72) beats trial 3's (0.74, 0.70, 0.71)
+    assert [c.number for c in confirmed.configs] == [second["number"], best["number"]]
+    for config in confirmed.configs:
+        group = [next(t for t in study.items if t["number"] == config.number), *runs[config.number]]
+        assert config.numbers == [t["number"] for t in group]
+        assert config.seeds == [7, 8, 9]  # the search run trained with the spec's seed
+        for metric in ("val_acc", "test_acc", "gap"):
+            assert_stat(config.metrics[metric], metric_values(group, metric))
+    # confirmation runs are not in the placement groups
+    assert report.grouping("placement").groups[0].n_trials == 7
+    recommendation = report.recommendation
+    assert recommendation.basis == "confirmed" and recommendation.number == second["number"]
+    assert_stat(recommendation.config, [0.72, 0.73, 0.72])  # type: ignore[arg-type]
+    assert "over 3 seeds" in recommendation.sentence and "for act-drop" in recommendation.sentence
+    codes = [w.code for w in report.warnings]
+    assert codes.count("within_noise") == 1  # the two confirmed groups overlap; the placements do not
+    assert "not_confirmed" not in codes and "partial" in codes
+
+
+def test_the_recommendation_cites_its_evidence(study: Trials) -> None:
+    report = build_report(JobSpec.model_validate(SPEC), study.items)
+    recommendation = report.recommendation
+    assert recommendation.basis == "single_run" and recommendation.number == 3
+    assert (recommendation.placement, recommendation.runner_up) == ("bn-act-drop", "act-drop")
+    leader = expected([0.70, 0.72, 0.69, 0.74, 0.71])
+    runner = expected([0.61, 0.64, 0.60, 0.63])
+    sentence = recommendation.sentence
+    assert sentence.startswith("Put BN before the activation and dropout ≈0.31 after the activation "
+                               "(bn-act-drop, dropout 0.31, bn_momentum 0.2): val_acc 0.740 in a single run;")
+    assert f"averages {leader['mean']:.3f} [{leader['low']:.3f}, {leader['high']:.3f}] over 5 search trials" in sentence
+    assert f"vs {runner['mean']:.3f} [{runner['low']:.3f}, {runner['high']:.3f}] for act-drop" in sentence
+    epochs = [t["metrics"]["epochs_to_converge"] for t in study.items[:5]]
+    runner_epochs = [t["metrics"]["epochs_to_converge"] for t in study.items[8:12]]
+    assert f"converges in {np.mean(epochs):.1f} epochs vs {np.mean(runner_epochs):.1f}" in sentence
+    codes = {w.code for w in report.warnings}
+    assert codes == {"few_trials", "pruned_left_out", "not_confirmed", "partial"}  # one trial runs
+    few = next(w.message for w in report.warnings if w.code == "few_trials" and "placement" in w.message)
+    assert "act (n=1)" in few and "bn-act (n=0)" in few and "drop-bn-act (n=0)" in few
+
+
+def test_overlapping_intervals_warn_within_noise() -> None:
+    trials = Trials()
+    for val in (0.60, 0.70, 0.65):
+        trials.add("bn-act", val=val)
+    for val in (0.62, 0.66, 0.64):
+        trials.add("act", val=val)
+    report = build_report({**SPEC, "space": {"placement": ["bn-act", "act"]}}, trials.items)
+    assert report.comparison is not None and report.comparison.overlap
+    noise = [w.message for w in report.warnings if w.code == "within_noise"]
+    assert len(noise) == 1 and "bn-act leads act by 0.010 val_acc" in noise[0]
+    thin = Trials()
+    thin.add("bn-act", val=0.7)
+    thin.add("act", val=0.6)
+    thin.add("act", val=0.61)
+    report = build_report({**SPEC, "space": {"placement": ["bn-act", "act"]}}, thin.items)
+    noise = [w.message for w in report.warnings if w.code == "within_noise"]
+    assert noise and "bn-act has fewer than 2 complete runs" in noise[0]
+
+
+def test_a_job_without_complete_trials_gets_empty_groups_and_a_warning() -> None:
+    trials = Trials()
+    trials.add("act", "failed")
+    trials.add("act-drop", "pruned")
+    trials.add("bn-act", "queued")
+    report = build_report(SPEC, trials.items, status="running")
+    assert report.recommendation.basis == "none" and report.recommendation.sentence.startswith("No recommendation")
+    assert all(g.n_complete == 0 and g.rank is None and g.metrics["val_acc"].n == 0
+               for grouping in report.groupings for g in grouping.groups)
+    assert report.comparison is None and not report.confirmation.configs
+    assert {w.code for w in report.warnings} == {"no_complete_trials", "partial", "pruned_left_out"}
+    empty = build_report(SPEC, [])
+    assert [w.code for w in empty.warnings] == ["no_complete_trials"]
+    assert [g.n_trials for g in empty.grouping("placement").groups] == [0] * 5
+    assert not empty.grouping("dropout_band").groups
+    assert "No recommendation yet" in render_markdown(empty)
+
+
+def test_non_finite_and_missing_metrics_are_left_out_and_the_report_is_strict_json() -> None:
+    trials = Trials()
+    trials.add("act", val=0.5)
+    trials.add("act", val=0.6, test_acc=math.nan, gap=math.inf)
+    trials.add("act", val=0.7, test_acc=None, gap="oops")
+    trials.add("act", "complete")  # complete without a summary
+    trials.items[-1]["params"] = "not a dict"
+    report = build_report({**SPEC, "space": {"placement": ["act"]}}, trials.items)
+    group = report.grouping("placement").groups[0]
+    assert_stat(group.metrics["val_acc"], [0.5, 0.6, 0.7])
+    assert_stat(group.metrics["test_acc"], [trials.items[0]["metrics"]["test_acc"]])
+    assert_stat(group.metrics["gap"], [trials.items[0]["metrics"]["gap"]])
+    json.dumps(report.model_dump(mode="json"), allow_nan=False)
+    assert Report.model_validate_json(report.model_dump_json()) == report
+
+
+def test_multi_objective_and_an_unreadable_spec_still_give_a_report(study: Trials) -> None:
+    spec = {**SPEC, "objective": {"metrics": ["val_acc", "gap"], "directions": ["maximize", "minimize"]},
+            "pruner": "none"}
+    assert "multi_objective" in {w.code for w in build_report(spec, study.items).warnings}
+    lenient = build_report({"name": "old", "objective": {"metrics": ["val_acc"]}, "unknown": 1}, study.items)
+    assert lenient.name == "old" and lenient.grouping("placement").groups[0].key == "bn-act-drop"
+    garbage = build_report({"objective": {"metrics": 5}}, study.items)
+    assert garbage.metric == "val_acc"
+
+
+@pytest.mark.parametrize(("placement", "params", "text"), [
+    ("bn-act-drop", {"dropout": 0.2}, "Put BN before the activation and dropout ≈0.2 after the activation"),
+    ("act-bn-drop", {"dropout": 0.2}, "Put BN after the activation and dropout ≈0.2 after BN"),
+    ("drop-bn-act", {"dropout": 0.1}, "Put BN before the activation and dropout ≈0.1 before BN"),
+    ("bn-act", {}, "Put BN before the activation, without dropout"),
+    ("act-drop", {"dropout": 0.35}, "Put dropout ≈0.35 after the activation, without BN"),
+    ("act", {}, "Use neither BN nor dropout"),
+    ("bn-act-drop", {"dropout": 0.2, "dropout_layers": "none"}, "Put BN before the activation, without dropout"),
+])
+def test_placements_in_words(placement: str, params: dict[str, Any], text: str) -> None:
+    assert describe_placement(placement, params) == text
+
+
+def test_markdown_tables_show_each_group_with_its_interval(study: Trials) -> None:
+    report = build_report(SPEC, study.items, job_id="j1", status="completed")
+    text = render_markdown(report)
+    assert text.startswith("## Report: evidence (job `j1`, completed)")
+    assert f"**Recommendation.** {report.recommendation.sentence}" in text
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("| ") and line.split("|")[2].strip() in
+            ("bn-act-drop", "act-drop", "act", "bn-act", "drop-bn-act")}
+    leader = expected([0.70, 0.72, 0.69, 0.74, 0.71])
+    assert rows["bn-act-drop"][:7] == ["1", "bn-act-drop", "5", "1", "1",
+                                       f"{leader['mean']:.3f} [{leader['low']:.3f}, {leader['high']:.3f}]",
+                                       f"{leader['std']:.3f}"]
+    assert rows["act"][:7] == ["3", "act", "1", "0", "0", "0.550", "–"]
+    assert rows["bn-act"][:6] == ["–", "bn-act", "0", "0", "0", "–"]
+    for heading in ("### By placement (ranked by mean val_acc, higher is better)", "### By dropout band",
+                    "### By BN momentum band", "### Confirmation runs (seed groups)"):
+        assert heading in text
+    assert "Not requested" in text
