@@ -255,6 +255,33 @@ def best(job: str, top: Annotated[int, typer.Option(min=1, max=100)] = 5, as_jso
         print_best(console, items)
 
 
+REPORT_FORMATS = ("md", "json")
+
+
+@app.command()
+def report(
+    job: str,
+    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) or json")] = "md",
+) -> None:
+    """The evidence for a job: per placement, dropout band and momentum band, with 95% intervals."""
+    if fmt not in REPORT_FORMATS:
+        fail(f"--format: {fmt!r} is not one of {', '.join(REPORT_FORMATS)}", 2)
+    with _client(_settings()) as client:
+        document = _api_call(lambda: client.report(job))
+    if fmt == "json":
+        print(json.dumps(document, indent=2))
+        return
+    from regsearch.evidence import Report, render_markdown
+
+    text = render_markdown(Report.model_validate(document))
+    if sys.stdout.isatty():  # rendered on a terminal; plain Markdown into a pipe or a file
+        from rich.markdown import Markdown
+
+        console.print(Markdown(text))
+    else:
+        print(text, end="")
+
+
 @app.command()
 def cancel(job: str) -> None:
     """Stop a job; running trials stop at their next epoch."""

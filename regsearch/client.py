@@ -92,6 +92,10 @@ class Client:
     def best(self, job_id: str, k: int = 5) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}/best", params={"k": k})
 
+    def report(self, job_id: str) -> dict[str, Any]:
+        """The job's evidence (``GET /jobs/{id}/report``): groups with intervals, recommendation, warnings."""
+        return self._request("GET", f"/jobs/{job_id}/report")
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("POST", f"/jobs/{job_id}/cancel")
 

@@ -160,8 +160,9 @@ def _warnings(setup: Setup, status: str | None, current: Sequence[TrialDict], gr
     if not any(t.get("state") == "complete" and metrics_of(t) for t in search):
         warn("no_complete_trials", "No search trial has completed yet: there is nothing to compare.")
     if status in ACTIVE_JOB_STATES or active:
-        warn("partial", f"The job is still running ({active} trial{'s' if active != 1 else ''} not finished): "
-                        "these numbers are partial.")
+        unfinished = f"{active} trial{'s are' if active != 1 else ' is'} not finished"
+        where = f"The job is {status} and {unfinished}" if status in ACTIVE_JOB_STATES else unfinished.capitalize()
+        warn("partial", f"{where}: these numbers are partial.")
     placements = groupings[0]
     if comparison is not None and comparison.overlap:
         by_key = {g.key: g.metrics[metric] for g in placements.groups}

@@ -13,7 +13,7 @@ import regsearch
 from regsearch.config import Settings, get_settings
 from regsearch.store.db import Database
 from services.api.errors import install_error_handlers
-from services.api.routes import health, jobs
+from services.api.routes import health, jobs, report
 from services.api.security import BearerAuthMiddleware, BodySizeLimitMiddleware, configured_token
 
 
@@ -65,6 +65,7 @@ def create_app(
     # The middleware enforces the token; this dependency only documents it in /openapi.json.
     documented_auth = [Security(HTTPBearer(auto_error=False))] if token else []
     app.include_router(jobs.router, dependencies=documented_auth)
+    app.include_router(report.router, dependencies=documented_auth)
 
     # Each add_middleware wraps the previous ones, so the token (outermost) is checked before
     # a single body byte is counted or parsed.

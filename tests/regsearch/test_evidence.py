@@ -68,6 +68,8 @@ def expected(values: list[float]) -> dict[str, Any]:
     if n == 1:
         return {"n": 1, "mean": float(data[0]), "std": None, "low": None, "high": None}
     std = float(np.std(data, ddof=1))
+    if std == 0:  # identical runs (a deterministic configuration repeated): scipy answers NaN
+        return {"n": n, "mean": float(np.mean(data)), "std": 0.0, "low": float(data[0]), "high": float(data[0])}
     low, high = scipy_stats.t.interval(0.95, n - 1, loc=float(np.mean(data)), scale=std / math.sqrt(n))
     return {"n": n, "mean": float(np.mean(data)), "std": std, "low": float(low), "high": float(high)}
 

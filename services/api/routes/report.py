@@ -1,0 +1,35 @@
+"""The evidence behind a job's answer: ``GET /jobs/{id}/report``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from regsearch.evidence import build_report
+from regsearch.store.db import Database
+from regsearch.store.models import Job
+from regsearch.store.trials import job_trials
+from services.api.deps import DatabaseDep, JobDep
+from services.api.report_schemas import ReportPublic
+from services.api.schemas import ErrorPublic, trial_public
+from services.api.security import StrictJSONRoute
+
+router = APIRouter(
+    prefix="/jobs",
+    tags=["report"],
+    route_class=StrictJSONRoute,
+    responses={404: {"model": ErrorPublic}, 503: {"model": ErrorPublic}},
+)
+
+
+def job_report(db: Database, job: Job) -> ReportPublic:
+    """The report over every trial of ``job`` so far (a running job gets a partial one)."""
+    trials = [{**trial_public(row).model_dump(), "retried": bool(row.retried)} for row in job_trials(db, job_id=job.id)]
+    report = build_report(job.spec or {}, trials, job_id=job.id, status=job.status)
+    return ReportPublic.model_validate(report.model_dump())
+
+
+@router.get("/{job_id}/report", response_model=ReportPublic)
+def read_report(job: JobDep, db: DatabaseDep) -> ReportPublic:
+    """Per placement, dropout band and momentum band: trials, mean and 95% interval of val_acc,
+    test_acc, gap, epochs_to_converge, seconds_per_epoch; the recommendation; noise warnings."""
+    return job_report(db, job)
