@@ -11,6 +11,10 @@ What counts (one rule for every group):
 - Groups summarize **complete search trials** (``confirm_of`` is None). Confirmation runs are
   left out of the groups: they re-run the leaders only, and counting them would tilt a group's
   mean toward its best configuration. They have their own section.
+- A configuration that ran again with the same parameters and seed (``placement: act`` has no
+  parameters at all; a list-valued space repeats itself) is one observation, the mean of its
+  repeats: the same seed trains the same model, and counting it twice would narrow the interval
+  without new evidence. ``n_complete`` counts trials, ``n_distinct`` the observations.
 - Pruned trials stopped early on partial evidence: they are counted (``n_pruned``) but not in
   the means; failed and unfinished trials likewise (``n_failed``, ``n_active``).
 - Groups by placement; by dropout band, fixed 0.1-wide bands ``[0.0, 0.1)``, ``[0.1, 0.2)``, ...

@@ -29,6 +29,7 @@ from regsearch.evidence.markdown import format_stat, format_value
 from regsearch.evidence.models import (
     Comparison,
     Confirmation,
+    Group,
     Grouping,
     Recommendation,
     Report,
@@ -78,6 +79,13 @@ def _details(params: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _over(group: Group) -> str:
+    n = group.n_distinct
+    if n == group.n_complete:
+        return f"{n} search trial{'s' if n != 1 else ''}"
+    return f"{n} distinct configuration{'s' if n != 1 else ''} ({group.n_complete} trials)"
+
+
 def _recommendation(setup: Setup, current: Sequence[TrialDict], placements: Grouping,
                     confirmation: Confirmation) -> Recommendation:
     metric = setup.metric
@@ -106,8 +114,7 @@ def _recommendation(setup: Setup, current: Sequence[TrialDict], placements: Grou
         result = f"{metric} {format_value(metric, own.mean)} in a single run"
     sentence = f"{describe_placement(placement, params)} ({_details(params)}): {result}"
     if mine is not None and mine.metrics[metric].mean is not None:
-        sentence += (f"; {placement} averages {format_stat(metric, mine.metrics[metric])} over "
-                     f"{mine.n_complete} search trial{'s' if mine.n_complete != 1 else ''}")
+        sentence += f"; {placement} averages {format_stat(metric, mine.metrics[metric])} over {_over(mine)}"
         if runner is not None:
             sentence += f" vs {format_stat(metric, runner.metrics[metric])} for {runner.key}"
             mine_e, runner_e = mine.metrics["epochs_to_converge"].mean, runner.metrics["epochs_to_converge"].mean
@@ -174,11 +181,16 @@ def _warnings(setup: Setup, status: str | None, current: Sequence[TrialDict], gr
             warn("within_noise", _noise_message(metric, "configuration", f"#{first.number}", first.metrics[metric],
                                                 f"#{second.number}", second.metrics[metric]))
     for grouping in groupings:
-        thin = [g for g in grouping.groups if g.n_complete < MIN_GROUP and (g.n_trials or grouping.by == "placement")]
+        thin = [g for g in grouping.groups if g.n_distinct < MIN_GROUP and (g.n_trials or grouping.by == "placement")]
         if thin and any(g.n_complete for g in grouping.groups):
-            listed = ", ".join(f"{g.label} (n={g.n_complete})" for g in thin)
-            warn("few_trials", f"{grouping.title.split(' (')[0]}: fewer than {MIN_GROUP} complete trials in "
-                               f"{listed}; their intervals are missing or wide.")
+            listed = ", ".join(f"{g.label} (n={g.n_distinct})" for g in thin)
+            warn("few_trials", f"{grouping.title.split(' (')[0]}: fewer than {MIN_GROUP} distinct complete "
+                               f"configurations in {listed}; their intervals are missing or wide.")
+    repeats = sum(g.n_complete - g.n_distinct for g in placements.groups)
+    if repeats:
+        warn("repeated_configs", f"{repeats} complete search trial{'s' if repeats != 1 else ''} repeated a "
+                                 "configuration already run with the same seed, which adds no evidence: each "
+                                 "distinct configuration counts once in the means.")
     pruned = sum(t.get("state") == "pruned" for t in search)
     if pruned:
         warn("pruned_left_out", f"{pruned} pruned trial{'s are' if pruned != 1 else ' is'} left out of the means: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -142,14 +143,34 @@ def momentum_band(params: Mapping[str, Any]) -> tuple[str, str, float]:
     return f"{low:g}-{high:g}", f"[{low:g}, {high:g})", low
 
 
+def distinct_runs(trials: Sequence[TrialDict]) -> list[dict[str, Any]]:
+    """One observation per distinct (parameters, seed): repeats become the mean of their metrics.
+
+    A search may ask for a configuration it already ran (``placement: act`` has no parameters at
+    all; a list-valued space repeats itself). With the same seed the repeat trains the same model,
+    so counting it again would shrink the interval without adding evidence.
+    """
+    repeats: dict[str, list[TrialDict]] = {}
+    for trial in trials:
+        identity = json.dumps([params_of(trial), trial.get("seed")], sort_keys=True, default=str)
+        repeats.setdefault(identity, []).append(trial)
+    merged = []
+    for runs in repeats.values():
+        names = {name for run in runs for name in metrics_of(run)}
+        metrics = {name: mean_interval(metrics_of(run).get(name) for run in runs).mean for name in names}
+        merged.append({**runs[0], "metrics": metrics, "numbers": [run.get("number") for run in runs]})
+    return merged
+
+
 def _group(key: str, label: str, members: Sequence[TrialDict], metrics: Sequence[str]) -> Group:
     done = [t for t in members if t.get("state") == "complete" and metrics_of(t)]
+    distinct = distinct_runs(done)
     return Group(
-        key=key, label=label, rank=None, n_trials=len(members), n_complete=len(done),
+        key=key, label=label, rank=None, n_trials=len(members), n_complete=len(done), n_distinct=len(distinct),
         n_pruned=sum(t.get("state") == "pruned" for t in members),
         n_failed=sum(t.get("state") == "failed" for t in members),
         n_active=sum(t.get("state") in ACTIVE_STATES for t in members),
-        metrics={m: stat_of(done, m) for m in metrics},
+        metrics={m: stat_of(distinct, m) for m in metrics},
     )
 
 
@@ -158,7 +179,7 @@ def placement_grouping(setup: Setup, search: Sequence[TrialDict], metrics: Seque
     for trial in search:
         members.setdefault(str(params_of(trial).get("placement", "?")), []).append(trial)
     groups = [_group(p, p, items, metrics) for p, items in members.items()]
-    groups.sort(key=lambda g: (_better(setup.direction, g.metrics[setup.metric].mean), -g.n_complete, g.key))
+    groups.sort(key=lambda g: (_better(setup.direction, g.metrics[setup.metric].mean), -g.n_distinct, g.key))
     for rank, group in enumerate(g for g in groups if g.metrics[setup.metric].mean is not None):
         group.rank = rank + 1
     arrow = "higher" if setup.direction == "maximize" else "lower"

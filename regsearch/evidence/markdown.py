@@ -39,13 +39,13 @@ def _row(cells: Iterable[Any]) -> str:
 def _table(report: Report, grouping: Grouping) -> list[str]:
     metrics = [m for m in report.metrics]
     first = ["rank", "placement"] if grouping.by == "placement" else ["band"]
-    head = [*first, "n", "pruned", "failed", *(f"{_HEADS.get(m, m)} mean [95% CI]" for m in metrics[:1]),
+    head = [*first, "n", "trials", "pruned", "failed", *(f"{_HEADS.get(m, m)} mean [95% CI]" for m in metrics[:1]),
             f"{_HEADS.get(metrics[0], metrics[0])} sd", *(_HEADS.get(m, m) for m in metrics[1:])]
     lines = [_row(head), _row(["---"] * len(first) + ["---:"] * (len(head) - len(first)))]
     for group in grouping.groups:
         stats = group.metrics
         lead = [group.rank or "–", group.key] if grouping.by == "placement" else [group.label]
-        lines.append(_row([*lead, group.n_complete, group.n_pruned, group.n_failed,
+        lines.append(_row([*lead, group.n_distinct, group.n_complete, group.n_pruned, group.n_failed,
                            format_stat(metrics[0], stats[metrics[0]]), format_value(metrics[0], stats[metrics[0]].std),
                            *(format_stat(m, stats[m]) for m in metrics[1:])]))
     return lines
@@ -59,7 +59,8 @@ def render_markdown(report: Report) -> str:
     search = report.counts["search"]
     counted = (f"Search trials: {search.get('complete', 0)} complete, {search.get('pruned', 0)} pruned, "
                f"{search.get('failed', 0)} failed, {search.get('queued', 0) + search.get('running', 0)} "
-               "unfinished. Means are over complete search trials, with Student-t 95% intervals.")
+               "unfinished. Means are over complete search trials with Student-t 95% intervals; n counts distinct "
+               "configurations (a repeat with the same seed counts once), trials the complete ones.")
     lines = [title, "", f"**Recommendation.** {report.recommendation.sentence}", "", counted, ""]
     if report.warnings:
         lines += ["**Warnings**", "", *(f"- {w.message}" for w in report.warnings), ""]

@@ -22,7 +22,9 @@ class Group(BaseModel):
     label: str
     rank: int | None = Field(description="by the objective's mean (placements only); None without data")
     n_trials: int = Field(description="search trials in the group (retried attempts left out)")
-    n_complete: int = Field(description="complete search trials: the ones the means are over")
+    n_complete: int = Field(description="complete search trials")
+    n_distinct: int = Field(description="distinct configurations among them (a repeat with the same seed counts "
+                                        "once): the observations the means are over")
     n_pruned: int
     n_failed: int
     n_active: int = Field(description="queued or running")

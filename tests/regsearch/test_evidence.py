@@ -240,20 +240,40 @@ def test_the_recommendation_cites_its_evidence(study: Trials) -> None:
     assert "act (n=1)" in few and "bn-act (n=0)" in few and "drop-bn-act (n=0)" in few
 
 
+def test_a_repeated_configuration_counts_once() -> None:
+    trials = Trials()
+    for val in (0.50, 0.52, 0.54):  # placement act has no parameters: every act trial is the same model
+        trials.add("act", val=val)
+    trials.add("act", val=0.60, seed=11)  # another seed is new evidence
+    for val, dropout in ((0.61, 0.1), (0.63, 0.1), (0.70, 0.2), (0.66, 0.3)):
+        trials.add("act-drop", val=val, dropout=dropout)
+    report = build_report({**SPEC, "space": {"placement": ["act", "act-drop"]}}, trials.items)
+    groups = {g.key: g for g in report.grouping("placement").groups}
+    assert (groups["act"].n_complete, groups["act"].n_distinct) == (4, 2)
+    assert (groups["act-drop"].n_complete, groups["act-drop"].n_distinct) == (4, 3)
+    assert_stat(groups["act"].metrics["val_acc"], [np.mean([0.50, 0.52, 0.54]), 0.60])
+    assert_stat(groups["act-drop"].metrics["val_acc"], [np.mean([0.61, 0.63]), 0.70, 0.66])
+    gaps = [t["metrics"]["gap"] for t in trials.items]
+    assert_stat(groups["act-drop"].metrics["gap"], [np.mean(gaps[4:6]), gaps[6], gaps[7]])
+    repeated = [w.message for w in report.warnings if w.code == "repeated_configs"]
+    assert len(repeated) == 1 and repeated[0].startswith("3 complete search trials repeated")
+    assert "over 3 distinct configurations (4 trials)" in report.recommendation.sentence
+
+
 def test_overlapping_intervals_warn_within_noise() -> None:
     trials = Trials()
-    for val in (0.60, 0.70, 0.65):
-        trials.add("bn-act", val=val)
-    for val in (0.62, 0.66, 0.64):
-        trials.add("act", val=val)
+    for val, momentum in ((0.60, 0.1), (0.70, 0.2), (0.65, 0.3)):
+        trials.add("bn-act", val=val, momentum=momentum)
+    for val, seed in ((0.62, 1), (0.66, 2), (0.64, 3)):
+        trials.add("act", val=val, seed=seed)
     report = build_report({**SPEC, "space": {"placement": ["bn-act", "act"]}}, trials.items)
     assert report.comparison is not None and report.comparison.overlap
     noise = [w.message for w in report.warnings if w.code == "within_noise"]
     assert len(noise) == 1 and "bn-act leads act by 0.010 val_acc" in noise[0]
     thin = Trials()
     thin.add("bn-act", val=0.7)
-    thin.add("act", val=0.6)
-    thin.add("act", val=0.61)
+    thin.add("act", val=0.6, seed=1)
+    thin.add("act", val=0.61, seed=2)
     report = build_report({**SPEC, "space": {"placement": ["bn-act", "act"]}}, thin.items)
     noise = [w.message for w in report.warnings if w.code == "within_noise"]
     assert noise and "bn-act has fewer than 2 complete runs" in noise[0]
@@ -279,10 +299,10 @@ def test_a_job_without_complete_trials_gets_empty_groups_and_a_warning() -> None
 
 def test_non_finite_and_missing_metrics_are_left_out_and_the_report_is_strict_json() -> None:
     trials = Trials()
-    trials.add("act", val=0.5)
-    trials.add("act", val=0.6, test_acc=math.nan, gap=math.inf)
-    trials.add("act", val=0.7, test_acc=None, gap="oops")
-    trials.add("act", "complete")  # complete without a summary
+    trials.add("act", val=0.5, seed=1)
+    trials.add("act", val=0.6, seed=2, test_acc=math.nan, gap=math.inf)
+    trials.add("act", val=0.7, seed=3, test_acc=None, gap="oops")
+    trials.add("act", "complete", seed=4)  # complete without a summary
     trials.items[-1]["params"] = "not a dict"
     report = build_report({**SPEC, "space": {"placement": ["act"]}}, trials.items)
     group = report.grouping("placement").groups[0]
@@ -325,11 +345,11 @@ def test_markdown_tables_show_each_group_with_its_interval(study: Trials) -> Non
             for line in text.splitlines() if line.startswith("| ") and line.split("|")[2].strip() in
             ("bn-act-drop", "act-drop", "act", "bn-act", "drop-bn-act")}
     leader = expected([0.70, 0.72, 0.69, 0.74, 0.71])
-    assert rows["bn-act-drop"][:7] == ["1", "bn-act-drop", "5", "1", "1",
+    assert rows["bn-act-drop"][:8] == ["1", "bn-act-drop", "5", "5", "1", "1",
                                        f"{leader['mean']:.3f} [{leader['low']:.3f}, {leader['high']:.3f}]",
                                        f"{leader['std']:.3f}"]
-    assert rows["act"][:7] == ["3", "act", "1", "0", "0", "0.550", "–"]
-    assert rows["bn-act"][:6] == ["–", "bn-act", "0", "0", "0", "–"]
+    assert rows["act"][:8] == ["3", "act", "1", "1", "0", "0", "0.550", "–"]
+    assert rows["bn-act"][:7] == ["–", "bn-act", "0", "0", "0", "0", "–"]
     for heading in ("### By placement (ranked by mean val_acc, higher is better)", "### By dropout band",
                     "### By BN momentum band", "### Confirmation runs (seed groups)"):
         assert heading in text

@@ -77,6 +77,15 @@ def finite_values(trials: list[dict[str, Any]], metric: str) -> list[float]:
     return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
+def observations(trials: list[dict[str, Any]], metric: str) -> list[float]:
+    """One value per distinct (params, seed): the mean over its repeats (the report's rule)."""
+    repeats: dict[str, list[float]] = {}
+    for trial in trials:
+        key = json.dumps([trial["params"], trial["seed"]], sort_keys=True)
+        repeats.setdefault(key, []).extend(finite_values([trial], metric))
+    return [float(np.mean(values)) for values in repeats.values() if values]
+
+
 def assert_report_matches_trials(report: dict[str, Any], trials: list[dict[str, Any]]) -> None:
     """Every placement group's counts and statistics, recomputed from the raw trial items."""
     search = [t for t in trials if t["role"] == "search"]
@@ -87,8 +96,9 @@ def assert_report_matches_trials(report: dict[str, Any], trials: list[dict[str, 
         done = [t for t in members if t["state"] == "complete"]
         assert group["n_complete"] == len(done), group["key"]
         assert group["n_pruned"] == sum(t["state"] == "pruned" for t in members)
+        assert group["n_distinct"] == len({json.dumps([t["params"], t["seed"]], sort_keys=True) for t in done})
         for metric in REPORT_METRICS:
-            assert_stat(group["metrics"][metric], finite_values(done, metric))
+            assert_stat(group["metrics"][metric], observations(done, metric))
         seen.add(group["key"])
     assert {t["params"]["placement"] for t in search} <= seen
     ranked = [g for g in placements["groups"] if g["rank"] is not None]
@@ -244,7 +254,7 @@ def test_the_report_command(embedded_settings: Settings, tmp_path: Path) -> None
         markdown = regsearch("report", job_id, env=env)  # md by default; a pipe gets plain Markdown
         assert markdown.returncode == 0, markdown.stderr
         assert markdown.stdout.startswith(f"## Report: report-test (job `{job_id}`, queued)")
-        assert "| 1 | bn-act-drop | 3 | 0 | 0 |" in markdown.stdout and "**Recommendation.** Put BN" in markdown.stdout
+        assert "| 1 | bn-act-drop | 3 | 3 | 0 | 0 |" in markdown.stdout and "**Recommendation.** Put BN" in markdown.stdout
         bad = regsearch("report", job_id, "--format", "xml", env=env)
         assert bad.returncode == 2 and "--format" in bad.stderr and "Traceback" not in bad.stderr
         unknown = regsearch("report", "nosuchjob", env=env)
@@ -285,10 +295,10 @@ def test_a_small_placement_study_on_mnist1d_reports_its_own_arithmetic(embedded_
     for label, rate in (("[0.1, 0.2)", 0.1), ("[0.3, 0.4)", 0.3)):
         members = [t for t in search if t["params"].get("dropout") == rate]
         if members:
-            assert_stat(bands[label]["metrics"]["val_acc"], finite_values(members, "val_acc"))
+            assert_stat(bands[label]["metrics"]["val_acc"], observations(members, "val_acc"))
     no_dropout = [t for t in search if "dropout" not in t["params"]]
     if no_dropout:
-        assert_stat(bands["no dropout"]["metrics"]["test_acc"], finite_values(no_dropout, "test_acc"))
+        assert_stat(bands["no dropout"]["metrics"]["test_acc"], observations(no_dropout, "test_acc"))
     confirm_runs = [t for t in trials if t["role"] == "confirm"]
     for config in report["confirmation"]["configs"]:
         group = [t for t in trials if t["number"] == config["number"]]
