@@ -156,12 +156,6 @@ def _objective_values(spec: JobSpec, summary: dict[str, Any]) -> list[float] | N
     return [float(v) for v in values]  # type: ignore[arg-type]
 
 
-@functools.lru_cache(maxsize=16)
-def _study(url: str, study_name: str, spec_json: str) -> Any:
-    """The job's study, loaded once per worker process (only ``tell`` uses it)."""
-    return studies.load_study(url, study_name, JobSpec.model_validate_json(spec_json), with_sampler=False)
-
-
 def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[str, Any]:
     """Claim and train one trial; a duplicate delivery returns at once without training."""
     db = _database(settings.sqlalchemy_url)
@@ -216,8 +210,10 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
         return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "superseded"}
     values = _objective_values(spec, metrics or {}) if state == "complete" else None
     final_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
-    study = _study(db.url, claim.study_name, spec.model_dump_json())
-    _TELLER.submit(lambda: _tell(study, claim.number, values, final_state))
+    if final_state == TrialState.COMPLETE and values is None:
+        final_state = TrialState.FAIL  # Optuna keeps no COMPLETE trial without finite values
+    storage = studies.optuna_storage(db.url)
+    _TELLER.submit(lambda: _tell(storage, claim.optuna_trial_id, claim.number, values, final_state))
     return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
 
 
@@ -231,11 +227,18 @@ def run_spec(claim: Claim) -> JobSpec:
     return spec.model_copy(update={"training": training, "pruner": "none"})
 
 
-def _tell(study: Any, number: int, values: list[float] | None, state: Any) -> None:
+def _tell(storage: Any, trial_id: int, number: int, values: list[float] | None, state: Any) -> None:
+    """Record the outcome in Optuna's storage.
+
+    ``set_trial_state_values`` is what ``Study.tell`` ends with; called on the storage with the
+    trial id we already hold, it skips ``tell``'s lookups (the number, the whole trial with its
+    params and attributes: seven further queries) and the sampler's ``after_trial``, which the
+    record study does not use (sampling happens in the coordinator's mirror).
+    """
     from optuna.exceptions import UpdateFinishedTrialError
 
     try:
-        with_retry(lambda: study.tell(number, values, state=state, skip_if_finished=True),
+        with_retry(lambda: storage.set_trial_state_values(trial_id, state, values),
                    what=f"telling Optuna about trial {number}")
     except UpdateFinishedTrialError:
         pass  # the coordinator's sync told it first, with the same outcome

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from regsearch.jsonsafe import finite_or_none
@@ -235,6 +235,16 @@ def mark_retried(db: Database, *, trial_id: int) -> bool:
 def job_trials(db: Database, *, job_id: str) -> list[Trial]:
     with db.read() as session:
         return list(session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)).all())
+
+
+def changed_trials(db: Database, *, job_id: str, after_id: int, open_ids: list[int]) -> list[Trial]:
+    """Rows added after ``after_id`` plus the rows ``open_ids`` (queued or running when last read):
+    all that can have changed for the coordinator, whatever the job's size."""
+    condition = Trial.id > after_id
+    if open_ids:
+        condition = or_(condition, Trial.id.in_(open_ids))
+    with db.read() as session:
+        return list(session.scalars(select(Trial).where(Trial.job_id == job_id, condition)).all())
 
 
 def release(db: Database, *, trial_id: int, lease: str) -> bool:

@@ -45,6 +45,7 @@ from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.jobs import trial_dict
 from regsearch.store.models import FINAL_TRIAL_STATES, Job, Trial, as_utc, utcnow
 from services.coordinator.mirror import StudyMirror
+from services.coordinator.rows import JobRows
 
 log = logging.getLogger("regsearch.coordinator")
 MAINTENANCE_EVERY_S = 1.0
@@ -63,6 +64,7 @@ class Coordinator:
         self.clock = clock
         self.events = events
         self._mirrors: dict[str, StudyMirror] = {}  # warm per job: the sampler keeps its state
+        self._rows: dict[str, JobRows] = {}  # per job: the rows as last read
 
     # -- loop ---------------------------------------------------------------------------
     def tick(self, maintenance: bool = True) -> int:
@@ -73,8 +75,9 @@ class Coordinator:
                 self.step(job, maintenance=maintenance)
             except StoreUnavailable as exc:
                 log.warning("job %s: database unavailable, retrying next tick (%s)", job.id, exc)
-        for job_id in set(self._mirrors) - {j.id for j in active}:
+        for job_id in (set(self._mirrors) | set(self._rows)) - {j.id for j in active}:
             self._mirrors.pop(job_id, None)
+            self._rows.pop(job_id, None)
         return len(active)
 
     def run(self, stop: threading.Event) -> None:
@@ -103,21 +106,22 @@ class Coordinator:
             job_store.set_job_status(self.db, job_id=job.id, status="running")
             job.started_at = self.clock()
         mirror = self._mirror(job, spec)
-        rows = trial_store.job_trials(self.db, job_id=job.id)
+        cache = self._rows.setdefault(job.id, JobRows(self.db, job.id))
+        rows = cache.refresh()
         self._tell_mirror(spec, mirror, rows)
         if maintenance or job.cancel_requested:
             if self._sync_optuna(job, mirror, rows):
-                rows = trial_store.job_trials(self.db, job_id=job.id)
+                rows = cache.refresh(full=True)
             if job.cancel_requested:
                 self._cancel(job, mirror, rows)
                 return
             if self._reap(job, mirror, rows, allow_retry=True):
-                rows = trial_store.job_trials(self.db, job_id=job.id)
+                rows = cache.refresh()
             self._resend(rows)
         # Every tick: a failure owed a retry must be prepared before _fill may finish the job.
         if self._retry(job, spec, mirror, rows):
-            rows = trial_store.job_trials(self.db, job_id=job.id)
-        self._fill(job, spec, mirror, rows)
+            rows = cache.refresh(full=True)  # the retried rows changed after they were final
+        self._fill(job, spec, mirror, rows, cache)
 
     def _mirror(self, job: Job, spec: JobSpec) -> StudyMirror:
         mirror = self._mirrors.get(job.id)
@@ -214,7 +218,7 @@ class Coordinator:
                 due.append(row)
         self._send(due)
 
-    def _fill(self, job: Job, spec: JobSpec, mirror: StudyMirror, rows: list[Trial]) -> None:
+    def _fill(self, job: Job, spec: JobSpec, mirror: StudyMirror, rows: list[Trial], cache: JobRows) -> None:
         """Keep ``parallelism`` trials sent or running, and the next ones prepared.
 
         A prepared trial is asked and committed but not sent (``enqueued_at`` is NULL); when a
@@ -248,7 +252,7 @@ class Coordinator:
             else:
                 waiting += 1
         if sent == 0 and waiting == 0 and (asked >= spec.budget.n_trials or timed_out):
-            rows = trial_store.job_trials(self.db, job_id=job.id)
+            rows = cache.refresh(full=True)
             if not timed_out and self._confirm(job, spec, mirror, rows):
                 return  # the confirmation runs go out on the next tick, like any prepared trial
             self._sync_optuna(job, mirror, rows)  # Optuna's record agrees before the job ends
@@ -299,6 +303,7 @@ class Coordinator:
         else:
             job_store.set_job_status(self.db, job_id=job.id, status="completed")
         self._mirrors.pop(job.id, None)
+        self._rows.pop(job.id, None)
         log.info("job %s finished", job.id)
 
     # -- helpers ------------------------------------------------------------------------

@@ -49,8 +49,18 @@ class StudyMirror:
         try:
             params = suggest_params(trial, self.spec)
             frozen = self.memory._storage.get_trial(trial._trial_id)
+            # The record gets what users and a restarted coordinator read: params, distributions
+            # and our user attributes. The sampler's system attributes (TPE's relative params,
+            # ``fixed_params``) only matter while sampling, which happened here; each one is a
+            # further query and insert in Optuna's ``create_new_trial``.
+            template = optuna.trial.FrozenTrial(
+                number=frozen.number, state=frozen.state, value=None, values=None,
+                datetime_start=frozen.datetime_start, datetime_complete=None, params=frozen.params,
+                distributions=frozen.distributions, user_attrs=frozen.user_attrs, system_attrs={},
+                intermediate_values={}, trial_id=frozen._trial_id,
+            )
             storage = self.record._storage
-            trial_id = storage.create_new_trial(self.record._study_id, template_trial=frozen)
+            trial_id = storage.create_new_trial(self.record._study_id, template_trial=template)
             number = self._number_of(trial_id)
         except BaseException:
             self.memory.tell(trial, state=optuna.trial.TrialState.FAIL)
