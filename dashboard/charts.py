@@ -242,3 +242,24 @@ def trial_curves(epochs: pd.DataFrame) -> go.Figure:
     _layout(fig)
     fig.update_layout(margin={"t": 70}, legend={"y": 1.12})  # room for the subplot titles
     return fig
+
+
+def placement_intervals(intervals: pd.DataFrame, metric: str) -> go.Figure:
+    """Mean of ``metric`` per placement with its 95% interval as error bars, best first.
+
+    A placement with one distinct run has a point and no bar (no interval from one run).
+    """
+    fig = go.Figure()
+    for row in intervals.itertuples(index=False):
+        has_bar = pd.notna(row.low) and pd.notna(row.high)
+        fig.add_trace(go.Scatter(
+            x=[f"{row.placement} (n={row.n})"], y=[row.mean], mode="markers", name=row.placement,
+            marker={"color": placement_color(row.placement), "size": 11},
+            error_y={"type": "data", "symmetric": False, "array": [row.high - row.mean if has_bar else 0],
+                     "arrayminus": [row.mean - row.low if has_bar else 0], "visible": bool(has_bar),
+                     "color": placement_color(row.placement), "thickness": 2, "width": 8},
+            hovertemplate=(f"{row.placement}<br>mean {metric}=%{{y:.4f}}"
+                           + (f"<br>95% interval [{row.low:.4f}, {row.high:.4f}]" if has_bar else "<br>one run: no interval")
+                           + f"<br>n={row.n}<extra></extra>"),
+        ))
+    return _layout(fig, y=f"mean {label(metric)} ± 95% interval", legend=False)

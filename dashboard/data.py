@@ -225,6 +225,26 @@ def trial(url: str, job_id: str, number: int) -> dict[str, Any] | None:
     return detail
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def report(url: str, job_id: str) -> dict[str, Any] | None:
+    """The job's report (``regsearch.evidence.build_report``, what ``GET /jobs/{id}/report``
+    answers) as plain JSON, or None for an unknown job. One query for the trials."""
+    from regsearch.evidence import build_report
+    from regsearch.jsonsafe import finite_or_none
+
+    with reader(url).connect() as conn:
+        row = conn.execute(select(Job.spec, Job.status).where(Job.id == job_id)).first()
+        if row is None:
+            return None
+        rows = conn.execute(
+            select(Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.seed, Trial.confirm_of,
+                   Trial.retried)
+            .where(Trial.job_id == job_id).order_by(Trial.number)
+        ).mappings().all()
+    trials = [finite_or_none(dict(r)) for r in rows]
+    return build_report(row.spec or {}, trials, job_id=job_id, status=row.status).model_dump(mode="json")
+
+
 class _Recorder:
     """A stand-in for ``optuna.trial.Trial`` that answers with a trial's stored parameters and
     records the distribution each one was suggested from (``regsearch.space`` asks it)."""
@@ -318,5 +338,5 @@ def clear_caches() -> None:
 
 __all__ = [
     "MAX_CURVES", "TRIAL_STATES", "TTL_S", "clear_caches", "curves", "database_problem", "database_url",
-    "importance", "job", "jobs", "reader", "recipes", "trial", "trials",
+    "importance", "job", "jobs", "reader", "recipes", "report", "trial", "trials",
 ]

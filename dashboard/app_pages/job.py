@@ -1,4 +1,5 @@
-"""One job (``/job?job=ID``): what each regularization choice buys in generalization and costs in
+"""One job (``/job?job=ID``): the evidence (the recommendation, its warnings, each placement's mean
+and 95% interval), what each regularization choice buys in generalization and costs in
 convergence, how the placements compare, what the search found and the best recipes.
 
 While the job runs, the body is a fragment that refreshes itself every few seconds.
@@ -79,6 +80,49 @@ def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> Non
     st.progress(min(1.0, finished / n_trials), text=f"{finished} of {job['n_trials']} trials finished")
     if job.get("error"):
         st.error(f"The job failed: {job['error']}")
+
+
+REPORT_TABS = (("By placement", "placement"), ("By dropout band", "dropout_band"),
+               ("By BN momentum band", "momentum_band"))
+
+
+def _evidence() -> None:
+    """The job's report (``regsearch.evidence``), the same as ``regsearch report`` and the API's."""
+    from regsearch.evidence import Report, render_markdown
+
+    st.header("Evidence")
+    found = data.report(url, job_id)
+    if found is None:
+        return
+    recommendation, metric = found["recommendation"], found["metric"]
+    if recommendation["basis"] == "none":
+        st.info(recommendation["sentence"])
+    else:
+        st.success(f"**Recommendation.** {recommendation['sentence']}")
+    if found["warnings"]:
+        st.warning("**Read with care**\n\n" + "\n".join(f"- {w['message']}" for w in found["warnings"]))
+    intervals = frames.report_intervals(found)
+    if not intervals.empty:
+        st.markdown(f"**Mean {metric} per placement with its 95% interval** (n = distinct configurations)")
+        st.plotly_chart(charts.placement_intervals(intervals, metric), width="stretch")
+    groupings = {g["by"]: g for g in found["groupings"]}
+    tabs = st.tabs([title for title, _ in REPORT_TABS] + ["Confirmation runs"])
+    for tab, (_, by) in zip(tabs, REPORT_TABS):
+        tab.caption(groupings[by]["description"])
+        tab.dataframe(frames.report_table(found, by), hide_index=True, width="stretch")
+    confirmed = frames.confirmation_table(found)
+    if not confirmed.empty:
+        tabs[-1].dataframe(confirmed, hide_index=True, width="stretch")
+    elif found["confirmation"]["requested"]:
+        tabs[-1].info(f"Confirmation runs requested; {found['confirmation']['n_pending']} pending.")
+    else:
+        tabs[-1].info("Not requested: add `confirm: {top_k: 3, seeds: 3}` to the spec to re-run the leaders "
+                      "with other seeds.")
+    st.caption("Means over complete search trials (a configuration repeated with the same seed counts once) with "
+               "Student-t 95% intervals. `regsearch report JOB` prints this report as Markdown, "
+               "`GET /jobs/{id}/report` answers it as JSON.")
+    with st.expander("The report as Markdown"):
+        st.code(render_markdown(Report.model_validate(found)), language="markdown")
 
 
 def _generalization(df: pd.DataFrame, done: pd.DataFrame, board: pd.DataFrame) -> None:
@@ -226,6 +270,7 @@ def body(was_active: bool) -> None:
     _overview(job, df, board)
     if df.empty:
         st.info("This job has no trials yet: the coordinator asks Optuna for the first ones shortly.")
+    _evidence()
     _generalization(df, done, board)
     _convergence(df, done, board)
     _placement_comparison(df, done)

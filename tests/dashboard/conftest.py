@@ -9,7 +9,9 @@ to Optuna:
   with a partial summary, one with none), 1 failed after an epoch, and one trial lost with its
   worker (reaped, run again as attempt 2, its late result kept as superseded);
 - ``digits-pareto`` (running, val_acc maximize + gap minimize): 5 complete, 1 running, 1 queued;
-- ``nothing-finished`` (running): 1 failed without epochs, 1 pruned without metrics, 1 queued.
+- ``nothing-finished`` (running): 1 failed without epochs, 1 pruned without metrics, 1 queued;
+- ``digits-confirmed`` (completed, ``confirm: {top_k: 1, seeds: 2}``): 4 complete search trials
+  over 2 placements and the best one re-run with training seeds 1 and 2, as the coordinator does.
 
 A second database is migrated and empty. The app is pointed at either through
 ``REGSEARCH_DATA_DIR`` / ``REGSEARCH_DATABASE_URL`` and ``get_settings.cache_clear()``.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from regsearch import studies
 from regsearch.config import Settings, get_settings
@@ -34,6 +37,7 @@ from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade
+from regsearch.store.models import Trial
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 WORKER = "test-host:4242"
@@ -84,14 +88,16 @@ class JobFiller:
         self.job = job_store.create_job(db, spec=spec).job
         self.study = studies.load_study(db.url, self.job.study_name, spec)
         job_store.set_job_status(db, job_id=self.job.id, status="running")
+        self.summaries: dict[int, dict[str, Any]] = {}  # trial number -> its metrics (complete trials)
 
-    def ask(self, params: dict[str, Any], *, attempt: int = 1, retry_of: int | None = None) -> tuple[int, int]:
+    def ask(self, params: dict[str, Any], *, attempt: int = 1, retry_of: int | None = None,
+            seed: int | None = None, confirm_of: int | None = None) -> tuple[int, int]:
         self.study.enqueue_trial({k: v for k, v in params.items() if k in ("placement", "dropout", "bn_momentum")})
         asked = self.study.ask()
         full = suggest_params(asked, self.spec)
         trial_id = trial_store.add_trial(self.db, job_id=self.job.id, number=asked.number,
                                          optuna_trial_id=asked._trial_id, params=full, attempt=attempt,
-                                         retry_of=retry_of)
+                                         retry_of=retry_of, seed=seed, confirm_of=confirm_of)
         trial_store.mark_sent(self.db, trial_ids=[trial_id])
         return trial_id, asked.number
 
@@ -108,7 +114,10 @@ class JobFiller:
             trial_store.record_epochs(self.db, trial_id=trial_id, lease=claim.lease, epochs=[metrics])
             return stop_after is not None and len(recorded) >= stop_after
 
-        local = run_local_trial(self.spec, claim.params, self.data_dir, device="cpu", on_epoch=on_epoch)
+        spec = self.spec  # a confirmation run trains with its own seed, on the same split
+        if claim.seed is not None:
+            spec = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": claim.seed})})
+        local = run_local_trial(spec, claim.params, self.data_dir, device="cpu", on_epoch=on_epoch)
         trial_store.record_epochs(self.db, trial_id=trial_id, lease=claim.lease, epochs=[], recipe=local.recipe)
         return claim, recorded, local.result.summary
 
@@ -117,7 +126,15 @@ class JobFiller:
         claim, _, summary = self.train(trial_id, params)
         assert trial_store.finish(self.db, trial_id=trial_id, lease=claim.lease, state="complete", metrics=summary)
         self.study.tell(number, [float(summary[m]) for m in self.spec.objective.metrics])
+        self.summaries[number] = summary
         return number
+
+    def confirmed(self, number: int, seed: int) -> int:
+        """Re-run search trial ``number``'s configuration with training seed ``seed``."""
+        with self.db.read() as session:
+            params = dict(session.scalars(select(Trial.params).where(Trial.job_id == self.job.id,
+                                                                     Trial.number == number)).one())
+        return self.complete(params, seed=seed, confirm_of=number)
 
     def pruned(self, params: dict[str, Any], *, with_metrics: bool) -> int:
         from optuna.trial import TrialState
@@ -214,7 +231,18 @@ def _build_filled(data_dir: Path) -> FilledDb:
         filled.numbers["nothing/pruned"] = [empty.pruned({"placement": "act-drop", "dropout": 0.2}, with_metrics=False)]
         filled.numbers["nothing/queued"] = [empty.queued({"placement": "bn-act", "bn_momentum": 0.1})]
 
-        for filler in (main, pareto, empty):
+        confirmed = JobFiller(db, data_dir, JobSpec.model_validate({
+            **BASE_SPEC, "name": "digits-confirmed", "budget": {"n_trials": 4}, "pruner": "none",
+            "space": {**BASE_SPEC["space"], "placement": ["bn-act-drop", "act-drop"]},
+            "confirm": {"top_k": 1, "seeds": 2}}))
+        search = [confirmed.complete(COMPLETE_PARAMS[i]) for i in (0, 1, 4, 5)]
+        best = max(search, key=lambda n: (confirmed.summaries[n]["val_acc"], -n))
+        filled.numbers["confirmed/search"] = search
+        filled.numbers["confirmed/confirm"] = [confirmed.confirmed(best, seed) for seed in (1, 2)]
+        filled.numbers["confirmed/best"] = [best]
+        job_store.set_job_status(db, job_id=confirmed.job.id, status="completed")
+
+        for filler in (main, pareto, empty, confirmed):
             filled.jobs[filler.spec.name] = filler.job.id
             filled.names[filler.job.id] = filler.spec.name
     finally:
@@ -255,7 +283,8 @@ def replay_job(src_url: str, job_id: str, dst: Database) -> str:
         asked = study.ask()
         assert asked.number == row.number
         trial_id = trial_store.add_trial(dst, job_id=job.id, number=row.number, optuna_trial_id=asked._trial_id,
-                                         params=dict(row.params), attempt=row.attempt, retry_of=row.retry_of)
+                                         params=dict(row.params), attempt=row.attempt, retry_of=row.retry_of,
+                                         seed=row.seed, confirm_of=row.confirm_of)
         if row.state == "queued":
             continue
         claim = trial_store.claim(dst, trial_id=trial_id, worker=row.worker or WORKER, device=row.device or "cpu")

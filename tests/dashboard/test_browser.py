@@ -99,7 +99,7 @@ def test_job_page_in_chromium(filled_db: FilledDb, dashboard_url: str) -> None:
             page.set_default_timeout(90_000)
             page.goto(f"{dashboard_url}/job?job={job_id}")
             page.get_by_role("heading", name="digits-placements").wait_for()
-            for section in ("Generalization", "Convergence", "Placement comparison", "Search space",
+            for section in ("Evidence", "Generalization", "Convergence", "Placement comparison", "Search space",
                             "Best configurations"):
                 page.get_by_role("heading", name=section, exact=True).wait_for()
             page.locator("[data-testid='stCode']").first.wait_for()

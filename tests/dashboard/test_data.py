@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from scipy import stats as scipy_stats
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
@@ -33,6 +34,63 @@ def _fresh_caches() -> None:
 def _main(filled: FilledDb) -> tuple[str, pd.DataFrame]:
     job_id = filled.jobs["digits-placements"]
     return job_id, data.trials(filled.url, job_id)
+
+
+def _interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and Student-t 95% interval with numpy and scipy (not regsearch.stats)."""
+    data_ = np.asarray(values, dtype=float)
+    low, high = scipy_stats.t.interval(0.95, len(data_) - 1, loc=data_.mean(), scale=data_.std(ddof=1) / math.sqrt(len(data_)))
+    return float(data_.mean()), float(low), float(high)
+
+
+def test_the_report_agrees_with_the_trials_it_reads(filled_db: FilledDb) -> None:
+    job_id, df = _main(filled_db)
+    report = data.report(filled_db.url, job_id)
+    assert report is not None and report["job_id"] == job_id and report["status"] == "completed"
+    current = df[~df["retried"]]
+    placements = {g["key"]: g for g in report["groupings"][0]["groups"]}
+    for placement, group in current.groupby("placement"):
+        done = group[group["state"] == "complete"]
+        found = placements[placement]
+        assert (found["n_trials"], found["n_complete"], found["n_pruned"], found["n_failed"]) == (
+            len(group), len(done), int((group["state"] == "pruned").sum()), int((group["state"] == "failed").sum()))
+        assert found["n_distinct"] == len(done)  # the fixture's configurations are all different
+        if len(done) >= 2:
+            mean, low, high = _interval(list(done["val_acc"]))
+            stat = found["metrics"]["val_acc"]
+            assert (stat["mean"], stat["low"], stat["high"]) == pytest.approx((mean, low, high))
+            assert found["metrics"]["gap"]["mean"] == pytest.approx(done["gap"].mean())
+    table = frames.report_table(report, "placement")
+    assert list(table["placement"]) == [g["key"] for g in report["groupings"][0]["groups"]]
+    assert list(table["trials"]) == [g["n_complete"] for g in report["groupings"][0]["groups"]]
+    intervals = frames.report_intervals(report)
+    assert list(intervals["rank"]) == list(range(1, len(intervals) + 1))
+    figure = charts.placement_intervals(intervals, "val_acc")
+    with_bars = [t for t in figure.data if t.error_y.visible]
+    assert len(figure.data) == len(intervals) and with_bars
+    for trace, row in zip(figure.data, intervals.itertuples()):
+        if trace.error_y.visible:
+            assert trace.error_y.array[0] == pytest.approx(row.high - row.mean)
+            assert trace.error_y.arrayminus[0] == pytest.approx(row.mean - row.low)
+    assert data.report(filled_db.url, "no-such-job") is None
+
+
+def test_the_report_of_a_confirmed_job_groups_its_seeds(filled_db: FilledDb) -> None:
+    job_id = filled_db.jobs["digits-confirmed"]
+    report = data.report(filled_db.url, job_id)
+    assert report is not None
+    best = filled_db.numbers["confirmed/best"][0]
+    [config] = report["confirmation"]["configs"]
+    assert config["number"] == best and config["numbers"] == [best, *filled_db.numbers["confirmed/confirm"]]
+    assert config["seeds"] == [0, 1, 2]
+    df = data.trials(filled_db.url, job_id).set_index("number")
+    mean, low, high = _interval([df.loc[n, "val_acc"] for n in config["numbers"]])
+    assert (config["metrics"]["val_acc"]["mean"], config["metrics"]["val_acc"]["low"],
+            config["metrics"]["val_acc"]["high"]) == pytest.approx((mean, low, high))
+    assert report["recommendation"]["basis"] == "confirmed" and report["recommendation"]["number"] == best
+    assert sum(g["n_trials"] for g in report["groupings"][0]["groups"]) == 4  # confirmation runs stay out
+    table = frames.confirmation_table(report)
+    assert list(table["runs"]) == [3] and list(table["seeds"]) == ["0, 1, 2"]
 
 
 def test_gap_is_train_minus_val_accuracy_at_the_best_epoch(filled_db: FilledDb) -> None:
@@ -93,7 +151,7 @@ def test_trials_without_metrics_are_nan_not_errors(filled_db: FilledDb) -> None:
 
 def test_jobs_frame(filled_db: FilledDb) -> None:
     jobs = data.jobs(filled_db.url).set_index("name")
-    assert list(jobs.index) == ["nothing-finished", "digits-pareto", "digits-placements"]  # newest first
+    assert list(jobs.index) == ["digits-confirmed", "nothing-finished", "digits-pareto", "digits-placements"]  # newest first
     main = jobs.loc["digits-placements"]
     assert (main["status"], main["complete"], main["pruned"], main["failed"], main["n_trials"]) == ("completed", 8, 2, 1, 11)
     assert main["progress"] == 1.0 and main["elapsed_s"] > 0 and main["elapsed"] != "–"
@@ -171,7 +229,7 @@ def test_importance(filled_db: FilledDb) -> None:
 
 def test_reads_are_read_only(filled_db: FilledDb) -> None:
     with data.reader(filled_db.url).connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM regsearch_jobs")).scalar() == 3
+        assert conn.execute(text("SELECT count(*) FROM regsearch_jobs")).scalar() == 4
         with pytest.raises(OperationalError, match="readonly|read-only|query_only"):
             conn.execute(text("DELETE FROM regsearch_jobs"))
 

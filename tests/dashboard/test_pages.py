@@ -7,16 +7,17 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import data
+from dashboard import data, frames
 from regsearch.config import Settings, get_settings
 from tests.dashboard.conftest import APP, FilledDb, make_settings, point_app_at
 
 # one xdist worker builds the trained fixture database once for every dashboard test
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.xdist_group("dashboard")]
-SECTIONS = ["Generalization", "Convergence", "Placement comparison", "Search space", "Best configurations"]
+SECTIONS = ["Evidence", "Generalization", "Convergence", "Placement comparison", "Search space", "Best configurations"]
 TIMEOUT_S = 120  # the first run imports plotly, optuna, pandas: slow on a loaded CI machine
 
 
@@ -47,9 +48,9 @@ def _fresh_caches() -> None:
 def test_jobs_page_lists_every_job(app_on_filled: FilledDb) -> None:
     app = run()
     assert texts(app, "title") == ["Search jobs"]
-    assert metrics(app) == {"Jobs": "3", "Queued or running": "2", "Trials finished": "18", "Trials running": "1"}
+    assert metrics(app) == {"Jobs": "4", "Queued or running": "2", "Trials finished": "24", "Trials running": "1"}
     table = app.dataframe[0].value.set_index("name")
-    assert list(table.index) == ["nothing-finished", "digits-pareto", "digits-placements"]
+    assert list(table.index) == ["digits-confirmed", "nothing-finished", "digits-pareto", "digits-placements"]
     assert table.loc["digits-placements", "status"] == "completed"
     assert table.loc["digits-placements", "trials"] == "11/11" and table.loc["digits-pareto", "trials"] == "5/8"
     assert table.loc["digits-placements", "open"] == f"job?job={app_on_filled.jobs['digits-placements']}"
@@ -64,13 +65,24 @@ def test_job_page_compares_the_configurations(app_on_filled: FilledDb) -> None:
     job_id = app_on_filled.jobs["digits-placements"]
     app = run("app_pages/job.py", job=job_id)
     assert texts(app, "title") == ["digits-placements"]
-    assert texts(app, "header")[:5] == SECTIONS
+    assert texts(app, "header")[:6] == SECTIONS
     assert {k: metrics(app)[k] for k in ("Complete", "Pruned", "Failed", "Running")} == {
         "Complete": "8", "Pruned": "2", "Failed": "1", "Running": "0"}
     expected_best = data.trials(app_on_filled.url, job_id).query("state == 'complete'")["val_acc"].max()
     assert metrics(app)["Best val_acc"] == f"{expected_best:.4f}"
-    assert not app.error and not app.warning
-    recipes = [json.loads(c.value) for c in app.code]
+    assert not app.error
+    report = data.report(app_on_filled.url, job_id)
+    assert report is not None and len(app.warning) == 1  # the report's warnings, in one box
+    assert all(w["message"] in app.warning[0].value for w in report["warnings"])
+    assert texts(app, "success") == [f"**Recommendation.** {report['recommendation']['sentence']}"]
+    pd.testing.assert_frame_equal(app.dataframe[0].value.reset_index(drop=True),
+                                  frames.report_table(report, "placement"), check_dtype=False)
+    assert [t.label for t in app.tabs] == ["By placement", "By dropout band", "By BN momentum band",
+                                           "Confirmation runs"]
+    assert "Not requested" in " ".join(texts(app, "info"))
+    [markdown_code] = [c for c in app.code if c.language == "markdown"]
+    assert markdown_code.value.startswith("## Report: digits-placements")
+    recipes = [json.loads(c.value) for c in app.code if c.language == "json"]
     assert len(recipes) == 5 and all(r["blocks"] and r["version"] == 1 for r in recipes)
     markdown = " ".join(texts(app, "markdown"))
     for chart in ("train_acc vs val_acc", "gap vs dropout", "epochs_to_converge by placement",
@@ -83,13 +95,13 @@ def test_job_page_compares_the_configurations(app_on_filled: FilledDb) -> None:
     app.multiselect[0].set_value(app.multiselect[0].value[:2]).run()  # choose the curves
     assert not app.exception
     app.sidebar.slider[0].set_value(2).run()  # fewer leaders
-    assert not app.exception and len(app.code) == 2
+    assert not app.exception and len([c for c in app.code if c.language == "json"]) == 2
 
 
 def test_multi_objective_job_shows_its_pareto_front(app_on_filled: FilledDb) -> None:
     app = run("app_pages/job.py", job=app_on_filled.jobs["digits-pareto"])
     assert texts(app, "title") == ["digits-pareto"]
-    assert texts(app, "header")[:5] == SECTIONS
+    assert texts(app, "header")[:6] == SECTIONS
     assert "Pareto front: val_acc and gap" in " ".join(texts(app, "markdown"))
     assert metrics(app)["Running"] == "1" and metrics(app)["Complete"] == "5"
     assert any("Pareto front" in c for c in texts(app, "caption"))  # importance of reaching the front
@@ -98,11 +110,25 @@ def test_multi_objective_job_shows_its_pareto_front(app_on_filled: FilledDb) -> 
 def test_job_without_finished_trials_explains_itself(app_on_filled: FilledDb) -> None:
     app = run("app_pages/job.py", job=app_on_filled.jobs["nothing-finished"])
     assert texts(app, "title") == ["nothing-finished"]
-    assert texts(app, "header")[:5] == SECTIONS
+    assert texts(app, "header")[:6] == SECTIONS
     assert metrics(app)["Best val_acc"] == "–" and metrics(app)["Failed"] == "1" and metrics(app)["Pruned"] == "1"
     infos = " ".join(texts(app, "info"))
     assert "No complete trial yet" in infos and "No epoch recorded yet" in infos
-    assert not app.code
+    assert "No recommendation yet" in infos
+    assert not [c for c in app.code if c.language == "json"]
+
+
+def test_job_page_shows_the_confirmation_runs(app_on_filled: FilledDb) -> None:
+    job_id = app_on_filled.jobs["digits-confirmed"]
+    app = run("app_pages/job.py", job=job_id)
+    report = data.report(app_on_filled.url, job_id)
+    assert report is not None and report["recommendation"]["basis"] == "confirmed"
+    assert texts(app, "success") == [f"**Recommendation.** {report['recommendation']['sentence']}"]
+    assert "over 3 seeds" in texts(app, "success")[0]
+    confirmed = next(d.value for d in app.dataframe if "seeds" in d.value.columns)
+    pd.testing.assert_frame_equal(confirmed.reset_index(drop=True), frames.confirmation_table(report),
+                                  check_dtype=False)
+    assert "Mean val_acc per placement with its 95% interval" in " ".join(texts(app, "markdown"))
 
 
 def test_job_page_without_or_with_an_unknown_job(app_on_filled: FilledDb) -> None:
