@@ -1,6 +1,7 @@
-"""Trial-finished notices from workers to the coordinator, so it refills at once instead of
-at its next poll. JSON over the same broker as the trials; losing one only delays a refill
-until the next poll, so publishing is best-effort.
+"""Notices to the coordinator, so it acts at once instead of at its next poll: workers send
+``trial_finished`` (refill), the API sends ``job_submitted`` and ``job_cancelled``. JSON over the
+same broker as the trials; losing one only delays the coordinator until its next poll, so
+publishing is best-effort.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ log = logging.getLogger("regsearch.events")
 
 def publish_trial_finished(app: Celery, job_id: str) -> None:
     """Tell the coordinator that a trial of ``job_id`` ended (never raises)."""
+    publish_event(app, "trial_finished", job_id)
+
+
+def publish_event(app: Celery, event: str, job_id: str) -> None:
+    """Wake the coordinator about ``job_id`` (never raises)."""
     try:
         with app.producer_or_acquire() as producer:
-            producer.publish({"event": "trial_finished", "job_id": job_id}, exchange="", routing_key=EVENTS_QUEUE,
+            producer.publish({"event": event, "job_id": job_id}, exchange="", routing_key=EVENTS_QUEUE,
                              serializer="json", declare=[Queue(EVENTS_QUEUE)], retry=True,
                              retry_policy={"max_retries": 1, "interval_start": 0.1})
     except Exception as exc:  # the coordinator's poll covers a lost notice

@@ -35,6 +35,14 @@ DatabaseDep = Annotated[Database, Depends(get_db)]
 BrokerPingDep = Annotated[Callable[[], None], Depends(get_broker_ping)]
 
 
+def get_notify(request: Request) -> Callable[[str, str], None]:
+    return request.app.state.notify  # type: ignore[no-any-return]
+
+
+# Wakes the coordinator after the response is sent (a BackgroundTask): never delays a request.
+NotifyDep = Annotated[Callable[[str, str], None], Depends(get_notify)]
+
+
 def get_job_or_404(
     job_id: Annotated[str, Path(description="the job's id")], db: DatabaseDep
 ) -> Job:

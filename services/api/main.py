@@ -32,13 +32,31 @@ def broker_probe(settings: Settings) -> Callable[[], None]:
     return ping
 
 
+def coordinator_notifier(settings: Settings) -> Callable[[str, str], None]:
+    """``notify(event, job_id)``: wake the coordinator over the broker, best-effort."""
+    app = None
+
+    def notify(event: str, job_id: str) -> None:
+        nonlocal app
+        from regsearch.events import publish_event
+
+        if app is None:
+            from regsearch.queue import make_celery
+
+            app = make_celery(settings)
+        publish_event(app, event, job_id)
+
+    return notify
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     db: Database | None = None,
     broker_ping: Callable[[], None] | None = None,
+    notify: Callable[[str, str], None] | None = None,
 ) -> FastAPI:
-    """The API for ``settings``; ``db`` and ``broker_ping`` replace the defaults (tests)."""
+    """The API for ``settings``; ``db``, ``broker_ping`` and ``notify`` replace the defaults (tests)."""
     settings = settings or get_settings()
     owns_db = db is None
     database = db if db is not None else Database(settings.sqlalchemy_url)
@@ -59,6 +77,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = database
     app.state.broker_ping = broker_ping or broker_probe(settings)
+    app.state.notify = notify or coordinator_notifier(settings)
 
     install_error_handlers(app)
     app.include_router(health.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Path, Query, Response
 
 from regsearch.spec import JobSpec
 from regsearch.store.db import Database
@@ -21,7 +21,7 @@ from regsearch.store.jobs import (
     trial_counts,
 )
 from regsearch.store.models import Job
-from services.api.deps import DatabaseDep, JobDep
+from services.api.deps import DatabaseDep, JobDep, NotifyDep
 from services.api.schemas import (
     BestConfigsPublic,
     ErrorPublic,
@@ -104,7 +104,12 @@ def describe_job(db: Database, job: Job) -> JobDetailPublic:
     },
 )
 def submit_job(
-    spec: JobSpec, db: DatabaseDep, response: Response, idempotency_key: IdempotencyKey = None
+    spec: JobSpec,
+    db: DatabaseDep,
+    response: Response,
+    notify: NotifyDep,
+    background: BackgroundTasks,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Validate a spec completely, then store the job and create its Optuna study."""
     try:
@@ -115,6 +120,7 @@ def submit_job(
         ) from None
     if result.created:
         response.headers["Location"] = f"/jobs/{result.job.id}"
+        background.add_task(notify, "job_submitted", result.job.id)
     else:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -173,11 +179,12 @@ def read_best(
     response_model=JobCancelPublic,
     responses={409: {"model": ErrorPublic}},
 )
-def cancel_job(job: JobDep, db: DatabaseDep) -> JobCancelPublic:
+def cancel_job(job: JobDep, db: DatabaseDep, notify: NotifyDep, background: BackgroundTasks) -> JobCancelPublic:
     """Ask the coordinator and the workers to stop the job (trials stop at their next epoch)."""
     current = request_cancel(db, job_id=job.id) or job
     if current.status not in ACTIVE_JOB_STATES:
         raise HTTPException(409, f"job {job.id!r} already finished ({current.status})")
+    background.add_task(notify, "job_cancelled", job.id)
     return JobCancelPublic(
         id=current.id, status=current.status, cancel_requested=current.cancel_requested
     )
