@@ -116,7 +116,9 @@ def queue_is_empty(settings: Settings) -> bool:
             return client.llen(DEFAULT_QUEUE) == 0 and client.hlen("unacked") == 0
         finally:
             client.close()
-    return not any((settings.queue_dir / "in").iterdir())
+    # The filesystem transport names each message <stamp>_<uuid>.<queue>.msg; notices to the
+    # coordinator (regsearch.events) wait in the same folder and are not trial messages.
+    return not any(path.name.endswith(f".{DEFAULT_QUEUE}.msg") for path in (settings.queue_dir / "in").iterdir())
 
 
 # -- the bearer token ---------------------------------------------------------------------
