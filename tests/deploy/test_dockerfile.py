@@ -1,0 +1,227 @@
+"""The Dockerfile's three images, read without building them; the worker's GPU slot script, run.
+
+The control-plane images (service, dashboard) must not contain torch: their pip installs name
+neither torch nor the worker extra, the build itself asserts it, and nothing they run imports
+torch, scikit-learn, mnist1d or ``worker/``. The worker image is CUDA + torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.files import ROOT, Stage, compose, dockerfile_stages, interpolate
+
+ARGS, STAGES = dockerfile_stages()
+TORCH_GUARD = "find_spec('torch')"
+WORKER_ONLY = ("torch", "sklearn", "mnist1d", "worker")
+
+
+def pip_installs(stage: Stage) -> list[str]:
+    return [run.args for run in stage.all("RUN") if "pip install" in run.args]
+
+
+def test_there_is_a_service_a_dashboard_and_a_worker_target() -> None:
+    assert {"service", "dashboard", "worker"} <= set(STAGES)
+    assert STAGES["dashboard"].base == "service"
+    cuda_base = interpolate(STAGES["worker"].base, ARGS)
+    assert cuda_base.startswith("nvidia/cuda:"), cuda_base
+    assert "-base-" in cuda_base or "-runtime-" in cuda_base, "no CUDA toolkit (devel) in a runtime image"
+    python_base = interpolate(STAGES["service"].base, ARGS)
+    assert python_base.startswith("python:3.") and "slim" in python_base
+
+
+def test_compose_builds_targets_that_exist() -> None:
+    for name, service in compose()["services"].items():
+        if "build" in service:
+            assert service["build"]["target"] in STAGES, name
+    targets = {s["build"]["target"]: n for n, s in compose()["services"].items() if "build" in s}
+    assert {"service", "dashboard", "worker"} <= set(targets)
+    assert compose()["services"]["worker"]["build"]["target"] == "worker"
+    for name in ("api", "coordinator", "migrate"):
+        assert compose()["services"][name]["build"]["target"] == "service"
+
+
+@pytest.mark.parametrize("target", ["service", "dashboard"])
+def test_the_control_plane_images_install_no_torch(target: str) -> None:
+    installs = pip_installs(STAGES[target])
+    assert installs, f"{target} installs nothing"
+    for args in installs:
+        command = args.split("&&")[0]
+        assert "torch" not in command and "[worker" not in command and "worker]" not in command, command
+        assert TORCH_GUARD in args, f"{target}: the build must fail if torch came in"
+
+
+def test_the_dashboard_image_adds_only_the_dashboard_extra() -> None:
+    (install,) = pip_installs(STAGES["dashboard"])
+    assert "[dashboard]" in install.split("&&")[0]
+
+
+def test_the_worker_image_installs_torch_then_the_worker_extra() -> None:
+    stage = STAGES["worker"]
+    installs = pip_installs(stage)
+    torch_default = next(a.args for a in stage.all("ARG") if a.args.startswith("TORCH_SPEC="))
+    assert torch_default.split("=", 1)[1].startswith("torch")
+    assert any("$TORCH_SPEC" in args for args in installs)
+    assert any("[worker]" in args for args in installs)
+    env = " ".join(e.args for e in stage.all("ENV"))
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
+    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in env, "slot N must be nvidia-smi's GPU N"
+
+
+@pytest.mark.parametrize("target", ["service", "worker"])
+def test_each_image_copies_every_package_the_project_ships(target: str) -> None:
+    # [tool.setuptools.packages.find] include = ["regsearch*", ...] (no tomllib on Python 3.10)
+    found = re.search(r"\[tool\.setuptools\.packages\.find\]\s*include\s*=\s*\[([^\]]*)\]",
+                      (ROOT / "pyproject.toml").read_text())
+    assert found, "pyproject.toml: [tool.setuptools.packages.find] include"
+    packages = {p.rstrip("*") for p in re.findall(r'"([^"]+)"', found[1])}
+    copied = {word for c in STAGES[target].all("COPY") for word in c.args.split()[:-1] if not word.startswith("-")}
+    assert packages | {"pyproject.toml", "README.md"} <= copied
+
+
+@pytest.mark.parametrize("target", ["service", "dashboard", "worker"])
+def test_the_images_run_as_an_unprivileged_user(target: str) -> None:
+    users = [u.args for u in STAGES[target].all("USER")]
+    assert users and users[-1] == "regsearch"
+
+
+def test_what_the_control_plane_runs_imports_no_worker_code() -> None:
+    """services/, dashboard/ and regsearch/ (but its CLI, which imports lazily) need no worker extra."""
+    offenders = []
+    for folder in ("services", "dashboard", "regsearch"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == ROOT / "regsearch" / "cli.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in WORKER_ONLY]
+    assert not offenders, offenders
+
+
+def test_the_control_plane_runs_where_torch_cannot_be_imported(tmp_path: Path) -> None:
+    """What the service image runs, in a process where torch and the worker extras do not exist."""
+    code = """
+import importlib.abc, sys
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    # as in the service image: importing torch, scikit-learn or mnist1d fails
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in NOT_INSTALLED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+sys.argv = ["regsearch", "db", "upgrade"]
+from regsearch.cli import main
+try:
+    main()
+except SystemExit as exit:
+    assert not exit.code, exit.code
+from fastapi.testclient import TestClient
+from regsearch.config import get_settings
+from services.api.main import create_app
+import services.coordinator, dashboard.data, dashboard.charts, dashboard.frames
+with TestClient(create_app(get_settings())) as client:
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200, client.get("/readyz").text
+""".replace("NOT_INSTALLED", repr(set(WORKER_ONLY[:3])))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGSEARCH_")}
+    env["REGSEARCH_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- the GPU slot entrypoint ------------------------------------------------------------------------
+def slot_script() -> str:
+    (copy,) = [c for c in STAGES["worker"].all("COPY") if c.heredoc and "regsearch-gpu-slot" in c.args]
+    assert copy.heredoc
+    return copy.heredoc
+
+
+def test_the_worker_image_starts_through_the_gpu_slot_script() -> None:
+    (entrypoint,) = STAGES["worker"].all("ENTRYPOINT")
+    assert entrypoint.exec_form() == ["/usr/local/bin/regsearch-gpu-slot"]
+    assert "--chmod=755" in next(c.args for c in STAGES["worker"].all("COPY") if c.heredoc)
+    assert 'exec "$@"' in slot_script()
+
+
+def fake_nvidia_smi(bin_dir: Path, listing: str, exit_code: int = 0) -> None:
+    """An ``nvidia-smi`` whose ``-L`` prints ``listing`` (the real one prints "GPU N: ..." lines)."""
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text(f"#!/bin/sh\ncat <<'LIST'\n{listing}LIST\nexit {exit_code}\n")
+    fake.chmod(0o755)
+
+
+@pytest.fixture
+def slots(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], list[subprocess.Popen[str]]]]:
+    """The script, an environment with a fake two-GPU nvidia-smi, and the holders to clean up."""
+    if not (shutil.which("sh") and shutil.which("flock")):
+        pytest.skip("needs sh and flock (util-linux), as in the worker image")
+    script = tmp_path / "regsearch-gpu-slot"
+    script.write_text(slot_script())
+    script.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_nvidia_smi(bin_dir, "GPU 0: NVIDIA H100 (UUID: GPU-a)\nGPU 1: NVIDIA H100 (UUID: GPU-b)\n")
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", GPU_SLOT_DIR=str(tmp_path / "gpu-slots"))
+    holders: list[subprocess.Popen[str]] = []
+    yield script, env, holders
+    for holder in holders:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+
+
+def hold(script: Path, env: dict[str, str], holders: list[subprocess.Popen[str]]) -> str:
+    """Start a worker stand-in through the script; the GPU it got ('' if it got none)."""
+    holder = subprocess.Popen([str(script), "sh", "-c", 'echo "gpu=$CUDA_VISIBLE_DEVICES"; exec sleep 60'],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holders.append(holder)
+    assert holder.stdout is not None
+    line = holder.stdout.readline().strip()
+    if not line:
+        holder.wait(10)
+        return ""
+    return re.fullmatch(r"gpu=(\d*)", line)[1]  # type: ignore[index]
+
+
+def test_each_worker_container_takes_a_gpu_no_other_holds(slots: tuple[Path, dict[str, str], list]) -> None:
+    script, env, holders = slots
+    assert hold(script, env, holders) == "0"
+    assert hold(script, env, holders) == "1"
+    assert hold(script, env, holders) == "", "a third worker on a two-GPU host must not start"
+    third = holders[-1]
+    assert third.returncode == 1 and "scale to at most 2" in (third.stderr.read() if third.stderr else "")
+    holders[0].send_signal(signal.SIGKILL)  # the worker on GPU 0 dies: its lock goes with it
+    holders[0].wait(10)
+    assert hold(script, env, holders) == "0"
+
+
+def test_an_explicit_gpu_or_no_slot_dir_leaves_the_command_alone(slots: tuple[Path, dict[str, str], list]) -> None:
+    script, env, _holders = slots
+    pinned = subprocess.run([str(script), "sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES"'], env={**env, "CUDA_VISIBLE_DEVICES": "3"},
+                            capture_output=True, text=True, timeout=10, check=True)
+    assert pinned.stdout.strip() == "3"
+    plain_env = {k: v for k, v in env.items() if k != "GPU_SLOT_DIR"}
+    plain = subprocess.run([str(script), "sh", "-c", 'echo "[$CUDA_VISIBLE_DEVICES]"'], env=plain_env,
+                           capture_output=True, text=True, timeout=10, check=True)
+    assert plain.stdout.strip() == "[]"
+
+
+def test_no_visible_gpu_is_a_clear_error(slots: tuple[Path, dict[str, str], list]) -> None:
+    script, env, _holders = slots
+    fake_nvidia_smi(Path(env["PATH"].split(":")[0]), "", exit_code=9)
+    done = subprocess.run([str(script), "true"], env=env, capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 1 and "no GPU visible" in done.stderr
