@@ -28,7 +28,9 @@ _storage_lock = threading.Lock()
 def _storage(url: str) -> optuna.storages.RDBStorage:
     import optuna
 
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+    _created.append(storage)
+    return storage
 
 
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
@@ -42,6 +44,12 @@ def optuna_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 optuna_storage.cache_clear = _storage.cache_clear  # type: ignore[attr-defined]
+_created: list[optuna.storages.RDBStorage] = []
+
+
+def cached_storages() -> list[optuna.storages.RDBStorage]:
+    """The storages this process has created (for a forked child to reset their pools)."""
+    return list(_created)
 
 
 def make_sampler(spec: JobSpec) -> optuna.samplers.BaseSampler:

@@ -36,11 +36,28 @@ def run_trial(trial_id: int) -> dict[str, object]:
     return result
 
 
+def forget_inherited_connections(**_: object) -> None:
+    """In a freshly forked pool process: drop the database pools inherited from the parent.
+
+    The parent migrated the database, which left Optuna's storage with pooled connections; a
+    child using those sockets would interleave its protocol with the parent's. ``dispose(close=
+    False)`` gives the child new, empty pools without closing (and so breaking) the parent's
+    connections, as SQLAlchemy recommends for ``fork``.
+    """
+    from regsearch.studies import cached_storages
+
+    for storage in cached_storages():
+        storage.engine.dispose(close=False)
+
+
 def create_worker_app(settings: Settings) -> Celery:
     """The Celery app with the worker's task registered under its public name."""
+    from celery.signals import worker_process_init
+
     from worker import shutdown
 
     app = make_celery(settings)
     app.task(name=RUN_TRIAL_TASK, acks_late=True, ignore_result=True)(run_trial)
     shutdown.install(app)
+    worker_process_init.connect(forget_inherited_connections, weak=False)
     return app

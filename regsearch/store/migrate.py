@@ -27,7 +27,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
     # Optuna creates (and stamps) its own schema; doing it here keeps concurrent first
     # requests from racing on CREATE TABLE / CREATE TYPE.
-    optuna_storage(url)
+    # Return its connections: processes that migrate and then fork (``regsearch worker``) must
+    # not hand open sockets to their children; the pool reconnects on next use.
+    optuna_storage(url).engine.dispose()
 
 
 def current_revision(url: str) -> str | None:

@@ -26,6 +26,7 @@ mirror of the study (:mod:`services.coordinator.mirror`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -33,7 +34,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from regsearch import failpoints
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from regsearch import failpoints, studies
 from regsearch.config import Settings
 from regsearch.confirm import confirmation_plan
 from regsearch.events import EventListener
@@ -49,6 +53,7 @@ from services.coordinator.rows import JobRows
 
 log = logging.getLogger("regsearch.coordinator")
 MAINTENANCE_EVERY_S = 1.0
+FAIL_JOB_AFTER = 5  # consecutive failing ticks of one job before the job is failed
 
 Clock = Callable[[], dt.datetime]
 
@@ -65,6 +70,7 @@ class Coordinator:
         self.events = events
         self._mirrors: dict[str, StudyMirror] = {}  # warm per job: the sampler keeps its state
         self._rows: dict[str, JobRows] = {}  # per job: the rows as last read
+        self._errors: dict[str, int] = {}  # per job: consecutive ticks that raised
 
     # -- loop ---------------------------------------------------------------------------
     def tick(self, maintenance: bool = True) -> int:
@@ -73,8 +79,11 @@ class Coordinator:
         for job in active:
             try:
                 self.step(job, maintenance=maintenance)
+                self._errors.pop(job.id, None)
             except StoreUnavailable as exc:
                 log.warning("job %s: database unavailable, retrying next tick (%s)", job.id, exc)
+            except Exception as exc:  # one job's error must not stall the others
+                self._job_error(job, exc)
         for job_id in (set(self._mirrors) | set(self._rows)) - {j.id for j in active}:
             self._mirrors.pop(job_id, None)
             self._rows.pop(job_id, None)
@@ -123,6 +132,25 @@ class Coordinator:
             rows = cache.refresh(full=True)  # the retried rows changed after they were final
         self._fill(job, spec, mirror, rows, cache)
 
+    def _job_error(self, job: Job, exc: Exception) -> None:
+        """Log a job's failed step; the same job failing ``FAIL_JOB_AFTER`` ticks in a row is
+        failed with the error (a sampler that cannot load, say), the other jobs go on."""
+        count = self._errors.get(job.id, 0) + 1
+        self._errors[job.id] = count
+        log.exception("job %s: coordinating failed (%d in a row)", job.id, count)
+        if count >= FAIL_JOB_AFTER:
+            reason = f"the coordinator could not run this job: {type(exc).__name__}: {exc}"
+            job_store.request_cancel(self.db, job_id=job.id)  # running trials stop at their next epoch
+            storage = studies.optuna_storage(self.db.url)
+            for row in trial_store.job_trials(self.db, job_id=job.id):
+                if row.state == "queued" and trial_store.fail_queued(self.db, trial_id=row.id, reason=reason):
+                    with contextlib.suppress(UpdateFinishedTrialError):
+                        storage.set_trial_state_values(row.optuna_trial_id, TrialState.FAIL)
+            job_store.set_job_status(self.db, job_id=job.id, status="failed", error=reason)
+            self._mirrors.pop(job.id, None)
+            self._rows.pop(job.id, None)
+            self._errors.pop(job.id, None)
+
     def _mirror(self, job: Job, spec: JobSpec) -> StudyMirror:
         mirror = self._mirrors.get(job.id)
         if mirror is None:
@@ -138,8 +166,6 @@ class Coordinator:
 
     def _sync_optuna(self, job: Job, mirror: StudyMirror, rows: list[Trial]) -> bool:
         """Make Optuna's record and the rows agree; True when rows were added (orphans)."""
-        from optuna.trial import TrialState
-
         study = mirror.record
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         added = False
@@ -325,9 +351,6 @@ class Coordinator:
     @staticmethod
     def _tell(mirror: StudyMirror, number: int, values: list[float] | None, state: str) -> None:
         """Record an outcome the coordinator decided (or recovered) in both studies."""
-        from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
-
         study = mirror.record
         try:
             if state == "complete" and values is not None:

@@ -157,3 +157,35 @@ def test_the_timeout_stops_asking(db: Database) -> None:
     coordinator.tick()
     assert len(queue.sent) == 2
     assert job_store.get_job(db, job_id=job_id).status == "completed"  # type: ignore[union-attr]
+
+
+def test_a_job_whose_step_keeps_failing_is_failed_and_the_others_go_on(db: Database) -> None:
+    from services.coordinator.coordinator import FAIL_JOB_AFTER
+
+    coordinator, queue, _, broken = make(db)
+    healthy_spec = validate_spec({"name": "ok", "dataset": {"name": "digits"}, "budget": {"n_trials": 1, "parallelism": 1},
+                                  "space": {"placement": PLACEMENTS}, "sampler": "random", "pruner": "none"})
+    healthy = job_store.create_job(db, spec=healthy_spec).job.id
+    coordinator.tick()  # both jobs get trials in flight
+    step = coordinator.step
+
+    def step_or_raise(job: Any, **kwargs: Any) -> None:
+        if job.id == broken:
+            raise ImportError("the sampler needs torch")  # what a torch-free coordinator meets with gp
+        step(job, **kwargs)
+
+    coordinator.step = step_or_raise  # type: ignore[method-assign]
+    for _ in range(FAIL_JOB_AFTER - 1):
+        coordinator.tick()
+    assert job_store.get_job(db, job_id=broken).status == "running"  # type: ignore[union-attr]
+    coordinator.tick()
+    job = job_store.get_job(db, job_id=broken)
+    assert job is not None and job.status == "failed" and "ImportError: the sampler needs torch" in (job.error or "")
+    assert job.cancel_requested, "its running trials stop at their next epoch"
+    assert {r.state for r in trial_store.job_trials(db, job_id=broken)} == {"failed"}, "nothing had claimed them"
+    assert {t.state.name for t in study_of(db, broken).trials} == {"FAIL"}, "Optuna's record agrees"
+
+    (trial_id,) = [r.id for r in trial_store.job_trials(db, job_id=healthy)]
+    run_to_completion(db, coordinator, healthy, trial_id)
+    coordinator.tick()
+    assert job_store.get_job(db, job_id=healthy).status == "completed"  # type: ignore[union-attr]
