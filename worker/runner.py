@@ -15,6 +15,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,8 +157,13 @@ def _objective_values(spec: JobSpec, summary: dict[str, Any]) -> list[float] | N
     return [float(v) for v in values]  # type: ignore[arg-type]
 
 
-def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[str, Any]:
-    """Claim and train one trial; a duplicate delivery returns at once without training."""
+def run_trial(trial_id: int, settings: Settings, device: str = "auto",
+              on_finished: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Claim and train one trial; a duplicate delivery returns at once without training.
+
+    ``on_finished(job_id)`` runs after the result is committed, in the background thread that
+    then tells Optuna: the task returns and the worker takes its next trial meanwhile.
+    """
     db = _database(settings.sqlalchemy_url)
     if not with_retry(lambda: trial_store.is_queued(db, trial_id=trial_id), what=f"reading trial {trial_id}"):
         # Most duplicates end here, before a fresh pool process spends seconds importing torch.
@@ -175,6 +181,10 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
     if claim is None:
         log.info("trial %d is already claimed or finished: duplicate delivery acknowledged", trial_id)
         return {"trial_id": trial_id, "outcome": "duplicate"}
+    if isinstance(claim, trial_store.Deferred):
+        log.info("trial %d deferred: its job already runs its parallelism (the coordinator sends it again "
+                 "when one ends)", trial_id)
+        return {"trial_id": trial_id, "outcome": "deferred"}
 
     spec = run_spec(claim)
     state, metrics, error, retryable = "failed", None, None, False
@@ -213,8 +223,10 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto") -> dict[s
     if final_state == TrialState.COMPLETE and values is None:
         final_state = TrialState.FAIL  # Optuna keeps no COMPLETE trial without finite values
     storage = studies.optuna_storage(db.url)
+    if on_finished is not None:
+        _TELLER.submit(lambda: on_finished(claim.job_id))
     _TELLER.submit(lambda: _tell(storage, claim.optuna_trial_id, claim.number, values, final_state))
-    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
+    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state, "notified": on_finished is not None}
 
 
 def run_spec(claim: Claim) -> JobSpec:
@@ -245,9 +257,10 @@ def _tell(storage: Any, trial_id: int, number: int, values: list[float] | None, 
 
 
 class _BackgroundTeller:
-    """Tells Optuna off the critical path: the result is already durable in the trial row, so
-    the worker takes its next trial at once. A tell lost with the process is made up by the
-    coordinator, which tells Optuna about any final row whose Optuna trial still runs."""
+    """Notifies the coordinator and tells Optuna off the critical path: the result is already
+    durable in the trial row, so the worker takes its next trial at once. A notice lost with the
+    process costs the coordinator one poll interval; a lost tell is made up by the coordinator,
+    which tells Optuna about any final row whose Optuna trial still runs."""
 
     def __init__(self) -> None:
         self._jobs: queue.Queue[Any] = queue.Queue()
@@ -264,8 +277,8 @@ class _BackgroundTeller:
             job = self._jobs.get()
             try:
                 job()
-            except Exception:  # the coordinator's sync will tell Optuna instead
-                log.exception("telling Optuna failed")
+            except Exception:  # the coordinator's poll and sync make up for it
+                log.exception("notifying the coordinator or telling Optuna failed")
 
 
 _TELLER = _BackgroundTeller()

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from regsearch.jsonsafe import finite_or_none
@@ -86,11 +86,42 @@ def is_queued(db: Database, *, trial_id: int) -> bool:
         return session.scalar(select(Trial.state).where(Trial.id == trial_id)) == "queued"
 
 
-def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | None:
-    """Atomically move a queued trial to running; None when it is not queued (a duplicate)."""
+@dataclass(frozen=True)
+class Deferred:
+    """A refused claim: the trial's job already runs ``budget.parallelism`` trials."""
+
+
+def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | Deferred | None:
+    """Atomically move a queued trial to running; None when it is not queued (a duplicate),
+    :class:`Deferred` when its job already runs ``budget.parallelism`` trials.
+
+    The coordinator sends ``prepare_ahead`` messages beyond ``parallelism`` so that a worker
+    finishing a trial finds the next one waiting in the broker; the limit is enforced here, under
+    the job row's lock. A trial refused for that reason is marked unsent (``enqueued_at`` NULL),
+    and the coordinator sends it again once a running trial ends.
+    """
     lease = uuid.uuid4().hex
     now = utcnow()
-    with db.session() as session:
+    # Not durable: a claim lost in a database crash leaves the trial queued, and the worker's
+    # lease then matches nothing, so its heartbeats and its result are refused and the trial
+    # runs again; the next trial starts a WAL flush sooner.
+    with db.session(durable=False) as session:
+        found = session.execute(
+            select(Trial, Job).join(Job).where(Trial.id == trial_id).with_for_update(of=Job)
+        ).one_or_none()
+        if found is None or found[0].state != "queued":
+            return None
+        trial, job = found
+        parallelism = ((job.spec or {}).get("budget") or {}).get("parallelism")
+        if isinstance(parallelism, int):
+            running = session.scalar(
+                select(func.count()).select_from(Trial).where(Trial.job_id == job.id, Trial.state == "running")
+            ) or 0
+            if running >= parallelism:
+                session.execute(
+                    update(Trial).where(Trial.id == trial_id, Trial.state == "queued").values(enqueued_at=None)
+                )
+                return Deferred()
         result = session.execute(
             update(Trial)
             .where(Trial.id == trial_id, Trial.state == "queued")
@@ -98,7 +129,6 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | N
         )
         if result.rowcount != 1:
             return None
-        trial, job = session.execute(select(Trial, Job).join(Job).where(Trial.id == trial_id)).one()
         return Claim(
             trial_id=trial.id, lease=lease, job_id=job.id, number=trial.number,
             optuna_trial_id=trial.optuna_trial_id, params=dict(trial.params), spec=dict(job.spec),

@@ -126,7 +126,7 @@ class Coordinator:
                 return
             if self._reap(job, mirror, rows, allow_retry=True):
                 rows = cache.refresh()
-            self._resend(rows)
+            self._resend(spec, rows)
         # Every tick: a failure owed a retry must be prepared before _fill may finish the job.
         if self._retry(job, spec, mirror, rows):
             rows = cache.refresh(full=True)  # the retried rows changed after they were final
@@ -231,8 +231,14 @@ class Coordinator:
             started = True
         return started
 
-    def _resend(self, rows: list[Trial]) -> None:
-        """Send again the messages of queued trials nobody claimed for too long (lost messages)."""
+    def _resend(self, spec: JobSpec, rows: list[Trial]) -> None:
+        """Send again the messages of queued trials nobody claimed for too long (lost messages).
+
+        While the job runs ``parallelism`` trials, its queued messages are waiting their turn
+        in the broker (sent ahead), not lost: nothing is re-sent then.
+        """
+        if sum(1 for r in rows if r.state == "running") >= spec.budget.parallelism:
+            return
         now = self.clock()
         due = []
         for row in rows:
@@ -245,42 +251,47 @@ class Coordinator:
         self._send(due)
 
     def _fill(self, job: Job, spec: JobSpec, mirror: StudyMirror, rows: list[Trial], cache: JobRows) -> None:
-        """Keep ``parallelism`` trials sent or running, and the next ones prepared.
+        """Keep ``parallelism`` trials running and ``prepare_ahead`` more waiting in the broker.
 
-        A prepared trial is asked and committed but not sent (``enqueued_at`` is NULL); when a
-        trial ends, the coordinator only has to send one, so workers do not wait for the
-        sampler. Preparing ``prepare_ahead`` trials early is the only liberty taken with
-        ``parallelism``: the sampler sees them as pending (constant liar), no worker runs them.
+        A trial is asked, committed, marked sent, then sent. The ones beyond ``parallelism`` wait
+        in the broker, so a worker that finishes a trial takes the next at once instead of waiting
+        for this coordinator to react; the claim enforces ``parallelism`` per job and marks a
+        refused trial unsent (``enqueued_at`` NULL), which is sent again here once a slot frees.
+        The sampler sees the waiting trials as pending (constant liar).
         """
-        sent = sum(1 for r in rows if r.state == "running" or (r.state == "queued" and r.enqueued_at is not None))
+        running = sum(1 for r in rows if r.state == "running")
+        in_flight = running + sum(1 for r in rows if r.state == "queued" and r.enqueued_at is not None)
         # Retries first: they are owed a run.
-        prepared = sorted((r for r in rows if r.state == "queued" and r.enqueued_at is None),
-                          key=lambda r: (r.retry_of is None, r.number))
+        unsent = sorted((r for r in rows if r.state == "queued" and r.enqueued_at is None),
+                        key=lambda r: (r.retry_of is None, r.number))
+        if running >= spec.budget.parallelism:
+            # A trial sent before and refused was refused by an idle worker: sending it again
+            # before a running trial ends would only be refused again. It keeps its place.
+            held = [r for r in unsent if r.send_count > 0]
+            unsent = [r for r in unsent if r.send_count == 0]
+            in_flight += len(held)
         asked = sum(1 for r in rows if r.retry_of is None and r.confirm_of is None)
         timed_out = self._timed_out(job, spec)
         if timed_out:
-            for row in prepared:  # never started: the job's time is up
-                if trial_store.fail_queued(self.db, trial_id=row.id, reason="not started: the job's timeout passed"):
+            for row in rows:  # not started: the job's time is up (a worker holding one finds it failed)
+                if row.state == "queued" and trial_store.fail_queued(
+                        self.db, trial_id=row.id, reason="not started: the job's timeout passed"):
                     self._tell(mirror, row.number, None, "fail")
-            prepared = []
-        to_send = prepared[: max(0, spec.budget.parallelism - sent)]
+            rows = cache.refresh()
+            in_flight = sum(1 for r in rows if r.state == "running")
+            unsent = []
+        capacity = spec.budget.parallelism + self.settings.prepare_ahead
+        to_send = unsent[: max(0, capacity - in_flight)]
         self._send(to_send)
-        sent += len(to_send)
-        waiting = len(prepared) - len(to_send)
-        while not timed_out and asked < spec.budget.n_trials and (
-            sent < spec.budget.parallelism or waiting < self.settings.prepare_ahead
-        ):
-            row_id = self._prepare(job, mirror)
+        in_flight += len(to_send)
+        while not timed_out and asked < spec.budget.n_trials and in_flight < capacity:
+            self._send_ids([self._prepare(job, mirror)])
             asked += 1
-            if sent < spec.budget.parallelism:
-                self._send_ids([row_id])
-                sent += 1
-            else:
-                waiting += 1
-        if sent == 0 and waiting == 0 and (asked >= spec.budget.n_trials or timed_out):
+            in_flight += 1
+        if in_flight == 0 and (asked >= spec.budget.n_trials or timed_out):
             rows = cache.refresh(full=True)
             if not timed_out and self._confirm(job, spec, mirror, rows):
-                return  # the confirmation runs go out on the next tick, like any prepared trial
+                return  # the confirmation runs go out on the next tick, like any unsent trial
             self._sync_optuna(job, mirror, rows)  # Optuna's record agrees before the job ends
             self._finish(job, rows)
 
@@ -316,9 +327,12 @@ class Coordinator:
         self._send_ids([r.id for r in rows])
 
     def _send_ids(self, trial_ids: list[int]) -> None:
+        # Marked first: a worker may refuse the message (its job at parallelism) and mark the
+        # trial unsent before a mark made after sending would land. A send that fails after the
+        # mark is a lost message, which the reconciler re-sends.
+        trial_store.mark_sent(self.db, trial_ids=trial_ids)
         for trial_id in trial_ids:
             self.queue.send(trial_id, self._queue_name())
-        trial_store.mark_sent(self.db, trial_ids=trial_ids)
 
     def _finish(self, job: Job, rows: list[Trial]) -> None:
         final = [r for r in rows if r.state in FINAL_TRIAL_STATES and not r.retried]

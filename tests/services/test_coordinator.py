@@ -61,21 +61,34 @@ def run_to_completion(db: Database, coordinator: Coordinator, job_id: str, trial
     study_of(db, job_id).tell(claim.number, value)
 
 
-def test_keeps_parallelism_in_flight_and_finishes_at_the_budget(db: Database) -> None:
-    coordinator, queue, _, job_id = make(db)
+def test_keeps_parallelism_running_one_more_waiting_and_finishes_at_the_budget(db: Database) -> None:
+    coordinator, queue, _, job_id = make(db)  # n_trials 4, parallelism 2, prepare_ahead 1
     coordinator.tick()
-    assert len(queue.sent) == 2 and job_store.get_job(db, job_id=job_id).status == "running"  # type: ignore[union-attr]
+    assert len(queue.sent) == 3, "parallelism, plus one waiting in the broker"
+    assert job_store.get_job(db, job_id=job_id).status == "running"  # type: ignore[union-attr]
     coordinator.tick()
-    assert len(queue.sent) == 2, "nothing more while two are in flight"
-    for trial_id in list(queue.sent):
+    assert len(queue.sent) == 3, "nothing more while three are out"
+
+    first, second, third = (trial_store.claim(db, trial_id=i, worker="w", device="cpu") for i in queue.sent)
+    assert isinstance(first, trial_store.Claim) and isinstance(second, trial_store.Claim)
+    assert isinstance(third, trial_store.Deferred), "the claim enforces parallelism"
+    waiting = next(r for r in trial_store.job_trials(db, job_id=job_id) if r.id == queue.sent[2])
+    assert (waiting.state, waiting.enqueued_at) == ("queued", None), "refused: marked unsent"
+    coordinator.tick()
+    assert len(queue.sent) == 3, "held while the job runs its parallelism: an idle worker refused it"
+
+    for claim in (first, second):
+        trial_store.finish(db, trial_id=claim.trial_id, lease=claim.lease, state="complete", metrics={"val_acc": 0.5})
+        study_of(db, job_id).tell(claim.number, 0.5)
+    coordinator.tick()
+    assert queue.sent[3] == waiting.id, "sent again once a slot freed, first in line"
+    assert len(queue.sent) == 5, "and the budget's last trial"
+    for trial_id in (waiting.id, queue.sent[4]):
         run_to_completion(db, coordinator, job_id, trial_id)
     coordinator.tick()
-    assert len(queue.sent) == 4
-    for trial_id in queue.sent[2:]:
-        run_to_completion(db, coordinator, job_id, trial_id)
-    coordinator.tick()
-    assert len(queue.sent) == 4
+    assert len(queue.sent) == 5
     assert job_store.get_job(db, job_id=job_id).status == "completed"  # type: ignore[union-attr]
+    assert len(trial_store.job_trials(db, job_id=job_id)) == 4
 
 
 def test_a_stale_trial_fails_and_runs_again_up_to_the_retry_limit(db: Database) -> None:
@@ -148,15 +161,19 @@ def test_cancel_fails_queued_trials_and_ends_the_job(db: Database) -> None:
     assert {t.state.name for t in study_of(db, job_id).trials} == {"FAIL"}
 
 
-def test_the_timeout_stops_asking(db: Database) -> None:
+def test_the_timeout_stops_asking_and_fails_what_never_started(db: Database) -> None:
     coordinator, queue, clock, job_id = make(db, timeout_s=10)
     coordinator.tick()
-    for trial_id in list(queue.sent):
+    for trial_id in queue.sent[:2]:
         run_to_completion(db, coordinator, job_id, trial_id)
     clock.advance(11)
     coordinator.tick()
-    assert len(queue.sent) == 2
+    assert len(queue.sent) == 3, "no trial asked after the timeout"
+    waiting = next(r for r in trial_store.job_trials(db, job_id=job_id) if r.id == queue.sent[2])
+    assert (waiting.state, waiting.error) == ("failed", "not started: the job's timeout passed")
+    assert trial_store.claim(db, trial_id=waiting.id, worker="w", device="cpu") is None, "its message is a no-op"
     assert job_store.get_job(db, job_id=job_id).status == "completed"  # type: ignore[union-attr]
+    assert {t.state.name for t in study_of(db, job_id).trials} == {"COMPLETE", "FAIL"}
 
 
 def test_a_job_whose_step_keeps_failing_is_failed_and_the_others_go_on(db: Database) -> None:

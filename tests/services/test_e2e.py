@@ -86,3 +86,15 @@ def test_the_coordinator_restarts_mid_job_from_the_database(embedded_settings: S
         assert done["status"] == "completed"
         rows = assert_books_agree(stack.db, stack.client, job["id"])
         assert len([r for r in rows if r.retry_of is None]) == 8
+
+
+def test_more_workers_than_parallelism_never_run_more_than_parallelism(embedded_settings: Settings, tmp_path: Path) -> None:
+    """Messages go out ahead of ``parallelism``; the claim holds the line when workers are idle."""
+    with running_stack(embedded_settings, tmp_path / "logs", workers=3) as stack:
+        job = stack.client.submit(small_spec("one-at-a-time", budget={"n_trials": 4, "parallelism": 1}, pruner="none"))
+        done = stack.wait_job(job["id"], 120)
+        assert done["status"] == "completed" and done["counts"]["complete"] == 4, stack.logs()
+        rows = sorted(trial_store.job_trials(stack.db, job_id=job["id"]), key=lambda r: r.started_at)
+        for earlier, later in zip(rows, rows[1:]):
+            assert earlier.finished_at <= later.started_at, "two trials of a parallelism-1 job overlapped"
+        assert_books_agree(stack.db, stack.client, job["id"])
