@@ -129,7 +129,7 @@ def seed(url: str, jobs: int, trials: int, epochs: int) -> list[tuple[str, int]]
                 trial_id = trial_store.add_trial(db, job_id=job.id, number=number, optuna_trial_id=number,
                                                  params={"placement": placement})
                 claim = trial_store.claim(db, trial_id=trial_id, worker="seed:1", device="cpu")
-                assert claim is not None
+                assert isinstance(claim, trial_store.Claim)
                 curve = [EpochMetrics(epoch=e, train_loss=1 / e, train_acc=0.5 + e / (3 * epochs),
                                       val_loss=1.1 / e, val_acc=0.45 + e / (3 * epochs) - rng.random() / 50,
                                       seconds=0.05) for e in range(1, epochs + 1)]

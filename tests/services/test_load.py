@@ -71,7 +71,7 @@ def _writer(url: str, job_id: str, index: int, start_at: float, seconds: float, 
             trial_id = trial_store.add_trial(db, job_id=job_id, number=number, optuna_trial_id=number,
                                              params={"placement": "act"})
             claim = trial_store.claim(db, trial_id=trial_id, worker=f"w{index}:{os.getpid()}", device="cpu")
-            assert claim is not None, "a fresh trial could not be claimed"
+            assert isinstance(claim, trial_store.Claim), f"a fresh trial could not be claimed: {claim}"
             for epoch in (1, 2, 3):
                 metrics = EpochMetrics(epoch=epoch, train_loss=1 / epoch, train_acc=0.5, val_loss=1 / epoch,
                                        val_acc=0.4 + epoch / 10, seconds=0.01)
@@ -92,7 +92,8 @@ def test_sqlite_dev_mode_takes_16_writer_processes_and_a_reader_without_database
     settings = embedded_settings
     upgrade(settings.sqlalchemy_url)
     db = Database(settings.sqlalchemy_url)
-    job = job_store.create_job(db, spec=validate_spec(small_spec("sqlite-load"))).job
+    # parallelism above the writer count: the claim enforces it, and here every writer claims
+    job = job_store.create_job(db, spec=validate_spec(small_spec("sqlite-load", budget={"parallelism": 64}))).job
     db.dispose()
 
     with running_stack(settings, tmp_path / "logs", start=False) as stack:
