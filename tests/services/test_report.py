@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from scipy import stats as scipy_stats
 from sqlalchemy import update
 
 from regsearch.config import Settings
@@ -29,6 +28,7 @@ from regsearch.store.db import Database
 from regsearch.store.jobs import set_job_status
 from regsearch.store.models import Trial
 from services.api.main import create_app
+from tests.regsearch.test_evidence import expected  # numpy + scipy, independent of regsearch.stats
 from tests.services.stack import running_stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -47,19 +47,6 @@ SPEC: dict[str, Any] = {
 
 
 # -- independent arithmetic -----------------------------------------------------------------
-def expected(values: list[float]) -> dict[str, Any]:
-    """n, mean, std (ddof=1) and the Student-t 95% interval, with numpy and scipy."""
-    data = np.asarray(values, dtype=float)
-    n = len(data)
-    if n == 0:
-        return {"n": 0, "mean": None, "std": None, "low": None, "high": None}
-    if n == 1:
-        return {"n": 1, "mean": float(data[0]), "std": None, "low": None, "high": None}
-    std = float(np.std(data, ddof=1))
-    if std == 0:  # identical runs (a deterministic configuration repeated): scipy answers NaN
-        return {"n": n, "mean": float(np.mean(data)), "std": 0.0, "low": float(data[0]), "high": float(data[0])}
-    low, high = scipy_stats.t.interval(0.95, n - 1, loc=float(np.mean(data)), scale=std / math.sqrt(n))
-    return {"n": n, "mean": float(np.mean(data)), "std": std, "low": float(low), "high": float(high)}
 
 
 def assert_stat(got: dict[str, Any], values: list[float]) -> None:
