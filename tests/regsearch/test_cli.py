@@ -144,3 +144,25 @@ def test_up_starts_everything_and_a_signal_stops_it_all(data_dir: Path, sig: str
                 up.wait(30)
             except subprocess.TimeoutExpired:
                 up.kill()
+
+
+def test_the_best_table_shows_the_spread_over_seeds_of_confirmed_configurations() -> None:
+    from rich.console import Console
+
+    from regsearch.report import print_best
+
+    confirmed = {"n": 3, "numbers": [3, 9, 10], "seeds": [None, 1, 2], "metrics": {
+        "val_acc": {"n": 3, "mean": 0.75, "std": 0.01, "low": 0.725, "high": 0.775},
+        "test_acc": {"n": 3, "mean": 0.7, "std": None, "low": None, "high": None}}}
+    items = [
+        {"number": 3, "params": {"placement": "bn-act-drop", "dropout": 0.2, "bn_momentum": 0.1}, "recipe": None,
+         "metrics": {"val_acc": 0.76, "test_acc": 0.71}, "confirmation": confirmed},
+        {"number": 1, "params": {"placement": "act"}, "recipe": None, "metrics": {"val_acc": 0.7}, "confirmation": None},
+    ]
+    console = Console(width=220, record=True)
+    print_best(console, items)
+    text = console.export_text()
+    assert "ranked by the mean over seeds" in text and "0.75 ± 0.01 [0.725, 0.775]" in text
+    plain = Console(width=220, record=True)
+    print_best(plain, [dict(items[1])])
+    assert "over seeds" not in plain.export_text(), "no seed columns without confirmation runs"
