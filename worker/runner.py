@@ -165,11 +165,6 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     then tells Optuna: the task returns and the worker takes its next trial meanwhile.
     """
     db = _database(settings.sqlalchemy_url)
-    if not with_retry(lambda: trial_store.is_queued(db, trial_id=trial_id), what=f"reading trial {trial_id}"):
-        # Most duplicates end here, before a fresh pool process spends seconds importing torch.
-        log.info("trial %d is already claimed or finished: duplicate delivery acknowledged", trial_id)
-        return {"trial_id": trial_id, "outcome": "duplicate"}
-
     from optuna.trial import TrialState
 
     from worker.datasets import DatasetError, input_shape_for, load_dataset_cached

@@ -80,12 +80,6 @@ def mark_sent(db: Database, *, trial_ids: list[int]) -> None:
         )
 
 
-def is_queued(db: Database, *, trial_id: int) -> bool:
-    """A cheap look before the real claim (which stays the only authority)."""
-    with db.read() as session:
-        return session.scalar(select(Trial.state).where(Trial.id == trial_id)) == "queued"
-
-
 @dataclass(frozen=True)
 class Deferred:
     """A refused claim: the trial's job already runs ``budget.parallelism`` trials."""
@@ -114,6 +108,8 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
         trial, job = found
         parallelism = ((job.spec or {}).get("budget") or {}).get("parallelism")
         if isinstance(parallelism, int):
+            # Its own statement, after the lock: under READ COMMITTED it sees the claims that
+            # held the lock before this one (a subquery of the locking SELECT might not).
             running = session.scalar(
                 select(func.count()).select_from(Trial).where(Trial.job_id == job.id, Trial.state == "running")
             ) or 0

@@ -70,7 +70,33 @@ def test_claim_is_atomic_and_exactly_one_of_many_wins(db: Database) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sum(c is not None for c in claims) == 1
+    assert sum(isinstance(c, trial_store.Claim) for c in claims) == 1
+
+
+def test_concurrent_claims_of_different_trials_never_exceed_the_jobs_parallelism(db: Database) -> None:
+    spec = validate_spec({"name": "store", "dataset": {"name": "digits"}, "budget": {"n_trials": 8, "parallelism": 2}})
+    job = job_store.create_job(db, spec=spec).job
+    ids = [trial_store.add_trial(db, job_id=job.id, number=n, optuna_trial_id=n + 1, params={"placement": "act"})
+           for n in range(8)]
+    trial_store.mark_sent(db, trial_ids=ids)
+    claims: dict[int, object] = {}
+    barrier = threading.Barrier(len(ids))
+
+    def race(trial_id: int) -> None:
+        barrier.wait()
+        claims[trial_id] = trial_store.claim(db, trial_id=trial_id, worker="w", device="cpu")
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [i for i, c in claims.items() if isinstance(c, trial_store.Claim)]
+    assert len(won) == 2, claims
+    assert all(isinstance(c, trial_store.Deferred) for i, c in claims.items() if i not in won)
+    rows = {r.id: r for r in trial_store.job_trials(db, job_id=job.id)}
+    assert {rows[i].state for i in won} == {"running"}
+    assert all(rows[i].state == "queued" and rows[i].enqueued_at is None for i in ids if i not in won), "refused: unsent"
 
 
 def test_epochs_upsert_by_trial_and_epoch_and_non_finite_values_become_null(db: Database) -> None:
