@@ -102,7 +102,8 @@ def test_job_page_in_chromium(filled_db: FilledDb, dashboard_url: str) -> None:
             for section in ("Evidence", "Generalization", "Convergence", "Placement comparison", "Search space",
                             "Best configurations"):
                 page.get_by_role("heading", name=section, exact=True).wait_for()
-            page.locator("[data-testid='stCode']").first.wait_for()
+            # the recipes' code blocks; the Evidence tabs hold more, hidden until their tab is picked
+            page.locator("[data-testid='stCode'] >> visible=true").first.wait_for()
             _wait_until_drawn(page)
             assert page.locator(".js-plotly-plot").count() >= 10
             assert not page.locator("[data-testid='stException']").count()
