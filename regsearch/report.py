@@ -69,7 +69,8 @@ def _over_seeds(confirmation: dict[str, Any] | None, metric: str) -> str:
         return "-"
     if summary.get("std") is None:
         return _fmt(summary["mean"])
-    return f"{_fmt(summary['mean'])} ± {_fmt(summary['std'], 2)} [{_fmt(summary['low'], 3)}, {_fmt(summary['high'], 3)}]"
+    std = f"{summary['std']:.2g}"  # significant digits: a spread of 0.0035 must not print as 0
+    return f"{_fmt(summary['mean'])} ±{std} [{_fmt(summary['low'], 3)}, {_fmt(summary['high'], 3)}]"
 
 
 def best_table(items: list[dict[str, Any]]) -> Table:

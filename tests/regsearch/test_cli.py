@@ -152,7 +152,7 @@ def test_the_best_table_shows_the_spread_over_seeds_of_confirmed_configurations(
     from regsearch.report import print_best
 
     confirmed = {"n": 3, "numbers": [3, 9, 10], "seeds": [None, 1, 2], "metrics": {
-        "val_acc": {"n": 3, "mean": 0.75, "std": 0.01, "low": 0.725, "high": 0.775},
+        "val_acc": {"n": 3, "mean": 0.75, "std": 0.0035, "low": 0.741, "high": 0.759},
         "test_acc": {"n": 3, "mean": 0.7, "std": None, "low": None, "high": None}}}
     items = [
         {"number": 3, "params": {"placement": "bn-act-drop", "dropout": 0.2, "bn_momentum": 0.1}, "recipe": None,
@@ -162,7 +162,7 @@ def test_the_best_table_shows_the_spread_over_seeds_of_confirmed_configurations(
     console = Console(width=220, record=True)
     print_best(console, items)
     text = console.export_text()
-    assert "ranked by the mean over seeds" in text and "0.75 ± 0.01 [0.725, 0.775]" in text
+    assert "ranked by the mean over seeds" in text and "0.75 ±0.0035 [0.741, 0.759]" in text
     plain = Console(width=220, record=True)
     print_best(plain, [dict(items[1])])
     assert "over seeds" not in plain.export_text(), "no seed columns without confirmation runs"
