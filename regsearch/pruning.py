@@ -104,11 +104,10 @@ class SqlMedianPruner:
         return best < p if self.maximize else best > p
 
     def _refresh(self) -> None:
-        with self.db.read() as session:
-            rows = session.execute(
-                select(StepValue.completion_seq, StepValue.step, StepValue.value)
-                .where(StepValue.job_id == self.job_id, StepValue.completion_seq > self._cache.seen_seq)
-            ).all()
+        rows = self.db.fetch_all(
+            select(StepValue.completion_seq, StepValue.step, StepValue.value)
+            .where(StepValue.job_id == self.job_id, StepValue.completion_seq > self._cache.seen_seq)
+        )
         for seq, step, value in rows:
             self._cache.seen_seq = max(self._cache.seen_seq, seq)
             self._cache.counts[step] = self._cache.counts.get(step, 0) + 1

@@ -8,14 +8,16 @@ SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Row, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from regsearch import jsonsafe
 
@@ -100,6 +102,7 @@ class Database:
         # needs no such split.
         self._read_engine = make_engine(self.url, read_only=True) if is_sqlite(self.url) else self.engine
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._kept = threading.local()  # fetch_all's connection, one per thread
 
     @contextlib.contextmanager
     def session(self, *, durable: bool = True) -> Iterator[Session]:
@@ -119,6 +122,31 @@ class Database:
         """A read-only scope (on SQLite it never waits for the write lock)."""
         with self._scope(self._read_sessions) as session:
             yield session
+
+    def fetch_all(self, statement: Executable) -> list[Row[Any]]:
+        """Run one read on a connection this thread keeps open, in autocommit mode.
+
+        For hot paths (a pruning check after every epoch): a pooled session would pay a
+        checkout ping, BEGIN and COMMIT around the one SELECT, ~0.75 ms against ~0.15 ms on
+        PostgreSQL. A failure drops the kept connection and raises StoreUnavailable, so the
+        caller's retry reconnects. SQLite reads a local file and uses :meth:`read`.
+        """
+        if is_sqlite(self.url):
+            with self.read() as session:
+                return list(session.execute(statement).all())
+        connection = getattr(self._kept, "connection", None)
+        if connection is None:
+            connection = self._read_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._kept.connection = connection
+        try:
+            return list(connection.execute(statement).all())
+        except DBAPIError as exc:
+            self._kept.connection = None
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
+            raise
 
     @contextlib.contextmanager
     def _scope(self, factory: sessionmaker[Session]) -> Iterator[Session]:
@@ -149,5 +177,10 @@ class Database:
             raise StoreUnavailable(f"database unavailable: {exc}") from exc
 
     def dispose(self) -> None:
+        connection = getattr(self._kept, "connection", None)
+        if connection is not None:
+            self._kept.connection = None
+            with contextlib.suppress(Exception):
+                connection.close()
         self.engine.dispose()
         self._read_engine.dispose()

@@ -147,3 +147,26 @@ def test_sqlite_runs_in_wal_mode(sqlite_db: Database) -> None:
     with sqlite_db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+@pytest.mark.services
+def test_fetch_all_keeps_one_connection_and_a_lost_one_is_replaced(pg_url: str) -> None:
+    """The pruner's hot read: one kept connection; when the server drops it, the read fails as
+    StoreUnavailable (which the callers' retry treats as transient) and the next one reconnects."""
+    from sqlalchemy import create_engine, select, text
+
+
+    db = Database(pg_url)
+    pid = select(text("pg_backend_pid()"))
+    try:
+        first = db.fetch_all(pid)[0][0]
+        assert db.fetch_all(pid)[0][0] == first, "the same connection, kept"
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        admin.dispose()
+        with pytest.raises(StoreUnavailable):
+            db.fetch_all(pid)
+        assert db.fetch_all(pid)[0][0] != first, "a new connection after the lost one"
+    finally:
+        db.dispose()
