@@ -342,6 +342,8 @@ class JobSpec(_Strict):
                     raise SpecError(
                         f"space.{field}", "the grid sampler needs a fixed value or a list of values"
                     )
+        if self.confirm is not None and len(self.objective.metrics) > 1:
+            raise SpecError("confirm", "confirmation runs rank by one objective; use a single objective")
         if self.confirm is not None and self.training.seed + self.confirm.seeds > 2**31 - 1:
             raise SpecError("confirm.seeds", "training.seed + seeds must stay below 2**31")
         return self

@@ -150,3 +150,7 @@ def test_no_confirmation_without_the_option_and_a_field_named_on_bad_values() ->
         with pytest.raises(SpecError) as excinfo:
             validate_spec({"name": "x", "dataset": {"name": "digits"}, "confirm": bad})
         assert field in str(excinfo.value)
+    with pytest.raises(SpecError) as excinfo:
+        validate_spec({"name": "x", "dataset": {"name": "digits"}, "pruner": "none", "confirm": {},
+                       "objective": {"metrics": ["val_acc", "gap"], "directions": ["maximize", "minimize"]}})
+    assert str(excinfo.value).startswith("confirm:")
