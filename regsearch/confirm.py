@@ -74,7 +74,7 @@ def seed_groups(trials: Sequence[TrialDict]) -> dict[int, list[TrialDict]]:
     """
     groups: dict[int, list[TrialDict]] = {}
     by_number = {t["number"]: t for t in trials if is_search(t)}
-    for trial in trials:
+    for trial in sorted(trials, key=lambda t: t["number"]):  # each group in trial-number order
         if is_search(trial) or trial.get("state") != "complete":
             continue
         leader = by_number.get(trial["confirm_of"])

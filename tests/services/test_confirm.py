@@ -145,6 +145,10 @@ def test_no_confirmation_without_the_option_and_a_field_named_on_bad_values() ->
     plan = confirmation_plan(trials, metric="val_acc", direction="minimize", top_k=1, seeds=2, base_seed=0)
     assert [(p.confirm_of, p.seed) for p in plan] == [(0, 1), (0, 2)], "minimize: the smallest leads"
     assert seed_groups(trials) == {}
+    reruns = [{"number": n, "state": "complete", "params": {"placement": "act"}, "metrics": {"val_acc": 0.7},
+               "confirm_of": 1, "seed": seed} for n, seed in ((7, 2), (6, 1))]
+    group = seed_groups([reruns[0], *trials, reruns[1]])[1]
+    assert [(t["number"], t["seed"]) for t in group] == [(1, None), (6, 1), (7, 2)], "in trial-number order"
     assert [t["number"] for t, _ in rank_by_seed_mean(trials, metric="val_acc", direction="maximize")] == [1, 3, 2, 0]
     for bad, field in (({"top_k": 0}, "confirm.top_k"), ({"seeds": -1}, "confirm.seeds"), ({"runs": 2}, "confirm.runs")):
         with pytest.raises(SpecError) as excinfo:
