@@ -95,7 +95,6 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
     and the coordinator sends it again once a running trial ends.
     """
     lease = uuid.uuid4().hex
-    now = utcnow()
     # Not durable: a claim lost in a database crash leaves the trial queued, and the worker's
     # lease then matches nothing, so its heartbeats and its result are refused and the trial
     # runs again; the next trial starts a WAL flush sooner.
@@ -118,6 +117,7 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
                     update(Trial).where(Trial.id == trial_id, Trial.state == "queued").values(enqueued_at=None)
                 )
                 return Deferred()
+        now = utcnow()  # after the lock: a trial starts once the one it waited for has ended
         result = session.execute(
             update(Trial)
             .where(Trial.id == trial_id, Trial.state == "queued")
