@@ -19,8 +19,8 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the bench's own process trains nothing that matters
 
-from bench import efficiency, overhead, prune_cost  # noqa: E402
-from bench.service import pick_backend  # noqa: E402
+from bench import efficiency, overhead, prune_cost
+from bench.service import pick_backend
 
 RESULTS = Path(__file__).with_name("results")
 

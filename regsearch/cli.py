@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -42,7 +42,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def _settings() -> Settings:
     try:
         return get_settings()
-    except Exception as exc:  # pydantic names the variable
+    except Exception as exc:  # noqa: BLE001 - any settings error is bad input; pydantic names the variable
         fail(f"configuration: {exc}", 2)
 
 
@@ -213,7 +213,7 @@ def _wait(client: Any, job_id: str, poll_s: float = 1.0) -> dict[str, Any]:
 def submit(
     spec: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")],
     wait: Annotated[bool, typer.Option(help="show a progress bar, then the best configurations")] = False,
-    idempotency_key: Optional[str] = None,
+    idempotency_key: str | None = None,
 ) -> None:
     """Submit a search job; prints its id."""
     from regsearch.report import print_best
@@ -230,7 +230,7 @@ def submit(
 
 
 @app.command()
-def status(job: Annotated[Optional[str], typer.Argument(help="a job id; all jobs when omitted")] = None) -> None:
+def status(job: Annotated[str | None, typer.Argument(help="a job id; all jobs when omitted")] = None) -> None:
     """Jobs, or one job's progress."""
     from regsearch.report import status_line
 
@@ -239,7 +239,8 @@ def status(job: Annotated[Optional[str], typer.Argument(help="a job id; all jobs
         if not jobs:
             console.print("No jobs yet.")
         for item in jobs:
-            console.print(status_line(item if "counts" in item else _api_call(lambda: client.job(item["id"]))), highlight=False)
+            detail = item if "counts" in item else _api_call(lambda job_id=item["id"]: client.job(job_id))
+            console.print(status_line(detail), highlight=False)
 
 
 @app.command()

@@ -6,6 +6,7 @@ publishing is best-effort.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue as queue_module
 from typing import Any
@@ -29,7 +30,7 @@ def publish_event(app: Celery, event: str, job_id: str) -> None:
             producer.publish({"event": event, "job_id": job_id}, exchange="", routing_key=EVENTS_QUEUE,
                              serializer="json", declare=[Queue(EVENTS_QUEUE)], retry=True,
                              retry_policy={"max_retries": 1, "interval_start": 0.1})
-    except Exception as exc:  # the coordinator's poll covers a lost notice
+    except Exception as exc:  # noqa: BLE001 - best effort: the coordinator's poll covers a lost notice
         log.warning("could not notify the coordinator: %s", exc)
 
 
@@ -53,7 +54,7 @@ class EventListener:
             self._queue.get(block=True, timeout=timeout_s)
         except queue_module.Empty:
             return False
-        except Exception as exc:  # broker down: behave like a plain poll
+        except Exception as exc:  # noqa: BLE001 - broker down: behave like a plain poll
             log.warning("event queue unavailable (%s); polling instead", exc)
             self.close()
             import time
@@ -74,9 +75,7 @@ class EventListener:
 
     def close(self) -> None:
         for thing in (self._queue, self._connection):
-            try:
-                if thing is not None:
+            if thing is not None:
+                with contextlib.suppress(Exception):  # closing what may already be broken
                     thing.close()
-            except Exception:  # noqa: BLE001
-                pass
         self._queue = self._connection = None

@@ -99,7 +99,7 @@ class SqlMedianPruner:
         percentile = 100 - self.percentile if self.maximize else self.percentile
         # numpy's "linear" method: interpolate between the neighbours of the virtual index.
         index = (len(values) - 1) * (percentile / 100)
-        low = int(math.floor(index))
+        low = math.floor(index)
         p = _lerp(values[low], values[min(low + 1, len(values) - 1)], index - low)
         return best < p if self.maximize else best > p
 

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -117,8 +117,8 @@ class FloatRange(_Strict):
         return self
 
 
-FloatParam = Union[float, FloatRange, list[float]]
-ChoiceParam = Union[str, list[str]]
+FloatParam = float | FloatRange | list[float]
+ChoiceParam = str | list[str]
 
 
 def _check_float_param(value: FloatParam, ok: Any, bound: str) -> None:

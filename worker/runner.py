@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from typing_extensions import Self
+
 from regsearch import failpoints, studies
 from regsearch.config import Settings
 from regsearch.metrics import EpochMetrics, summarize
@@ -69,7 +71,7 @@ class Heartbeat:
         self.cancelled = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{claim.trial_id}", daemon=True)
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -81,7 +83,7 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 control = trial_store.beat(self._db, trial_id=self._claim.trial_id, lease=self._claim.lease)
-            except Exception as exc:  # a failed beat is retried; the grace period absorbs a few
+            except Exception as exc:  # noqa: BLE001 - a failed beat is retried; the grace period absorbs a few
                 log.warning("heartbeat failed for trial %d: %s", self._claim.trial_id, exc)
                 continue
             if not control.owner:

@@ -78,7 +78,7 @@ def _drop_study(db: Database, study_name: str) -> None:
     """Best effort: a study left behind by a failed submission holds no trials and no job."""
     try:
         studies.delete_study(db.url, study_name)
-    except Exception:  # the database may be the reason we are here
+    except Exception:  # noqa: BLE001 - the database may be the reason we are here
         log.warning("could not delete study %s of a failed submission", study_name)
 
 

@@ -82,7 +82,7 @@ class Coordinator:
                 self._errors.pop(job.id, None)
             except StoreUnavailable as exc:
                 log.warning("job %s: database unavailable, retrying next tick (%s)", job.id, exc)
-            except Exception as exc:  # one job's error must not stall the others
+            except Exception as exc:  # noqa: BLE001 - one job's error must not stall the others
                 self._job_error(job, exc)
         for job_id in (set(self._mirrors) | set(self._rows)) - {j.id for j in active}:
             self._mirrors.pop(job_id, None)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def regsearch(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "regsearch", *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=ROOT, check=False)  # the tests read the exit status
 
 
 def write_spec(tmp_path: Path, **overrides: object) -> Path:
@@ -128,7 +128,7 @@ def test_up_starts_everything_and_a_signal_stops_it_all(data_dir: Path, sig: str
                 time.sleep(0.5)
         assert ready, "the API and the dashboard should answer"
         children = subprocess.run(["pgrep", "-f", "--", f"--port {api_port}|--port {dashboard_port}|regsearch (coordinator|worker)"],
-                                  capture_output=True, text=True).stdout.split()
+                                  capture_output=True, text=True, check=False).stdout.split()
         assert len(children) >= 4
         up.send_signal(getattr(signal, sig))
         up.wait(60)

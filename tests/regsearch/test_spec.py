@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from regsearch.spec import JobSpec, SpecError, all_placements, load_spec, parse_placement, selected_layers, validate_spec
+from regsearch.spec import (
+    JobSpec,
+    SpecError,
+    all_placements,
+    load_spec,
+    parse_placement,
+    selected_layers,
+    validate_spec,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "regsearch" / "examples" / "mnist1d-mlp.yaml"
 INTERFACE_EXAMPLE = {

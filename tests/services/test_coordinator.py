@@ -151,7 +151,7 @@ def test_a_result_written_but_not_told_reaches_optuna(db: Database) -> None:
 
 
 def test_cancel_fails_queued_trials_and_ends_the_job(db: Database) -> None:
-    coordinator, queue, _, job_id = make(db)
+    coordinator, _, _, job_id = make(db)
     coordinator.tick()
     job_store.request_cancel(db, job_id=job_id)
     coordinator.tick()
@@ -179,7 +179,7 @@ def test_the_timeout_stops_asking_and_fails_what_never_started(db: Database) -> 
 def test_a_job_whose_step_keeps_failing_is_failed_and_the_others_go_on(db: Database) -> None:
     from services.coordinator.coordinator import FAIL_JOB_AFTER
 
-    coordinator, queue, _, broken = make(db)
+    coordinator, _, _, broken = make(db)
     healthy_spec = validate_spec({"name": "ok", "dataset": {"name": "digits"}, "budget": {"n_trials": 1, "parallelism": 1},
                                   "space": {"placement": PLACEMENTS}, "sampler": "random", "pruner": "none"})
     healthy = job_store.create_job(db, spec=healthy_spec).job.id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 from pathlib import Path
 
@@ -95,6 +96,6 @@ def test_more_workers_than_parallelism_never_run_more_than_parallelism(embedded_
         done = stack.wait_job(job["id"], 120)
         assert done["status"] == "completed" and done["counts"]["complete"] == 4, stack.logs()
         rows = sorted(trial_store.job_trials(stack.db, job_id=job["id"]), key=lambda r: r.started_at)
-        for earlier, later in zip(rows, rows[1:]):
+        for earlier, later in itertools.pairwise(rows):
             assert earlier.finished_at <= later.started_at, "two trials of a parallelism-1 job overlapped"
         assert_books_agree(stack.db, stack.client, job["id"])
