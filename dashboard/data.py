@@ -67,7 +67,6 @@ def reader(url: str) -> Engine:
     return engine
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
 def database_url_or_stop(title: str) -> str:
     """The database URL; when it cannot be shown, the page says why (under ``title``) and stops."""
     url = database_url()
@@ -79,6 +78,7 @@ def database_url_or_stop(title: str) -> str:
     return url
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def database_problem(url: str) -> str | None:
     """Why the database cannot be shown (a sentence for the user), or None when it can."""
     url = normalize_url(url)
