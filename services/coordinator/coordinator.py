@@ -84,9 +84,8 @@ class Coordinator:
                 log.warning("job %s: database unavailable, retrying next tick (%s)", job.id, exc)
             except Exception as exc:  # noqa: BLE001 - one job's error must not stall the others
                 self._job_error(job, exc)
-        for job_id in (set(self._mirrors) | set(self._rows)) - {j.id for j in active}:
-            self._mirrors.pop(job_id, None)
-            self._rows.pop(job_id, None)
+        for job_id in (set(self._mirrors) | set(self._rows) | set(self._errors)) - {j.id for j in active}:
+            self._forget(job_id)
         return len(active)
 
     def run(self, stop: threading.Event) -> None:
@@ -110,11 +109,11 @@ class Coordinator:
 
     # -- one job ------------------------------------------------------------------------
     def step(self, job: Job, *, maintenance: bool = True) -> None:
-        spec = JobSpec.model_validate(job.spec)
         if job.status == "queued":
             job_store.set_job_status(self.db, job_id=job.id, status="running")
             job.started_at = self.clock()
-        mirror = self._mirror(job, spec)
+        mirror = self._mirror(job)
+        spec = mirror.spec  # validated once per job, when its mirror was built
         cache = self._rows.setdefault(job.id, JobRows(self.db, job.id))
         rows = cache.refresh()
         self._tell_mirror(spec, mirror, rows)
@@ -147,14 +146,18 @@ class Coordinator:
                     with contextlib.suppress(UpdateFinishedTrialError):
                         storage.set_trial_state_values(row.optuna_trial_id, TrialState.FAIL)
             job_store.set_job_status(self.db, job_id=job.id, status="failed", error=reason)
-            self._mirrors.pop(job.id, None)
-            self._rows.pop(job.id, None)
-            self._errors.pop(job.id, None)
+            self._forget(job.id)
 
-    def _mirror(self, job: Job, spec: JobSpec) -> StudyMirror:
+    def _forget(self, job_id: str) -> None:
+        """Drop what this process keeps for a job that is no longer active."""
+        self._mirrors.pop(job_id, None)
+        self._rows.pop(job_id, None)
+        self._errors.pop(job_id, None)
+
+    def _mirror(self, job: Job) -> StudyMirror:
         mirror = self._mirrors.get(job.id)
         if mirror is None:
-            mirror = StudyMirror(self.db.url, job.study_name, spec)
+            mirror = StudyMirror(self.db.url, job.study_name, JobSpec.model_validate(job.spec))
             self._mirrors[job.id] = mirror
         return mirror
 
@@ -342,8 +345,7 @@ class Coordinator:
                                      error=f"all {len(final)} trials failed; first error: {first}")
         else:
             job_store.set_job_status(self.db, job_id=job.id, status="completed")
-        self._mirrors.pop(job.id, None)
-        self._rows.pop(job.id, None)
+        self._forget(job.id)
         log.info("job %s finished", job.id)
 
     # -- helpers ------------------------------------------------------------------------
