@@ -163,8 +163,9 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
               on_finished: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Claim and train one trial; a duplicate delivery returns at once without training.
 
-    ``on_finished(job_id)`` runs after the result is committed, in the background thread that
-    then tells Optuna: the task returns and the worker takes its next trial meanwhile.
+    ``on_finished(job_id)`` runs once the trial left ``running`` (a result committed, a release
+    or a superseded result), in the background thread that also tells Optuna: the task returns
+    and the worker takes its next trial meanwhile.
     """
     db = _database(settings.sqlalchemy_url)
     from optuna.trial import TrialState
@@ -198,6 +199,7 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
             if reporter.stop_reason == "draining":
                 released = with_retry(lambda: trial_store.release(db, trial_id=trial_id, lease=claim.lease), what="releasing the trial")
                 log.info("trial %d released back to the queue (worker shutting down): %s", trial_id, released)
+                _notify(on_finished, claim.job_id)
                 return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "released"}
             state, error = _outcome(spec, reporter.stop_reason, metrics)
         except (NonFiniteLossError, DatasetError, ValueError) as exc:
@@ -215,16 +217,21 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
                        what=f"finishing trial {trial_id}")
     if not owned:
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
+        _notify(on_finished, claim.job_id)
         return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "superseded"}
     values = _objective_values(spec, metrics or {}) if state == "complete" else None
     final_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
     if final_state == TrialState.COMPLETE and values is None:
         final_state = TrialState.FAIL  # Optuna keeps no COMPLETE trial without finite values
     storage = studies.optuna_storage(db.url)
-    if on_finished is not None:
-        _TELLER.submit(lambda: on_finished(claim.job_id))
+    _notify(on_finished, claim.job_id)
     _TELLER.submit(lambda: _tell(storage, claim.optuna_trial_id, claim.number, values, final_state))
-    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state, "notified": on_finished is not None}
+    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
+
+
+def _notify(on_finished: Callable[[str], None] | None, job_id: str) -> None:
+    if on_finished is not None:
+        _TELLER.submit(lambda: on_finished(job_id))
 
 
 @functools.lru_cache(maxsize=8)

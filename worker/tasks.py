@@ -31,11 +31,9 @@ def run_trial(trial_id: int) -> dict[str, object]:
     if not isinstance(trial_id, int) or isinstance(trial_id, bool):
         raise TypeError("run_trial takes one integer trial id")
     app = current_app._get_current_object()  # the proxy is bound to this thread, not the background one
-    result = run(trial_id, get_settings(), os.environ.get(DEVICE_ENV, "auto"),
-                 on_finished=lambda job_id: publish_trial_finished(app, job_id))
-    if "job_id" in result and not result.pop("notified", False):  # released or superseded: still worth a tick
-        publish_trial_finished(app, str(result["job_id"]))
-    return result
+    # The coordinator refills at once instead of at its next poll.
+    return run(trial_id, get_settings(), os.environ.get(DEVICE_ENV, "auto"),
+               on_finished=lambda job_id: publish_trial_finished(app, job_id))
 
 
 def forget_inherited_connections(**_: object) -> None:
