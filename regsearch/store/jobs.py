@@ -187,14 +187,15 @@ def best_configurations(db: Database, *, job: Job, k: int = 5) -> list[Ranked]:
             ).all()
         )
     by_number = {t.number: t for t in rows}
-    groups = seed_groups([trial_dict(t) for t in rows])
+    dicts = [trial_dict(t) for t in rows]
+    groups = seed_groups(dicts)
     search = [t for t in rows if t.confirm_of is None]
 
     def with_group(trial: Trial) -> Ranked:
         return Ranked(trial, [by_number[g["number"]] for g in groups.get(trial.number, [])])
 
     if groups and len(metrics) == 1:
-        ranked = rank_by_seed_mean([trial_dict(t) for t in rows], metric=metrics[0], direction=directions[0])
+        ranked = rank_by_seed_mean(dicts, metric=metrics[0], direction=directions[0])
         return [with_group(by_number[leader["number"]]) for leader, _ in ranked[:k]]
 
     def key(trial: Trial) -> tuple[Any, ...]:
