@@ -52,8 +52,7 @@ def run_demo(settings: Settings, spec: dict[str, Any], *, workers: int, console:
             if job is None:
                 console.print(f"[red]a component stopped unexpectedly; see the logs in {log_dir}[/]")
                 return 1
-            trials = client.all_trials(job["id"])
-            console.print(comparison_table(trials))
+            console.print(comparison_table(client.report(job["id"])))
             print_best(console, client.best(job["id"], 3)["items"])
             console.print(f"job {job['status']} in {time.monotonic() - started:.1f}s (wall, incl. start-up). "
                           f"See it with `regsearch up` and the dashboard at http://127.0.0.1:8501/?job={job['id']}")

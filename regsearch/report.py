@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
-from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
@@ -30,34 +28,18 @@ def _layers(params: dict[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
-def comparison_table(trials: list[dict[str, Any]]) -> Table:
-    """Trials grouped by placement: how many, how good, how well they generalize."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for trial in trials:
-        if trial.get("confirm_of") is None:  # one run per sampled configuration; seeds are in /best
-            groups[trial["params"]["placement"]].append(trial)
-    table = Table(title="Placements compared")
-    for column in ("placement", "done", "pruned", "failed", "best val_acc", "its test_acc", "mean gap", "converge ep."):
+def comparison_table(document: dict[str, Any]) -> Table:
+    """The report's placements (``GET /jobs/{id}/report``), ranked, with their 95% intervals."""
+    from regsearch.evidence import Report, format_stat
+
+    report = Report.model_validate(document)
+    table = Table(title=f"Placements compared (ranked by mean {report.metric}, 95% intervals)")
+    for column in ("placement", "done", "pruned", "failed", f"{report.metric} mean", "test_acc", "gap", "converge ep."):
         table.add_column(column, justify="left" if column == "placement" else "right", no_wrap=column == "placement")
-
-    def complete(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [t for t in items if t["state"] == "complete" and t.get("metrics")]
-
-    def mean(items: list[dict[str, Any]], key: str) -> float | None:
-        values = [t["metrics"][key] for t in items if isinstance(t["metrics"].get(key), (int, float))]
-        return statistics.fmean(values) if values else None
-
-    def best_val(items: list[dict[str, Any]]) -> float:
-        return max((t["metrics"].get("val_acc") or 0.0 for t in complete(items)), default=-1.0)
-
-    for placement, items in sorted(groups.items(), key=lambda kv: -best_val(kv[1])):
-        done = complete(items)
-        best = max(done, key=lambda t: t["metrics"].get("val_acc") or 0.0) if done else None
+    for group in report.grouping("placement").groups:
         table.add_row(
-            placement, str(len(done)), str(sum(t["state"] == "pruned" for t in items)),
-            str(sum(t["state"] == "failed" for t in items)),
-            _fmt(best["metrics"].get("val_acc")) if best else "-", _fmt(best["metrics"].get("test_acc")) if best else "-",
-            _fmt(mean(done, "gap")), _fmt(mean(done, "epochs_to_converge"), 3),
+            group.key, str(group.n_complete), str(group.n_pruned), str(group.n_failed),
+            *(format_stat(m, group.metrics.get(m)) for m in (report.metric, "test_acc", "gap", "epochs_to_converge")),
         )
     return table
 

@@ -166,3 +166,23 @@ def test_the_best_table_shows_the_spread_over_seeds_of_confirmed_configurations(
     plain = Console(width=220, record=True)
     print_best(plain, [dict(items[1])])
     assert "over seeds" not in plain.export_text(), "no seed columns without confirmation runs"
+
+
+def test_the_demo_comparison_is_the_reports_placement_ranking() -> None:
+    from rich.console import Console
+
+    from regsearch.evidence import build_report
+    from regsearch.report import comparison_table
+
+    spec = {"name": "c", "dataset": {"name": "digits"}, "space": {"placement": ["bn-act", "act-drop"]}}
+    values = {"bn-act": [0.70, 0.72, 0.74], "act-drop": [0.60, 0.62]}
+    trials = [{"number": n, "state": "complete", "params": {"placement": p, "dropout": 0.1 * (i + 1)} if p == "act-drop"
+               else {"placement": p, "bn_momentum": 0.1 * (i + 1)},
+               "metrics": {"val_acc": v, "test_acc": v, "gap": 0.1, "epochs_to_converge": 3}, "seed": None, "confirm_of": None}
+              for n, (p, i, v) in enumerate((p, i, v) for p, vs in values.items() for i, v in enumerate(vs))]
+    document = build_report(spec, trials, job_id="j", status="completed").model_dump(mode="json")
+    console = Console(width=200, record=True)
+    console.print(comparison_table(document))
+    lines = [line for line in console.export_text().splitlines() if "bn-act" in line or "act-drop" in line]
+    assert [line.split()[1] for line in lines] == ["bn-act", "act-drop"], "ranked by mean val_acc"
+    assert "0.720 [0.670, 0.770]" in lines[0] and lines[0].split()[3] == "3", "the mean with its interval; three done"
