@@ -100,7 +100,7 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
     # runs again; the next trial starts a WAL flush sooner.
     with db.session(durable=False) as session:
         found = session.execute(
-            select(Trial, Job).join(Job).where(Trial.id == trial_id).with_for_update(of=Job)
+            select(Trial, Job).join(Job).where(Trial.id == trial_id).with_for_update(of=Job, key_share=True)
         ).one_or_none()
         if found is None or found[0].state != "queued":
             return None
