@@ -38,8 +38,11 @@ log = logging.getLogger("regsearch.worker")
 
 @functools.lru_cache(maxsize=4)
 def _database(url: str) -> Database:
-    """One engine per worker process (created after the fork, never inherited)."""
-    return Database(url)
+    """One engine per worker process (created after the fork, never inherited).
+
+    No checkout ping: every store call of the worker goes through ``with_retry``, which
+    reconnects after a database restart, and a trial makes several transactions."""
+    return Database(url, pre_ping=False)
 
 
 _DEVICE_DATA: dict[tuple[int, str], Any] = {}

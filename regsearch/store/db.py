@@ -44,13 +44,23 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def engine_kwargs(url: str) -> dict[str, Any]:
-    """Keyword arguments for ``create_engine`` (shared with Optuna's RDB storage)."""
+def engine_kwargs(url: str, *, pre_ping: bool = True, durable: bool = True) -> dict[str, Any]:
+    """Keyword arguments for ``create_engine`` (shared with Optuna's RDB storage).
+
+    ``pre_ping=False`` skips the round trip that tests each pooled connection at checkout; only
+    for callers that retry every transaction on a connection error (the worker's
+    :func:`regsearch.retry.with_retry`): a connection broken by a database restart then fails
+    one attempt, SQLAlchemy drops the pool, and the retry reconnects. ``durable=False`` gives
+    PostgreSQL connections ``synchronous_commit=off`` for their whole life.
+    """
     if is_sqlite(url):
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
     # A connect timeout keeps /readyz and the workers from hanging on a host that drops packets.
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_recycle": 1800,
-            "connect_args": {"connect_timeout": 5}}
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if not durable:
+        connect_args["options"] = "-c synchronous_commit=off"
+    return {"pool_pre_ping": pre_ping, "pool_size": 5, "max_overflow": 10, "pool_recycle": 1800,
+            "connect_args": connect_args}
 
 
 def install_sqlite_pragmas(engine: Engine, *, writer: bool = True) -> None:
@@ -78,14 +88,14 @@ def install_sqlite_pragmas(engine: Engine, *, writer: bool = True) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
-def make_engine(url: str, *, read_only: bool = False) -> Engine:
-    """An engine for ``url`` with the project's connection settings."""
+def make_engine(url: str, *, read_only: bool = False, pre_ping: bool = True, durable: bool = True) -> Engine:
+    """An engine for ``url`` with the project's connection settings (see :func:`engine_kwargs`)."""
     url = normalize_url(url)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, json_serializer=jsonsafe.dumps, **engine_kwargs(url))
+    engine = create_engine(url, json_serializer=jsonsafe.dumps, **engine_kwargs(url, pre_ping=pre_ping, durable=durable))
     if is_sqlite(url):
         install_sqlite_pragmas(engine, writer=not read_only)
     return engine
@@ -94,10 +104,18 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
 class Database:
     """An engine and its session factory; ``session()`` is the one unit-of-work scope."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pre_ping: bool = True) -> None:
+        """``pre_ping=False``: for a caller that retries every call on StoreUnavailable (see
+        :func:`engine_kwargs`); it saves a round trip per transaction on hot paths."""
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, pre_ping=pre_ping)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL: non-durable transactions use connections made with synchronous_commit off
+        # (a pool that opens its first connection when first used), instead of paying a
+        # ``SET LOCAL`` round trip in every transaction. SQLite has one durability setting.
+        self._fast_engine = (self.engine if is_sqlite(self.url)
+                             else make_engine(self.url, pre_ping=pre_ping, durable=False))
+        self._fast_sessions = sessionmaker(self._fast_engine, expire_on_commit=False)
         # SQLite: a second engine whose transactions take no write lock. PostgreSQL's MVCC
         # needs no such split.
         self._read_engine = make_engine(self.url, read_only=True) if is_sqlite(self.url) else self.engine
@@ -112,9 +130,7 @@ class Database:
         its WAL reaches disk: a database crash may forget the last fraction of a second of
         them, never corrupt anything, and each such write skips an fsync.
         """
-        with self._scope(self._sessions) as session:
-            if not durable and not is_sqlite(self.url):
-                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        with self._scope(self._sessions if durable else self._fast_sessions) as session:
             yield session
 
     @contextlib.contextmanager
@@ -183,4 +199,5 @@ class Database:
             with contextlib.suppress(Exception):
                 connection.close()
         self.engine.dispose()
+        self._fast_engine.dispose()
         self._read_engine.dispose()

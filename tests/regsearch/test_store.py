@@ -170,3 +170,54 @@ def test_fetch_all_keeps_one_connection_and_a_lost_one_is_replaced(pg_url: str) 
         assert db.fetch_all(pid)[0][0] != first, "a new connection after the lost one"
     finally:
         db.dispose()
+
+
+@pytest.mark.services
+def test_only_non_durable_sessions_commit_without_waiting_for_the_wal(pg_url: str) -> None:
+    """``durable=False`` (claims, epoch rows, heartbeats) runs on connections made with
+    synchronous_commit off; every other transaction keeps PostgreSQL's default, on."""
+    db = Database(pg_url)
+    try:
+        with db.session(durable=False) as session:
+            assert session.scalar(text("SHOW synchronous_commit")) == "off"
+        with db.session() as session:
+            assert session.scalar(text("SHOW synchronous_commit")) == "on"
+        with db.read() as session:
+            assert session.scalar(text("SHOW synchronous_commit")) == "on"
+    finally:
+        db.dispose()
+
+
+@pytest.mark.services
+def test_a_pool_without_checkout_pings_recovers_through_the_retry(pg_url: str) -> None:
+    """The worker's database skips the checkout ping: after the server dropped its pooled
+    connections (a restart), one attempt fails as transient and ``with_retry`` reconnects."""
+    from sqlalchemy import create_engine
+
+    from regsearch.retry import with_retry
+
+    db = Database(pg_url, pre_ping=False)
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        job_id, trial_id = new_trial(db)
+        pids = set()
+        for durable in (True, False):
+            with db.session(durable=durable) as session:
+                pids.add(session.scalar(text("SELECT pg_backend_pid()")))
+        with admin.connect() as conn:
+            for pid in pids:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        attempts = []
+
+        def claim() -> object:
+            attempts.append(1)
+            return trial_store.claim(db, trial_id=trial_id, worker="w", device="cpu")
+
+        claimed = with_retry(claim, what="claiming")
+        assert isinstance(claimed, trial_store.Claim) and claimed.job_id == job_id
+        assert len(attempts) == 2, "the first attempt met the dropped connection, the retry a new one"
+        assert with_retry(lambda: trial_store.finish(db, trial_id=trial_id, lease=claimed.lease, state="pruned"),
+                          what="finishing")
+    finally:
+        admin.dispose()
+        db.dispose()
