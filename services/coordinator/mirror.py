@@ -18,6 +18,7 @@ from typing import Any
 from regsearch import studies
 from regsearch.space import suggest_params
 from regsearch.spec import JobSpec
+from services.coordinator.record import create_running_trial
 
 log = logging.getLogger("regsearch.coordinator")
 
@@ -51,17 +52,15 @@ class StudyMirror:
             frozen = self.memory._storage.get_trial(trial._trial_id)
             # The record gets what users and a restarted coordinator read: params, distributions
             # and our user attributes. The sampler's system attributes (TPE's relative params,
-            # ``fixed_params``) only matter while sampling, which happened here; each one is a
-            # further query and insert in Optuna's ``create_new_trial``.
+            # ``fixed_params``) only matter while sampling, which happened here. The in-memory
+            # study checked the distributions' compatibility when it sampled.
             template = optuna.trial.FrozenTrial(
                 number=frozen.number, state=frozen.state, value=None, values=None,
                 datetime_start=frozen.datetime_start, datetime_complete=None, params=frozen.params,
                 distributions=frozen.distributions, user_attrs=frozen.user_attrs, system_attrs={},
                 intermediate_values={}, trial_id=frozen._trial_id,
             )
-            storage = self.record._storage
-            trial_id = storage.create_new_trial(self.record._study_id, template_trial=template)
-            number = self._number_of(trial_id)
+            number, trial_id = create_running_trial(self.record._storage, self.record._study_id, template)
         except BaseException:
             self.memory.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
@@ -80,13 +79,3 @@ class StudyMirror:
         else:
             final = TrialState.PRUNED if state == "pruned" else TrialState.FAIL
             self.memory.tell(memory_number, state=final, skip_if_finished=True)
-
-    def _number_of(self, trial_id: int) -> int:
-        """The new trial's number: one indexed read of Optuna's ``trials`` table, where the
-        storage API would load the whole trial (params, attributes) to answer."""
-        from sqlalchemy import text
-
-        engine = self.record._storage._backend.engine  # type: ignore[attr-defined]
-        with engine.connect() as conn:
-            number = conn.execute(text("SELECT number FROM trials WHERE trial_id = :id"), {"id": trial_id}).scalar()
-        return int(number) if number is not None else self.record._storage.get_trial_number_from_id(trial_id)

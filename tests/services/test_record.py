@@ -1,0 +1,81 @@
+"""The coordinator's own write of a new trial to Optuna's record reads back exactly as Optuna's
+``create_new_trial(template_trial=...)`` writes it, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from regsearch.store.db import Database, StoreUnavailable
+from regsearch.studies import optuna_storage
+from services.coordinator.record import create_running_trial
+
+DISTRIBUTIONS = {
+    "placement": CategoricalDistribution(["bn-act-drop", "act", None]),
+    "dropout": FloatDistribution(0.0, 0.6),
+    "bn_momentum": FloatDistribution(0.01, 0.5, log=True),
+    "width": IntDistribution(16, 256, step=16),
+}
+
+
+def template(i: int, user_attrs: dict[str, object] | None = None) -> FrozenTrial:
+    params = {"placement": ["bn-act-drop", "act", None][i % 3], "dropout": 0.1 * (i % 6),
+              "bn_momentum": 0.01 * (i + 1), "width": 16 * (1 + i % 16)}
+    return FrozenTrial(number=0, state=TrialState.RUNNING, value=None, values=None,
+                       datetime_start=dt.datetime(2026, 11, 22, 8, i % 60, 3, 250_000), datetime_complete=None,
+                       params=params, distributions=DISTRIBUTIONS, user_attrs=user_attrs or {}, system_attrs={},
+                       intermediate_values={}, trial_id=0)
+
+
+def comparable(trial: FrozenTrial) -> tuple[object, ...]:
+    return (trial.number, trial.state, trial.params, trial.distributions, trial.user_attrs, trial.system_attrs,
+            trial.datetime_start, trial.datetime_complete, trial.values, trial.intermediate_values)
+
+
+def test_the_record_reads_back_as_optunas_own_write(db: Database) -> None:
+    storage = optuna_storage(db.url)
+    theirs = optuna.create_study(study_name="theirs", storage=storage)
+    ours = optuna.load_study(study_name=optuna.create_study(study_name="ours", storage=storage).study_name,
+                             storage=storage)
+    attrs = [None, {"regsearch_confirm_of": 3, "regsearch_seed": 7}, None, {"note": "x"}]
+    for i in range(8):
+        storage.create_new_trial(theirs._study_id, template_trial=template(i, attrs[i % 4]))
+        number, trial_id = create_running_trial(ours._storage, ours._study_id, template(i, attrs[i % 4]))
+        assert number == i
+        assert storage.get_trial(trial_id).number == i
+    # Through the cached storage a loaded study reads: the new trials are seen there too.
+    assert [comparable(t) for t in ours.get_trials(deepcopy=False)] == [comparable(t) for t in theirs.trials]
+    assert [t.number for t in ours.get_trials(states=(TrialState.RUNNING,))] == list(range(8))
+
+
+def test_numbers_stay_consecutive_when_optuna_and_the_coordinator_both_add_trials(db: Database) -> None:
+    storage = optuna_storage(db.url)
+    study = optuna.create_study(study_name="mixed", storage=storage)
+    numbers = []
+    for i in range(6):
+        if i % 2:
+            numbers.append(storage.get_trial(storage.create_new_trial(study._study_id, template_trial=template(i))).number)
+        else:
+            numbers.append(create_running_trial(storage, study._study_id, template(i))[0])
+    assert numbers == list(range(6))
+    # Optuna can finish what the coordinator created.
+    study.tell(0, 0.5)
+    assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value == 0.5
+
+
+def test_only_a_database_study_has_a_record_and_an_unreachable_one_is_an_outage() -> None:
+    """An outage raises StoreUnavailable, which the coordinator's tick waits out, instead of an
+    error counted against the job."""
+    from sqlalchemy import create_engine
+
+    with pytest.raises(TypeError, match="RDBStorage"):
+        create_running_trial(optuna.storages.InMemoryStorage(), 0, template(0))
+    unreachable = optuna.storages.RDBStorage.__new__(optuna.storages.RDBStorage)  # skips connecting
+    unreachable.engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nothing",
+                                       connect_args={"connect_timeout": 2})
+    with pytest.raises(StoreUnavailable):
+        create_running_trial(unreachable, 1, template(0))
