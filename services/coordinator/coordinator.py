@@ -42,6 +42,7 @@ from regsearch.config import Settings
 from regsearch.confirm import confirmation_plan
 from regsearch.events import EventListener
 from regsearch.queue import DEFAULT_QUEUE, TrialQueue
+from regsearch.retry import is_transient
 from regsearch.spec import JobSpec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
@@ -80,10 +81,11 @@ class Coordinator:
             try:
                 self.step(job, maintenance=maintenance)
                 self._errors.pop(job.id, None)
-            except StoreUnavailable as exc:
-                log.warning("job %s: database unavailable, retrying next tick (%s)", job.id, exc)
             except Exception as exc:  # noqa: BLE001 - one job's error must not stall the others
-                self._job_error(job, exc)
+                if is_transient(exc):  # an outage (ours or Optuna's storage) is not the job's fault
+                    log.warning("job %s: database unavailable, retrying next tick (%s)", job.id, exc)
+                else:
+                    self._job_error(job, exc)
         for job_id in (set(self._mirrors) | set(self._rows) | set(self._errors)) - {j.id for j in active}:
             self._forget(job_id)
         return len(active)
@@ -157,7 +159,7 @@ class Coordinator:
     def _mirror(self, job: Job) -> StudyMirror:
         mirror = self._mirrors.get(job.id)
         if mirror is None:
-            mirror = StudyMirror(self.db.url, job.study_name, JobSpec.model_validate(job.spec))
+            mirror = StudyMirror(self.db, job.study_name, JobSpec.model_validate(job.spec))
             self._mirrors[job.id] = mirror
         return mirror
 
@@ -386,7 +388,9 @@ def run_coordinator(settings: Settings, stop: threading.Event | None = None) -> 
     from regsearch.store.migrate import upgrade
 
     upgrade(settings.sqlalchemy_url)
-    db = Database(settings.sqlalchemy_url)
+    # No checkout ping: a tick that meets a connection broken by a database restart fails as an
+    # outage, SQLAlchemy drops the pool, and the next tick reconnects.
+    db = Database(settings.sqlalchemy_url, pre_ping=False)
     app = make_celery(settings)
     coordinator = Coordinator(db, TrialQueue(app), settings, events=EventListener(app))
     stop = stop or threading.Event()

@@ -18,17 +18,19 @@ from typing import Any
 from regsearch import studies
 from regsearch.space import suggest_params
 from regsearch.spec import JobSpec
+from regsearch.store.db import Database
 from services.coordinator.record import create_running_trial
 
 log = logging.getLogger("regsearch.coordinator")
 
 
 class StudyMirror:
-    def __init__(self, url: str, study_name: str, spec: JobSpec) -> None:
+    def __init__(self, db: Database, study_name: str, spec: JobSpec) -> None:
         import optuna
 
         self.spec = spec
-        self.record = studies.load_study(url, study_name, spec, with_sampler=False)
+        self._engine = db.engine  # new trials go to the record through the coordinator's own pool
+        self.record = studies.load_study(db.url, study_name, spec, with_sampler=False)
         self.memory = optuna.create_study(directions=spec.directions, sampler=studies.make_sampler(spec),
                                           study_name=study_name)
         self._memory_number: dict[int, int] = {}  # database trial number -> in-memory number
@@ -60,7 +62,7 @@ class StudyMirror:
                 distributions=frozen.distributions, user_attrs=frozen.user_attrs, system_attrs={},
                 intermediate_values={}, trial_id=frozen._trial_id,
             )
-            number, trial_id = create_running_trial(self.record._storage, self.record._study_id, template)
+            number, trial_id = create_running_trial(self._engine, self.record._study_id, template)
         except BaseException:
             self.memory.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise

@@ -206,3 +206,30 @@ def test_a_job_whose_step_keeps_failing_is_failed_and_the_others_go_on(db: Datab
     run_to_completion(db, coordinator, healthy, trial_id)
     coordinator.tick()
     assert job_store.get_job(db, job_id=healthy).status == "completed"  # type: ignore[union-attr]
+
+
+def test_a_database_outage_in_optunas_storage_never_fails_the_job(db: Database) -> None:
+    """Optuna wraps a lost connection in StorageInternalError; like our own StoreUnavailable it
+    is an outage the tick waits out, however long, not an error counted against the job."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import OperationalError
+
+    from services.coordinator.coordinator import FAIL_JOB_AFTER
+
+    coordinator, _, _, job_id = make(db)
+    coordinator.tick()
+    step = coordinator.step
+
+    def outage(job: Any, **kwargs: Any) -> None:
+        try:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+        except OperationalError as exc:
+            raise StorageInternalError("An exception is raised during the commit.") from exc
+
+    coordinator.step = outage  # type: ignore[method-assign]
+    for _ in range(FAIL_JOB_AFTER + 2):
+        coordinator.tick()
+    assert job_store.get_job(db, job_id=job_id).status == "running"  # type: ignore[union-attr]
+    coordinator.step = step  # type: ignore[method-assign]
+    coordinator.tick()
+    assert job_store.get_job(db, job_id=job_id).status == "running"  # type: ignore[union-attr]

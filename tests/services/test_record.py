@@ -44,7 +44,7 @@ def test_the_record_reads_back_as_optunas_own_write(db: Database) -> None:
     attrs = [None, {"regsearch_confirm_of": 3, "regsearch_seed": 7}, None, {"note": "x"}]
     for i in range(8):
         storage.create_new_trial(theirs._study_id, template_trial=template(i, attrs[i % 4]))
-        number, trial_id = create_running_trial(ours._storage, ours._study_id, template(i, attrs[i % 4]))
+        number, trial_id = create_running_trial(db.engine, ours._study_id, template(i, attrs[i % 4]))
         assert number == i
         assert storage.get_trial(trial_id).number == i
     # Through the cached storage a loaded study reads: the new trials are seen there too.
@@ -60,22 +60,32 @@ def test_numbers_stay_consecutive_when_optuna_and_the_coordinator_both_add_trial
         if i % 2:
             numbers.append(storage.get_trial(storage.create_new_trial(study._study_id, template_trial=template(i))).number)
         else:
-            numbers.append(create_running_trial(storage, study._study_id, template(i))[0])
+            numbers.append(create_running_trial(db.engine, study._study_id, template(i))[0])
     assert numbers == list(range(6))
     # Optuna can finish what the coordinator created.
     study.tell(0, 0.5)
     assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value == 0.5
 
 
-def test_only_a_database_study_has_a_record_and_an_unreachable_one_is_an_outage() -> None:
+def test_the_record_write_takes_five_round_trips(pg_db: Database) -> None:
+    """Begin, lock the study, insert the trial (numbered inside the INSERT), insert its
+    parameters, commit: where ``create_new_trial`` took ~20."""
+    from sqlalchemy import event
+
+    storage = optuna_storage(pg_db.url)
+    study = optuna.create_study(study_name="count", storage=storage)
+    create_running_trial(pg_db.engine, study._study_id, template(0))  # connects, prepares
+    statements: list[str] = []
+    event.listen(pg_db.engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0]))
+    assert create_running_trial(pg_db.engine, study._study_id, template(1))[0] == 1
+    assert statements == ["SELECT", "INSERT", "INSERT"], statements  # plus BEGIN and COMMIT
+
+
+def test_an_unreachable_record_is_a_store_outage_not_a_job_error() -> None:
     """An outage raises StoreUnavailable, which the coordinator's tick waits out, instead of an
     error counted against the job."""
     from sqlalchemy import create_engine
 
-    with pytest.raises(TypeError, match="RDBStorage"):
-        create_running_trial(optuna.storages.InMemoryStorage(), 0, template(0))
-    unreachable = optuna.storages.RDBStorage.__new__(optuna.storages.RDBStorage)  # skips connecting
-    unreachable.engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nothing",
-                                       connect_args={"connect_timeout": 2})
+    unreachable = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nothing", connect_args={"connect_timeout": 2})
     with pytest.raises(StoreUnavailable):
         create_running_trial(unreachable, 1, template(0))
