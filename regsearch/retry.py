@@ -37,7 +37,9 @@ def with_retry(fn: Callable[[], T], *, what: str, max_seconds: float = 60.0) -> 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_transient),
         stop=tenacity.stop_after_delay(max_seconds),
-        wait=tenacity.wait_exponential_jitter(initial=0.2, max=5.0),
+        # 0.2 s doubling to 5 s, plus up to 1 s of jitter (wait_exponential_jitter's `initial`
+        # is deprecated in tenacity 9.2 and its replacement is missing before it).
+        wait=tenacity.wait_exponential(multiplier=0.2, max=5.0) + tenacity.wait_random(0, 1),
         reraise=True,
         before_sleep=lambda state: log.warning(
             "%s failed (%s); retrying", what, state.outcome.exception() if state.outcome else "?"

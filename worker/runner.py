@@ -1,8 +1,9 @@
-"""One trial on a worker, from claim to tell: the glue between the store, Optuna and the trainer.
+"""One trial on a worker, from claim to result: the glue between the store, Optuna and the trainer.
 
-Order matters for "nothing lost": claim (atomic) -> recipe -> epochs (each upserted with a
-heartbeat) -> summary written to the trial row -> ``study.tell``. A worker that lost its lease
-(reaped as dead, then came back) keeps its result aside as superseded and tells Optuna nothing.
+Order matters for "nothing lost": claim (atomic) -> recipe -> epochs (upserted in batches, a
+heartbeat beside them) -> the summary written to the trial row and the outcome to Optuna's
+record, in one transaction. A worker that lost its lease (reaped as dead, then came back) keeps
+its result aside as superseded and tells Optuna nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from typing_extensions import Self
 
-from regsearch import failpoints, studies
+from regsearch import failpoints
 from regsearch.config import Settings
 from regsearch.metrics import EpochMetrics, summarize
 from regsearch.pruning import Pruner, make_pruner
@@ -30,7 +31,7 @@ from regsearch.space import make_recipe
 from regsearch.spec import JobSpec
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
-from regsearch.store.trials import Claim
+from regsearch.store.trials import Claim, OptunaOutcome
 from worker.shutdown import draining
 
 log = logging.getLogger("regsearch.worker")
@@ -167,11 +168,10 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     """Claim and train one trial; a duplicate delivery returns at once without training.
 
     ``on_finished(job_id)`` runs once the trial left ``running`` (a result committed, a release
-    or a superseded result), in the background thread that also tells Optuna: the task returns
-    and the worker takes its next trial meanwhile.
+    or a superseded result), in a background thread: the task returns and the worker takes
+    its next trial meanwhile.
     """
     db = _database(settings.sqlalchemy_url)
-    from optuna.trial import TrialState
 
     from worker.datasets import DatasetError, input_shape_for, load_dataset_cached
     from worker.train import NonFiniteLossError, select_device, train_trial
@@ -214,27 +214,32 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     unwritten = reporter.unwritten if reporter is not None else []
     history = reporter.history if reporter is not None else None
     recipe_left = reporter.recipe if reporter is not None else None
+    record = _optuna_outcome(spec, claim.optuna_trial_id, state, metrics)
     owned = with_retry(lambda: trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
                                                   error=error, retryable=retryable, epochs=unwritten,
-                                                  step_values=history, recipe=recipe_left),
+                                                  step_values=history, recipe=recipe_left, record=record),
                        what=f"finishing trial {trial_id}")
+    _notify(on_finished, claim.job_id)
     if not owned:
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
-        _notify(on_finished, claim.job_id)
         return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "superseded"}
+    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
+
+
+def _optuna_outcome(spec: JobSpec, optuna_trial_id: int, state: str, metrics: dict[str, Any] | None) -> OptunaOutcome:
+    """What Optuna's record says of the trial: Optuna keeps no COMPLETE trial without finite values."""
+    from optuna.trial import TrialState
+
     values = _objective_values(spec, metrics or {}) if state == "complete" else None
     final_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
     if final_state == TrialState.COMPLETE and values is None:
-        final_state = TrialState.FAIL  # Optuna keeps no COMPLETE trial without finite values
-    storage = studies.optuna_storage(db.url)
-    _notify(on_finished, claim.job_id)
-    _TELLER.submit(lambda: _tell(storage, claim.optuna_trial_id, claim.number, values, final_state))
-    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
+        final_state = TrialState.FAIL
+    return OptunaOutcome(optuna_trial_id, final_state, values)
 
 
 def _notify(on_finished: Callable[[str], None] | None, job_id: str) -> None:
     if on_finished is not None:
-        _TELLER.submit(lambda: on_finished(job_id))
+        _NOTIFIER.submit(lambda: on_finished(job_id))
 
 
 @functools.lru_cache(maxsize=8)
@@ -258,28 +263,10 @@ def run_spec(claim: Claim) -> JobSpec:
     return spec.model_copy(update={"training": training, "pruner": "none"})
 
 
-def _tell(storage: Any, trial_id: int, number: int, values: list[float] | None, state: Any) -> None:
-    """Record the outcome in Optuna's storage.
-
-    ``set_trial_state_values`` is what ``Study.tell`` ends with; called on the storage with the
-    trial id we already hold, it skips ``tell``'s lookups (the number, the whole trial with its
-    params and attributes: seven further queries) and the sampler's ``after_trial``, which the
-    record study does not use (sampling happens in the coordinator's mirror).
-    """
-    from optuna.exceptions import UpdateFinishedTrialError
-
-    try:
-        with_retry(lambda: storage.set_trial_state_values(trial_id, state, values),
-                   what=f"telling Optuna about trial {number}")
-    except UpdateFinishedTrialError:
-        pass  # the coordinator's sync told it first, with the same outcome
-
-
-class _BackgroundTeller:
-    """Notifies the coordinator and tells Optuna off the critical path: the result is already
-    durable in the trial row, so the worker takes its next trial at once. A notice lost with the
-    process costs the coordinator one poll interval; a lost tell is made up by the coordinator,
-    which tells Optuna about any final row whose Optuna trial still runs."""
+class _BackgroundNotifier:
+    """Notifies the coordinator off the critical path: the result and Optuna's record are
+    already committed, so the worker takes its next trial at once. A notice lost with the
+    process costs the coordinator one poll interval."""
 
     def __init__(self) -> None:
         self._jobs: queue.Queue[Any] = queue.Queue()
@@ -287,7 +274,7 @@ class _BackgroundTeller:
 
     def submit(self, job: Any) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="optuna-teller", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="coordinator-notifier", daemon=True)
             self._thread.start()
         self._jobs.put(job)
 
@@ -297,10 +284,10 @@ class _BackgroundTeller:
             try:
                 job()
             except Exception:  # the coordinator's poll and sync make up for it
-                log.exception("notifying the coordinator or telling Optuna failed")
+                log.exception("notifying the coordinator failed")
 
 
-_TELLER = _BackgroundTeller()
+_NOTIFIER = _BackgroundNotifier()
 
 
 def _outcome(spec: JobSpec, stop_reason: str | None, metrics: dict[str, Any]) -> tuple[str, str | None]:

@@ -13,11 +13,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from optuna.trial import TrialState
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from regsearch.jsonsafe import finite_or_none
 from regsearch.metrics import EpochMetrics
+from regsearch.optuna_record import finish_running_trial
 from regsearch.store.db import Database, is_sqlite
 from regsearch.store.models import Epoch, Job, StepValue, Trial, utcnow
 
@@ -36,6 +38,15 @@ class Claim:
     study_name: str
     seed: int | None = None  # a confirmation run's own training seed
     confirm_of: int | None = None  # the search trial a confirmation run re-runs
+
+
+@dataclass(frozen=True)
+class OptunaOutcome:
+    """A trial's outcome for Optuna's record: its Optuna trial id, final state and values."""
+
+    trial_id: int
+    state: TrialState
+    values: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -192,11 +203,14 @@ def finish(
     epochs: list[EpochMetrics] | None = None,
     step_values: dict[int, float] | None = None,
     recipe: dict[str, Any] | None = None,
+    record: OptunaOutcome | None = None,
 ) -> bool:
     """Write a running trial's outcome; False (result kept as superseded) if the lease was lost.
 
     ``epochs`` not yet recorded are written in the same transaction; ``step_values`` (the
-    reported objective per step) of a complete trial feed the median pruner.
+    reported objective per step) of a complete trial feed the median pruner; ``record`` is the
+    outcome for Optuna's record, written in the same transaction too, so that the row and the
+    record never disagree.
     """
     assert state in ("complete", "pruned", "failed")
     now = utcnow()
@@ -223,6 +237,8 @@ def finish(
                      "value": finite_or_none(value)}
                     for step, value in step_values.items()
                 ]).on_conflict_do_nothing())
+        if done and record is not None:
+            finish_running_trial(session, record.trial_id, record.state, record.values)
         if not done:
             session.execute(
                 update(Trial).where(Trial.id == trial_id).values(

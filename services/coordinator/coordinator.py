@@ -186,7 +186,9 @@ class Coordinator:
                                         reason="coordinator stopped before the trial was enqueued")
                 added = True
             elif row.state in FINAL_TRIAL_STATES:
-                # The worker wrote its result but died before telling Optuna.
+                # A final row whose Optuna trial still runs: workers write both in one
+                # transaction, so this is a row the coordinator itself ended, or one written
+                # before they did.
                 self._tell(mirror, row.number, self._values(mirror.spec, row), row.state)
         return added
 

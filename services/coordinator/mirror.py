@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from regsearch import studies
+from regsearch.optuna_record import create_running_trial
 from regsearch.space import suggest_params
 from regsearch.spec import JobSpec
 from regsearch.store.db import Database
-from services.coordinator.record import create_running_trial
 
 log = logging.getLogger("regsearch.coordinator")
 

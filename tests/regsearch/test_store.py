@@ -221,3 +221,23 @@ def test_a_pool_without_checkout_pings_recovers_through_the_retry(pg_url: str) -
     finally:
         admin.dispose()
         db.dispose()
+
+
+def test_a_result_and_optunas_record_are_written_together_and_a_superseded_one_writes_neither(db: Database) -> None:
+    from optuna.trial import TrialState
+
+    storage = optuna_storage(db.url)
+    job = job_store.create_job(db, spec=SPEC).job
+    study_id = storage.get_study_id_from_name(job.study_name)
+    ids = [storage.create_new_trial(study_id) for _ in range(2)]
+    rows = [trial_store.add_trial(db, job_id=job.id, number=i, optuna_trial_id=ids[i], params={"placement": "act"})
+            for i in range(2)]
+    claims = [trial_store.claim(db, trial_id=r, worker="w", device="cpu") for r in rows]
+    assert all(isinstance(c, trial_store.Claim) for c in claims)
+    assert trial_store.finish(db, trial_id=rows[0], lease=claims[0].lease, state="complete", metrics={"val_acc": 0.8},
+                              record=trial_store.OptunaOutcome(ids[0], TrialState.COMPLETE, [0.8]))
+    assert (storage.get_trial(ids[0]).state, storage.get_trial(ids[0]).values) == (TrialState.COMPLETE, [0.8])
+    # A late result (its lease lost) is kept aside; Optuna's record is not touched.
+    assert not trial_store.finish(db, trial_id=rows[1], lease="not-the-lease", state="pruned",
+                                  record=trial_store.OptunaOutcome(ids[1], TrialState.PRUNED))
+    assert storage.get_trial(ids[1]).state == TrialState.RUNNING

@@ -1,5 +1,6 @@
-"""The coordinator's own write of a new trial to Optuna's record reads back exactly as Optuna's
-``create_new_trial(template_trial=...)`` writes it, on SQLite and PostgreSQL."""
+"""regsearch's own writes to Optuna's record (a new trial, an outcome) read back exactly as
+Optuna's ``create_new_trial(template_trial=...)`` and ``set_trial_state_values`` write them, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from regsearch.optuna_record import create_running_trial
 from regsearch.store.db import Database, StoreUnavailable
 from regsearch.studies import optuna_storage
-from services.coordinator.record import create_running_trial
 
 DISTRIBUTIONS = {
     "placement": CategoricalDistribution(["bn-act-drop", "act", None]),
@@ -89,3 +90,25 @@ def test_an_unreachable_record_is_a_store_outage_not_a_job_error() -> None:
     unreachable = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/nothing", connect_args={"connect_timeout": 2})
     with pytest.raises(StoreUnavailable):
         create_running_trial(unreachable, 1, template(0))
+
+
+@pytest.mark.parametrize(("state", "values"), [(TrialState.COMPLETE, [0.75]), (TrialState.COMPLETE, [0.5, float("inf")]),
+                                               (TrialState.PRUNED, None), (TrialState.FAIL, None)])
+def test_an_outcome_reads_back_as_optunas_own_tell(db: Database, state: TrialState, values: list[float] | None) -> None:
+    from regsearch.optuna_record import finish_running_trial
+
+    storage = optuna_storage(db.url)
+    directions = ["maximize"] * (len(values) if values else 1)
+    theirs = optuna.create_study(study_name="theirs", storage=storage, directions=directions)
+    ours = optuna.create_study(study_name="ours", storage=storage, directions=directions)
+    their_id = storage.create_new_trial(theirs._study_id, template_trial=template(0))
+    our_id = create_running_trial(db.engine, ours._study_id, template(0))[1]
+    storage.set_trial_state_values(their_id, state, values)
+    with db.session() as session:
+        assert finish_running_trial(session, our_id, state, values)
+    theirs_read, ours_read = storage.get_trial(their_id), storage.get_trial(our_id)
+    assert ours_read.datetime_complete is not None and ours_read.datetime_complete >= ours_read.datetime_start
+    assert (ours_read.state, ours_read.values) == (theirs_read.state, theirs_read.values)
+    with db.session() as session:
+        assert not finish_running_trial(session, our_id, TrialState.FAIL, None), "a finished trial stays as it is"
+    assert storage.get_trial(our_id).state == state

@@ -1,4 +1,7 @@
-"""Write a newly asked trial to Optuna's database record in one short transaction.
+"""Optuna's database record, written where Optuna's storage API costs a dozen round trips.
+
+A new trial (the coordinator, after sampling on its in-memory study) and a trial's outcome (the
+worker, inside the transaction that writes the result to the trial row).
 
 ``RDBStorage.create_new_trial(template_trial=...)`` re-reads the trial and the study's earlier
 parameters for every parameter it copies (a distribution compatibility check): ~20 statements
@@ -12,19 +15,26 @@ ping): 5 round trips instead of ~20.
 Written by hand where the library has no cheaper call; it relies on Optuna's ORM models, which
 match the database whenever ``RDBStorage`` opened it (Optuna refuses a schema of another
 version). A loaded study's cached storage reads trials it has not seen from the database when
-next asked, so the coordinator's record study sees these trials. ``tests/services/test_record.py`` checks that the record reads back exactly as
-``create_new_trial`` writes it.
+next asked, so the coordinator's record study sees these trials.
+
+The outcome: ``RDBStorage.set_trial_state_values`` is its own transaction of ~6 statements
+through the ORM, which the worker ran after committing the result (and which a crash in between
+left for the coordinator to make up). :func:`finish_running_trial` writes the same state,
+completion time and values with two statements inside the result's transaction, so the row and
+the record change together. ``tests/regsearch/test_optuna_record.py`` checks that both read back
+exactly as ``create_new_trial`` and ``set_trial_state_values`` write them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 
 from optuna.distributions import distribution_to_json
 from optuna.storages._rdb import models  # Optuna's ORM models: see the module docstring
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -72,3 +82,22 @@ def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     """Optuna's ``TrialModel.datetime_start`` setter: a naive datetime is local time, stored as
     naive UTC."""
     return None if value is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def finish_running_trial(session: Session, trial_id: int, state: TrialState, values: Sequence[float] | None) -> bool:
+    """Move Optuna trial ``trial_id`` from RUNNING to ``state`` with ``values`` (complete
+    trials), in the caller's transaction; False, writing nothing, when it is not RUNNING (the
+    coordinator already recorded an outcome)."""
+    assert state.is_finished()
+    trials = models.TrialModel.__table__
+    finished = session.execute(
+        update(trials).where(trials.c.trial_id == trial_id, trials.c.state == TrialState.RUNNING)
+        .values(state=state, datetime_complete=_naive_utc(dt.datetime.now()))
+    ).rowcount == 1
+    if finished and values:
+        rows = []
+        for objective, value in enumerate(values):
+            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+            rows.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
+        session.execute(insert(models.TrialValueModel.__table__), rows)
+    return finished
