@@ -100,8 +100,8 @@ class Heartbeat:
 class EpochReporter:
     """The trainer's ``on_epoch`` callback: record, decide to prune, notice cancel and drain.
 
-    Epoch rows are written in batches (at most every ``flush_every_s``, and at the end) so a
-    fast epoch does not pay a transaction; liveness does not depend on it (the heartbeat
+    Epoch rows are written in batches (at most every ``flush_every_s``, and with the result) so
+    a fast epoch does not pay a transaction; liveness does not depend on it (the heartbeat
     thread beats on its own clock).
     """
 
@@ -125,8 +125,6 @@ class EpochReporter:
         self.unwritten.append(metrics)
         value = summarize(self.epochs, None)[self.spec.objective.metrics[0]]
         self.history[metrics.epoch] = float(value) if isinstance(value, (int, float)) else math.nan
-        if time.monotonic() - self._last_flush >= self.flush_every_s:
-            self.flush()
         if self.heartbeat.lost.is_set():
             self.stop_reason = "lease lost"
         elif self.heartbeat.cancelled.is_set():
@@ -135,6 +133,11 @@ class EpochReporter:
             self.stop_reason = "draining"
         elif with_retry(lambda: self.pruner.should_prune(self.claim.number, self.history), what="asking the pruner"):
             self.stop_reason = "pruned"
+        # A trial that stops here, or has trained its last epoch, writes its epochs with the
+        # result: a flush now would be a transaction for nothing.
+        going_on = self.stop_reason is None and metrics.epoch < self.spec.training.epochs
+        if going_on and time.monotonic() - self._last_flush >= self.flush_every_s:
+            self.flush()
         return self.stop_reason is not None
 
     def flush(self) -> None:
