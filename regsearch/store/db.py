@@ -8,6 +8,7 @@ SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,7 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+@functools.lru_cache(maxsize=64)  # asked for every epoch write: parsing the URL each time showed in profiles
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
