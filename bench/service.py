@@ -115,10 +115,10 @@ def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path,
                 # Warm-up: imports, dataset generation and caches are not what we measure.
                 warm = dict(spec, name="warm-up", budget={"n_trials": workers, "parallelism": workers})
                 db = Database(settings.sqlalchemy_url)
-                _wait(db, client.submit(warm)["id"], supervisor)
+                wait_until_ended(db, client.submit(warm)["id"], supervisor)
                 submitted = time.time()
                 job_id = client.submit(spec)["id"]
-                wall = _wait(db, job_id, supervisor).timestamp() - submitted
+                wall = wait_until_ended(db, job_id, supervisor).timestamp() - submitted
             with db.read() as session:
                 rows = session.execute(
                     select(Trial.state, Epoch.seconds).join(Epoch, Epoch.trial_id == Trial.id, isouter=True)
@@ -135,7 +135,7 @@ def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path,
     return JobRun(wall_s=wall, training_s=training, trials=len(states_rows), states=states)
 
 
-def _wait(db: Database, job_id: str, supervisor: Supervisor) -> dt.datetime:
+def wait_until_ended(db: Database, job_id: str, supervisor: Supervisor) -> dt.datetime:
     """Until the job ends; returns when it ended, as the coordinator recorded it (``finished_at``).
 
     The end is the service's own record, so the bench polls rarely: a poll every 50 ms cost
