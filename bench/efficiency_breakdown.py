@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bench.efficiency import spec_for
-from bench.service import free_port, fresh_database, pick_backend, wait_until_ended
+from bench.service import pick_backend, running_service, wait_until_ended, warm_up
 
 
 def _seconds(value: Any) -> float:
@@ -51,11 +51,6 @@ def report(rows: list[Any], submitted: float, ended: float, workers: int) -> lis
 
 
 def main() -> None:
-    from regsearch.client import Client
-    from regsearch.config import Settings
-    from regsearch.launcher import Supervisor, plan
-    from regsearch.store.db import Database
-    from regsearch.store.migrate import upgrade
     from regsearch.store.models import Epoch, Trial
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,36 +62,20 @@ def main() -> None:
     spec = spec_for(24, workers, 10)
     backend, why = pick_backend(args.backend)
     print(f"backend: {why}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as (database_url, broker_url):
-        data_dir = Path(tmp)
-        port = free_port()
-        settings = Settings(data_dir=data_dir, database_url=database_url, broker_url=broker_url,
-                            api_url=f"http://127.0.0.1:{port}", prepare_ahead=args.prepare_ahead)
-        upgrade(settings.sqlalchemy_url)
-        supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=port, dashboard_port=None),
-                                str(data_dir / "logs"))
-        supervisor.start()
-        db = Database(settings.sqlalchemy_url)
-        try:
-            with Client(settings) as client:
-                while not client.ready():
-                    time.sleep(0.2)
-                wait_until_ended(db, client.submit(dict(spec, name="warm-up", budget={"n_trials": workers, "parallelism": workers}))["id"],
-                      supervisor)
-                for run in range(args.runs):
-                    submitted = time.time()
-                    job_id = client.submit(dict(spec, name=f"breakdown-{run}"))["id"]
-                    ended = wait_until_ended(db, job_id, supervisor).timestamp()
-                    with db.read() as session:
-                        rows = session.execute(
-                            select(Trial.worker, Trial.started_at, Trial.finished_at, func.coalesce(func.sum(Epoch.seconds), 0.0))
-                            .join(Epoch, Epoch.trial_id == Trial.id, isouter=True)
-                            .where(Trial.job_id == job_id).group_by(Trial.id)
-                        ).all()
-                    print("\n".join(report(list(rows), submitted, ended, workers)), flush=True)
-        finally:
-            db.dispose()
-            supervisor.stop()
+    with tempfile.TemporaryDirectory() as tmp, running_service(workers=workers, backend=backend, data_dir=Path(tmp),
+                                                               prepare_ahead=args.prepare_ahead) as service:
+        warm_up(service, spec, workers)
+        for run in range(args.runs):
+            submitted = time.time()
+            job_id = service.client.submit(dict(spec, name=f"breakdown-{run}"))["id"]
+            ended = wait_until_ended(service.db, job_id, service.supervisor).timestamp()
+            with service.db.read() as session:
+                rows = session.execute(
+                    select(Trial.worker, Trial.started_at, Trial.finished_at, func.coalesce(func.sum(Epoch.seconds), 0.0))
+                    .join(Epoch, Epoch.trial_id == Trial.id, isouter=True)
+                    .where(Trial.job_id == job_id).group_by(Trial.id)
+                ).all()
+            print("\n".join(report(list(rows), submitted, ended, workers)), flush=True)
 
 
 if __name__ == "__main__":

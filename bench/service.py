@@ -95,9 +95,19 @@ class JobRun:
         return (self.training_s / workers) / self.wall_s
 
 
-def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path, **settings_overrides: Any) -> JobRun:
-    """Start the service, warm it (one throw-away job), then time ``spec`` from submit to the
-    job's recorded end."""
+@dataclass
+class Service:
+    """A running service: its settings, a client of its API, a database handle, its processes."""
+
+    settings: Settings
+    client: Client
+    db: Database
+    supervisor: Supervisor
+
+
+@contextlib.contextmanager
+def running_service(*, workers: int, backend: str, data_dir: Path, **settings_overrides: Any) -> Iterator[Service]:
+    """Start the service on a fresh database, wait until its API answers, and stop it afterwards."""
     with fresh_database(backend, data_dir) as (database_url, broker_url):
         port = free_port()
         settings = Settings(data_dir=data_dir, database_url=database_url, broker_url=broker_url,
@@ -106,28 +116,39 @@ def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path,
         supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=port, dashboard_port=None),
                                 str(data_dir / "logs"))
         supervisor.start()
+        db = Database(settings.sqlalchemy_url)
         try:
             with Client(settings) as client:
                 while not client.ready():
                     if supervisor.dead():
                         raise RuntimeError(f"a component died: {supervisor.dead()}; logs in {data_dir / 'logs'}")
                     time.sleep(0.2)
-                # Warm-up: imports, dataset generation and caches are not what we measure.
-                warm = dict(spec, name="warm-up", budget={"n_trials": workers, "parallelism": workers})
-                db = Database(settings.sqlalchemy_url)
-                wait_until_ended(db, client.submit(warm)["id"], supervisor)
-                submitted = time.time()
-                job_id = client.submit(spec)["id"]
-                wall = wait_until_ended(db, job_id, supervisor).timestamp() - submitted
-            with db.read() as session:
-                rows = session.execute(
-                    select(Trial.state, Epoch.seconds).join(Epoch, Epoch.trial_id == Trial.id, isouter=True)
-                    .where(Trial.job_id == job_id)
-                ).all()
-                states_rows = session.execute(select(Trial.number, Trial.state).where(Trial.job_id == job_id)).all()
-            db.dispose()
+                yield Service(settings, client, db, supervisor)
         finally:
+            db.dispose()
             supervisor.stop()
+
+
+def warm_up(service: Service, spec: dict[str, Any], workers: int) -> None:
+    """One throw-away job: imports, dataset generation and caches are not what we measure."""
+    warm = dict(spec, name="warm-up", budget={"n_trials": workers, "parallelism": workers})
+    wait_until_ended(service.db, service.client.submit(warm)["id"], service.supervisor)
+
+
+def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path, **settings_overrides: Any) -> JobRun:
+    """Start the service, warm it (one throw-away job), then time ``spec`` from submit to the
+    job's recorded end."""
+    with running_service(workers=workers, backend=backend, data_dir=data_dir, **settings_overrides) as service:
+        warm_up(service, spec, workers)
+        submitted = time.time()
+        job_id = service.client.submit(spec)["id"]
+        wall = wait_until_ended(service.db, job_id, service.supervisor).timestamp() - submitted
+        with service.db.read() as session:
+            rows = session.execute(
+                select(Trial.state, Epoch.seconds).join(Epoch, Epoch.trial_id == Trial.id, isouter=True)
+                .where(Trial.job_id == job_id)
+            ).all()
+            states_rows = session.execute(select(Trial.number, Trial.state).where(Trial.job_id == job_id)).all()
     training = sum(seconds or 0.0 for _, seconds in rows)
     states: dict[str, int] = {}
     for _, state in states_rows:

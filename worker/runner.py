@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from optuna.trial import TrialState
 from typing_extensions import Self
 
 from regsearch import failpoints
@@ -231,8 +232,6 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
 
 def _optuna_outcome(spec: JobSpec, optuna_trial_id: int, state: str, metrics: dict[str, Any] | None) -> OptunaOutcome:
     """What Optuna's record says of the trial: Optuna keeps no COMPLETE trial without finite values."""
-    from optuna.trial import TrialState
-
     values = _objective_values(spec, metrics or {}) if state == "complete" else None
     final_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
     if final_state == TrialState.COMPLETE and values is None:

@@ -176,25 +176,25 @@ def dialect_insert(db: Database) -> Any:
 
 
 @functools.cache
-def _epoch_upsert_statement(on_sqlite: bool) -> Any:
+def _epoch_upsert_statement(dialect_insert_fn: Any) -> Any:
     """INSERT .. ON CONFLICT (trial, epoch) DO UPDATE, built once per dialect and executed with
     a list of rows (one executemany: its compiled form is cached, whatever the row count)."""
     epochs = Epoch.__table__
-    stmt = (sqlite.insert if on_sqlite else postgresql.insert)(epochs)
+    stmt = dialect_insert_fn(epochs)
     columns = ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")
     return stmt.on_conflict_do_update(index_elements=[epochs.c.trial_id, epochs.c.epoch],
                                       set_={c: stmt.excluded[c] for c in columns})
 
 
 @functools.cache
-def _step_values_insert_statement(on_sqlite: bool) -> Any:
+def _step_values_insert_statement(dialect_insert_fn: Any) -> Any:
     """INSERT .. ON CONFLICT DO NOTHING into the reported values, built once per dialect."""
-    return (sqlite.insert if on_sqlite else postgresql.insert)(StepValue.__table__).on_conflict_do_nothing()
+    return dialect_insert_fn(StepValue.__table__).on_conflict_do_nothing()
 
 
 def _write_epochs(session: Any, db: Database, trial_id: int, epochs: list[EpochMetrics]) -> None:
     rows = [{"trial_id": trial_id, **finite_or_none(e.as_dict())} for e in epochs]
-    session.execute(_epoch_upsert_statement(is_sqlite(db.url)), rows)
+    session.execute(_epoch_upsert_statement(dialect_insert(db)), rows)
 
 
 def record_epochs(db: Database, *, trial_id: int, lease: str, epochs: list[EpochMetrics],
@@ -255,7 +255,7 @@ def finish(
                 .returning(_JOBS.c.n_complete)
             ).scalar_one()
             if step_values:
-                session.execute(_step_values_insert_statement(is_sqlite(db.url)), [
+                session.execute(_step_values_insert_statement(dialect_insert(db)), [
                     {"job_id": row.job_id, "step": step, "trial_number": row.number, "completion_seq": seq,
                      "value": finite_or_none(value)}
                     for step, value in step_values.items()
