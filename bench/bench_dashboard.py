@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:  # run from a checkout that is not pip-installed
 import numpy as np
 
 from regsearch.config import Settings, get_settings
-from regsearch.spec import JobSpec
+from regsearch.domain.spec import JobSpec
 
 PLACEMENTS = ["bn-act-drop", "act-bn-drop", "bn-act", "act-drop", "act"]
 QUALITY = {"bn-act-drop": 0.93, "act-bn-drop": 0.925, "bn-act": 0.91, "act-drop": 0.90, "act": 0.88}
@@ -47,8 +47,8 @@ def make_spec(n_trials: int, epochs: int) -> JobSpec:
 
 
 def synthetic_trials(n_trials: int, epochs: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Plausible trials: parameters, a per-epoch curve and the summary ``regsearch.metrics`` gives."""
-    from regsearch.metrics import EpochMetrics, summarize
+    """Plausible trials: parameters, a per-epoch curve and the summary ``regsearch.domain.metrics`` gives."""
+    from regsearch.domain.metrics import EpochMetrics, summarize
 
     rng = np.random.default_rng(seed)
     out = []
@@ -128,7 +128,7 @@ def fill(url: str, spec: JobSpec, trials: list[dict[str, Any]]) -> str:
     import optuna
     from sqlalchemy import insert
 
-    from regsearch import studies
+    from regsearch.store import studies
     from regsearch.store import jobs as job_store
     from regsearch.store.db import Database
     from regsearch.store.models import Epoch, Trial, utcnow

@@ -1,4 +1,4 @@
-"""Seconds per epoch of ``worker.train.train_trial`` vs a minimal hand-written loop, side by side.
+"""Seconds per epoch of ``regsearch.worker.train.train_trial`` vs a minimal hand-written loop, side by side.
 
 Both train the same 40-256-256-256-10 MLP (bn-act-drop, dropout 0.3, momentum 0.1, adam, batch
 128) on mnist1d with randperm batching and evaluate the same fixed train sample and the validation
@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from regsearch.config import get_settings
-from regsearch.space import make_recipe
-from regsearch.spec import DatasetSpec, JobSpec, TrainingSpec
-from worker.datasets import input_shape_for, load_dataset
-from worker.train import DeviceData, select_device, to_device, train_trial
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
+from regsearch.worker.datasets import input_shape_for, load_dataset
+from regsearch.worker.train import DeviceData, select_device, to_device, train_trial
 
 PARAMS = {"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1}
 

@@ -42,11 +42,11 @@ def _optuna_process(url: str, study_name: str, spec_doc: dict[str, Any], data_di
     import optuna
     import torch
 
-    from regsearch import studies
-    from regsearch.space import make_recipe, suggest_params
-    from regsearch.spec import JobSpec
-    from worker.datasets import input_shape_for, load_dataset
-    from worker.train import to_device, train_trial
+    from regsearch.store import studies
+    from regsearch.domain.space import make_recipe, suggest_params
+    from regsearch.domain.spec import JobSpec
+    from regsearch.worker.datasets import input_shape_for, load_dataset
+    from regsearch.worker.train import to_device, train_trial
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,10 +81,10 @@ def _optuna_process(url: str, study_name: str, spec_doc: dict[str, Any], data_di
 def optuna_run(trials: int, workers: int, epochs: int, backend: str, data_dir: Path) -> JobRun:
     import optuna
 
-    from regsearch import studies
-    from regsearch.spec import JobSpec
+    from regsearch.store import studies
+    from regsearch.domain.spec import JobSpec
     from regsearch.store.migrate import upgrade
-    from worker.datasets import load_dataset
+    from regsearch.worker.datasets import load_dataset
 
     spec_doc = spec_for(trials, workers, epochs)
     spec = JobSpec.model_validate(spec_doc)

@@ -98,7 +98,7 @@ def database(backend: str, data_dir: Path) -> Iterator[str]:
         upgrade(url)
         yield url
     finally:
-        from regsearch.studies import optuna_storage
+        from regsearch.store.studies import optuna_storage
 
         optuna_storage.cache_clear()
         with admin.connect() as conn:
@@ -110,8 +110,8 @@ def seed(url: str, jobs: int, trials: int, epochs: int) -> list[tuple[str, int]]
     """``jobs`` jobs, each with ``trials`` finished trials of ``epochs`` epochs; returns (job, n trials)."""
     import optuna
 
-    from regsearch.metrics import EpochMetrics
-    from regsearch.spec import validate_spec
+    from regsearch.domain.metrics import EpochMetrics
+    from regsearch.domain.spec import validate_spec
     from regsearch.store import jobs as job_store
     from regsearch.store import trials as trial_store
     from regsearch.store.db import Database

@@ -2,7 +2,7 @@
 
 The 40-256-256-256-10 MLP trains for 30 epochs (adam, lr 1e-3, batch 128) with each placement and
 each seed; the split is the same for all (split_seed 0), only the training seed changes. Test
-accuracy is measured once per trial with the best-validation weights (regsearch.metrics).
+accuracy is measured once per trial with the best-validation weights (regsearch.domain.metrics).
 
     .venv/bin/python bench/placement_check.py [--epochs 30] [--seeds 0 1 2] [--device cpu]
 """
@@ -24,10 +24,10 @@ except ImportError:  # run from a checkout that is not pip-installed
 import torch
 
 from regsearch.config import get_settings
-from regsearch.space import make_recipe
-from regsearch.spec import DatasetSpec, JobSpec, TrainingSpec
-from worker.datasets import input_shape_for, load_dataset
-from worker.train import select_device, to_device, train_trial
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
+from regsearch.worker.datasets import input_shape_for, load_dataset
+from regsearch.worker.train import select_device, to_device, train_trial
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "bn-act-drop": {"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1},

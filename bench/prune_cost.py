@@ -1,7 +1,7 @@
 """Cost of one pruning check per epoch in a study that already holds N finished trials.
 
 Side by side: Optuna's ``MedianPruner`` (``trial.should_prune()`` on the RDB study, which reads
-every trial) and regsearch's :class:`~regsearch.pruning.SqlMedianPruner` (one indexed query),
+every trial) and regsearch's :class:`~regsearch.store.pruning.SqlMedianPruner` (one indexed query),
 on the same database with the same N trials.
 """
 
@@ -23,7 +23,7 @@ def _fill(url: str, n_trials: int) -> tuple[str, str]:
     import optuna
     from sqlalchemy import insert, update
 
-    from regsearch import studies
+    from regsearch.store import studies
     from regsearch.store import jobs as job_store
     from regsearch.store.db import Database
     from regsearch.store.migrate import upgrade
@@ -78,9 +78,9 @@ def _time_checks(check: Any, repeats: int) -> float:
 def measure(n_trials: int, *, backend: str, data_dir: Path, repeats: int = 3, with_optuna: bool = True) -> dict[str, Any]:
     import optuna
 
-    from regsearch.pruning import SqlMedianPruner
+    from regsearch.store.pruning import SqlMedianPruner
     from regsearch.store.db import Database
-    from regsearch.studies import optuna_storage
+    from regsearch.store.studies import optuna_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with fresh_database(backend, data_dir) as (database_url, _broker):

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.launcher import Supervisor, free_port, plan
+from regsearch.cli.launcher import Supervisor, free_port, plan
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade
 from regsearch.store.models import Epoch, Job, Trial, as_utc
@@ -73,7 +73,7 @@ def fresh_database(backend: str, data_dir: Path) -> Iterator[tuple[str | None, s
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", REDIS
     finally:
-        from regsearch.studies import optuna_storage
+        from regsearch.store.studies import optuna_storage
 
         optuna_storage.cache_clear()
         with admin.connect() as conn:

@@ -21,13 +21,13 @@ def measure(trials: int, backend: str, data_dir: Path) -> dict[str, float]:
 
     from bench.service import fresh_database
     from regsearch.config import Settings
-    from regsearch.metrics import EpochMetrics
-    from regsearch.spec import validate_spec
+    from regsearch.domain.metrics import EpochMetrics
+    from regsearch.domain.spec import validate_spec
     from regsearch.store import jobs as job_store
     from regsearch.store import trials as trial_store
     from regsearch.store.db import Database
     from regsearch.store.migrate import upgrade
-    from regsearch.studies import optuna_storage
+    from regsearch.store.studies import optuna_storage
 
     with fresh_database(backend, data_dir) as (database_url, _broker):
         url = Settings(data_dir=data_dir, database_url=database_url).sqlalchemy_url

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the project root.
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
+# The pages import `regsearch.dashboard.*`, which the installed distribution provides.
 st.set_page_config(page_title="regsearch", page_icon=":material/tune:", layout="wide")
 
 navigation = st.navigation([

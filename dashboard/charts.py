@@ -1,7 +1,7 @@
 """Plotly figures for the pages: pure functions of DataFrames (unit-testable, no Streamlit).
 
 One color per placement everywhere (``placement_color``), fixed by the placement's position in
-``regsearch.spec.all_placements()``, so ``bn-act-drop`` has the same color on every page and
+``regsearch.domain.spec.all_placements()``, so ``bn-act-drop`` has the same color on every page and
 every job. Plain SVG traces (no WebGL): they render in any browser, headless ones included.
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from regsearch.spec import all_placements
+from regsearch.domain.spec import all_placements
 
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",

@@ -24,10 +24,10 @@ from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import aliased
 
-from dashboard import frames
+from regsearch.dashboard import frames
 from regsearch.config import get_settings
-from regsearch.space import suggest_params
-from regsearch.spec import JobSpec
+from regsearch.domain.space import suggest_params
+from regsearch.domain.spec import JobSpec
 from regsearch.store.db import SQLITE_BUSY_TIMEOUT_MS, engine_kwargs, is_sqlite, normalize_url
 from regsearch.store.models import TRIAL_STATES, Epoch, Job, Trial, as_utc, utcnow
 
@@ -230,7 +230,7 @@ def report(url: str, job_id: str) -> dict[str, Any] | None:
     """The job's report (``regsearch.evidence.build_report``, what ``GET /jobs/{id}/report``
     answers) as plain JSON, or None for an unknown job. One query for the trials."""
     from regsearch.evidence import build_report
-    from regsearch.jsonsafe import finite_or_none
+    from regsearch.domain.jsonsafe import finite_or_none
 
     with reader(url).connect() as conn:
         row = conn.execute(select(Job.spec, Job.status).where(Job.id == job_id)).first()
@@ -247,7 +247,7 @@ def report(url: str, job_id: str) -> dict[str, Any] | None:
 
 class _Recorder:
     """A stand-in for ``optuna.trial.Trial`` that answers with a trial's stored parameters and
-    records the distribution each one was suggested from (``regsearch.space`` asks it)."""
+    records the distribution each one was suggested from (``regsearch.domain.space`` asks it)."""
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
@@ -300,7 +300,7 @@ def importance(url: str, job_id: str, n_complete: int) -> dict[str, Any]:
     ``optuna.importance.get_param_importances`` (PED-ANOVA, Optuna's default: it handles the
     conditional parameters, no ``dropout`` without ``drop``; a multi-objective job gets the
     importance of reaching the Pareto front) runs on an in-memory study holding the job's
-    complete trials with the distributions ``regsearch.space`` suggests them from. Loading the
+    complete trials with the distributions ``regsearch.domain.space`` suggests them from. Loading the
     job's stored study instead would read every intermediate value (4-5 s at 2,000 trials);
     the parameters and objective values are the same. Beyond ``MAX_IMPORTANCE_TRIALS`` a
     fixed-seed sample is used. ``n_complete`` keys the cache: one computation per finished trial.

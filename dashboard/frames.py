@@ -1,6 +1,6 @@
 """The analysis tables behind the pages: pure functions of rows and DataFrames (no I/O, no Streamlit).
 
-Metric names are the project's own (``regsearch.metrics``): ``val_acc``, ``test_acc``, ``gap``
+Metric names are the project's own (``regsearch.domain.metrics``): ``val_acc``, ``test_acc``, ``gap``
 (train_acc - val_acc at the best epoch), ``epochs_to_converge``, ``val_auc``,
 ``seconds_per_epoch``; parameters are ``placement``, ``dropout``, ``bn_momentum``,
 ``dropout_layers``, ``bn_layers``. ``train_acc`` here is the training accuracy at the best
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regsearch.metrics import SUMMARY_FIELDS
-from regsearch.space import params_key
-from regsearch.spec import DEFAULT_DIRECTIONS, JobSpec
+from regsearch.domain.metrics import SUMMARY_FIELDS
+from regsearch.domain.space import params_key
+from regsearch.domain.spec import DEFAULT_DIRECTIONS, JobSpec
 from regsearch.store.models import TRIAL_STATES, as_utc
 
 PARAM_COLUMNS = ("placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers")
@@ -177,11 +177,11 @@ def float_frame(rows: Iterable[Sequence[Any]], columns: list[str]) -> pd.DataFra
 
 def summary_so_far(epochs: pd.DataFrame) -> dict[str, float]:
     """A running (or summary-less) trial's metrics from the epochs it recorded, as
-    ``regsearch.metrics.summarize`` would give them if the trial stopped now (no test_acc)."""
+    ``regsearch.domain.metrics.summarize`` would give them if the trial stopped now (no test_acc)."""
     known = epochs[epochs["val_acc"].notna()]
     if known.empty:
         return {}
-    # best epoch: highest val_acc, then lowest val_loss, then earliest (regsearch.metrics)
+    # best epoch: highest val_acc, then lowest val_loss, then earliest (regsearch.domain.metrics)
     best = known.sort_values(["val_acc", "val_loss", "epoch"], ascending=[False, True, True],
                              na_position="last").iloc[0]
     target = 0.95 * best["val_acc"]

@@ -15,7 +15,6 @@ from pathlib import Path
 from regsearch.config import Settings, is_loopback
 
 APP = Path(__file__).with_name("app.py")
-ROOT = APP.parent.parent
 THEME = {
     "theme.base": "light",
     "theme.primaryColor": "#1f77b4",
@@ -32,8 +31,6 @@ def dashboard_env(settings: Settings) -> dict[str, str]:
         else:
             env[key] = str(value)
     env["REGSEARCH_DATABASE_URL"] = settings.sqlalchemy_url  # resolved once, here
-    # the project root, so `import dashboard` works without installing the project
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -58,7 +55,7 @@ def run_dashboard(settings: Settings, port: int = 8501, host: str = "127.0.0.1")
         # the dashboard has no login of its own (unlike the API's bearer token)
         print(f"warning: the dashboard on {host}:{port} shows every job to anyone who can reach it; "
               "put it behind an authenticating proxy", file=sys.stderr)
-    process = subprocess.Popen(dashboard_command(port, host), env=dashboard_env(settings), cwd=str(ROOT))
+    process = subprocess.Popen(dashboard_command(port, host), env=dashboard_env(settings), cwd=str(APP.parent))
 
     def _forward(signum: int, _frame: object) -> None:
         process.send_signal(signum)

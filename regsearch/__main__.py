@@ -1,3 +1,3 @@
-from regsearch.cli import main
+from regsearch.cli.app import main
 
 main()

@@ -68,7 +68,7 @@ def pg_url() -> Iterator[str]:
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     upgrade(url)
     yield url
-    from regsearch.studies import optuna_storage
+    from regsearch.store.studies import optuna_storage
 
     optuna_storage.cache_clear()
     with admin.connect() as conn:

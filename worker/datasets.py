@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from regsearch.spec import DatasetSpec
-from worker.datafiles import (
+from regsearch.domain.spec import DatasetSpec
+from regsearch.worker.datafiles import (
     DatasetError,
     RawDataset,
     load_csv,

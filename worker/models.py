@@ -1,4 +1,4 @@
-"""Build the exact module a recipe describes (the recipe format: ``regsearch/space.py``).
+"""Build the exact module a recipe describes (the recipe format: ``regsearch/domain/space.py``).
 
 The module is an ``nn.Sequential`` of named blocks, so it reads like the recipe::
 
@@ -18,8 +18,8 @@ from typing import Any
 
 from torch import nn
 
-from regsearch.space import RECIPE_VERSION
-from regsearch.spec import PLACEMENT_TOKENS, parse_placement
+from regsearch.domain.space import RECIPE_VERSION
+from regsearch.domain.spec import PLACEMENT_TOKENS, parse_placement
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

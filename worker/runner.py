@@ -25,15 +25,15 @@ from typing_extensions import Self
 
 from regsearch import failpoints
 from regsearch.config import Settings
-from regsearch.metrics import EpochMetrics, summarize
-from regsearch.pruning import Pruner, make_pruner
-from regsearch.retry import with_retry
-from regsearch.space import make_recipe
-from regsearch.spec import JobSpec
+from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.store.pruning import Pruner, make_pruner
+from regsearch.store.retry import with_retry
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import JobSpec
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.trials import Claim, OptunaOutcome
-from worker.shutdown import draining
+from regsearch.worker.shutdown import draining
 
 log = logging.getLogger("regsearch.worker")
 
@@ -52,7 +52,7 @@ _DEVICE_DATA: dict[tuple[int, str], Any] = {}
 
 def _on_device(splits: Any, device: Any) -> Any:
     """The dataset's tensors on ``device``, moved once per worker process and kept there."""
-    from worker.train import to_device
+    from regsearch.worker.train import to_device
 
     key = (id(splits), str(device))  # load_dataset_cached returns the same object per spec
     held = _DEVICE_DATA.get(key)
@@ -177,8 +177,8 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     """
     db = _database(settings.sqlalchemy_url)
 
-    from worker.datasets import DatasetError, input_shape_for, load_dataset_cached
-    from worker.train import NonFiniteLossError, select_device, train_trial
+    from regsearch.worker.datasets import DatasetError, input_shape_for, load_dataset_cached
+    from regsearch.worker.train import NonFiniteLossError, select_device, train_trial
 
     torch_device = select_device(device)
     claim = with_retry(lambda: trial_store.claim(db, trial_id=trial_id, worker=worker_name(), device=str(torch_device)),

@@ -1,4 +1,4 @@
-"""Celery tasks (thin): take an id, hand it to :func:`worker.runner.run_trial`.
+"""Celery tasks (thin): take an id, hand it to :func:`regsearch.worker.runner.run_trial`.
 
 Importing this module imports no torch: the worker's parent process must not initialize CUDA
 before the pool forks its children.
@@ -11,7 +11,7 @@ import os
 from celery import Celery
 
 from regsearch.config import Settings, get_settings
-from regsearch.queue import RUN_TRIAL_TASK, make_celery
+from regsearch.messaging.queue import RUN_TRIAL_TASK, make_celery
 
 DEVICE_ENV = "REGSEARCH_WORKER_DEVICE"
 
@@ -21,9 +21,9 @@ def run_trial(trial_id: int) -> dict[str, object]:
     from celery import current_app
     from celery.exceptions import Reject
 
-    from regsearch.events import publish_trial_finished
-    from worker.runner import run_trial as run
-    from worker.shutdown import draining
+    from regsearch.messaging.events import publish_trial_finished
+    from regsearch.worker.runner import run_trial as run
+    from regsearch.worker.shutdown import draining
 
     if draining():  # this worker is going away: another one should take the trial
         raise Reject("worker shutting down", requeue=True)
@@ -44,7 +44,7 @@ def forget_inherited_connections(**_: object) -> None:
     False)`` gives the child new, empty pools without closing (and so breaking) the parent's
     connections, as SQLAlchemy recommends for ``fork``.
     """
-    from regsearch.studies import cached_storages
+    from regsearch.store.studies import cached_storages
 
     for storage in cached_storages():
         storage.engine.dispose(close=False)
@@ -54,7 +54,7 @@ def create_worker_app(settings: Settings) -> Celery:
     """The Celery app with the worker's task registered under its public name."""
     from celery.signals import worker_process_init
 
-    from worker import shutdown
+    from regsearch.worker import shutdown
 
     app = make_celery(settings)
     app.task(name=RUN_TRIAL_TASK, acks_late=True, ignore_result=True)(run_trial)

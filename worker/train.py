@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regsearch.metrics import EpochMetrics, summarize
-from regsearch.spec import TrainingSpec
-from worker.datasets import Splits
-from worker.models import build_model
+from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.domain.spec import TrainingSpec
+from regsearch.worker.datasets import Splits
+from regsearch.worker.models import build_model
 
 EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
 TRAIN_SAMPLE_SEED = 0  # the fixed training sample is the same for every trial of a dataset
@@ -40,7 +40,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """Per-epoch metrics, the trial summary (``regsearch.metrics.summarize``) and how it ended."""
+    """Per-epoch metrics, the trial summary (``regsearch.domain.metrics.summarize``) and how it ended."""
 
     epochs: list[EpochMetrics]
     summary: dict[str, Any]
@@ -147,7 +147,7 @@ def _evaluate(
 
 
 def _rank(metrics: EpochMetrics) -> tuple[float, float]:
-    # the same order as regsearch.metrics.best_epoch_index: accuracy, then loss (lower is better)
+    # the same order as regsearch.domain.metrics.best_epoch_index: accuracy, then loss (lower is better)
     acc = metrics.val_acc if math.isfinite(metrics.val_acc) else -math.inf
     loss = metrics.val_loss if math.isfinite(metrics.val_loss) else math.inf
     return (-acc, loss)

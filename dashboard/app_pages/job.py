@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, frames
+from regsearch.dashboard import charts, data, frames
 
 REFRESH_S = 3
 TRIAL_PAGE = "app_pages/trial.py"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
+from regsearch.dashboard import data
 
 JOB_PAGE = "app_pages/job.py"
 ACTIVE_REFRESH_S = 3

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, frames
+from regsearch.dashboard import charts, data, frames
 
 REFRESH_S = 3
 JOB_PAGE = "app_pages/job.py"

@@ -4,7 +4,7 @@
 (``number``, ``state``, ``params``, ``metrics``, ``confirm_of``, ``seed``; an optional
 ``retried`` flag drops attempts that a retry replaced). It is pure: no database, no torch, so
 the API, the CLI and the dashboard show the same numbers. Every mean, std and interval comes
-from :func:`regsearch.stats.mean_interval` (sample std, Student-t 95% interval).
+from :func:`regsearch.domain.stats.mean_interval` (sample std, Student-t 95% interval).
 
 What counts (one rule for every group):
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from regsearch.confirm import top_search_trials
+from regsearch.domain.confirm import top_search_trials
 from regsearch.evidence.groups import (
     ACTIVE_JOB_STATES,
     ACTIVE_STATES,
@@ -36,8 +36,8 @@ from regsearch.evidence.models import (
     ReportWarning,
     Stat,
 )
-from regsearch.jsonsafe import finite_or_none
-from regsearch.spec import JobSpec
+from regsearch.domain.jsonsafe import finite_or_none
+from regsearch.domain.spec import JobSpec
 
 
 # -- the recommendation -----------------------------------------------------------------------

@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from regsearch.confirm import rank_by_seed_mean
+from regsearch.domain.confirm import rank_by_seed_mean
 from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping, Stat
-from regsearch.space import params_key
-from regsearch.spec import DEFAULT_DIRECTIONS, JobSpec
-from regsearch.stats import mean_interval
+from regsearch.domain.space import params_key
+from regsearch.domain.spec import DEFAULT_DIRECTIONS, JobSpec
+from regsearch.domain.stats import mean_interval
 
 REPORT_METRICS = ("val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch")
 MIN_GROUP = 3  # below this a group's interval is missing (n < 2) or too wide to say much

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
-from regsearch import jsonsafe
+from regsearch.domain import jsonsafe
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -51,7 +51,7 @@ def engine_kwargs(url: str, *, pre_ping: bool = True, durable: bool = True) -> d
 
     ``pre_ping=False`` skips the round trip that tests each pooled connection at checkout; only
     for callers that retry every transaction on a connection error (the worker's
-    :func:`regsearch.retry.with_retry`): a connection broken by a database restart then fails
+    :func:`regsearch.store.retry.with_retry`): a connection broken by a database restart then fails
     one attempt, SQLAlchemy drops the pool, and the retry reconnects. ``durable=False`` gives
     PostgreSQL connections ``synchronous_commit=off`` for their whole life.
     """

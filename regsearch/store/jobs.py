@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from regsearch import studies
-from regsearch.confirm import rank_by_seed_mean, seed_groups
-from regsearch.retry import is_transient
-from regsearch.spec import JobSpec
+from regsearch.store import studies
+from regsearch.domain.confirm import rank_by_seed_mean, seed_groups
+from regsearch.store.retry import is_transient
+from regsearch.domain.spec import JobSpec
 from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.models import TRIAL_STATES, Epoch, Job, Trial, utcnow
 
@@ -152,7 +152,7 @@ def _sort_value(metrics: dict[str, Any], metric: str, direction: str) -> float:
 
 
 def trial_dict(trial: Trial) -> dict[str, Any]:
-    """The fields :mod:`regsearch.confirm` and the report read, from a trial row."""
+    """The fields :mod:`regsearch.domain.confirm` and the report read, from a trial row."""
     return {"number": trial.number, "state": trial.state, "params": trial.params, "metrics": trial.metrics,
             "confirm_of": trial.confirm_of, "seed": trial.seed}
 

@@ -22,7 +22,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision``, Optuna's tables included."""
-    from regsearch.studies import optuna_storage
+    from regsearch.store.studies import optuna_storage
 
     command.upgrade(alembic_config(url), revision)
     # Optuna creates (and stamps) its own schema; doing it here keeps concurrent first

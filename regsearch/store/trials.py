@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from regsearch.jsonsafe import finite_or_none
-from regsearch.metrics import EpochMetrics
-from regsearch.optuna_record import finish_running_trial
+from regsearch.domain.jsonsafe import finite_or_none
+from regsearch.domain.metrics import EpochMetrics
+from regsearch.store.optuna_record import finish_running_trial
 from regsearch.store.db import Database, is_sqlite
 from regsearch.store.models import Epoch, Job, StepValue, Trial, utcnow
 

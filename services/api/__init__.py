@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from services.api.main import create_app
+from regsearch.services.api.main import create_app
 
 __all__ = ["create_app"]

@@ -17,9 +17,9 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from regsearch.spec import SpecError
+from regsearch.domain.spec import SpecError
 from regsearch.store.db import StoreUnavailable
-from regsearch.validation import MAX_MESSAGE_CHARS, field_errors
+from regsearch.domain.validation import MAX_MESSAGE_CHARS, field_errors
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from fastapi.security import HTTPBearer
 import regsearch
 from regsearch.config import Settings, get_settings
 from regsearch.store.db import Database
-from services.api.errors import install_error_handlers
-from services.api.routes import health, jobs, report
-from services.api.security import BearerAuthMiddleware, BodySizeLimitMiddleware, configured_token
+from regsearch.services.api.errors import install_error_handlers
+from regsearch.services.api.routes import health, jobs, report
+from regsearch.services.api.security import BearerAuthMiddleware, BodySizeLimitMiddleware, configured_token
 
 
 def broker_probe(settings: Settings) -> Callable[[], None]:
@@ -24,7 +24,7 @@ def broker_probe(settings: Settings) -> Callable[[], None]:
     def ping() -> None:
         nonlocal queue
         if queue is None:
-            from regsearch.queue import TrialQueue, make_celery
+            from regsearch.messaging.queue import TrialQueue, make_celery
 
             queue = TrialQueue(make_celery(settings))
         queue.ping()
@@ -38,10 +38,10 @@ def coordinator_notifier(settings: Settings) -> Callable[[str, str], None]:
 
     def notify(event: str, job_id: str) -> None:
         nonlocal app
-        from regsearch.events import publish_event
+        from regsearch.messaging.events import publish_event
 
         if app is None:
-            from regsearch.queue import make_celery
+            from regsearch.messaging.queue import make_celery
 
             app = make_celery(settings)
         publish_event(app, event, job_id)

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from regsearch.jsonsafe import finite_or_none
-from regsearch.stats import mean_interval
+from regsearch.domain.jsonsafe import finite_or_none
+from regsearch.domain.stats import mean_interval
 from regsearch.store.jobs import elapsed_seconds
 from regsearch.store.models import Job, Trial, as_utc
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from regsearch.config import Settings, is_loopback
-from services.api.security import configured_token
+from regsearch.services.api.security import configured_token
 
 
 class UnsafeBindError(ValueError):
@@ -26,7 +26,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
     check_bind(settings, host)
     import uvicorn
 
-    from services.api.main import create_app
+    from regsearch.services.api.main import create_app
 
     uvicorn.run(
         create_app(settings),

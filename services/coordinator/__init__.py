@@ -1,5 +1,5 @@
 """The Optuna study coordinator: ask, record, enqueue; reap, retry, re-send; finish jobs."""
 
-from services.coordinator.coordinator import Coordinator, run_coordinator
+from regsearch.services.coordinator.coordinator import Coordinator, run_coordinator
 
 __all__ = ["Coordinator", "run_coordinator"]

@@ -14,14 +14,14 @@ the coordinator restarts from the database alone):
 6. fill      ``ask`` new trials until ``budget.parallelism`` are in flight or the budget is used.
 7. confirm   the search budget used and nothing in flight: with ``confirm`` in the spec, the
              top-k configurations run again with extra training seeds as ordinary trials
-             (``confirm_of`` set), created once each (:func:`regsearch.confirm.confirmation_plan`).
+             (``confirm_of`` set), created once each (:func:`regsearch.domain.confirm.confirmation_plan`).
 8. finish    no trial in flight, the budget used and every confirmation run created (or the
              timeout passed): job completed.
 
 Steps 2-5 are maintenance and run at most every ``MAINTENANCE_EVERY_S``; filling and finishing
 run on every tick, and a tick runs as soon as a worker reports a finished trial (events), so
 workers do not idle for a poll interval between trials. Sampling happens on an in-memory
-mirror of the study (:mod:`services.coordinator.mirror`).
+mirror of the study (:mod:`regsearch.services.coordinator.mirror`).
 """
 
 from __future__ import annotations
@@ -37,20 +37,22 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from regsearch import failpoints, studies
+from regsearch import failpoints
+
+from regsearch.store import studies
 from regsearch.config import Settings
-from regsearch.confirm import confirmation_plan
-from regsearch.events import EventListener
-from regsearch.queue import DEFAULT_QUEUE, TrialQueue
-from regsearch.retry import is_transient
-from regsearch.spec import JobSpec
+from regsearch.domain.confirm import confirmation_plan
+from regsearch.messaging.events import EventListener
+from regsearch.messaging.queue import DEFAULT_QUEUE, TrialQueue
+from regsearch.store.retry import is_transient
+from regsearch.domain.spec import JobSpec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.jobs import trial_dict
 from regsearch.store.models import FINAL_TRIAL_STATES, Job, Trial, as_utc, utcnow
-from services.coordinator.mirror import StudyMirror
-from services.coordinator.rows import JobRows
+from regsearch.services.coordinator.mirror import StudyMirror
+from regsearch.services.coordinator.rows import JobRows
 
 log = logging.getLogger("regsearch.coordinator")
 MAINTENANCE_EVERY_S = 1.0
@@ -386,7 +388,7 @@ class Coordinator:
 
 def run_coordinator(settings: Settings, stop: threading.Event | None = None) -> None:
     """The ``regsearch coordinator`` process: migrate, then tick until stopped."""
-    from regsearch.queue import make_celery
+    from regsearch.messaging.queue import make_celery
     from regsearch.store.migrate import upgrade
 
     upgrade(settings.sqlalchemy_url)

@@ -15,10 +15,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from regsearch import studies
-from regsearch.optuna_record import create_running_trial
-from regsearch.space import suggest_params
-from regsearch.spec import JobSpec
+from regsearch.store import studies
+from regsearch.store.optuna_record import create_running_trial
+from regsearch.domain.space import suggest_params
+from regsearch.domain.spec import JobSpec
 from regsearch.store.db import Database
 
 log = logging.getLogger("regsearch.coordinator")

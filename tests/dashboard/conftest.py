@@ -1,7 +1,7 @@
 """Databases for the dashboard tests, filled by a real small job (no hand-made metrics).
 
 The filled database holds three jobs on sklearn's ``digits``, each trial asked from the job's
-Optuna study and trained for real (``worker.local.run_local_trial``, tiny MLP, 3 epochs, CPU),
+Optuna study and trained for real (``regsearch.worker.local.run_local_trial``, tiny MLP, 3 epochs, CPU),
 its epochs and outcome written through ``regsearch.store.trials`` as a worker does, and told
 to Optuna:
 
@@ -28,11 +28,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from regsearch import studies
+from regsearch.store import studies
 from regsearch.config import Settings, get_settings
-from regsearch.metrics import EpochMetrics, summarize
-from regsearch.space import suggest_params
-from regsearch.spec import JobSpec
+from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.domain.space import suggest_params
+from regsearch.domain.spec import JobSpec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
@@ -103,7 +103,7 @@ class JobFiller:
 
     def train(self, trial_id: int, params: dict[str, Any], *, worker: str = WORKER,
               stop_after: int | None = None) -> tuple[trial_store.Claim, list[EpochMetrics], dict[str, Any]]:
-        from worker.local import run_local_trial
+        from regsearch.worker.local import run_local_trial
 
         claim = trial_store.claim(self.db, trial_id=trial_id, worker=worker, device="cpu")
         assert claim is not None

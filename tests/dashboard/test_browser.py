@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.run import dashboard_command, dashboard_env
+from regsearch.dashboard.run import dashboard_command, dashboard_env
 from tests.dashboard.conftest import FilledDb
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("dashboard")]

@@ -14,10 +14,10 @@ from scipy import stats as scipy_stats
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from dashboard import charts, data, frames
+from regsearch.dashboard import charts, data, frames
 from regsearch.config import Settings
-from regsearch.metrics import EpochMetrics, summarize
-from regsearch.spec import JobSpec
+from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.domain.spec import JobSpec
 from regsearch.store import jobs as job_store
 from regsearch.store.db import Database
 from tests.dashboard.conftest import FilledDb, make_settings
@@ -37,7 +37,7 @@ def _main(filled: FilledDb) -> tuple[str, pd.DataFrame]:
 
 
 def _interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and Student-t 95% interval with numpy and scipy (not regsearch.stats)."""
+    """Mean and Student-t 95% interval with numpy and scipy (not regsearch.domain.stats)."""
     data_ = np.asarray(values, dtype=float)
     low, high = scipy_stats.t.interval(0.95, len(data_) - 1, loc=data_.mean(), scale=data_.std(ddof=1) / math.sqrt(len(data_)))
     return float(data_.mean()), float(low), float(high)
@@ -101,7 +101,7 @@ def test_gap_is_train_minus_val_accuracy_at_the_best_epoch(filled_db: FilledDb) 
     for row in done.itertuples():
         epochs = curves[curves["number"] == row.number].sort_values("epoch")
         assert len(epochs) == row.epochs_recorded == row.epochs_run == 3
-        # the best epoch as regsearch.metrics defines it, recomputed from the stored epochs
+        # the best epoch as regsearch.domain.metrics defines it, recomputed from the stored epochs
         expected = summarize([EpochMetrics(**{k: getattr(e, k) for k in ("epoch", "train_loss", "train_acc",
                                                                           "val_loss", "val_acc", "seconds")})
                               for e in epochs.itertuples()], None)

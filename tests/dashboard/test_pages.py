@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import data, frames
+from regsearch.dashboard import data, frames
 from regsearch.config import Settings, get_settings
 from tests.dashboard.conftest import APP, FilledDb, make_settings, point_app_at
 

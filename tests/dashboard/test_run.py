@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.run import dashboard_command, dashboard_env
+from regsearch.dashboard.run import dashboard_command, dashboard_env
 from regsearch.config import Settings
 from tests.dashboard.test_browser import ROOT, _free_port, _wait_healthy
 
@@ -27,14 +27,13 @@ def test_command_and_environment(empty_db: Settings) -> None:
     env = dashboard_env(empty_db)
     assert env["REGSEARCH_DATABASE_URL"] == empty_db.sqlalchemy_url
     assert env["REGSEARCH_DATA_DIR"] == str(empty_db.data_dir)
-    assert str(ROOT) in env["PYTHONPATH"].split(":")
 
 
 def test_run_dashboard_serves_and_stops_on_sigterm(empty_db: Settings, tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "run.log"
     script = ("import sys; from pathlib import Path; from regsearch.config import Settings; "
-              "from dashboard.run import run_dashboard; "
+              "from regsearch.dashboard.run import run_dashboard; "
               f"sys.exit(run_dashboard(Settings(data_dir=Path({str(empty_db.data_dir)!r})), port={port}))")
     with log.open("wb") as out:
         parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import typer
 
-from regsearch.cli import app
+from regsearch.cli.app import app
 from regsearch.config import Settings
 from tests.deploy.files import (
     COMPOSE_FILE,
@@ -254,7 +254,7 @@ def test_python_healthchecks_compile_and_name_what_exists() -> None:
 
 
 def test_the_http_healthchecks_ask_the_health_routes() -> None:
-    from services.api.routes.health import router
+    from regsearch.services.api.routes.health import router
 
     assert "/healthz" in {route.path for route in router.routes}  # type: ignore[attr-defined]
     assert "/healthz" in SERVICES["api"]["healthcheck"]["test"][3]

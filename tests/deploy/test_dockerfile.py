@@ -123,15 +123,15 @@ class NotInstalled(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, NotInstalled())
 sys.argv = ["regsearch", "db", "upgrade"]
-from regsearch.cli import main
+from regsearch.cli.app import main
 try:
     main()
 except SystemExit as exit:
     assert not exit.code, exit.code
 from fastapi.testclient import TestClient
 from regsearch.config import get_settings
-from services.api.main import create_app
-import services.coordinator, dashboard.data, dashboard.charts, dashboard.frames
+from regsearch.services.api.main import create_app
+import regsearch.services.coordinator, regsearch.dashboard.data, regsearch.dashboard.charts, regsearch.dashboard.frames
 with TestClient(create_app(get_settings())) as client:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200, client.get("/readyz").text

@@ -29,7 +29,7 @@ def write_spec(tmp_path: Path, **overrides: object) -> Path:
 
 
 def test_the_control_plane_never_imports_torch() -> None:
-    code = ("import sys, services.api.main, services.coordinator, regsearch.cli, regsearch.client, worker.tasks;"
+    code = ("import sys, regsearch.services.api.main, regsearch.services.coordinator, regsearch.cli.app, regsearch.client, regsearch.worker.tasks;"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
@@ -110,7 +110,7 @@ def test_up_starts_everything_and_a_signal_stops_it_all(data_dir: Path, sig: str
 
     import httpx
 
-    from regsearch.launcher import free_port
+    from regsearch.cli.launcher import free_port
 
     api_port, dashboard_port = free_port(), free_port()
     env = {**os.environ, "REGSEARCH_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
@@ -149,7 +149,7 @@ def test_up_starts_everything_and_a_signal_stops_it_all(data_dir: Path, sig: str
 def test_the_best_table_shows_the_spread_over_seeds_of_confirmed_configurations() -> None:
     from rich.console import Console
 
-    from regsearch.report import print_best
+    from regsearch.cli.tables import print_best
 
     confirmed = {"n": 3, "numbers": [3, 9, 10], "seeds": [None, 1, 2], "metrics": {
         "val_acc": {"n": 3, "mean": 0.75, "std": 0.0035, "low": 0.741, "high": 0.759},
@@ -172,7 +172,7 @@ def test_the_demo_comparison_is_the_reports_placement_ranking() -> None:
     from rich.console import Console
 
     from regsearch.evidence import build_report
-    from regsearch.report import comparison_table
+    from regsearch.cli.tables import comparison_table
 
     spec = {"name": "c", "dataset": {"name": "digits"}, "space": {"placement": ["bn-act", "act-drop"]}}
     values = {"bn-act": [0.70, 0.72, 0.74], "act-drop": [0.60, 0.62]}

@@ -1,5 +1,5 @@
 """The report's arithmetic on hand-made trial lists, checked against numpy and scipy directly
-(not against regsearch.stats): counts, means, sample std, Student-t intervals, bands, ranking,
+(not against regsearch.domain.stats): counts, means, sample std, Student-t intervals, bands, ranking,
 seed groups, the recommendation and the warnings."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from regsearch.evidence import (
     momentum_band,
     render_markdown,
 )
-from regsearch.spec import JobSpec
+from regsearch.domain.spec import JobSpec
 
 SPEC: dict[str, Any] = {
     "name": "evidence",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from regsearch.spec import load_spec
+from regsearch.domain.spec import load_spec
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 

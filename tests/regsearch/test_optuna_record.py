@@ -11,9 +11,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from regsearch.optuna_record import create_running_trial
+from regsearch.store.optuna_record import create_running_trial
 from regsearch.store.db import Database, StoreUnavailable
-from regsearch.studies import optuna_storage
+from regsearch.store.studies import optuna_storage
 
 DISTRIBUTIONS = {
     "placement": CategoricalDistribution(["bn-act-drop", "act", None]),
@@ -95,7 +95,7 @@ def test_an_unreachable_record_is_a_store_outage_not_a_job_error() -> None:
 @pytest.mark.parametrize(("state", "values"), [(TrialState.COMPLETE, [0.75]), (TrialState.COMPLETE, [0.5, float("inf")]),
                                                (TrialState.PRUNED, None), (TrialState.FAIL, None)])
 def test_an_outcome_reads_back_as_optunas_own_tell(db: Database, state: TrialState, values: list[float] | None) -> None:
-    from regsearch.optuna_record import finish_running_trial
+    from regsearch.store.optuna_record import finish_running_trial
 
     storage = optuna_storage(db.url)
     directions = ["maximize"] * (len(values) if values else 1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from regsearch.space import make_recipe, suggest_params
-from regsearch.spec import validate_spec
+from regsearch.domain.space import make_recipe, suggest_params
+from regsearch.domain.spec import validate_spec
 
 
 def spec_with(**space: object):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from regsearch.spec import (
+from regsearch.domain.spec import (
     JobSpec,
     SpecError,
     all_placements,

@@ -9,13 +9,13 @@ import optuna
 import pytest
 from sqlalchemy import inspect, text
 
-from regsearch.metrics import EpochMetrics
-from regsearch.spec import validate_spec
+from regsearch.domain.metrics import EpochMetrics
+from regsearch.domain.spec import validate_spec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.migrate import current_revision
-from regsearch.studies import optuna_storage
+from regsearch.store.studies import optuna_storage
 
 SPEC = validate_spec({"name": "store", "dataset": {"name": "digits"}, "budget": {"n_trials": 3}})
 
@@ -194,7 +194,7 @@ def test_a_pool_without_checkout_pings_recovers_through_the_retry(pg_url: str) -
     connections (a restart), one attempt fails as transient and ``with_retry`` reconnects."""
     from sqlalchemy import create_engine
 
-    from regsearch.retry import with_retry
+    from regsearch.store.retry import with_retry
 
     db = Database(pg_url, pre_ping=False)
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")

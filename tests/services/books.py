@@ -9,7 +9,7 @@ import optuna
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.models import FINAL_TRIAL_STATES
-from regsearch.studies import optuna_storage
+from regsearch.store.studies import optuna_storage
 
 OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 

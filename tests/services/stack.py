@@ -13,7 +13,7 @@ from typing import Any
 
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.launcher import Component, Supervisor, _cli, free_port
+from regsearch.cli.launcher import Component, Supervisor, _cli, free_port
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade
 

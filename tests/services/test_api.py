@@ -22,14 +22,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text, update
 
 from regsearch.config import Settings
-from regsearch.metrics import EpochMetrics
+from regsearch.domain.metrics import EpochMetrics
 from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 from regsearch.store.jobs import set_job_status
 from regsearch.store.models import Epoch
-from services.api.main import create_app
-from services.api.security import declared_length
-from services.api.server import UnsafeBindError, check_bind
+from regsearch.services.api.main import create_app
+from regsearch.services.api.security import declared_length
+from regsearch.services.api.server import UnsafeBindError, check_bind
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -831,7 +831,7 @@ def test_the_api_imports_neither_torch_nor_the_worker(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from regsearch.config import Settings\n"
-        "from services.api.main import create_app\n"
+        "from regsearch.services.api.main import create_app\n"
         f"create_app(Settings(data_dir={str(tmp_path)!r}, database_url='sqlite://'))\n"
         "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'worker'))]\n"
         "assert not bad, bad\n"

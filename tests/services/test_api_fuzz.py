@@ -24,13 +24,13 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import text
 
 from regsearch.config import Settings
-from regsearch.metrics import EpochMetrics
-from regsearch.spec import validate_spec
+from regsearch.domain.metrics import EpochMetrics
+from regsearch.domain.spec import validate_spec
 from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 from regsearch.store.jobs import create_job
 from regsearch.store.migrate import upgrade
-from services.api.main import create_app
+from regsearch.services.api.main import create_app
 from tests.services.test_api import row_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -9,13 +9,13 @@ import optuna
 import pytest
 
 from regsearch.config import Settings
-from regsearch.queue import TrialQueue
-from regsearch.spec import validate_spec
+from regsearch.messaging.queue import TrialQueue
+from regsearch.domain.spec import validate_spec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
-from regsearch.studies import optuna_storage
-from services.coordinator import Coordinator
+from regsearch.store.studies import optuna_storage
+from regsearch.services.coordinator import Coordinator
 
 
 class RecordingQueue(TrialQueue):
@@ -177,7 +177,7 @@ def test_the_timeout_stops_asking_and_fails_what_never_started(db: Database) -> 
 
 
 def test_a_job_whose_step_keeps_failing_is_failed_and_the_others_go_on(db: Database) -> None:
-    from services.coordinator.coordinator import FAIL_JOB_AFTER
+    from regsearch.services.coordinator.coordinator import FAIL_JOB_AFTER
 
     coordinator, _, _, broken = make(db)
     healthy_spec = validate_spec({"name": "ok", "dataset": {"name": "digits"}, "budget": {"n_trials": 1, "parallelism": 1},
@@ -214,7 +214,7 @@ def test_a_database_outage_in_optunas_storage_never_fails_the_job(db: Database) 
     from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import OperationalError
 
-    from services.coordinator.coordinator import FAIL_JOB_AFTER
+    from regsearch.services.coordinator.coordinator import FAIL_JOB_AFTER
 
     coordinator, _, _, job_id = make(db)
     coordinator.tick()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from regsearch.config import Settings
-from regsearch.queue import TrialQueue, make_celery
+from regsearch.messaging.queue import TrialQueue, make_celery
 from regsearch.store import trials as trial_store
 from tests.services.books import assert_books_agree
 from tests.services.stack import Stack, running_stack, small_spec

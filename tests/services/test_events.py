@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from regsearch.config import Settings
-from regsearch.events import EventListener, publish_trial_finished
-from regsearch.queue import make_celery
+from regsearch.messaging.events import EventListener, publish_trial_finished
+from regsearch.messaging.queue import make_celery
 from regsearch.store.db import Database
-from services.api.main import create_app
+from regsearch.services.api.main import create_app
 from tests.services.test_api import SPEC
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from regsearch.config import Settings
-from regsearch.queue import TrialQueue, make_celery
+from regsearch.messaging.queue import TrialQueue, make_celery
 from regsearch.store import trials as trial_store
 from regsearch.store.models import Trial
 from tests.services.books import assert_books_agree

@@ -12,7 +12,7 @@ with its event loop (start-up, reconnection), then every ``unacked_restore_inter
 (default 10), but scans Redis only on every ``unacked_restore_throttle``-th call (default 10):
 about every 100 s. A ``drain_events`` consumer (such as a coordinator listening for
 trial-finished notices on the same Redis) calls it after every empty poll, scanning every 10th.
-``regsearch/queue.py`` sets both so a running worker sweeps a few times per visibility timeout
+``regsearch/messaging/queue.py`` sets both so a running worker sweeps a few times per visibility timeout
 (the second test pins that). The first test also starts a second worker, whose start-up sweep
 re-delivers at once, so the scenario does not hang on sweep timing.
 """
@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from regsearch.config import Settings
-from regsearch.queue import DEFAULT_QUEUE
+from regsearch.messaging.queue import DEFAULT_QUEUE
 from regsearch.store import trials as trial_store
 from regsearch.store.models import Trial
 from tests.services.books import assert_books_agree
@@ -132,7 +132,7 @@ def test_a_running_worker_sweeps_unacked_messages_about_as_often_as_the_visibili
     data_dir: Path, redis_server: RedisServer
 ) -> None:
     """The root cause of the ~100 s, as the worker's own Celery app configures kombu."""
-    from regsearch.queue import make_celery
+    from regsearch.messaging.queue import make_celery
 
     settings = Settings(data_dir=data_dir, broker_url=redis_server.url, visibility_timeout_s=2)
     with make_celery(settings).connection_for_read() as conn:

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from regsearch.config import Settings
-from regsearch.metrics import EpochMetrics
-from regsearch.spec import validate_spec
+from regsearch.domain.metrics import EpochMetrics
+from regsearch.domain.spec import validate_spec
 from regsearch.store import jobs as job_store
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade

@@ -27,8 +27,8 @@ from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 from regsearch.store.jobs import set_job_status
 from regsearch.store.models import Trial
-from services.api.main import create_app
-from tests.regsearch.test_evidence import expected  # numpy + scipy, independent of regsearch.stats
+from regsearch.services.api.main import create_app
+from tests.regsearch.test_evidence import expected  # numpy + scipy, independent of regsearch.domain.stats
 from tests.services.stack import running_stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -18,11 +18,11 @@ import httpx
 import numpy as np
 import pytest
 
-from regsearch import studies
+from regsearch.store import studies
 from regsearch.config import Settings
-from regsearch.queue import DEFAULT_QUEUE, RUN_TRIAL_TASK, TrialQueue, make_celery
-from regsearch.space import suggest_params
-from regsearch.spec import JobSpec
+from regsearch.messaging.queue import DEFAULT_QUEUE, RUN_TRIAL_TASK, TrialQueue, make_celery
+from regsearch.domain.space import suggest_params
+from regsearch.domain.spec import JobSpec
 from regsearch.store import trials as trial_store
 from tests.services.books import assert_books_agree
 from tests.services.stack import (
@@ -117,7 +117,7 @@ def queue_is_empty(settings: Settings) -> bool:
         finally:
             client.close()
     # The filesystem transport names each message <stamp>_<uuid>.<queue>.msg; notices to the
-    # coordinator (regsearch.events) wait in the same folder and are not trial messages.
+    # coordinator (regsearch.messaging.events) wait in the same folder and are not trial messages.
     return not any(path.name.endswith(f".{DEFAULT_QUEUE}.msg") for path in (settings.queue_dir / "in").iterdir())
 
 

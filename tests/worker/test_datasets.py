@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from regsearch.spec import DatasetSpec
-from worker.datasets import (
+from regsearch.domain.spec import DatasetSpec
+from regsearch.worker.datasets import (
     MNIST1D_CACHE,
     DatasetError,
     Splits,

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from regsearch.store.migrate import upgrade
-from regsearch.studies import optuna_storage
-from worker.tasks import forget_inherited_connections
+from regsearch.store.studies import optuna_storage
+from regsearch.worker.tasks import forget_inherited_connections
 
 
 def _child(url: str, parent_backend_pid: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

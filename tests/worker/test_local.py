@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from regsearch.metrics import EpochMetrics
-from regsearch.spec import JobSpec
-from worker.datasets import DatasetError
-from worker.local import run_local_trial, validate_params
+from regsearch.domain.metrics import EpochMetrics
+from regsearch.domain.spec import JobSpec
+from regsearch.worker.datasets import DatasetError
+from regsearch.worker.local import run_local_trial, validate_params
 
 
 @pytest.fixture(autouse=True, scope="module")

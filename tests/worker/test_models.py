@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from regsearch.space import make_recipe
-from regsearch.spec import JobSpec, all_placements
-from worker.models import build_model, layer_order
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import JobSpec, all_placements
+from regsearch.worker.models import build_model, layer_order
 
 WIDTHS = [12, 10, 8]
 # family, input shape, what build_model must use for the block layer and its BN

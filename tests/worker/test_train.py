@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from regsearch.metrics import SUMMARY_FIELDS, EpochMetrics
-from regsearch.space import make_recipe
-from regsearch.spec import DatasetSpec, JobSpec, TrainingSpec
-from worker.datasets import Splits, input_shape_for, load_dataset
-from worker.train import DeviceData, NonFiniteLossError, select_device, to_device, train_trial
+from regsearch.domain.metrics import SUMMARY_FIELDS, EpochMetrics
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
+from regsearch.worker.datasets import Splits, input_shape_for, load_dataset
+from regsearch.worker.train import DeviceData, NonFiniteLossError, select_device, to_device, train_trial
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from fastapi import APIRouter, HTTPException
 
 from regsearch.store.db import Database
-from services.api.deps import BrokerPingDep, DatabaseDep
-from services.api.errors import MAX_MESSAGE_CHARS, RETRY_AFTER_S
-from services.api.schemas import ErrorPublic, HealthPublic
+from regsearch.services.api.deps import BrokerPingDep, DatabaseDep
+from regsearch.services.api.errors import MAX_MESSAGE_CHARS, RETRY_AFTER_S
+from regsearch.services.api.schemas import ErrorPublic, HealthPublic
 
 router = APIRouter(tags=["health"])
 

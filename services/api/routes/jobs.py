@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Path, Query, Response
 
-from regsearch.spec import JobSpec
+from regsearch.domain.spec import JobSpec
 from regsearch.store.db import Database
 from regsearch.store.jobs import (
     ACTIVE_JOB_STATES,
@@ -21,8 +21,8 @@ from regsearch.store.jobs import (
     trial_counts,
 )
 from regsearch.store.models import Job
-from services.api.deps import DatabaseDep, JobDep, NotifyDep
-from services.api.schemas import (
+from regsearch.services.api.deps import DatabaseDep, JobDep, NotifyDep
+from regsearch.services.api.schemas import (
     BestConfigsPublic,
     ErrorPublic,
     JobCancelPublic,
@@ -39,7 +39,7 @@ from services.api.schemas import (
     trial_detail,
     trial_public,
 )
-from services.api.security import StrictJSONRoute
+from regsearch.services.api.security import StrictJSONRoute
 
 # Bounded so an absurd number is a 422, not a driver overflow (SQLite integers stop at 2**63).
 MAX_OFFSET = 2**31 - 1

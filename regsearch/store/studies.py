@@ -10,7 +10,7 @@ import functools
 import threading
 from typing import TYPE_CHECKING
 
-from regsearch.spec import FloatRange, JobSpec, parse_placement
+from regsearch.domain.spec import FloatRange, JobSpec, parse_placement
 from regsearch.store.db import engine_kwargs, normalize_url
 
 if TYPE_CHECKING:
@@ -92,11 +92,11 @@ def _values(value: object) -> list[object]:
 
 
 def make_pruner(spec: JobSpec) -> optuna.pruners.BasePruner:
-    """Optuna's pruner with the settings of :func:`regsearch.pruning.make_pruner` (the workers
+    """Optuna's pruner with the settings of :func:`regsearch.store.pruning.make_pruner` (the workers
     decide with the SQL pruners; this one is what the study records and what tests compare)."""
     import optuna
 
-    from regsearch.pruning import hyperband_min_resource, median_warmup
+    from regsearch.store.pruning import hyperband_min_resource, median_warmup
 
     epochs = spec.training.epochs
     if spec.pruner == "median":

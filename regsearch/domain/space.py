@@ -5,7 +5,7 @@ Parameters are conditional: ``dropout`` is suggested only when the placement has
 entry in the spec is not suggested at all (so Optuna does not search it) but still appears in
 the parameters, so a trial's parameters always describe the whole configuration.
 
-A *recipe* is plain JSON that rebuilds the exact module (``worker.models.build_model``)::
+A *recipe* is plain JSON that rebuilds the exact module (``regsearch.worker.models.build_model``)::
 
     {"version": 1, "family": "mlp", "input_shape": [40], "n_classes": 10,
      "activation": "relu", "kernel_size": 3,
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from regsearch.spec import FloatRange, JobSpec, parse_placement, selected_layers
+from regsearch.domain.spec import FloatRange, JobSpec, parse_placement, selected_layers
 
 RECIPE_VERSION = 1
 

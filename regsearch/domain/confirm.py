@@ -2,7 +2,7 @@
 
 A search trial's configuration re-runs with ``confirm.seeds`` extra training seeds; together with
 the search trial itself these runs are the configuration's *seed group*. The job's best-k answer
-ranks confirmed configurations by the mean of the objective over their group (regsearch.stats).
+ranks confirmed configurations by the mean of the objective over their group (regsearch.domain.stats).
 Everything here works on plain trial dicts with the keys of the API's trial items (``number``,
 ``state``, ``params``, ``metrics``, ``confirm_of``, ``seed``), so the API, the coordinator, the
 report and the dashboard share one definition.
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from regsearch.stats import Interval, mean_interval
+from regsearch.domain.stats import Interval, mean_interval
 
 TrialDict = Mapping[str, Any]
 

@@ -355,7 +355,7 @@ class JobSpec(_Strict):
 
 def format_validation_error(exc: ValidationError) -> list[dict[str, str]]:
     """Pydantic errors as ``[{field, message}]`` with dotted field names, most useful first."""
-    from regsearch.validation import field_errors
+    from regsearch.domain.validation import field_errors
 
     return field_errors(exc.errors(include_url=False))
 

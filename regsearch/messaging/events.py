@@ -14,8 +14,8 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-EVENTS_QUEUE = "regsearch.events"
-log = logging.getLogger("regsearch.events")
+EVENTS_QUEUE = "regsearch.messaging.events"
+log = logging.getLogger("regsearch.messaging.events")
 
 
 def publish_trial_finished(app: Celery, job_id: str) -> None:

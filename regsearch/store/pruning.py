@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 from sqlalchemy import func, select
 
-from regsearch.spec import JobSpec
+from regsearch.domain.spec import JobSpec
 from regsearch.store.db import Database
 from regsearch.store.models import RungValue, StepValue
 from regsearch.store.trials import dialect_insert
@@ -221,7 +221,7 @@ def hyperband_min_resource(epochs: int) -> int:
 
 
 def make_pruner(db: Database, spec: JobSpec, job_id: str, study_name: str) -> Pruner:
-    """The job's pruner; the same settings as :func:`regsearch.studies.make_pruner` gives Optuna."""
+    """The job's pruner; the same settings as :func:`regsearch.store.studies.make_pruner` gives Optuna."""
     if spec.pruner == "none" or len(spec.objective.metrics) > 1:
         return NoPruning()
     maximize = spec.directions[0] == "maximize"

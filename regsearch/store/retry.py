@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from regsearch.store.db import StoreUnavailable
 
 T = TypeVar("T")
-log = logging.getLogger("regsearch.retry")
+log = logging.getLogger("regsearch.store.retry")
 
 
 def is_transient(exc: BaseException) -> bool:

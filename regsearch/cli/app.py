@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from regsearch.config import Settings, get_settings
-from regsearch.spec import SpecError, load_spec
+from regsearch.domain.spec import SpecError, load_spec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Find where dropout and batch normalization belong in a network, and how strong they should be.")
@@ -84,7 +84,7 @@ def _api_call(call: Any) -> Any:
 @app.command()
 def api(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8000) -> None:
     """Run the REST API (loopback by default; any other bind needs REGSEARCH_API_TOKEN)."""
-    from services.api.server import UnsafeBindError, check_bind, serve
+    from regsearch.services.api.server import UnsafeBindError, check_bind, serve
 
     settings = _settings()
     try:
@@ -102,7 +102,7 @@ def coordinator() -> None:
     """Run the study coordinator (one per deployment)."""
     import signal
 
-    from services.coordinator import run_coordinator
+    from regsearch.services.coordinator import run_coordinator
 
     _logging()
     stop = threading.Event()
@@ -121,7 +121,7 @@ def worker(
     """Run a Celery worker: ``concurrency`` trial processes on one device."""
     if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
         fail(f"--device: {device!r} is not cpu, cuda, cuda:N or auto", 2)
-    from worker.tasks import DEVICE_ENV, create_worker_app
+    from regsearch.worker.tasks import DEVICE_ENV, create_worker_app
 
     if device.startswith("cuda:"):
         # Pin the GPU before the pool forks; CUDA itself is initialized only in the children.
@@ -144,7 +144,7 @@ def worker(
 @app.command()
 def dashboard(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8501) -> None:
     """Run the Streamlit dashboard."""
-    from dashboard.run import run_dashboard
+    from regsearch.dashboard.run import run_dashboard
 
     raise typer.Exit(run_dashboard(_settings(), port=port, host=host))
 
@@ -157,7 +157,7 @@ def up(
     no_dashboard: bool = False,
 ) -> None:
     """API + coordinator + workers + dashboard as child processes; Ctrl-C stops them all."""
-    from regsearch.launcher import Supervisor, plan
+    from regsearch.cli.launcher import Supervisor, plan
     from regsearch.store.migrate import upgrade
 
     settings = _settings()
@@ -189,7 +189,7 @@ def _load_spec_dict(path: Path) -> dict[str, Any]:
 
 
 def _wait(client: Any, job_id: str, poll_s: float = 1.0) -> dict[str, Any]:
-    from regsearch.report import job_progress
+    from regsearch.cli.tables import job_progress
 
     job = _api_call(lambda: client.job(job_id))
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -216,7 +216,7 @@ def submit(
     idempotency_key: str | None = None,
 ) -> None:
     """Submit a search job; prints its id."""
-    from regsearch.report import print_best
+    from regsearch.cli.tables import print_best
 
     settings = _settings()
     document = _load_spec_dict(spec)
@@ -232,7 +232,7 @@ def submit(
 @app.command()
 def status(job: Annotated[str | None, typer.Argument(help="a job id; all jobs when omitted")] = None) -> None:
     """Jobs, or one job's progress."""
-    from regsearch.report import status_line
+    from regsearch.cli.tables import status_line
 
     with _client(_settings()) as client:
         jobs = [_api_call(lambda: client.job(job))] if job else _api_call(client.jobs)["items"]
@@ -246,7 +246,7 @@ def status(job: Annotated[str | None, typer.Argument(help="a job id; all jobs wh
 @app.command()
 def best(job: str, top: Annotated[int, typer.Option(min=1, max=100)] = 5, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The best configurations of a job, with their metrics and recipes."""
-    from regsearch.report import print_best
+    from regsearch.cli.tables import print_best
 
     with _client(_settings()) as client:
         items = _api_call(lambda: client.best(job, top))["items"]
@@ -299,10 +299,10 @@ def trial(
     device: str = "auto",
 ) -> None:
     """Train one configuration in this process (no services) and print what it measured."""
-    from regsearch.report import print_trial, trial_document
-    from worker.datasets import DatasetError
-    from worker.local import run_local_trial, validate_params
-    from worker.train import NonFiniteLossError
+    from regsearch.cli.tables import print_trial, trial_document
+    from regsearch.worker.datasets import DatasetError
+    from regsearch.worker.local import run_local_trial, validate_params
+    from regsearch.worker.train import NonFiniteLossError
 
     try:
         job_spec = load_spec(spec)
@@ -325,7 +325,7 @@ def trial(
     document = trial_document(local.params, local.recipe, local.layers, local.result.summary,
                               [e.as_dict() for e in local.result.epochs], local.result.device)
     if as_json:
-        from regsearch.jsonsafe import finite_or_none
+        from regsearch.domain.jsonsafe import finite_or_none
 
         print(json.dumps(finite_or_none(document), indent=2))
     else:
@@ -335,7 +335,7 @@ def trial(
 @app.command()
 def demo(workers: Annotated[int, typer.Option(min=1, max=16)] = 2, spec: Path = EXAMPLE_SPEC) -> None:
     """``up`` on embedded defaults, submit the bundled example, wait, print the comparison, stop."""
-    from regsearch.demo import run_demo
+    from regsearch.cli.demo import run_demo
 
     _stop_on_signals()
     try:

@@ -1,6 +1,6 @@
 """Validation errors as ``[{field, message}]`` with dotted field names (``space.dropout.low``).
 
-Shared by the CLI (through :func:`regsearch.spec.validate_spec`) and the API, so a bad field is
+Shared by the CLI (through :func:`regsearch.domain.spec.validate_spec`) and the API, so a bad field is
 named the same way everywhere.
 """
 

@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.launcher import Supervisor, free_port, plan
-from regsearch.report import comparison_table, job_progress, print_best
+from regsearch.cli.launcher import Supervisor, free_port, plan
+from regsearch.cli.tables import comparison_table, job_progress, print_best
 from regsearch.store.migrate import upgrade
 
 READY_TIMEOUT_S = 90

@@ -1,0 +1,1 @@
+"""The command line: the Typer app (``app.py``), its terminal tables, the process launcher and the demo."""

@@ -1,0 +1,1 @@
+"""The queue: the Celery app factory, queue names and the notices between components."""
