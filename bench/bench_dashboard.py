@@ -32,6 +32,7 @@ import numpy as np
 
 from regsearch.config import Settings, get_settings
 from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import JobState, TrialState, optuna_state
 
 PLACEMENTS = ["bn-act-drop", "act-bn-drop", "bn-act", "act-drop", "act"]
 QUALITY = {"bn-act-drop": 0.93, "act-bn-drop": 0.925, "bn-act": 0.91, "act-drop": 0.90, "act": 0.88}
@@ -65,15 +66,15 @@ def synthetic_trials(n_trials: int, epochs: int, seed: int = 0) -> list[dict[str
             params["bn_momentum"] = float(math.exp(rng.uniform(math.log(0.01), math.log(0.5))))
             params["bn_layers"] = "all"
         roll = rng.random()
-        state = "complete" if roll < 0.85 else "pruned" if roll < 0.95 else "failed"
-        run = epochs if state == "complete" else max(2, epochs // 3) if state == "pruned" else 5
+        state = TrialState.COMPLETE if roll < 0.85 else TrialState.PRUNED if roll < 0.95 else TrialState.FAILED
+        run = epochs if state == TrialState.COMPLETE else max(2, epochs // 3) if state == TrialState.PRUNED else 5
         tau = 2 + 4 * rng.random()
         rows = []
         for e in range(1, run + 1):
             val = quality * (1 - math.exp(-e / tau)) + rng.normal(0, 0.004)
             train = min(1.0, val + overfit * e / epochs + rng.normal(0, 0.003))
             rows.append(EpochMetrics(e, 1 - train + 0.05, train, 1 - val + 0.1, val, 0.05 + 0.01 * rng.random()))
-        metrics = summarize(rows, quality - 0.01 + rng.normal(0, 0.005)) if state != "failed" else None
+        metrics = summarize(rows, quality - 0.01 + rng.normal(0, 0.005)) if state != TrialState.FAILED else None
         out.append({"number": number, "state": state, "params": params, "epochs": rows, "metrics": metrics})
     return out
 
@@ -90,13 +91,11 @@ def add_optuna_trials(db: Any, study_id: int, trials: list[dict[str, Any]]) -> l
         distribution_to_json,
     )
     from optuna.storages._rdb import models as m
-    from optuna.trial import TrialState
     from sqlalchemy import func, insert, select
 
     dists = {"placement": CategoricalDistribution(PLACEMENTS), "dropout": FloatDistribution(0.0, 0.6),
              "bn_momentum": FloatDistribution(0.01, 0.5, log=True)}
     dist_json = {k: distribution_to_json(d) for k, d in dists.items()}
-    states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
     finite_value = m.TrialValueModel.TrialValueType.FINITE
     finite_step = m.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # Optuna stores naive UTC
@@ -104,7 +103,7 @@ def add_optuna_trials(db: Any, study_id: int, trials: list[dict[str, Any]]) -> l
         first = (session.scalar(select(func.max(m.TrialModel.trial_id))) or 0) + 1
         ids = list(range(first, first + len(trials)))
         session.execute(insert(m.TrialModel.__table__), [
-            {"trial_id": i, "number": t["number"], "study_id": study_id, "state": states[t["state"]],
+            {"trial_id": i, "number": t["number"], "study_id": study_id, "state": optuna_state(t["state"]),
              "datetime_start": now, "datetime_complete": now}
             for i, t in zip(ids, trials)
         ])
@@ -114,7 +113,7 @@ def add_optuna_trials(db: Any, study_id: int, trials: list[dict[str, Any]]) -> l
         ])
         session.execute(insert(m.TrialValueModel), [
             {"trial_id": i, "objective": 0, "value": t["metrics"]["val_acc"], "value_type": finite_value}
-            for i, t in zip(ids, trials) if t["state"] == "complete"
+            for i, t in zip(ids, trials) if t["state"] == TrialState.COMPLETE
         ])
         session.execute(insert(m.TrialIntermediateValueModel), [
             {"trial_id": i, "step": e.epoch, "intermediate_value": e.val_acc, "intermediate_value_type": finite_step}
@@ -136,7 +135,7 @@ def fill(url: str, spec: JobSpec, trials: list[dict[str, Any]]) -> str:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     db = Database(url)
     job = job_store.create_job(db, spec=spec).job
-    job_store.set_job_status(db, job_id=job.id, status="running")
+    job_store.set_job_status(db, job_id=job.id, status=JobState.RUNNING)
     study = optuna.load_study(study_name=job.study_name, storage=studies.optuna_storage(url))
     optuna_ids = add_optuna_trials(db, study._study_id, trials)
     now = utcnow()
@@ -145,7 +144,7 @@ def fill(url: str, spec: JobSpec, trials: list[dict[str, Any]]) -> str:
             {"job_id": job.id, "number": t["number"], "optuna_trial_id": oid, "state": t["state"],
              "params": t["params"], "metrics": t["metrics"], "recipe": {"version": 1, "blocks": []},
              "worker": "bench:1", "device": "cpu", "created_at": now, "started_at": now, "finished_at": now,
-             "error": "RuntimeError: bench" if t["state"] == "failed" else None}
+             "error": "RuntimeError: bench" if t["state"] == TrialState.FAILED else None}
             for t, oid in zip(trials, optuna_ids)
         ])
         ids = dict(session.execute(Trial.__table__.select().with_only_columns(Trial.number, Trial.id)

@@ -60,7 +60,7 @@ def _optuna_process(url: str, study_name: str, spec_doc: dict[str, Any], data_di
     def objective(trial: optuna.Trial) -> float:
         nonlocal training
         params = suggest_params(trial, spec)
-        recipe = make_recipe(spec, params, input_shape_for(splits, spec.model.family), splits.n_classes)
+        recipe = make_recipe(spec, params, input_shape_for(splits, spec.model), splits.n_classes)
 
         def on_epoch(m: Any) -> bool:
             trial.report(m.val_acc, m.epoch)

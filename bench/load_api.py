@@ -112,6 +112,7 @@ def seed(url: str, jobs: int, trials: int, epochs: int) -> list[tuple[str, int]]
 
     from regsearch.domain.metrics import EpochMetrics
     from regsearch.domain.spec import validate_spec
+    from regsearch.domain.states import TrialState
     from regsearch.store import jobs as job_store
     from regsearch.store import trials as trial_store
     from regsearch.store.db import Database
@@ -138,7 +139,7 @@ def seed(url: str, jobs: int, trials: int, epochs: int) -> list[tuple[str, int]]
                 metrics = {"val_acc": best, "test_acc": best - 0.01, "gap": 0.03, "epochs_to_converge": epochs // 2,
                            "val_auc": statistics.fmean(c.val_acc for c in curve), "seconds_per_epoch": 0.05,
                            "epochs_run": epochs}
-                trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state="complete", metrics=metrics)
+                trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=TrialState.COMPLETE, metrics=metrics)
             seeded.append((job.id, trials))
     finally:
         db.dispose()

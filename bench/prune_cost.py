@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.bench_dashboard import add_optuna_trials, make_spec, synthetic_trials
 from bench.service import fresh_database
+from regsearch.domain.states import TrialState
 
 STEPS = 20
 
@@ -49,7 +50,7 @@ def _fill(url: str, n_trials: int) -> tuple[str, str]:
              "metrics": t["metrics"], "created_at": now, "finished_at": now}
             for t, oid in zip(trials, optuna_ids)
         ])
-        complete = [t for t in trials if t["state"] == "complete"]
+        complete = [t for t in trials if t["state"] == TrialState.COMPLETE]
         session.execute(insert(StepValue), [
             {"job_id": job.id, "step": e.epoch, "trial_number": t["number"], "completion_seq": seq, "value": e.val_acc}
             for seq, t in enumerate(complete, start=1) for e in t["epochs"]

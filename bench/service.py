@@ -20,6 +20,7 @@ from sqlalchemy import select
 from regsearch.client import Client
 from regsearch.config import Settings
 from regsearch.cli.launcher import Supervisor, free_port, plan
+from regsearch.domain.states import FINAL_JOB_STATES
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade
 from regsearch.store.models import Epoch, Job, Trial, as_utc
@@ -167,7 +168,7 @@ def wait_until_ended(db: Database, job_id: str, supervisor: Supervisor) -> dt.da
         with db.read() as session:
             status, finished_at = session.execute(
                 select(Job.status, Job.finished_at).where(Job.id == job_id)).one()
-        if status in ("completed", "failed", "cancelled"):
+        if status in FINAL_JOB_STATES:
             ended = as_utc(finished_at)
             assert ended is not None, f"job {job_id} is {status} without finished_at"
             return ended

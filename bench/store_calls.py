@@ -17,12 +17,11 @@ from pathlib import Path
 
 
 def measure(trials: int, backend: str, data_dir: Path) -> dict[str, float]:
-    from optuna.trial import TrialState
-
     from bench.service import fresh_database
     from regsearch.config import Settings
     from regsearch.domain.metrics import EpochMetrics
     from regsearch.domain.spec import validate_spec
+    from regsearch.domain.states import TrialState, optuna_state
     from regsearch.store import jobs as job_store
     from regsearch.store import trials as trial_store
     from regsearch.store.db import Database
@@ -50,12 +49,13 @@ def measure(trials: int, backend: str, data_dir: Path) -> dict[str, float]:
             claim_s.append(time.perf_counter() - started)
             assert isinstance(claim, trial_store.Claim)
             complete = number % 3 == 0
+            state = TrialState.COMPLETE if complete else TrialState.PRUNED
             started = time.perf_counter()
             trial_store.finish(
-                db, trial_id=row, lease=claim.lease, state="complete" if complete else "pruned",
+                db, trial_id=row, lease=claim.lease, state=state,
                 metrics={"val_acc": 0.5, "test_acc": 0.4}, epochs=epochs,
                 step_values={e.epoch: e.val_acc for e in epochs} if complete else None, recipe={"layers": []},
-                record=trial_store.OptunaOutcome(optuna_id, TrialState.COMPLETE if complete else TrialState.PRUNED,
+                record=trial_store.OptunaOutcome(optuna_id, optuna_state(state),
                                                  [0.5] if complete else None))
             finish_s.append(time.perf_counter() - started)
         db.dispose()

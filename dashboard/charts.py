@@ -247,11 +247,15 @@ def trial_curves(epochs: pd.DataFrame) -> go.Figure:
 def placement_intervals(intervals: pd.DataFrame, metric: str) -> go.Figure:
     """Mean of ``metric`` per placement with its 95% interval as error bars, best first.
 
-    A placement with one distinct run has a point and no bar (no interval from one run).
+    The intervals are the report's (regsearch.domain.stats.mean_interval): they stay inside the
+    metric's range. A placement with fewer than 3 distinct runs has a point and no bar.
     """
+    from regsearch.domain.stats import MIN_RUNS, TOO_FEW_RUNS
+
     fig = go.Figure()
     for row in intervals.itertuples(index=False):
         has_bar = pd.notna(row.low) and pd.notna(row.high)
+        cut = " (cut at the metric's range)" if getattr(row, "clipped", False) else ""
         fig.add_trace(go.Scatter(
             x=[f"{row.placement} (n={row.n})"], y=[row.mean], mode="markers", name=row.placement,
             marker={"color": placement_color(row.placement), "size": 11},
@@ -259,7 +263,124 @@ def placement_intervals(intervals: pd.DataFrame, metric: str) -> go.Figure:
                      "arrayminus": [row.mean - row.low if has_bar else 0], "visible": bool(has_bar),
                      "color": placement_color(row.placement), "thickness": 2, "width": 8},
             hovertemplate=(f"{row.placement}<br>mean {metric}=%{{y:.4f}}"
-                           + (f"<br>95% interval [{row.low:.4f}, {row.high:.4f}]" if has_bar else "<br>one run: no interval")
+                           + (f"<br>95% interval [{row.low:.4f}, {row.high:.4f}]{cut}" if has_bar
+                              else f"<br>{TOO_FEW_RUNS} (under {MIN_RUNS}): no interval")
                            + f"<br>n={row.n}<extra></extra>"),
         ))
     return _layout(fig, y=f"mean {label(metric)} ± 95% interval", legend=False)
+
+
+# -- parallel coordinates and the comparison of jobs -------------------------------------------
+NONE_LABEL = "none"  # a parameter a trial does not have (no dropout rate without dropout placed)
+ARROWS = {"maximize": "↑", "minimize": "↓"}
+
+
+def _categorical_dimension(values: pd.Series, name: str, order: Sequence[str] | None = None) -> dict[str, object]:
+    shown = values.map(lambda v: NONE_LABEL if v is None or v != v else str(v))
+    categories = list(order) if order is not None else sorted(shown.unique())
+    categories += sorted(set(shown) - set(categories))
+    codes = {c: i for i, c in enumerate(categories)}
+    return {"label": name, "values": shown.map(codes).to_numpy(dtype=float),
+            "tickvals": list(range(len(categories))), "ticktext": categories,
+            "range": [-0.5, len(categories) - 0.5] if len(categories) == 1 else [0, len(categories) - 1]}
+
+
+def _nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) inside [lo, hi]."""
+    raw = (hi - lo) / max(1, target - 1)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = np.ceil(lo / step - 1e-9) * step
+    return [round(float(v), 10) + 0.0 for v in np.arange(first, hi + step * 1e-6, step)]  # + 0.0: no "-0"
+
+
+def _numeric_dimension(values: pd.Series, name: str, *, log: bool = False) -> dict[str, object]:
+    """A numeric axis (log10 for ``log``, labelled in the parameter's own units); trials without
+    the parameter sit on a "none" tick below the range."""
+    present = values.dropna().astype(float)
+    shown = np.log10(present.clip(lower=1e-12)) if log else present
+    lo, hi = float(shown.min()), float(shown.max())
+    if hi - lo < 1e-9:  # one value: an axis around it
+        pad = 0.5 if log else 0.1
+        lo, hi = lo - pad, hi + pad
+    if log:
+        ticks = [t for t in LOG_TICKS if lo - 1e-9 <= np.log10(t) <= hi + 1e-9]
+        tickvals, ticktext = [float(np.log10(t)) for t in ticks], [f"{t:g}" for t in ticks]
+    else:
+        tickvals = _nice_ticks(lo, hi)
+        ticktext = [f"{v:g}" for v in tickvals]
+    out = values.astype(float).copy()
+    out[values.notna()] = shown
+    if values.isna().any():
+        none_at = lo - 0.15 * (hi - lo)
+        out[values.isna()] = none_at
+        tickvals, ticktext, lo = [none_at, *tickvals], [NONE_LABEL, *ticktext], none_at
+    return {"label": f"{name} (log)" if log else name, "values": out.to_numpy(dtype=float),
+            "tickvals": tickvals, "ticktext": ticktext, "range": [lo, hi]}
+
+
+def parallel_coordinates(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> go.Figure:
+    """One line per complete trial through its parameters and its objective values, colored by
+    the first objective (drag along an axis to keep a range of it).
+
+    Placement and the layer selections are categorical axes (a layer selection only when it
+    varies); ``bn_momentum`` is on a log axis; a trial without dropout or BN sits on "none".
+    Plotly draws the lines with WebGL (its only WebGL trace on these pages).
+    """
+    data = df[df[objectives[0][0]].notna()]
+    dimensions = [_categorical_dimension(data["placement"], "placement", _placements(data))]
+    for name, log in (("dropout", False), ("bn_momentum", True)):
+        if data[name].notna().any():
+            dimensions.append(_numeric_dimension(data[name], name, log=log))
+    for name in ("dropout_layers", "bn_layers"):
+        if name in data and data[name].dropna().astype(str).nunique() > 1:
+            dimensions.append(_categorical_dimension(data[name], name))
+    for metric, direction in objectives:
+        values = data[metric].astype(float)
+        dimensions.append({"label": f"{metric} {ARROWS.get(direction, '')}".strip(), "tickformat": ".3f",
+                           "values": values.fillna(values.min()).to_numpy(dtype=float)})
+    metric, direction = objectives[0]
+    fig = go.Figure(go.Parcoords(
+        dimensions=dimensions,
+        line={"color": data[metric].to_numpy(dtype=float), "colorscale": "Viridis", "showscale": True,
+              "reversescale": direction == "minimize", "colorbar": {"title": {"text": metric}}},
+        labelangle=0, labelside="top",
+    ))
+    fig.update_layout(height=HEIGHT + 60, margin={"l": 60, "r": 40, "t": 60, "b": 20})
+    return fig
+
+
+def job_color(index: int) -> str:
+    """The color of the index-th job on the comparison page (jobs, not placements, are compared)."""
+    return PALETTE[index % len(PALETTE)]
+
+
+def jobs_placement_overlay(overlay: pd.DataFrame, metric: str) -> go.Figure:
+    """Each job's mean ``metric`` per placement with its 95% interval, side by side per placement.
+
+    ``overlay``: one row per (job, placement) with ``job``, ``placement``, ``mean``, ``low``,
+    ``high``, ``n`` (``regsearch.dashboard.comparison.placement_overlay``). A group with fewer
+    than 3 distinct runs has a point and no bar, as on the job page.
+    """
+    fig = go.Figure()
+    order = sorted(overlay["placement"].unique(), key=lambda p: (_ORDER.get(str(p), len(_ORDER)), str(p)))
+    for index, (job, part) in enumerate(overlay.groupby("job", sort=False)):
+        has_bar = part["low"].notna() & part["high"].notna()
+        fig.add_trace(go.Scatter(
+            x=part["placement"], y=part["mean"], mode="markers", name=str(job), offsetgroup=str(index),
+            marker={"color": job_color(index), "size": 10},
+            error_y={"type": "data", "symmetric": False, "array": (part["high"] - part["mean"]).where(has_bar, 0),
+                     "arrayminus": (part["mean"] - part["low"]).where(has_bar, 0),
+                     "color": job_color(index), "thickness": 2, "width": 6},
+            customdata=part[["n"]].to_numpy(dtype=float),
+            hovertemplate=f"{job}<br>%{{x}}<br>mean {metric}=%{{y:.4f}}<br>n=%{{customdata[0]:.0f}}<extra></extra>",
+        ))
+    fig.update_layout(scattermode="group", scattergap=0.5)
+    fig.update_xaxes(categoryorder="array", categoryarray=order)
+    values = overlay[["mean", "low", "high"]].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    if finite.size:  # the differences are the point: an axis around the values, not from 0
+        lo, hi = float(finite.min()), float(finite.max())
+        pad = max(0.01, (hi - lo) * 0.15)
+        fig.update_yaxes(range=[lo - pad, hi + pad])
+    return _layout(fig, x="placement", y=f"mean {label(metric)} ± 95% interval")

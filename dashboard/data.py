@@ -26,10 +26,12 @@ from sqlalchemy.orm import aliased
 
 from regsearch.dashboard import frames
 from regsearch.config import get_settings
+from regsearch.domain.ranking import RankedConfig, objectives_of, rank_jobs
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
 from regsearch.store.db import SQLITE_BUSY_TIMEOUT_MS, engine_kwargs, is_sqlite, normalize_url
-from regsearch.store.models import TRIAL_STATES, Epoch, Job, Trial, as_utc, utcnow
+from regsearch.store.jobs import ranking_query
+from regsearch.store.models import Epoch, Job, Trial, as_utc, utcnow
 
 log = logging.getLogger("regsearch.dashboard")
 
@@ -100,19 +102,9 @@ def database_problem(url: str) -> str | None:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def jobs(url: str) -> pd.DataFrame:
-    """Every job (newest first) with trial counts per state, progress and its leader so far."""
+    """Every job (newest first) with trial counts per state, progress and its leader so far (the
+    first of its ranking, as ``GET /jobs`` answers it: one query for every listed job's complete trials)."""
     job_ids = select(Job.id).order_by(Job.created_at.desc(), Job.id).limit(MAX_JOBS).scalar_subquery()
-    val = Trial.metrics["val_acc"].as_float()
-    ranked = (
-        select(
-            Trial.job_id,
-            val.label("best_val_acc"),
-            Trial.metrics["test_acc"].as_float().label("test_acc"),
-            func.row_number().over(partition_by=Trial.job_id, order_by=(val.is_(None), val.desc(), Trial.number)).label("rank"),
-        )
-        .where(Trial.state == "complete", Trial.job_id.in_(job_ids))
-        .subquery()
-    )
     with reader(url).connect() as conn:
         job_rows = conn.execute(
             select(Job.id, Job.name, Job.status, Job.spec, Job.error, Job.cancel_requested,
@@ -124,10 +116,17 @@ def jobs(url: str) -> pd.DataFrame:
             .where(Trial.retried.is_(False), Trial.job_id.in_(job_ids))
             .group_by(Trial.job_id, Trial.state)
         ).all()
-        leaders = conn.execute(
-            select(ranked.c.job_id, ranked.c.best_val_acc, ranked.c.test_acc).where(ranked.c.rank == 1)
-        ).all()
+        candidates = [dict(r) for r in conn.execute(ranking_query(job_ids)).mappings()]
+    # each job's leader: the first of its ranking (regsearch.domain.ranking), GET /jobs' `best`
+    best = rank_jobs(candidates, {r["id"]: objectives_of(r["spec"]) for r in job_rows}, k=1)
+    leaders = [(job_id, top[0].number, _metric(top[0], "val_acc"), _metric(top[0], "test_acc"))
+               for job_id, top in best.items() if top]
     return frames.jobs_frame([dict(r) for r in job_rows], counts, leaders, now=utcnow())
+
+
+def _metric(ranked: RankedConfig, name: str) -> Any:
+    metrics = ranked.trial.get("metrics")
+    return metrics.get(name) if isinstance(metrics, dict) else None
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -156,7 +155,7 @@ def trials(url: str, job_id: str) -> pd.DataFrame:
     )
     stmt = (
         select(Trial.id.label("trial_id"), Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.attempt,
-               Trial.retry_of, Trial.retried, Trial.worker, Trial.device, Trial.error,
+               Trial.retry_of, Trial.retried, Trial.confirm_of, Trial.seed, Trial.worker, Trial.device, Trial.error,
                Trial.superseded_result.is_not(None).label("superseded"),
                Trial.created_at, Trial.started_at, Trial.heartbeat_at, Trial.finished_at,
                per_trial.c.epochs_recorded, per_trial.c.val_acc_so_far)
@@ -269,7 +268,8 @@ class _Recorder:
 
 def _frozen_trials(spec: JobSpec, df: pd.DataFrame) -> list[Any]:
     """The job's complete trials as Optuna trials: parameters, distributions and objective values."""
-    from optuna.trial import TrialState, create_trial
+    from optuna.trial import TrialState as OptunaTrialState
+    from optuna.trial import create_trial
 
     metrics = list(spec.objective.metrics)
     done = frames.complete(df)
@@ -285,7 +285,7 @@ def _frozen_trials(spec: JobSpec, df: pd.DataFrame) -> list[Any]:
         try:
             suggest_params(recorder, spec)
             out.append(create_trial(
-                state=TrialState.COMPLETE, values=values,
+                state=OptunaTrialState.COMPLETE, values=values,
                 params={k: params[k] for k in recorder.distributions}, distributions=recorder.distributions,
             ))
         except (KeyError, TypeError, ValueError):
@@ -331,12 +331,29 @@ def importance(url: str, job_id: str, n_complete: int) -> dict[str, Any]:
                 "message": f"Parameter importance is not available yet ({type(exc).__name__}: {exc})."}
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def leaders_of_jobs(url: str, job_ids: tuple[str, ...], k: int = 5) -> pd.DataFrame:
+    """The first ``k`` configurations of each job by the one ranking (``regsearch.domain.ranking``,
+    the API's ``/best``), for the jobs compared side by side; two queries whatever their number."""
+    from regsearch.dashboard.comparison import job_labels, leaders_frame
+    from regsearch.domain.ranking import objectives_of, rank_jobs
+    from regsearch.store.jobs import ranking_query
+
+    with reader(url).connect() as conn:
+        found = {r.id: r for r in conn.execute(select(Job.id, Job.name, Job.spec).where(Job.id.in_(job_ids)))}
+        rows = [dict(r) for r in conn.execute(ranking_query(list(found))).mappings()] if found else []
+    chosen = [j for j in job_ids if j in found]
+    objectives = {j: objectives_of(found[j].spec) for j in chosen}
+    labels = job_labels(chosen, {j: found[j].name for j in chosen})
+    return leaders_frame(rank_jobs(rows, objectives, k=k), labels, objectives)
+
+
 def clear_caches() -> None:
     """Forget every cached read (tests; a 'Refresh' button)."""
     st.cache_data.clear()
 
 
 __all__ = [
-    "MAX_CURVES", "TRIAL_STATES", "TTL_S", "clear_caches", "curves", "database_problem", "database_url",
-    "importance", "job", "jobs", "reader", "recipes", "report", "trial", "trials",
+    "MAX_CURVES", "TTL_S", "clear_caches", "curves", "database_problem", "database_url",
+    "importance", "job", "jobs", "leaders_of_jobs", "reader", "recipes", "report", "trial", "trials",
 ]

@@ -17,21 +17,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regsearch.domain.metrics import SUMMARY_FIELDS
+from regsearch.domain.metrics import DIRECTIONS, SUMMARY_FIELDS
 from regsearch.domain.space import params_key
-from regsearch.domain.spec import DEFAULT_DIRECTIONS, JobSpec
-from regsearch.store.models import TRIAL_STATES, as_utc
+from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import (
+    ACTIVE_JOB_STATES,
+    COUNTED_TRIAL_STATES,
+    FINAL_TRIAL_STATES,
+    TrialState,
+)
+from regsearch.store.models import as_utc
 
 PARAM_COLUMNS = ("placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers")
 METRIC_COLUMNS = (*SUMMARY_FIELDS, "best_epoch")
-ACTIVE_JOB_STATES = ("queued", "running")
 TRIAL_COLUMNS = (
-    "trial_id", "number", "state", "attempt", "retry_of", "retried", "superseded", "worker", "device", "error",
-    "config", *PARAM_COLUMNS, *METRIC_COLUMNS, "train_acc", "epochs_recorded", "val_acc_so_far",
+    "trial_id", "number", "state", "attempt", "retry_of", "retried", "superseded", "confirm_of", "seed", "worker",
+    "device", "error", "config", *PARAM_COLUMNS, *METRIC_COLUMNS, "train_acc", "epochs_recorded", "val_acc_so_far",
     "created_at", "started_at", "heartbeat_at", "finished_at",
 )
 JOB_COLUMNS = (
-    "id", "name", "status", "progress", "finished", "n_trials", *TRIAL_STATES, "best_val_acc", "test_acc",
+    "id", "name", "status", "progress", "finished", "n_trials", *(s.value for s in COUNTED_TRIAL_STATES),
+    "best", "best_val_acc", "test_acc",
     "elapsed_s", "elapsed", "created_at", "dataset", "objective", "error",
 )
 ARROWS = {"maximize": "↑", "minimize": "↓"}
@@ -70,12 +76,12 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
         parsed = JobSpec.model_validate(spec)
         metrics, directions = list(parsed.objective.metrics), parsed.directions
         n_trials, dataset = parsed.budget.n_trials, parsed.dataset.name
-        model = f"{parsed.model.family} {parsed.model.widths}"
+        model = parsed.model.describe()
         sampler, pruner, epochs = parsed.sampler, parsed.pruner, parsed.training.epochs
     except Exception:  # noqa: BLE001 - show what can be shown
         objective = spec.get("objective") or {}
         metrics = list(objective.get("metrics") or ["val_acc"])
-        directions = list(objective.get("directions") or [DEFAULT_DIRECTIONS.get(m, "maximize") for m in metrics])
+        directions = list(objective.get("directions") or [DIRECTIONS.get(m, "maximize") for m in metrics])
         n_trials = int((spec.get("budget") or {}).get("n_trials") or 0)
         dataset = str((spec.get("dataset") or {}).get("name", "?"))
         model, sampler, pruner = "?", str(spec.get("sampler", "?")), str(spec.get("pruner", "?"))
@@ -90,31 +96,37 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
 
 def jobs_frame(
     job_rows: Sequence[dict[str, Any]], counts: Iterable[tuple[str, str, int]],
-    leaders: Iterable[tuple[str, Any, Any]], now: dt.datetime,
+    leaders: Iterable[tuple[str, Any, Any, Any]], now: dt.datetime,
 ) -> pd.DataFrame:
-    """The jobs table: one row per job from the job rows, per-state counts and each job's leader."""
+    """The jobs table: one row per job from the job rows, per-state counts and each job's leader
+    (``(job_id, number, val_acc, test_acc)``: the first of its ranking, ``regsearch.domain.ranking``,
+    what ``GET /jobs`` answers as ``best``)."""
     per_job: dict[str, dict[str, int]] = {}
     for job_id, state, n in counts:
-        per_job.setdefault(job_id, dict.fromkeys(TRIAL_STATES, 0))[state] = int(n)
-    best = {job_id: (_number(v), _number(t)) for job_id, v, t in leaders}
+        per_job.setdefault(job_id, dict.fromkeys(COUNTED_TRIAL_STATES, 0))[state] = int(n)
+    best = {job_id: (number, _number(v), _number(t)) for job_id, number, v, t in leaders}
+    nobody = (None, math.nan, math.nan)
     records = []
     for row in job_rows:
         spec = spec_summary(row.get("spec"))
-        state_counts = per_job.get(row["id"], dict.fromkeys(TRIAL_STATES, 0))
-        finished = sum(state_counts.get(s, 0) for s in ("complete", "pruned", "failed"))
+        state_counts = per_job.get(row["id"], dict.fromkeys(COUNTED_TRIAL_STATES, 0))
+        finished = sum(state_counts.get(s, 0) for s in FINAL_TRIAL_STATES)
         elapsed = _elapsed(row.get("started_at"), row.get("finished_at"), now)
         n_trials = spec["n_trials"]
         records.append({
             "id": row["id"], "name": row["name"], "status": row["status"],
             "progress": min(1.0, finished / n_trials) if n_trials else 0.0, "finished": finished,
-            "n_trials": n_trials, **{s: state_counts.get(s, 0) for s in TRIAL_STATES},
-            "best_val_acc": best.get(row["id"], (math.nan, math.nan))[0],
-            "test_acc": best.get(row["id"], (math.nan, math.nan))[1],
+            "n_trials": n_trials, **{s.value: state_counts.get(s, 0) for s in COUNTED_TRIAL_STATES},
+            "best": best.get(row["id"], nobody)[0],
+            "best_val_acc": best.get(row["id"], nobody)[1],
+            "test_acc": best.get(row["id"], nobody)[2],
             "elapsed_s": elapsed, "elapsed": format_seconds(elapsed),
             "created_at": as_utc(row.get("created_at")), "dataset": spec["dataset"],
             "objective": spec["objective"], "error": row.get("error"),
         })
-    return pd.DataFrame.from_records(records, columns=list(JOB_COLUMNS))
+    df = pd.DataFrame.from_records(records, columns=list(JOB_COLUMNS))
+    df["best"] = pd.array(list(df["best"]), dtype="Int64")
+    return df
 
 
 def job_info(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
@@ -153,7 +165,7 @@ def trials_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(columns, columns=list(TRIAL_COLUMNS))
     for key in ("trial_id", "number", "attempt"):
         df[key] = pd.to_numeric(df[key]).astype("int64")
-    for key in ("retry_of", "epochs_recorded"):
+    for key in ("retry_of", "confirm_of", "seed", "epochs_recorded"):
         df[key] = pd.to_numeric(df[key]).astype("Int64")
     for key in (*METRIC_COLUMNS, "dropout", "bn_momentum", "val_acc_so_far"):
         df[key] = df[key].astype("float64")
@@ -196,71 +208,59 @@ def counts(df: pd.DataFrame) -> dict[str, int]:
     """Trials per state, attempts that were retried left out (they do not count toward the budget)."""
     current = df[~df["retried"]] if len(df) else df
     found = current["state"].value_counts().to_dict() if len(df) else {}
-    return {state: int(found.get(state, 0)) for state in TRIAL_STATES}
+    return {state.value: int(found.get(state, 0)) for state in COUNTED_TRIAL_STATES}
 
 
 def complete(df: pd.DataFrame) -> pd.DataFrame:
     """Trials that completed with a summary: the ones every comparison is made on."""
-    return df[(df["state"] == "complete") & df["val_acc"].notna()]
+    return df[(df["state"] == TrialState.COMPLETE) & df["val_acc"].notna()]
 
 
-def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
-    """Non-dominated rows of ``values`` (n x m); NaN ranks last. O(n^2 m) in blocks of 512 rows."""
-    points = np.asarray(values, dtype=float).copy()
-    if points.size == 0:
-        return np.zeros(len(points), dtype=bool)
-    for j, direction in enumerate(directions):
-        if direction == "maximize":
-            points[:, j] = -points[:, j]
-    points = np.where(np.isnan(points), np.inf, points)
-    keep = np.ones(len(points), dtype=bool)
-    for start in range(0, len(points), 512):
-        block = points[start : start + 512]
-        no_worse = (points[None, :, :] <= block[:, None, :]).all(axis=2)
-        better = (points[None, :, :] < block[:, None, :]).any(axis=2)
-        keep[start : start + 512] = ~(no_worse & better).any(axis=1)
-    return keep
+def trial_dicts(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a trials frame as the trial dicts ``regsearch.domain.ranking`` reads (NaN: None)."""
+    if df.empty:
+        return []
+    metrics = df[list(METRIC_COLUMNS)].astype(object).where(df[list(METRIC_COLUMNS)].notna(), None)
+    return [
+        {"number": int(number), "state": state, "metrics": row,
+         "confirm_of": None if pd.isna(confirm_of) else int(confirm_of), "seed": None if pd.isna(seed) else int(seed)}
+        for number, state, confirm_of, seed, row in zip(
+            df["number"], df["state"], df["confirm_of"], df["seed"], metrics.to_dict("records"))
+    ]
 
 
-def ranked(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.DataFrame:
-    """Complete trials, best first: by the objectives in order (Pareto-optimal first if several).
+def leaders(df: pd.DataFrame, objectives: Sequence[tuple[str, str]], k: int | None = 5) -> pd.DataFrame:
+    """The first ``k`` configurations of the job's ranking (all when None): the one ranking,
+    ``regsearch.domain.ranking.rank_configurations``, that ``GET /jobs/{id}/best`` answers.
 
-    The same order as ``regsearch.store.jobs.best_trials`` (and so as the API's ``/best``).
+    One row per configuration: its search trial's columns, then ``rank``, ``front`` (0: the
+    Pareto front), ``confirmed``, ``runs`` (its seed group: the search run and its complete
+    confirmation runs), ``score`` (the first objective as ranked: the mean over the runs) and
+    ``val_acc_mean`` / ``val_acc_std`` over the runs.
     """
-    done = complete(df).copy()
-    metrics = [m for m, _ in objectives]
-    keys, ascending = [], []
-    if len(objectives) > 1 and len(done):
-        done["pareto"] = pareto_mask(done[metrics].to_numpy(), [d for _, d in objectives])
-        keys.append("pareto")
-        ascending.append(False)
-    else:
-        done["pareto"] = False
-    for metric, direction in objectives:
-        # NaN ranks last whatever the direction
-        done[f"_{metric}"] = done[metric] if direction == "minimize" else -done[metric]
-        keys.append(f"_{metric}")
-        ascending.append(True)
-    keys.append("number")
-    ascending.append(True)
-    done = done.sort_values(keys, ascending=ascending, na_position="last", kind="mergesort")
-    return done.drop(columns=[f"_{m}" for m in metrics])
+    from regsearch.domain.ranking import rank_configurations
+    from regsearch.domain.stats import mean_interval
 
-
-def leaders(df: pd.DataFrame, objectives: Sequence[tuple[str, str]], k: int = 5) -> pd.DataFrame:
-    """The top ``k`` configurations, with how often each configuration ran and its spread.
-
-    A configuration that ran several times (re-runs with extra seeds) shows ``runs`` and
-    ``val_acc_std``; its best run represents it.
-    """
-    order = ranked(df, objectives)
-    if order.empty:
-        return order.assign(rank=pd.Series(dtype="int64"), runs=pd.Series(dtype="int64"),
-                            val_acc_mean=pd.Series(dtype="float64"), val_acc_std=pd.Series(dtype="float64"))
-    spread = order.groupby("config")["val_acc"].agg(runs="count", val_acc_mean="mean", val_acc_std="std")
-    top = order.drop_duplicates("config").head(k).join(spread, on="config")
-    top.insert(0, "rank", range(1, len(top) + 1))
+    ranking = rank_configurations(trial_dicts(df), objectives, k=k)
+    top = df.set_index("number", drop=False).loc[[r.number for r in ranking]].reset_index(drop=True)
+    spread = [mean_interval(t["metrics"].get("val_acc") for t in r.runs) for r in ranking]
+    top.insert(0, "rank", np.array([r.rank for r in ranking], dtype="int64"))
+    top["front"] = np.array([r.front for r in ranking], dtype="int64")
+    top["confirmed"] = np.array([r.confirmed for r in ranking], dtype=bool)
+    top["runs"] = np.array([len(r.runs) for r in ranking], dtype="int64")
+    top["score"] = np.array([_number(r.score) for r in ranking], dtype="float64")
+    top["val_acc_mean"] = np.array([_number(i.mean) for i in spread], dtype="float64")
+    top["val_acc_std"] = np.array([_number(i.std) for i in spread], dtype="float64")
     return top
+
+
+def pareto_front(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> np.ndarray:
+    """For each row of ``df``: whether the ranking puts it on the Pareto front (front 0 of its
+    tier; confirmation runs and trials that are not complete: never)."""
+    from regsearch.domain.ranking import rank_configurations
+
+    front = {r.number for r in rank_configurations(trial_dicts(df), objectives) if r.front == 0}
+    return df["number"].isin(front).to_numpy(dtype=bool) if len(df) else np.zeros(0, dtype=bool)
 
 
 def history(df: pd.DataFrame, metric: str, direction: str) -> pd.DataFrame:
@@ -281,15 +281,15 @@ def placement_summary(df: pd.DataFrame) -> pd.DataFrame:
                                      "val_acc_best", "gap_mean", "epochs_to_converge_median",
                                      "seconds_per_epoch_median"])
     states = pd.crosstab(current["placement"], current["state"])
-    for state in ("complete", "pruned", "failed"):
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED):
         if state not in states:
-            states[state] = 0
+            states[state.value] = 0
     done = complete(current).groupby("placement").agg(
         val_acc_median=("val_acc", "median"), val_acc_best=("val_acc", "max"), gap_mean=("gap", "mean"),
         epochs_to_converge_median=("epochs_to_converge", "median"),
         seconds_per_epoch_median=("seconds_per_epoch", "median"),
     )
-    table = states[["complete", "pruned", "failed"]].join(done, how="left")
+    table = states[[TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED]].join(done, how="left")
     table.insert(0, "trials", states.sum(axis=1))
     table = table.reset_index().rename(columns={"index": "placement"})
     return table.sort_values(["val_acc_median", "placement"], ascending=[False, True], na_position="last")
@@ -332,9 +332,10 @@ def report_intervals(report: dict[str, Any], metric: str | None = None) -> pd.Da
     best first: what the error-bar chart draws."""
     metric = metric or report.get("metric", "val_acc")
     grouping = next((g for g in report.get("groupings", []) if g["by"] == "placement"), {"groups": []})
-    rows = [(g["key"], g["rank"], *(g["metrics"][metric][k] for k in ("n", "mean", "low", "high")))
+    rows = [(g["key"], g["rank"], *(g["metrics"][metric][k] for k in ("n", "mean", "low", "high")),
+             bool(g["metrics"][metric].get("clipped")))
             for g in grouping["groups"] if g["metrics"][metric]["mean"] is not None]
-    df = pd.DataFrame(rows, columns=["placement", "rank", "n", "mean", "low", "high"])
+    df = pd.DataFrame(rows, columns=["placement", "rank", "n", "mean", "low", "high", "clipped"])
     for column in ("mean", "low", "high"):
         df[column] = df[column].astype("float64")
     return df

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from regsearch.config import Settings, is_loopback
+from regsearch.dashboard.auth import configured_token
 
 APP = Path(__file__).with_name("app.py")
 THEME = {
@@ -49,12 +50,25 @@ def dashboard_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP), *(f"--{k}={v}" for k, v in options.items())]
 
 
+def bind_refusal(settings: Settings, host: str) -> str | None:
+    """Why the dashboard must not listen on ``host`` (beyond loopback without a token), or None.
+
+    With ``REGSEARCH_API_TOKEN`` set, every page asks for it (``regsearch.dashboard.auth``)."""
+    if is_loopback(host) or configured_token(settings):
+        return None
+    return (f"refusing to serve the dashboard on {host!r} without a token: anyone who can reach it could "
+            "read every job. Set REGSEARCH_API_TOKEN to a long random secret (the dashboard then asks "
+            "for it on every page), or bind to 127.0.0.1.")
+
+
 def run_dashboard(settings: Settings, port: int = 8501, host: str = "127.0.0.1") -> int:
-    """Run the dashboard in the foreground until it exits (or Ctrl-C / SIGTERM); its exit code."""
-    if not is_loopback(host):
-        # the dashboard has no login of its own (unlike the API's bearer token)
-        print(f"warning: the dashboard on {host}:{port} shows every job to anyone who can reach it; "
-              "put it behind an authenticating proxy", file=sys.stderr)
+    """Run the dashboard in the foreground until it exits (or Ctrl-C / SIGTERM); its exit code.
+
+    Exit code 2, without starting anything, for a bind beyond loopback without a token."""
+    refusal = bind_refusal(settings, host)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     process = subprocess.Popen(dashboard_command(port, host), env=dashboard_env(settings), cwd=str(APP.parent))
 
     def _forward(signum: int, _frame: object) -> None:

@@ -10,7 +10,7 @@ import functools
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="Celery broker; embedded by default")
     api_token: str | None = Field(default=None, description="bearer token for every non-health route")
     api_url: str = Field(default="http://127.0.0.1:8000", description="where the CLI finds the API")
+    # Trained weights (regsearch.store.artifacts): a folder in the data directory by default.
+    artifact_url: str | None = Field(default=None, description="s3://bucket/prefix or file:///path; <data dir>/artifacts by default")
+    s3_endpoint_url: str | None = Field(default=None, description="an S3-compatible server (MinIO, Ceph...); AWS when unset")
+    s3_region: str | None = Field(default=None, description="the bucket's region; boto3's default chain when unset")
+    s3_access_key_id: str | None = Field(default=None, description="with s3_secret_access_key; boto3's chain when unset")
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="never printed")
 
     # Reliability knobs (docs/operations.md explains how they relate).
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
@@ -56,6 +62,11 @@ class Settings(BaseSettings):
     @property
     def queue_dir(self) -> Path:
         return self.data_dir / "queue"
+
+    @property
+    def artifacts_url(self) -> str:
+        """Where trained weights go: ``artifact_url``, else the ``artifacts`` folder in the data dir."""
+        return self.artifact_url or (self.data_dir / "artifacts").as_uri()
 
     @property
     def datasets_dir(self) -> Path:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from regsearch.config import Settings
 from regsearch.store.db import Database
@@ -103,3 +106,46 @@ def redis_url() -> str:
     except Exception as exc:  # noqa: BLE001
         service_missing("Redis", exc)
     return url
+
+
+# -- S3-compatible object storage: moto's server mode, a real HTTP server on 127.0.0.1 ----------
+@dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+    region: str = "us-east-1"
+    access_key_id: str = "regsearch-test"
+    secret_access_key: str = "regsearch-test-secret"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
+                            aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key)
+
+    def settings(self, base: Settings, bucket: str, prefix: str = "weights") -> Settings:
+        """``base`` with its trained weights in ``s3://bucket/prefix`` on this server."""
+        return base.model_copy(update={
+            "artifact_url": f"s3://{bucket}/{prefix}", "s3_endpoint_url": self.endpoint_url, "s3_region": self.region,
+            "s3_access_key_id": self.access_key_id, "s3_secret_access_key": SecretStr(self.secret_access_key)})
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server (``ThreadedMotoServer``) on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    from regsearch.cli.launcher import free_port
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield S3Server(f"http://{host}:{port}")
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on the moto server."""
+    name = f"regsearch-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name

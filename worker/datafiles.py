@@ -8,15 +8,16 @@ read with ``allow_pickle=False``.
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
+from regsearch.domain.data import DatasetError, resolve_data_path
 
-class DatasetError(ValueError):
-    """A dataset that cannot be used; the message names the spec field (``dataset.path: ...``)."""
-
+__all__ = ["DatasetError", "RawDataset", "load_csv", "load_npz", "resolve_data_path", "write_npz_atomically"]
 
 
 @dataclass
@@ -33,21 +34,16 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def resolve_data_path(data_dir: Path, relative: str) -> Path:
-    """The file ``relative`` inside ``data_dir``; refuses anything that resolves outside it."""
-    root = Path(data_dir).resolve()
-    rel = PurePosixPath(relative.replace("\\", "/"))
-    if not relative or rel.is_absolute() or ".." in rel.parts or "\x00" in relative:
-        raise DatasetError(
-            f"dataset.path: {relative!r} must be relative, inside the data directory"
-        )
-    # resolve() follows symlinks, so a link pointing outside the data directory is caught here
-    full = (root / rel).resolve()
-    if not full.is_relative_to(root):
-        raise DatasetError(f"dataset.path: {relative} resolves outside the data directory")
-    if not full.is_file():
-        raise DatasetError(f"dataset.path: {relative} does not exist in the data directory")
-    return full
+def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """A cache file: several worker processes may write at once, so write privately, then rename."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only data directory only costs regenerating next time
 
 
 def _encode_labels(y: np.ndarray, field: str, classes: np.ndarray | None = None) -> tuple:
@@ -73,8 +69,10 @@ def _check_features(x: np.ndarray, field: str) -> np.ndarray:
         raise DatasetError(f"{field} must be numeric (got dtype {x.dtype})")
     if x.ndim not in (2, 3, 4) or 0 in x.shape:
         raise DatasetError(
-            f"{field} must have shape (N, F), (N, H, W) or (N, C, H, W); got {x.shape}"
+            f"{field} must have shape (N, F), (N, H, W), (N, C, H, W) or (N, H, W, C); got {x.shape}"
         )
+    if x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        x = x.transpose(0, 3, 1, 2)  # channels last (N, H, W, C), as most image tools save it
     x32 = x.astype(np.float32)
     if not np.isfinite(x32).all():
         raise DatasetError(f"{field} contains NaN or infinite values (or too large for float32)")

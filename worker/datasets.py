@@ -1,4 +1,4 @@
-"""Datasets: built-in sources and the user's own npz/csv files, split and standardized.
+"""Datasets: built-in sources and the user's own npz/csv files and image folders, split and standardized.
 
 Every failure a user can cause (a missing file, a missing array, text in a numeric column, a
 path that escapes the data directory) is a :class:`DatasetError` whose message names the spec
@@ -8,13 +8,13 @@ int64 in ``0..n_classes-1``. Nothing here is pickled: arrays are read with ``all
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +25,9 @@ from regsearch.worker.datafiles import (
     load_csv,
     load_npz,
     resolve_data_path,
+    write_npz_atomically,
 )
+from regsearch.worker.imagefolder import load_images
 
 # The mnist1d package's defaults (5000 examples, 4000/1000 train/test, seed 42), pinned here so
 # the cache file name says what is in it without importing the package (which pulls matplotlib).
@@ -49,6 +51,16 @@ class Splits:
     sample_shape: tuple[int, ...]
     n_classes: int
     name: str
+
+    def summary(self) -> dict[str, Any]:
+        """What the job's ``data`` says (INTERFACE.md "Datasets")."""
+        return {"n_train": len(self.y_train), "n_val": len(self.y_val), "n_test": len(self.y_test),
+                "sample_shape": list(self.sample_shape), "n_classes": self.n_classes}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the splits take on a device (float32 features, int64 labels)."""
+        return sum(a.nbytes for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test))
 
 
 def _mnist1d(data_dir: Path) -> RawDataset:
@@ -74,21 +86,9 @@ def _mnist1d(data_dir: Path) -> RawDataset:
             np.random.set_state(np_state)
             random.setstate(py_state)
         arrays = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
-        _write_atomically(cache, arrays)
+        write_npz_atomically(cache, arrays)
     x, y, x_test, y_test = (arrays[k] for k in ("x", "y", "x_test", "y_test"))
     return RawDataset(x[:, None], y.astype(np.int64), 10, x_test[:, None], y_test.astype(np.int64))
-
-
-def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    # several worker processes may generate at once: write a private file, then rename over
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only data directory only costs regenerating next time
 
 
 def _digits() -> RawDataset:
@@ -127,6 +127,9 @@ def _raw(spec: DatasetSpec, data_dir: Path) -> RawDataset:
         return _digits()
     if spec.name == "synthetic":
         return _synthetic(spec)
+    if spec.name == "images":
+        folder = resolve_data_path(data_dir, spec.path or "", folder=True)
+        return load_images(folder, spec.path or "", Path(data_dir) / "datasets", spec.size, spec.channels)
     path = resolve_data_path(data_dir, spec.path or "")
     if spec.name == "npz":
         return load_npz(path, spec.path or "")
@@ -153,9 +156,10 @@ def load_dataset(spec: DatasetSpec, data_dir: Path) -> Splits:
         raise DatasetError(f"dataset.{field}: needs at least 2 classes, found {raw.n_classes}")
     x, y = raw.x, raw.y
     if raw.x_test is not None and raw.y_test is not None:
-        # the dataset's own test split: val keeps the train:val ratio a self-made split would have
+        # the dataset's own test split (mnist1d's official 4,000/1,000): validation is carved
+        # from its training part
         x_test, y_test = raw.x_test, raw.y_test
-        n_val = max(1, round(len(y) * spec.val_fraction / (1 - spec.test_fraction)))
+        n_val = max(1, round(len(y) * spec.val_fraction))
     else:
         n_test = max(1, round(len(y) * spec.test_fraction))
         if len(y) - n_test < 2:
@@ -168,14 +172,17 @@ def load_dataset(spec: DatasetSpec, data_dir: Path) -> Splits:
     train, val = _hold_out(y, n_val, spec.split_seed)
     x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
 
-    # per-feature statistics of the training split only: val/test must not leak into them
-    flat = x_train.reshape(len(x_train), -1).astype(np.float64)
-    mean = flat.mean(axis=0)
-    std = flat.std(axis=0)
+    # statistics of the training split only (val/test must not leak into them): per channel for
+    # images (N, C, H, W), so every pixel of a channel is scaled alike; per feature otherwise
+    axes = (0, 2, 3) if x_train.ndim == 4 else (0,)
+    as64 = x_train.astype(np.float64)
+    mean = as64.mean(axis=axes, keepdims=True)
+    std = as64.std(axis=axes, keepdims=True)
     std[std < 1e-12] = 1.0  # a constant feature stays constant (0) instead of dividing by zero
+    del as64
 
     def standardize(a: np.ndarray) -> np.ndarray:
-        out = ((a.reshape(len(a), -1) - mean) / std).astype(np.float32).reshape(a.shape)
+        out = ((a - mean) / std).astype(np.float32)
         out.flags.writeable = False  # cached and shared within a process: never mutated
         return out
 
@@ -191,13 +198,21 @@ def load_dataset(spec: DatasetSpec, data_dir: Path) -> Splits:
     )  # fmt: skip
 
 
-def input_shape_for(splits: Splits, family: str) -> list[int]:
-    """The model's input shape: ``[features]`` for an mlp, the sample shape for a cnn."""
-    if family == "mlp":
-        return [int(np.prod(splits.sample_shape))]
-    if family == "cnn":
-        return list(splits.sample_shape)
-    raise ValueError(f"model.family: unknown family {family!r} (use mlp or cnn)")
+def input_shape_for(splits: Splits, model: Any) -> list[int]:
+    """The model's input shape for these data, as ``model``'s family takes it.
+
+    ``model`` is a ``ModelSpec`` or a family name (then with the family's default knobs): an
+    mlp flattens the sample (``[features]``), the conv families take it as it is (``[C, L]`` or
+    ``[C, H, W]``). A family that cannot take the data raises ValueError saying why.
+    """
+    from regsearch.worker import families  # the registry: built-ins and installed plugins
+
+    if isinstance(model, str):
+        family = families.get(model)
+        knobs = family.impl.Knobs()
+    else:
+        family, knobs = families.get(model.family), model.knobs
+    return [int(d) for d in family.info.input_shape(knobs, splits.sample_shape)]
 
 
 _cache: OrderedDict[tuple[str, str], Splits] = OrderedDict()

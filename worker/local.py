@@ -31,6 +31,7 @@ class LocalTrial:
     result: TrainResult
     layers: list[str]
     params: dict[str, Any]
+    data: dict[str, Any]  # the dataset's split sizes, sample shape and classes
 
 
 def _number(params: dict[str, Any], key: str) -> float:
@@ -48,11 +49,9 @@ def _selection(spec: JobSpec, params: dict[str, Any], key: str) -> str:
         kind, k = parse_layer_selection(value)
     except ValueError as exc:
         raise ValueError(f"params.{key}: {exc}") from None
-    n_blocks = len(spec.model.widths)
-    if kind == "last" and k > n_blocks:
-        raise ValueError(
-            f"params.{key}: {value!r} asks for more than the model's {n_blocks} blocks"
-        )
+    n_slots = spec.model.n_slots()  # None: a plugin's count; make_recipe checks it with the data
+    if n_slots is not None and kind == "last" and k > n_slots:
+        raise ValueError(f"params.{key}: {value!r} asks for more than the model's {n_slots} slots")
     return str(value)
 
 
@@ -114,8 +113,8 @@ def run_local_trial(
     clean = validate_params(spec, params)
     target = select_device(device)
     splits = load_dataset_cached(spec.dataset, Path(data_dir))
-    input_shape = input_shape_for(splits, spec.model.family)
+    input_shape = input_shape_for(splits, spec.model)
     recipe = make_recipe(spec, clean, input_shape, splits.n_classes)
     layers = layer_order(build_model(recipe))
     result = train_trial(recipe, spec.training, to_device(splits, target), on_epoch=on_epoch)
-    return LocalTrial(recipe=recipe, result=result, layers=layers, params=clean)
+    return LocalTrial(recipe=recipe, result=result, layers=layers, params=clean, data=splits.summary())

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from optuna.trial import TrialState
 from typing_extensions import Self
 
 from regsearch import failpoints
@@ -30,9 +29,12 @@ from regsearch.store.pruning import Pruner, make_pruner
 from regsearch.store.retry import with_retry
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import EndReason, StopReason, TrialState, WeightsState, optuna_state
+from regsearch.store import job_data
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.trials import Claim, OptunaOutcome
+from regsearch.worker import weights as trial_weights
 from regsearch.worker.shutdown import draining
 
 log = logging.getLogger("regsearch.worker")
@@ -48,6 +50,7 @@ def _database(url: str) -> Database:
 
 
 _DEVICE_DATA: dict[tuple[int, str], Any] = {}
+_DATA_RECORDED: set[str] = set()  # jobs whose data this process has written on the job row
 
 
 def _on_device(splits: Any, device: Any) -> Any:
@@ -60,6 +63,13 @@ def _on_device(splits: Any, device: Any) -> Any:
         _DEVICE_DATA.clear()  # one dataset at a time on the device is plenty
         held = _DEVICE_DATA[key] = (splits, to_device(splits, device))
     return held[1]
+
+
+def _record_data(db: Database, job_id: str, splits: Any) -> None:
+    if job_id not in _DATA_RECORDED:
+        with_retry(lambda: job_data.record_data(db, job_id=job_id, data=splits.summary()),
+                   what=f"recording job {job_id}'s data")
+        _DATA_RECORDED.add(job_id)
 
 
 def worker_name() -> str:
@@ -115,7 +125,7 @@ class EpochReporter:
     flush_every_s: float = 1.0
     epochs: list[EpochMetrics] = field(default_factory=list)
     history: dict[int, float] = field(default_factory=dict)  # reported objective per epoch
-    stop_reason: str | None = None  # "pruned", "cancelled", "draining" or "lease lost"
+    stop_reason: StopReason | None = None
     unwritten: list[EpochMetrics] = field(default_factory=list)
     # A trial shorter than flush_every_s writes everything with its result, in one transaction.
     _last_flush: float = field(default_factory=time.monotonic)
@@ -127,13 +137,13 @@ class EpochReporter:
         value = summarize(self.epochs, None)[self.spec.objective.metrics[0]]
         self.history[metrics.epoch] = float(value) if isinstance(value, (int, float)) else math.nan
         if self.heartbeat.lost.is_set():
-            self.stop_reason = "lease lost"
+            self.stop_reason = StopReason.LEASE_LOST
         elif self.heartbeat.cancelled.is_set():
-            self.stop_reason = "cancelled"
+            self.stop_reason = StopReason.CANCELLED
         elif draining():
-            self.stop_reason = "draining"
+            self.stop_reason = StopReason.DRAINING
         elif with_retry(lambda: self.pruner.should_prune(self.claim.number, self.history), what="asking the pruner"):
-            self.stop_reason = "pruned"
+            self.stop_reason = StopReason.PRUNED
         # A trial that stops here, or has trained its last epoch, writes its epochs with the
         # result: a flush now would be a transaction for nothing.
         going_on = self.stop_reason is None and metrics.epoch < self.spec.training.epochs
@@ -192,25 +202,32 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
         return {"trial_id": trial_id, "outcome": "deferred"}
 
     spec = run_spec(claim)
-    state, metrics, error, retryable = "failed", None, None, False
+    state, metrics, error, retryable = TrialState.FAILED, None, None, False
+    weights: WeightsState | None = None  # a complete trial's: saved before its result is written
     reporter: EpochReporter | None = None
     with Heartbeat(db, claim, settings.heartbeat_interval_s) as heartbeat:
         try:
             splits = load_dataset_cached(spec.dataset, settings.data_dir)
-            recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model.family), splits.n_classes)
+            _record_data(db, claim.job_id, splits)
+            recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model), splits.n_classes)
             pruner = job_pruner(db.url, claim.job_id, claim.study_name, spec.model_dump_json())
             reporter = EpochReporter(db, claim, spec, pruner, heartbeat,
                                      recipe=recipe)
             result = train_trial(recipe, spec.training, _on_device(splits, torch_device), on_epoch=reporter)
             metrics = result.summary
-            if reporter.stop_reason == "draining":
+            if reporter.stop_reason == StopReason.DRAINING:
                 released = with_retry(lambda: trial_store.release(db, trial_id=trial_id, lease=claim.lease), what="releasing the trial")
                 log.info("trial %d released back to the queue (worker shutting down): %s", trial_id, released)
                 _notify(on_finished, claim.job_id)
                 return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "released"}
             state, error = _outcome(spec, reporter.stop_reason, metrics)
+            if state == TrialState.COMPLETE:
+                weights = trial_weights.save_trial_weights(settings, claim, spec, result.best_state, recipe)
         except (NonFiniteLossError, DatasetError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"  # deterministic: the same config fails again
+            if isinstance(exc, DatasetError):  # ... and so does every other trial of the job
+                with_retry(lambda: job_data.fail_job_for_data(db, job_id=claim.job_id, reason=str(exc)),
+                           what=f"ending job {claim.job_id}")
         except Exception as exc:  # OOM, driver errors...: may pass on another attempt
             log.exception("trial %d failed", trial_id)
             error, retryable = f"{type(exc).__name__}: {exc}", True
@@ -221,8 +238,10 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     record = _optuna_outcome(spec, claim.optuna_trial_id, state, metrics)
     owned = with_retry(lambda: trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
                                                   error=error, retryable=retryable, epochs=unwritten,
-                                                  step_values=history, recipe=recipe_left, record=record),
+                                                  step_values=history, recipe=recipe_left, record=record,
+                                                  weights=weights, retention=trial_weights.retention(spec)),
                        what=f"finishing trial {trial_id}")
+    trial_weights.after_result(db, settings, claim, weights, owned)
     _notify(on_finished, claim.job_id)
     if not owned:
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
@@ -230,13 +249,13 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
 
 
-def _optuna_outcome(spec: JobSpec, optuna_trial_id: int, state: str, metrics: dict[str, Any] | None) -> OptunaOutcome:
+def _optuna_outcome(spec: JobSpec, optuna_trial_id: int, state: TrialState,
+                    metrics: dict[str, Any] | None) -> OptunaOutcome:
     """What Optuna's record says of the trial: Optuna keeps no COMPLETE trial without finite values."""
-    values = _objective_values(spec, metrics or {}) if state == "complete" else None
-    final_state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
-    if final_state == TrialState.COMPLETE and values is None:
-        final_state = TrialState.FAIL
-    return OptunaOutcome(optuna_trial_id, final_state, values)
+    values = _objective_values(spec, metrics or {}) if state == TrialState.COMPLETE else None
+    if state == TrialState.COMPLETE and values is None:
+        state = TrialState.FAILED
+    return OptunaOutcome(optuna_trial_id, optuna_state(state), values)
 
 
 def _notify(on_finished: Callable[[str], None] | None, job_id: str) -> None:
@@ -292,14 +311,14 @@ class _BackgroundNotifier:
 _NOTIFIER = _BackgroundNotifier()
 
 
-def _outcome(spec: JobSpec, stop_reason: str | None, metrics: dict[str, Any]) -> tuple[str, str | None]:
+def _outcome(spec: JobSpec, stop_reason: StopReason | None, metrics: dict[str, Any]) -> tuple[TrialState, str | None]:
     """The trial's final state and error from why training stopped and what it measured."""
-    if stop_reason == "pruned":
-        return "pruned", None
-    if stop_reason == "cancelled":
-        return "failed", "job cancelled"
-    if stop_reason == "lease lost":
-        return "failed", "lease lost: the trial was presumed dead and reassigned"
+    if stop_reason == StopReason.PRUNED:
+        return TrialState.PRUNED, None
+    if stop_reason == StopReason.CANCELLED:
+        return TrialState.FAILED, EndReason.JOB_CANCELLED
+    if stop_reason == StopReason.LEASE_LOST:
+        return TrialState.FAILED, f"{StopReason.LEASE_LOST}: the trial was presumed dead and reassigned"
     if _objective_values(spec, metrics) is None:
-        return "failed", f"objective {spec.objective.metrics} is not a finite number"
-    return "complete", None
+        return TrialState.FAILED, f"objective {spec.objective.metrics} is not a finite number"
+    return TrialState.COMPLETE, None

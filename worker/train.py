@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regsearch.domain.devices import parse_device
 from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.spec import TrainingSpec
+from regsearch.worker.augment import make_augment
+from regsearch.worker.datafiles import DatasetError
 from regsearch.worker.datasets import Splits
 from regsearch.worker.models import build_model
 
 EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
 TRAIN_SAMPLE_SEED = 0  # the fixed training sample is the same for every trial of a dataset
+FIT_FRACTION = 0.5  # a dataset may take at most this share of a device's free memory
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,20 +50,24 @@ class TrainResult:
     summary: dict[str, Any]
     stopped_early: bool
     device: str
+    # The best validation epoch's weights (on the device): what test_acc was measured with,
+    # what the worker saves for a complete trial (regsearch.worker.weights).
+    best_state: dict[str, torch.Tensor] | None = None
 
 
 def select_device(requested: str = "auto") -> torch.device:
     """``auto`` (cuda when available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if requested == "auto":
+    try:
+        parsed = parse_device(requested)
+    except ValueError as exc:
+        raise ValueError(f"device: {exc}") from None
+    if parsed.kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cpu":
+    if parsed.kind == "cpu":
         return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", requested)
-    if not match:
-        raise ValueError(f"device: {requested!r} is not auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         raise ValueError(f"device: {requested!r} requested but CUDA is not available here")
-    index = int(match.group(1) or 0)
+    index = parsed.index or 0
     if index >= torch.cuda.device_count():
         raise ValueError(
             f"device: {requested!r} does not exist ({torch.cuda.device_count()} GPU(s) visible)"
@@ -85,9 +93,34 @@ class DeviceData:
     device: torch.device
 
 
+def free_bytes(device: torch.device) -> int:
+    """Memory free on ``device``: the GPU's free memory, or the host's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_fits(splits: Splits, device: torch.device) -> None:
+    """Refuse a dataset that would not fit on ``device`` beside a model, naming both sizes."""
+    need, free = splits.nbytes, free_bytes(device)
+    if need > FIT_FRACTION * free:
+        raise DatasetError(
+            f"dataset: {splits.name} needs {need / 2**20:,.1f} MiB as tensors, more than "
+            f"{FIT_FRACTION:.0%} of the {free / 2**20:,.1f} MiB free on {device}; "
+            "use a smaller dataset.size or a device with more memory")
+
+
 def to_device(splits: Splits, device: torch.device | str = "cpu") -> DeviceData:
     """Copy ``splits`` to ``device`` once; trials then index it without further transfers."""
     device = torch.device(device)
+    check_fits(splits, device)
 
     def put(array: Any, dtype: torch.dtype) -> torch.Tensor:
         return torch.tensor(array, dtype=dtype, device=device)  # a copy: the arrays are read-only
@@ -186,6 +219,7 @@ def train_trial(
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
     optimizer = make_optimizer(model, training)
     generator = torch.Generator(device=device).manual_seed(training.seed)
+    augment = make_augment(training.augment, tuple(data.sample_shape), training.seed, device)
 
     n, batch = len(y_train), training.batch_size
     starts = list(range(0, n, batch))
@@ -202,8 +236,9 @@ def train_trial(
         loss_sum = torch.zeros((), device=device)
         for start in starts:
             index = order[start : start + batch]
+            inputs = x_train[index] if augment is None else augment(data.x_train[index]).reshape(-1, *shape)
             with autocast():
-                loss = F.cross_entropy(model(x_train[index]), y_train[index])
+                loss = F.cross_entropy(model(inputs), y_train[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -240,7 +275,7 @@ def train_trial(
     with torch.inference_mode():
         test_correct = _evaluate(model, x_test, data.y_test, autocast)[1].item()
     summary = summarize(epochs, test_correct / len(data.y_test))
-    return TrainResult(epochs, summary, stopped_early=stopped_early, device=str(device))
+    return TrainResult(epochs, summary, stopped_early=stopped_early, device=str(device), best_state=best_state)
 
 
 def _snapshot(model: nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:

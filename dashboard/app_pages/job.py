@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from regsearch.dashboard import charts, data, frames
+from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState
 
 REFRESH_S = 3
 TRIAL_PAGE = "app_pages/trial.py"
@@ -53,6 +54,10 @@ st.caption(
     f"job `{job_id}` · **{info['status']}** · dataset `{info['dataset']}` · model `{info['model']}` · "
     f"objective {info['objective']} · sampler `{info['sampler']}` · pruner `{info['pruner']}`"
 )
+# The table of contents: Streamlit anchors every header at its text ("Search space" -> #search-space).
+SECTIONS = ("Evidence", "Generalization", "Convergence", "Placement comparison", "Search space",
+            "Parallel coordinates", "Best configurations", "All trials")
+st.markdown("**On this page:** " + " · ".join(f"[{s}](#{s.lower().replace(' ', '-')})" for s in SECTIONS))
 k = st.sidebar.slider("Leaders shown", min_value=1, max_value=10, value=5,
                       help="how many of the best configurations the charts and the table show")
 objectives: list[tuple[str, str]] = info["objectives"]
@@ -65,15 +70,17 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> None:
     counts = frames.counts(df)
-    finished = counts["complete"] + counts["pruned"] + counts["failed"]
+    finished = sum(counts.get(s, 0) for s in FINAL_TRIAL_STATES)
     n_trials = job["n_trials"] or max(1, finished)
     cols = st.columns(7)
-    cols[0].metric("Complete", counts["complete"])
-    cols[1].metric("Pruned", counts["pruned"])
-    cols[2].metric("Failed", counts["failed"])
-    cols[3].metric("Running", counts["running"], help=f"{counts['queued']} queued")
+    cols[0].metric("Complete", counts[TrialState.COMPLETE])
+    cols[1].metric("Pruned", counts[TrialState.PRUNED])
+    cols[2].metric("Failed", counts[TrialState.FAILED])
+    cols[3].metric("Running", counts[TrialState.RUNNING], help=f"{counts[TrialState.QUEUED]} queued")
     leader = board.iloc[0] if len(board) else None
-    cols[4].metric(f"Best {metric}", _fmt(leader[metric] if leader is not None else None))
+    cols[4].metric(f"Best {metric}", _fmt(leader["score"] if leader is not None else None),
+                   help="the first configuration of the ranking (`regsearch best`): a confirmed configuration's "
+                        "mean over its seeds, else its single run")
     cols[5].metric("Its test_acc", _fmt(leader["test_acc"] if leader is not None else None),
                    help="held-out test accuracy, evaluated once with the best validation epoch's weights")
     cols[6].metric("Elapsed", frames.format_seconds(job["elapsed_s"]))
@@ -155,7 +162,7 @@ def _convergence(df: pd.DataFrame, done: pd.DataFrame, board: pd.DataFrame) -> N
     if with_epochs.empty:
         st.info("No epoch recorded yet: validation curves appear here as soon as a trial reports one.")
         return
-    ranked_numbers = [int(n) for n in frames.ranked(df, objectives)["number"]]
+    ranked_numbers = [int(n) for n in frames.leaders(df, objectives, k=None)["number"]]
     options = ranked_numbers + [int(n) for n in with_epochs["number"] if int(n) not in set(ranked_numbers)]
     labels = dict(zip(df["number"].astype(int), df["config"] + " · " + df["state"]))
     chosen = st.multiselect(
@@ -219,10 +226,22 @@ def _search_space(job: dict[str, Any], df: pd.DataFrame, done: pd.DataFrame) -> 
         right.info(found["message"])
     if len(objectives) > 1:
         st.markdown(f"**Pareto front: {objectives[0][0]} and {objectives[1][0]}**")
-        mask = frames.pareto_mask(done[[m for m, _ in objectives]].to_numpy(), [d for _, d in objectives])
+        mask = frames.pareto_front(done, objectives)
         st.plotly_chart(charts.pareto_front(done, objectives, mask), width="stretch")
     st.markdown(f"**Optimization history: {metric} per trial and the best so far**")
     st.plotly_chart(charts.optimization_history(frames.history(df, metric, direction), metric), width="stretch")
+
+
+def _parallel_coordinates(done: pd.DataFrame) -> None:
+    st.subheader("Parallel coordinates", anchor="parallel-coordinates")
+    if done.empty:
+        st.info("No complete trial yet: each complete trial's parameters and objective appear here as a line.")
+        return
+    st.markdown(f"**Every complete trial through its parameters and {', '.join(m for m, _ in objectives)}**, "
+                f"colored by {metric}")
+    st.plotly_chart(charts.parallel_coordinates(done, objectives), width="stretch")
+    st.caption("Drag along an axis to keep only the trials in that range; drag an axis' title to reorder. "
+               "\"none\": the placement has no dropout (or no BN), so the trial has no such parameter.")
 
 
 def _best_configurations(board: pd.DataFrame) -> None:
@@ -230,15 +249,24 @@ def _best_configurations(board: pd.DataFrame) -> None:
     if board.empty:
         st.info("No complete trial yet: the best configurations and their recipes appear here.")
         return
-    columns = ["rank", "number", "placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers", "val_acc",
-               "test_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch", "runs", "val_acc_std"]
+    st.caption("Ranked as `regsearch best` and `GET /jobs/{id}/best` rank them (regsearch.domain.ranking): "
+               "configurations re-run with other seeds first, by their mean over the seeds; then the others by "
+               "their single run" + ("; with several objectives, by Pareto front (0: not dominated), then by the "
+                                     "objectives in order" if len(objectives) > 1 else "") + "; ties: trial number.")
+    columns = ["rank", *(["front"] if len(objectives) > 1 else []), "number", "placement", "dropout", "bn_momentum",
+               "dropout_layers", "bn_layers", "score", "runs", "val_acc", "test_acc", "gap", "epochs_to_converge",
+               "val_auc", "seconds_per_epoch", "val_acc_std"]
     st.dataframe(board[columns], hide_index=True, width="stretch", column_config={
-        c: st.column_config.NumberColumn(c, format="%.4f")
-        for c in ("val_acc", "test_acc", "gap", "val_auc", "seconds_per_epoch", "val_acc_std")
+        "score": st.column_config.NumberColumn(f"{metric} (ranked)", format="%.4f",
+                                               help="the mean over the seed group when confirmed, else the single run"),
+        "runs": st.column_config.NumberColumn("runs", help="the search run and its complete confirmation runs"),
+        **{c: st.column_config.NumberColumn(c, format="%.4f")
+           for c in ("val_acc", "test_acc", "gap", "val_auc", "seconds_per_epoch", "val_acc_std")},
     })
     found = data.recipes(url, job_id, tuple(int(n) for n in board["number"]))
     for rank, row in zip(board["rank"], board.itertuples(index=False)):
-        with st.expander(f"#{rank} · trial {row.number} · {row.config} · {metric} {_fmt(getattr(row, metric))}",
+        with st.expander(f"#{rank} · trial {row.number} · {row.config} · {metric} {_fmt(row.score)}"
+                         + (f" over {row.runs} seeds" if row.confirmed else ""),
                          expanded=rank == 1):
             recipe = found.get(int(row.number))
             if recipe:
@@ -275,6 +303,7 @@ def body(was_active: bool) -> None:
     _convergence(df, done, board)
     _placement_comparison(df, done)
     _search_space(job, df, done)
+    _parallel_coordinates(done)
     _best_configurations(board)
     if not df.empty:
         _all_trials(df)

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from regsearch.dashboard import data
+from regsearch.domain.states import ACTIVE_JOB_STATES
 
 JOB_PAGE = "app_pages/job.py"
 ACTIVE_REFRESH_S = 3
@@ -28,11 +29,11 @@ if problem:
 
 
 def _active(df: pd.DataFrame) -> bool:
-    return bool(df["status"].isin(["queued", "running"]).any())
+    return bool(df["status"].isin(list(ACTIVE_JOB_STATES)).any())
 
 
 def _cards(df: pd.DataFrame) -> None:
-    running = df[df["status"].isin(["queued", "running"])]
+    running = df[df["status"].isin(list(ACTIVE_JOB_STATES))]
     cols = st.columns(4)
     cols[0].metric("Jobs", len(df))
     cols[1].metric("Queued or running", len(running))
@@ -46,15 +47,17 @@ def _table(df: pd.DataFrame) -> None:
         open=[f"job?job={job_id}" for job_id in df["id"]],
     )
     columns = ["name", "status", "progress", "trials", "complete", "pruned", "failed", "running", "queued",
-               "best_val_acc", "test_acc", "elapsed", "objective", "dataset", "created_at", "id", "open"]
+               "best", "best_val_acc", "test_acc", "elapsed", "objective", "dataset", "created_at", "id", "open"]
     event = st.dataframe(
         view[columns], hide_index=True, width="stretch", key="jobs_table",
         on_select="rerun", selection_mode="single-row",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
                                                         help="finished trials (complete, pruned, failed) of n_trials"),
-            "best_val_acc": st.column_config.NumberColumn("best val_acc", format="%.4f",
-                                                          help="the best complete trial's val_acc so far"),
+            "best": st.column_config.NumberColumn("best trial", help="the first configuration of the job's ranking "
+                                                  "so far, as `regsearch best` lists it"),
+            "best_val_acc": st.column_config.NumberColumn("its val_acc", format="%.4f",
+                                                          help="that trial's own val_acc"),
             "test_acc": st.column_config.NumberColumn("its test_acc", format="%.4f",
                                                       help="held-out test accuracy of that trial"),
             "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),

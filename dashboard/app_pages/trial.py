@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from regsearch.dashboard import charts, data, frames
+from regsearch.domain.states import ACTIVE_TRIAL_STATES
 
 REFRESH_S = 3
 JOB_PAGE = "app_pages/job.py"
@@ -79,7 +80,7 @@ def _history(t: dict[str, Any]) -> pd.DataFrame:
 
 def body(was_running: bool) -> None:
     t = data.trial(url, job_id, number) or found
-    running = t["state"] in ("queued", "running")
+    running = t["state"] in ACTIVE_TRIAL_STATES
     if running != was_running:
         st.rerun()
     metrics = t["metrics"] or {}
@@ -134,5 +135,5 @@ def body(was_running: bool) -> None:
             st.json(metrics)
 
 
-st.fragment(body, run_every=REFRESH_S if found["state"] in ("queued", "running") else None)(
-    found["state"] in ("queued", "running"))
+st.fragment(body, run_every=REFRESH_S if found["state"] in ACTIVE_TRIAL_STATES else None)(
+    found["state"] in ACTIVE_TRIAL_STATES)

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from regsearch.client import Client
 from regsearch.config import Settings
+from regsearch.domain.states import FINAL_JOB_STATES, JobState, TrialState
 from regsearch.cli.launcher import Supervisor, free_port, plan
 from regsearch.cli.tables import comparison_table, job_progress, print_best
 from regsearch.store.migrate import upgrade
@@ -52,11 +53,11 @@ def run_demo(settings: Settings, spec: dict[str, Any], *, workers: int, console:
             if job is None:
                 console.print(f"[red]a component stopped unexpectedly; see the logs in {log_dir}[/]")
                 return 1
-            console.print(comparison_table(client.report(job["id"])))
-            print_best(console, client.best(job["id"], 3)["items"])
+            console.print(comparison_table(client.report(job["id"]), console.width))
+            print_best(console, client.best(job["id"], 3))
             console.print(f"job {job['status']} in {time.monotonic() - started:.1f}s (wall, incl. start-up). "
                           f"See it with `regsearch up` and the dashboard at http://127.0.0.1:8501/?job={job['id']}")
-            return 0 if job["status"] == "completed" else 1
+            return 0 if job["status"] == JobState.COMPLETED else 1
     finally:
         supervisor.stop()
 
@@ -69,11 +70,11 @@ def _follow(client: Client, job_id: str, supervisor: Supervisor, console: Consol
             job = client.job(job_id)
             done, total = job_progress(job)
             best = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
-            detail = f"running {job['counts']['running']}, pruned {job['counts']['pruned']}"
+            detail = f"running {job['counts'][TrialState.RUNNING]}, pruned {job['counts'][TrialState.PRUNED]}"
             if isinstance(best, (int, float)):
                 detail += f", best val_acc {best:.4f}"
             progress.update(task, completed=done, total=total, detail=detail)
-            if job["status"] in ("completed", "failed", "cancelled"):
+            if job["status"] in FINAL_JOB_STATES:
                 return job
             if supervisor.dead():
                 return None

@@ -1,7 +1,9 @@
 """``regsearch up``: the components as child processes, stopped together.
 
 Each child runs in its own process group, so stopping one also stops what it forked (a Celery
-worker's pool, Streamlit's server) and nothing is left behind after Ctrl-C or the demo.
+worker's pool, Streamlit's server) and nothing is left behind after Ctrl-C or the demo. With a
+``log_dir``, each child's output (Celery's banner, uvicorn's and Alembic's lines, ...) goes to
+``<log_dir>/<component>.log`` instead of the terminal.
 """
 
 from __future__ import annotations
@@ -64,22 +66,43 @@ class Supervisor:
         env = dict(os.environ)
         # Children see exactly this supervisor's settings, whatever .env or defaults say.
         for name, value in self.settings.model_dump().items():
-            if value is not None:
-                env[f"REGSEARCH_{name.upper()}"] = str(value)
+            if value is not None:  # a SecretStr prints as stars: hand its value on
+                env[f"REGSEARCH_{name.upper()}"] = str(getattr(value, "get_secret_value", lambda: value)())
         env["REGSEARCH_DATABASE_URL"] = self.settings.sqlalchemy_url
         env.update(extra)
         return env
 
+    def log_path(self, name: str) -> str | None:
+        """Where component ``name`` writes its output (None: to this process's terminal)."""
+        return os.path.join(self.log_dir, f"{name}.log") if self.log_dir else None
+
+    def log_tail(self, name: str, lines: int = 8) -> list[str]:
+        """The last ``lines`` lines of a component's log (what it said before it died)."""
+        path = self.log_path(name)
+        if path is None or not os.path.exists(path):
+            return []
+        with open(path, "rb") as log:
+            log.seek(max(0, os.path.getsize(path) - 64 * 1024))
+            text = log.read().decode("utf-8", errors="replace")
+        return [line for line in text.splitlines() if line.strip()][-lines:]
+
     def start(self) -> None:
         for component in self.components:
             out = None
-            if self.log_dir:
-                os.makedirs(self.log_dir, exist_ok=True)
-                out = open(os.path.join(self.log_dir, f"{component.name}.log"), "ab")  # noqa: SIM115
-            self.processes[component.name] = subprocess.Popen(
-                component.argv, env=self._env(component.env), start_new_session=True,
-                stdout=out, stderr=subprocess.STDOUT if out else None,
-            )
+            path = self.log_path(component.name)
+            if path is not None:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                out = open(path, "ab")  # noqa: SIM115 - handed to the child, closed here right after
+                out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(component.argv[1:])}\n".encode())
+                out.flush()
+            try:
+                self.processes[component.name] = subprocess.Popen(
+                    component.argv, env=self._env(component.env), start_new_session=True,
+                    stdout=out, stderr=subprocess.STDOUT if out else None,
+                )
+            finally:
+                if out is not None:
+                    out.close()  # the child holds its own copy
 
     def dead(self) -> list[tuple[str, int]]:
         """Components that exited, with their exit codes."""

@@ -1,14 +1,31 @@
-"""Terminal output for the CLI: progress, the placement comparison and the best configuration."""
+"""Terminal output for the CLI: progress, the placement comparison and the best configuration.
+
+Tables fit the console's width (a terminal's own width; into a pipe, ``COLUMNS`` when set, else
+no limit): a cell is never cut to an ellipsis. Where a table is too wide, cells first wrap (at
+spaces, an interval ``[low, high]`` on its own line), then columns are left out by priority, the
+least important first, and the caption names them. Never left out: the trial number, the
+placement and the objective (``val_acc``) of the best table; the placement and the objective's
+mean of the comparison; a job's id, status and progress in ``status``. ``--json`` (``best``,
+``status``) prints everything for scripts.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-METRIC_COLUMNS = ("val_acc", "test_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch")
+from regsearch.domain.metrics import SHOWN_METRICS
+from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState
+
+METRIC_COLUMNS = SHOWN_METRICS
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -28,43 +45,137 @@ def _layers(params: dict[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
-def comparison_table(document: dict[str, Any]) -> Table:
-    """The report's placements (``GET /jobs/{id}/report``), ranked, with their 95% intervals."""
+PIPE_WIDTH = 10_000  # into a pipe without COLUMNS: wide enough for any table, nothing truncated
+KEEP = 0  # the priority of a column that is never left out; larger numbers go first
+
+
+def make_console(stream: IO[str], *, stderr: bool = False, environ: Mapping[str, str] | None = None) -> Console:
+    """A console as wide as the terminal; into a pipe, ``COLUMNS`` wide when set, else unlimited."""
+    environ = os.environ if environ is None else environ
+    isatty = bool(getattr(stream, "isatty", lambda: False)())
+    width = None if isatty or environ.get("COLUMNS", "").isdigit() else PIPE_WIDTH
+    return Console(stderr=stderr, width=width)
+
+
+@dataclass(frozen=True)
+class Col:
+    """A column of a :func:`fitted_table`: its header, its priority and how it is aligned."""
+
+    header: str
+    priority: int = KEEP
+    justify: str = "right"
+
+
+_INTERVAL = re.compile(r" (?=\[)")  # "0.72 [0.67, 0.77]": the interval may go on a line of its own
+
+
+def _pieces(cell: str) -> list[str]:
+    """What a cell is not broken inside: its words, and an interval as a whole."""
+    if _INTERVAL.search(cell):
+        return _INTERVAL.split(cell)
+    return cell.split() or [cell]
+
+
+def _overhead(n_columns: int) -> int:
+    """Borders and padding of a rich table: ``| a | b |`` is 3 per column, plus 1."""
+    return 3 * n_columns + 1
+
+
+def _wrap_interval(cell: str, width: int) -> str:
+    """An interval on a line of its own when the cell does not fit its column."""
+    return "\n".join(_INTERVAL.split(cell)) if cell_len(cell) > width and _INTERVAL.search(cell) else cell
+
+
+def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: int | None, *,
+                 title: str | None = None, hint: str = "") -> Table:
+    """A table that fits ``width`` columns without cutting a cell (None: no limit).
+
+    Cells wrap at spaces (an interval moves to its own line) down to their longest unbreakable
+    piece; where even that does not fit, the columns with the largest ``priority`` are left out
+    (the rightmost first among equals) and the caption names them. ``KEEP`` columns always stay.
+    """
+    cells = [[col.header, *(str(row[i]) for row in rows)] for i, col in enumerate(columns)]
+    natural = [max(cell_len(c) for c in column) for column in cells]
+    minimum = [max(cell_len(p) for c in column for p in _pieces(c)) for column in cells]
+    kept = list(range(len(columns)))
+    if width is not None:
+        while sum(minimum[i] for i in kept) + _overhead(len(kept)) > width:
+            droppable = [i for i in kept if columns[i].priority != KEEP]
+            if not droppable:
+                break
+            kept.remove(max(droppable, key=lambda i: (columns[i].priority, i)))
+    widths = {i: natural[i] for i in kept}
+    excess = 0 if width is None else sum(widths.values()) + _overhead(len(kept)) - width
+    while excess > 0:  # narrow the widest column that can still wrap, one cell at a time
+        slack = [i for i in kept if widths[i] > minimum[i]]
+        if not slack:
+            break
+        widths[max(slack, key=lambda i: (widths[i], i))] -= 1
+        excess -= 1
+    dropped = [col.header for i, col in enumerate(columns) if i not in kept]
+    caption = f"Not shown at this width: {', '.join(dropped)}" + (f" ({hint})." if hint else ".") if dropped else None
+    table = Table(title=title, caption=caption)
+    for i in kept:  # overflow="fold": should a cell still not fit (a tiny terminal), it folds, never "…"
+        table.add_column(columns[i].header, justify=columns[i].justify, width=widths[i], overflow="fold")  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(_wrap_interval(str(row[i]), widths[i]) for i in kept))
+    return table
+
+
+def _add_caption(table: Table, note: str) -> None:
+    table.caption = f"{table.caption} {note}" if table.caption else note
+
+
+def comparison_table(document: dict[str, Any], width: int | None = None) -> Table:
+    """The report's placements (``GET /jobs/{id}/report``), ranked, with their 95% intervals.
+
+    Where the width is short, left out first: failed, pruned, done, converge ep., gap, test_acc.
+    """
     from regsearch.evidence import Report, format_stat
+    from regsearch.evidence.markdown import CLIPPED_NOTE
 
     report = Report.model_validate(document)
-    table = Table(title=f"Placements compared (ranked by mean {report.metric}, 95% intervals)")
-    for column in ("placement", "done", "pruned", "failed", f"{report.metric} mean", "test_acc", "gap", "converge ep."):
-        table.add_column(column, justify="left" if column == "placement" else "right", no_wrap=column == "placement")
-    for group in report.grouping("placement").groups:
-        table.add_row(
-            group.key, str(group.n_complete), str(group.n_pruned), str(group.n_failed),
-            *(format_stat(m, group.metrics.get(m)) for m in (report.metric, "test_acc", "gap", "epochs_to_converge")),
-        )
+    columns = [Col("placement", KEEP, "left"), Col("done", 6), Col("pruned", 7), Col("failed", 8),
+               Col(f"{report.metric} mean", KEEP), Col("test_acc", 3), Col("gap", 4), Col("converge ep.", 5)]
+    rows = [[group.key, str(group.n_complete), str(group.n_pruned), str(group.n_failed),
+             *(format_stat(m, group.metrics.get(m)) for m in (report.metric, "test_acc", "gap", "epochs_to_converge"))]
+            for group in report.grouping("placement").groups]
+    table = fitted_table(columns, rows, width, hint="a wider terminal shows them",
+                         title=f"Placements compared (ranked by mean {report.metric}, 95% intervals)")
+    shown = (report.metric, "test_acc", "gap", "epochs_to_converge")
+    if any(g.metrics[m].clipped for g in report.grouping("placement").groups for m in shown if m in g.metrics):
+        _add_caption(table, CLIPPED_NOTE)
     return table
 
 
 def _over_seeds(confirmation: dict[str, Any] | None, metric: str) -> str:
-    """``mean ± std [low, high]`` of a metric over a confirmed configuration's seeds."""
+    """``mean ± std [low, high]`` of a metric over a confirmed configuration's seeds (the API's
+    interval, regsearch.domain.stats.mean_interval: ``†`` when cut at the metric's range)."""
+    from regsearch.evidence.markdown import CLIPPED_MARK, TOO_FEW_RUNS
+
     summary = (confirmation or {}).get("metrics", {}).get(metric) or {}
     if summary.get("mean") is None:
         return "-"
-    if summary.get("std") is None:
-        return _fmt(summary["mean"])
+    if summary.get("low") is None or summary.get("high") is None:
+        return f"{_fmt(summary['mean'])} ({TOO_FEW_RUNS})"
     std = f"{summary['std']:.2g}"  # significant digits: a spread of 0.0035 must not print as 0
-    return f"{_fmt(summary['mean'])} ±{std} [{_fmt(summary['low'], 3)}, {_fmt(summary['high'], 3)}]"
+    mark = CLIPPED_MARK if summary.get("clipped") else ""
+    return f"{_fmt(summary['mean'])} ±{std} [{_fmt(summary['low'], 3)}, {_fmt(summary['high'], 3)}]{mark}"
 
 
-def best_table(items: list[dict[str, Any]]) -> Table:
+def best_table(items: list[dict[str, Any]], width: int | None = None) -> Table:
+    """The best configurations, ranked.
+
+    Where the width is short, left out first: test_acc over seeds, converge ep., layers, runs,
+    gap, test_acc, bn_momentum, dropout, val_acc over seeds; never #, placement or val_acc.
+    """
     confirmed = any(item.get("confirmation") for item in items)
     title = "Best configurations" + (" (confirmed ones ranked by the mean over seeds, 95% interval)" if confirmed else "")
-    table = Table(title=title)
-    columns = ["#", "placement", "dropout", "bn_momentum", "layers", "val_acc", "test_acc", "gap", "converge ep."]
+    columns = [Col("#"), Col("placement", KEEP, "left"), Col("dropout", 3), Col("bn_momentum", 4),
+               Col("layers", 8, "left"), Col("val_acc"), Col("test_acc", 5), Col("gap", 6), Col("converge ep.", 9)]
     if confirmed:
-        columns += ["runs", "val_acc over seeds", "test_acc over seeds"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("placement", "layers") else "right",
-                         no_wrap=column in ("placement", "layers"))
+        columns += [Col("runs", 7), Col("val_acc over seeds", 2), Col("test_acc over seeds", 10)]
+    rows = []
     for item in items:
         params, metrics = item["params"], item["metrics"]
         row = [str(item["number"]), params["placement"], _fmt(params.get("dropout"), 3), _fmt(params.get("bn_momentum"), 3),
@@ -73,7 +184,13 @@ def best_table(items: list[dict[str, Any]]) -> Table:
             confirmation = item.get("confirmation")
             row += [str(confirmation["n"]) if confirmation else "1", _over_seeds(confirmation, "val_acc"),
                     _over_seeds(confirmation, "test_acc")]
-        table.add_row(*row)
+        rows.append(row)
+    table = fitted_table(columns, rows, width, title=title, hint="a wider terminal or --json shows them")
+    if confirmed and any((((item.get("confirmation") or {}).get("metrics") or {}).get(m) or {}).get("clipped")
+                         for item in items for m in ("val_acc", "test_acc")):
+        from regsearch.evidence.markdown import CLIPPED_NOTE
+
+        _add_caption(table, CLIPPED_NOTE)
     return table
 
 
@@ -81,7 +198,7 @@ def print_best(console: Console, items: list[dict[str, Any]], *, with_recipe: bo
     if not items:
         console.print("No complete trial yet.")
         return
-    console.print(best_table(items))
+    console.print(best_table(items, console.width))
     if with_recipe and items[0].get("recipe"):
         console.print("Recipe of the best configuration (rebuilds the exact module):")
         console.print_json(json.dumps(items[0]["recipe"]), indent=None)
@@ -90,7 +207,7 @@ def print_best(console: Console, items: list[dict[str, Any]], *, with_recipe: bo
 def job_progress(job: dict[str, Any]) -> tuple[int, int]:
     """(finished trials, n_trials + planned confirmation runs) of a job from the API's job document."""
     counts = job.get("counts", {})
-    done = sum(int(counts.get(k, 0)) for k in ("complete", "pruned", "failed"))
+    done = sum(int(counts.get(k, 0)) for k in FINAL_TRIAL_STATES)
     total = int(job.get("n_trials") or job.get("spec", {}).get("budget", {}).get("n_trials", 0) or 0)
     return done, total + int(job.get("n_confirm") or 0)
 
@@ -101,30 +218,52 @@ def status_line(job: dict[str, Any]) -> str:
     best = job.get("best") or {}
     best_val = (best.get("metrics") or {}).get("val_acc")
     return (f"{job['id']}  {job['name']:<24} {job['status']:<10} {done}/{total} done "
-            f"(running {counts.get('running', 0)}, pruned {counts.get('pruned', 0)}, failed {counts.get('failed', 0)})"
+            f"(running {counts.get(TrialState.RUNNING, 0)}, pruned {counts.get(TrialState.PRUNED, 0)}, "
+            f"failed {counts.get(TrialState.FAILED, 0)})"
             f"  best val_acc {_fmt(best_val)}")
 
 
+def status_table(jobs: list[dict[str, Any]], width: int | None = None) -> Table:
+    """Jobs with their progress (``regsearch status``).
+
+    Where the width is short, left out first: failed, pruned, running, name, best val_acc.
+    """
+    columns = [Col("job", KEEP, "left"), Col("name", 4, "left"), Col("status", KEEP, "left"), Col("done"),
+               Col("running", 6), Col("pruned", 7), Col("failed", 8), Col("best val_acc", 3)]
+    rows = []
+    for job in jobs:
+        done, total = job_progress(job)
+        counts = job.get("counts", {})
+        best_val = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
+        rows.append([job["id"], job["name"], str(job["status"]), f"{done}/{total}",
+                     *(str(counts.get(state, 0)) for state in (TrialState.RUNNING, TrialState.PRUNED, TrialState.FAILED)),
+                     _fmt(best_val)])
+    return fitted_table(columns, rows, width, hint="a wider terminal or --json shows them")
+
+
 def trial_document(params: dict[str, Any], recipe: dict[str, Any], layers: list[str], summary: dict[str, Any],
-                   epochs: list[dict[str, Any]], device: str) -> dict[str, Any]:
+                   epochs: list[dict[str, Any]], device: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``regsearch trial --json`` prints."""
-    return {"params": params, "metrics": summary, "epochs": epochs, "recipe": recipe, "layers": layers, "device": device}
+    return {"params": params, "metrics": summary, "epochs": epochs, "recipe": recipe, "layers": layers,
+            "device": device, "data": data}
 
 
 def print_trial(console: Console, document: dict[str, Any]) -> None:
     """The human form of a local trial: metrics, per-epoch curve, layer order, recipe."""
     summary = document["metrics"]
-    metrics = Table(title=f"Trial on {document['device']}: " + ", ".join(f"{k}={_fmt(v, 3)}" for k, v in document["params"].items()))
-    for column in (*METRIC_COLUMNS, "epochs_run"):
-        metrics.add_column(column, justify="right")
-    metrics.add_row(*(_fmt(summary.get(c)) for c in (*METRIC_COLUMNS, "epochs_run")))
-    console.print(metrics)
-    curve = Table(title="Per-epoch curve")
-    for column in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"):
-        curve.add_column(column, justify="right")
-    for epoch in document["epochs"]:
-        curve.add_row(*(_fmt(epoch[c]) for c in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")))
-    console.print(curve)
+    title = f"Trial on {document['device']}: " + ", ".join(f"{k}={_fmt(v, 3)}" for k, v in document["params"].items())
+    names = (*METRIC_COLUMNS, "epochs_run")
+    values = [_fmt(summary.get(c)) for c in names]
+    console.print(title, highlight=False)
+    if sum(max(cell_len(n), cell_len(v)) for n, v in zip(names, values)) + _overhead(len(names)) <= console.width:
+        console.print(fitted_table([Col(n) for n in names], [values], console.width))
+    else:  # too narrow for a row of metrics: one metric per line rather than cut headers
+        console.print(fitted_table([Col("metric", KEEP, "left"), Col("value")], list(zip(names, values)),
+                                   console.width))
+    curve_columns = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+    curve = [[_fmt(epoch[c]) for c in curve_columns] for epoch in document["epochs"]]
+    console.print(fitted_table([Col(c, KEEP if c in ("epoch", "val_acc") else 5) for c in curve_columns], curve,
+                               console.width, title="Per-epoch curve"))
     console.print("Layer order: " + " -> ".join(document["layers"]), highlight=False)
     console.print("Recipe:")
     console.print_json(json.dumps(document["recipe"]), indent=None)

@@ -1,8 +1,9 @@
 """Confirmation runs: which re-runs a finished search needs, and how their seeds group.
 
 A search trial's configuration re-runs with ``confirm.seeds`` extra training seeds; together with
-the search trial itself these runs are the configuration's *seed group*. The job's best-k answer
-ranks confirmed configurations by the mean of the objective over their group (regsearch.domain.stats).
+the search trial itself these runs are the configuration's *seed group*. The one ranking of
+configurations (regsearch.domain.ranking) ranks confirmed configurations by the mean of the
+objective over their group (regsearch.domain.stats).
 Everything here works on plain trial dicts with the keys of the API's trial items (``number``,
 ``state``, ``params``, ``metrics``, ``confirm_of``, ``seed``), so the API, the coordinator, the
 report and the dashboard share one definition.
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from regsearch.domain.states import TrialState
 from regsearch.domain.stats import Interval, mean_interval
 
 TrialDict = Mapping[str, Any]
@@ -42,7 +44,7 @@ def _objective(trial: TrialDict, metric: str) -> float | None:
 
 def top_search_trials(trials: Sequence[TrialDict], *, metric: str, direction: str, k: int) -> list[TrialDict]:
     """The ``k`` best complete search trials by ``metric`` (ties: the earlier trial first)."""
-    scored = [t for t in trials if is_search(t) and t.get("state") == "complete" and _objective(t, metric) is not None]
+    scored = [t for t in trials if is_search(t) and t.get("state") == TrialState.COMPLETE and _objective(t, metric) is not None]
     sign = -1.0 if direction == "maximize" else 1.0
     scored.sort(key=lambda t: (sign * _objective(t, metric), t["number"]))  # type: ignore[operator]
     return scored[:k]
@@ -75,39 +77,35 @@ def seed_groups(trials: Sequence[TrialDict]) -> dict[int, list[TrialDict]]:
     groups: dict[int, list[TrialDict]] = {}
     by_number = {t["number"]: t for t in trials if is_search(t)}
     for trial in sorted(trials, key=lambda t: t["number"]):  # each group in trial-number order
-        if is_search(trial) or trial.get("state") != "complete":
+        if is_search(trial) or trial.get("state") != TrialState.COMPLETE:
             continue
         leader = by_number.get(trial["confirm_of"])
         if leader is None:
             continue
-        group = groups.setdefault(leader["number"], [leader] if leader.get("state") == "complete" else [])
+        group = groups.setdefault(leader["number"], [leader] if leader.get("state") == TrialState.COMPLETE else [])
         group.append(trial)
     return groups
 
 
+def runs_epochs(runs: Sequence[TrialDict]) -> int | None:
+    """The most epochs any of ``runs`` trained (their ``epochs_run``): the top of the range of
+    ``epochs_to_converge``. A complete trial runs all of the job's epochs, so this is the job's."""
+    known = [value for value in (_objective(t, "epochs_run") for t in runs) if value is not None]
+    return int(max(known)) if known else None
+
+
 def group_interval(group: Sequence[TrialDict], metric: str) -> Interval:
-    """Mean, std and 95% interval of ``metric`` over one seed group."""
-    return mean_interval(_objective(t, metric) for t in group)
+    """Mean, std and 95% interval of ``metric`` over a set of runs (a seed group, a report group),
+    cut at the metric's range (regsearch.domain.stats.mean_interval)."""
+    return mean_interval((_objective(t, metric) for t in group), metric, epochs=runs_epochs(group))
 
 
 def rank_by_seed_mean(
     trials: Sequence[TrialDict], *, metric: str, direction: str
 ) -> list[tuple[TrialDict, list[TrialDict]]]:
-    """Search trials ranked for the best-k answer: confirmed ones by their seed-group mean first,
-    then the unconfirmed ones by their single value. Each item is (search trial, its group)."""
-    sign = -1.0 if direction == "maximize" else 1.0
-    groups = seed_groups(trials)
-    confirmed = []
-    for number, group in groups.items():
-        mean = group_interval(group, metric).mean
-        if mean is not None:
-            confirmed.append((sign * mean, number, group))
-    confirmed.sort(key=lambda item: (item[0], item[1]))
-    by_number = {t["number"]: t for t in trials if is_search(t)}
-    ranked = [(by_number[number], group) for _, number, group in confirmed]
-    ranked_numbers = {number for _, number, _ in confirmed}
-    rest = [
-        t for t in top_search_trials(trials, metric=metric, direction=direction, k=len(trials))
-        if t["number"] not in ranked_numbers
-    ]
-    return ranked + [(t, [t]) for t in rest]
+    """The ranking (:func:`regsearch.domain.ranking.rank_configurations`) on one objective, as
+    (search trial, its seed group) pairs: confirmed configurations by their seed-group mean first,
+    then the unconfirmed ones by their single value (a group of one)."""
+    from regsearch.domain.ranking import rank_configurations
+
+    return [(ranked.trial, list(ranked.runs)) for ranked in rank_configurations(trials, [(metric, direction)])]

@@ -14,11 +14,60 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 CONVERGENCE_FRACTION = 0.95
 EPOCH_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")
-SUMMARY_FIELDS = ("val_acc", "test_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch", "epochs_run", "val_loss")
+Direction = Literal["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One per-trial metric: its better direction, whether a search may optimize it, its range.
+
+    ``high=None`` is unbounded above, except for ``epochs_to_converge``, which is bounded by the
+    epochs run (``bounded_by_epochs``).
+    """
+
+    name: str
+    direction: Direction
+    objective: bool  # may be a search objective (test_acc never is: the test split is held out)
+    low: float | None
+    high: float | None
+    shown: bool = True  # a column wherever a trial's metrics are listed
+    bounded_by_epochs: bool = False
+
+
+# The one list of per-trial metrics, in the order every table shows them.
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("val_acc", "maximize", True, 0.0, 1.0),
+    Metric("test_acc", "maximize", False, 0.0, 1.0),
+    Metric("gap", "minimize", True, -1.0, 1.0),
+    Metric("epochs_to_converge", "minimize", True, 1.0, None, bounded_by_epochs=True),
+    Metric("val_auc", "maximize", True, 0.0, 1.0),
+    Metric("seconds_per_epoch", "minimize", True, 0.0, None),
+    Metric("val_loss", "minimize", True, 0.0, None, shown=False),
+)}
+SHOWN_METRICS = tuple(name for name, m in METRICS.items() if m.shown)
+OBJECTIVE_METRICS = tuple(name for name, m in METRICS.items() if m.objective)
+DIRECTIONS: dict[str, Direction] = {name: m.direction for name, m in METRICS.items()}
+SUMMARY_FIELDS = (*METRICS, "epochs_run")
+
+
+def metric_bounds(name: str | None, *, epochs: int | None = None) -> tuple[float, float]:
+    """The range ``(low, high)`` of a metric (and so of its mean and of any interval shown for it).
+
+    ``epochs`` (the job's training epochs) closes the range of ``epochs_to_converge``; without it,
+    and for a metric not in :data:`METRICS`, the open side is infinite.
+    """
+    metric = METRICS.get(name or "")
+    if metric is None:
+        return -math.inf, math.inf
+    low = -math.inf if metric.low is None else float(metric.low)
+    high = math.inf if metric.high is None else float(metric.high)
+    if metric.bounded_by_epochs and epochs is not None and epochs >= low:
+        high = min(high, float(epochs))
+    return low, high
 
 
 @dataclass(frozen=True)

@@ -7,23 +7,40 @@ the parameters, so a trial's parameters always describe the whole configuration.
 
 A *recipe* is plain JSON that rebuilds the exact module (``regsearch.worker.models.build_model``)::
 
+    {"version": 2, "family": "resnet", "knobs": {"depth": 8, "width": 16, "activation": "relu"},
+     "input_shape": [3, 32, 32], "n_classes": 10,
+     "slots": [{"order": ["bn", "act", "drop"], "dropout": 0.3, "bn_momentum": 0.1}, ...]}
+
+``knobs`` are the family's knobs with their defaults filled in; ``slots`` has one entry per slot
+(the family's slot count, in the family's slot order: ``last-K`` is the last K entries). A slot's
+``order`` is the placement with ``bn`` / ``drop`` removed where ``bn_layers`` / ``dropout_layers``
+leave that slot out; ``dropout`` is ``null`` in a slot without ``drop``, ``bn_momentum`` ``null``
+without ``bn``. ``input_shape`` is the family's (``[features]`` for an mlp, ``[channels, length]``
+or ``[channels, h, w]`` for the conv families).
+
+Version 1 (0.1, mlp and cnn only) had the knobs at the top level and ``blocks`` with each hidden
+layer's ``width``::
+
     {"version": 1, "family": "mlp", "input_shape": [40], "n_classes": 10,
      "activation": "relu", "kernel_size": 3,
      "blocks": [{"width": 256, "order": ["bn", "act", "drop"], "dropout": 0.3, "bn_momentum": 0.1}]}
 
-``order`` is the block's own order after its layer: the placement with ``bn`` / ``drop``
-removed from the blocks that ``bn_layers`` / ``dropout_layers`` leave out. ``input_shape`` is
-``[features]`` for an MLP, ``[channels, length]`` (Conv1d) or ``[channels, h, w]`` (Conv2d) for
-a CNN. ``dropout`` is ``null`` in a block with no ``drop``; ``bn_momentum`` ``null`` with no ``bn``.
+:func:`upgrade_recipe` turns it into version 2 (the same module, layer for layer).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from regsearch.domain.spec import FloatRange, JobSpec, parse_placement, selected_layers
+from regsearch.domain.spec import (
+    FloatRange,
+    JobSpec,
+    parse_layer_selection,
+    parse_placement,
+    selected_layers,
+)
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 class Suggester(Protocol):
@@ -63,20 +80,25 @@ def suggest_params(trial: Suggester, spec: JobSpec) -> dict[str, Any]:
 
 
 def make_recipe(spec: JobSpec, params: dict[str, Any], input_shape: list[int], n_classes: int) -> dict[str, Any]:
-    """The JSON recipe for ``params`` on data of ``input_shape`` with ``n_classes`` labels."""
+    """The JSON recipe for ``params`` on data of ``input_shape`` with ``n_classes`` labels.
+
+    ``input_shape`` is the model's (``regsearch.worker.datasets.input_shape_for``). A ``last-K``
+    selection asking for more slots than the model has is a ValueError naming the parameter.
+    """
     tokens = parse_placement(params["placement"])
-    widths = spec.model.widths
-    n_blocks = len(widths)
-    with_bn = set(selected_layers(params.get("bn_layers", "all"), n_blocks)) if "bn" in tokens else set()
-    with_drop = set(selected_layers(params.get("dropout_layers", "all"), n_blocks)) if "drop" in tokens else set()
-    blocks = []
-    for index, width in enumerate(widths):
-        order = [
-            t for t in tokens if t == "act" or (t == "bn" and index in with_bn) or (t == "drop" and index in with_drop)
-        ]
-        blocks.append(
+    n_slots = spec.model.n_slots(input_shape) or 0
+    chosen = {}
+    for token, key in (("bn", "bn_layers"), ("drop", "dropout_layers")):
+        selection = params.get(key, "all")
+        kind, k = parse_layer_selection(selection)
+        if token in tokens and kind == "last" and k > n_slots:
+            raise ValueError(f"params.{key}: {selection!r} asks for more than the model's {n_slots} slots")
+        chosen[token] = set(selected_layers(selection, n_slots)) if token in tokens else set()
+    slots = []
+    for index in range(n_slots):
+        order = [t for t in tokens if t == "act" or index in chosen[t]]
+        slots.append(
             {
-                "width": int(width),
                 "order": order,
                 "dropout": float(params["dropout"]) if "drop" in order else None,
                 "bn_momentum": float(params["bn_momentum"]) if "bn" in order else None,
@@ -85,11 +107,57 @@ def make_recipe(spec: JobSpec, params: dict[str, Any], input_shape: list[int], n
     return {
         "version": RECIPE_VERSION,
         "family": spec.model.family,
+        "knobs": spec.model.knobs.model_dump(mode="json"),
         "input_shape": [int(d) for d in input_shape],
         "n_classes": int(n_classes),
-        "activation": spec.model.activation,
-        "kernel_size": spec.model.kernel_size,
-        "blocks": blocks,
+        "slots": slots,
+    }
+
+
+V1_FAMILIES = {"mlp": "hidden", "cnn": "channels"}  # 0.1's families and the knob of their widths
+
+
+def upgrade_recipe(recipe: Any) -> Any:
+    """A version-1 recipe as version 2 (anything else is returned as it is).
+
+    Only the version-1 shape is checked here (``recipe.blocks[0].width``: ...); the rest of the
+    checks are version 2's (``regsearch.worker.models.validate_recipe``, which names the
+    version-1 keys in its errors for such a recipe).
+    """
+    if not isinstance(recipe, dict) or recipe.get("version", 1) != 1 or "slots" in recipe:
+        return recipe
+    family = recipe.get("family")
+    if family not in V1_FAMILIES:
+        raise ValueError(f"recipe.family: {family!r} is not mlp or cnn (a version-1 recipe)")
+    for key in ("input_shape", "n_classes", "activation", "blocks"):
+        if key not in recipe:
+            raise ValueError(f"recipe.{key}: missing")
+    blocks = recipe["blocks"]
+    if not isinstance(blocks, list) or not blocks:
+        raise ValueError("recipe.blocks: give at least one block")
+    slots, widths = [], []
+    for i, block in enumerate(blocks):
+        where = f"recipe.blocks[{i}]"
+        if not isinstance(block, dict):
+            raise ValueError(f"{where}: a block is an object with width and order")  # noqa: TRY004
+        unknown = set(block) - {"width", "order", "dropout", "bn_momentum"}
+        if unknown:
+            raise ValueError(f"{where}.{min(unknown)}: unknown key")
+        width = block.get("width")
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise ValueError(f"{where}.width: {width!r} must be a positive integer")
+        widths.append(width)
+        slots.append({k: v for k, v in block.items() if k != "width"})
+    knobs: dict[str, Any] = {V1_FAMILIES[family]: widths, "activation": recipe["activation"]}
+    if family == "cnn":
+        knobs["kernel_size"] = recipe.get("kernel_size", 3)
+    return {
+        "version": RECIPE_VERSION,
+        "family": family,
+        "knobs": knobs,
+        "input_shape": recipe["input_shape"],
+        "n_classes": recipe["n_classes"],
+        "slots": slots,
     }
 
 

@@ -11,43 +11,35 @@ import json
 import math
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from regsearch.domain import families
+from regsearch.domain.data import NOT_IMAGE_DATASETS, AugmentSpec, DatasetSpec
+from regsearch.domain.metrics import DIRECTIONS, OBJECTIVE_METRICS
+from regsearch.domain.strict import Strict
+
 PLACEMENT_TOKENS = ("bn", "act", "drop")
 LAYER_SELECTION_RE = re.compile(r"^(all|none|last|last-([1-9][0-9]*))$")
-OBJECTIVE_METRICS = ("val_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch", "val_loss")
-DEFAULT_DIRECTIONS = {
-    "val_acc": "maximize",
-    "val_auc": "maximize",
-    "gap": "minimize",
-    "epochs_to_converge": "minimize",
-    "seconds_per_epoch": "minimize",
-    "val_loss": "minimize",
-}
+
 
 
 class SpecError(ValueError):
-    """A spec that cannot be used; ``field`` names the offending location (``space.dropout.low``)."""
+    """A spec that cannot be used; ``field`` names the offending location (``space.dropout.low``).
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    ``source`` is where it was read from, when it was a file: ``my-job.yaml`` or ``my-job.yaml:4``.
+    """
+
+    def __init__(self, field: str, message: str, source: str | None = None) -> None:
+        super().__init__(f"{source}: {field}: {message}" if source else f"{field}: {message}")
         self.field = field
         self.message = message
+        self.source = source
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_control_characters(cls, value: Any) -> Any:
-        # PostgreSQL cannot store NUL, and control characters in a name are never intended.
-        if isinstance(value, str) and any(ord(c) < 32 or c == "\x7f" for c in value):
-            raise ValueError("control characters are not allowed")
-        return value
+_Strict = Strict
 
 
 def parse_placement(value: str) -> tuple[str, ...]:
@@ -136,78 +128,35 @@ def _check_float_param(value: FloatParam, ok: Any, bound: str) -> None:
             raise ValueError(f"{v!r} is out of range: {bound}")
 
 
-class DatasetSpec(_Strict):
-    """Where the data comes from; ``path`` is relative to the data directory (npz, csv)."""
 
-    name: Literal["mnist1d", "digits", "synthetic", "npz", "csv"]
-    path: str | None = None
-    label_column: str = "label"
-    val_fraction: float = Field(default=0.2, gt=0, lt=1)
-    test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    split_seed: int = Field(default=0, ge=0)
-    # synthetic knobs (ignored, but refused when given, for other datasets)
-    n_samples: int | None = Field(default=None, ge=30, le=2_000_000)
-    n_features: int | None = Field(default=None, ge=2, le=10_000)
-    n_classes: int | None = Field(default=None, ge=2, le=1_000)
-    noise: float | None = Field(default=None, ge=0, le=1)
+class ModelSpec(BaseModel):
+    """The network: a ``family`` (``regsearch.domain.families``) with that family's knobs beside it.
 
-    @field_validator("path")
+    The family's own knobs model validates them (errors name ``model.depth``; an unknown family
+    lists the known ones); they are stored with their defaults filled in.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    family: str = "mlp"
+
+    @model_validator(mode="before")
     @classmethod
-    def _inside_data_dir(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if not value or "\x00" in value:
-            raise ValueError("path must be a non-empty file name inside the data directory")
-        posix = PurePosixPath(value.replace("\\", "/"))
-        if posix.is_absolute() or re.match(r"^[A-Za-z]:", value) or ".." in posix.parts:
-            raise ValueError(
-                f"path {value!r} must be relative to the data directory and stay inside it"
-            )
-        return str(posix)
-
-    @model_validator(mode="after")
-    def _fields_fit_name(self) -> DatasetSpec:
-        if self.name in ("npz", "csv") and not self.path:
-            raise ValueError(f"dataset {self.name!r} needs a path inside the data directory")
-        if self.name not in ("npz", "csv") and self.path is not None:
-            raise ValueError(f"dataset {self.name!r} takes no path")
-        knobs = [k for k in ("n_samples", "n_features", "n_classes", "noise") if getattr(self, k) is not None]
-        if knobs and self.name != "synthetic":
-            raise ValueError(f"{knobs[0]} applies only to the synthetic dataset")
-        if self.val_fraction + self.test_fraction >= 0.9:
-            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
-        return self
-
-
-class ModelSpec(_Strict):
-    """The network family; each hidden block is a layer followed by the placement's order."""
-
-    family: Literal["mlp", "cnn"] = "mlp"
-    hidden: list[Annotated[int, Field(ge=1, le=16384)]] | None = None
-    channels: list[Annotated[int, Field(ge=1, le=4096)]] | None = None
-    kernel_size: int = Field(default=3, ge=1, le=15)
-    activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu", "elu"] = "relu"
-
-    @model_validator(mode="after")
-    def _sizes(self) -> ModelSpec:
-        if self.family == "mlp":
-            if self.channels is not None:
-                raise ValueError("channels applies to the cnn family; an mlp takes hidden")
-            if not self.hidden:
-                object.__setattr__(self, "hidden", [256, 256, 256])
-        else:
-            if self.hidden is not None:
-                raise ValueError("hidden applies to the mlp family; a cnn takes channels")
-            if not self.channels:
-                object.__setattr__(self, "channels", [32, 32])
-        if len(self.widths) > 32:
-            raise ValueError("at most 32 hidden blocks")
-        return self
+    def _family_knobs(cls, data: Any) -> Any:
+        return families.validate_model(data.model_dump() if isinstance(data, ModelSpec) else data)
 
     @property
-    def widths(self) -> list[int]:
-        """Hidden widths (mlp) or channel counts (cnn), one per block."""
-        return list(self.hidden if self.family == "mlp" else self.channels or [])
+    def knobs(self) -> BaseModel:
+        """The family's knobs model, validated (``spec.model.knobs.depth``)."""
+        return families.family(self.family).knobs.model_validate(self.model_extra or {})
+
+    def n_slots(self, input_shape: list[int] | None = None) -> int | None:
+        """How many slots the model has; None when that depends on the (unknown) input shape."""
+        return families.n_slots(self.family, self.knobs, input_shape)
+
+    def describe(self) -> str:
+        """One line for tables: ``resnet depth=8 width=16 activation=relu``."""
+        return " ".join([self.family, *(f"{k}={v}" for k, v in (self.model_extra or {}).items())])
 
 
 class SpaceSpec(_Strict):
@@ -266,6 +215,7 @@ class TrainingSpec(_Strict):
     weight_decay: float = Field(default=0.0, ge=0, le=1)
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    augment: AugmentSpec | None = None  # image data only
 
     @field_validator("lr", "weight_decay", "momentum")
     @classmethod
@@ -286,7 +236,7 @@ class ObjectiveSpec(_Strict):
         if len(set(self.metrics)) != len(self.metrics):
             raise ValueError("metrics: a metric is listed twice")
         if self.directions is None:
-            object.__setattr__(self, "directions", [DEFAULT_DIRECTIONS[m] for m in self.metrics])
+            object.__setattr__(self, "directions", [DIRECTIONS[m] for m in self.metrics])
         elif len(self.directions) != len(self.metrics):
             raise ValueError(
                 f"directions: {len(self.directions)} given for {len(self.metrics)} metrics"
@@ -299,6 +249,7 @@ class BudgetSpec(_Strict):
     parallelism: int = Field(default=2, ge=1, le=1024)
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_retries: int = Field(default=2, ge=0, le=20, description="new attempts after a lost trial")
+    keep_weights: int = Field(default=5, ge=0, le=10_000, description="top configurations whose trained weights are kept")
 
 
 class ConfirmSpec(_Strict):
@@ -328,12 +279,12 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
-        n_blocks = len(self.model.widths)
+        n_slots = self.model.n_slots()  # None: a plugin's count is checked with the data's shape
         for field in ("dropout_layers", "bn_layers"):
             for choice in self.space.choices(field):
                 kind, k = parse_layer_selection(choice)
-                if kind == "last" and k > n_blocks:
-                    raise SpecError(f"space.{field}", f"{choice!r} asks for more than the model's {n_blocks} blocks")
+                if n_slots is not None and kind == "last" and k > n_slots:
+                    raise SpecError(f"space.{field}", f"{choice!r} asks for more than the model's {n_slots} slots")
         if len(self.objective.metrics) > 1 and self.pruner != "none":
             raise SpecError("pruner", "pruning needs a single objective; use pruner: none")
         if self.sampler == "grid":
@@ -342,6 +293,9 @@ class JobSpec(_Strict):
                     raise SpecError(
                         f"space.{field}", "the grid sampler needs a fixed value or a list of values"
                     )
+        if self.training.augment is not None and self.dataset.name in NOT_IMAGE_DATASETS:
+            raise SpecError("training.augment", f"augmentation applies to image data; dataset "
+                            f"{self.dataset.name!r} holds sequences or flat features")
         if self.confirm is not None and len(self.objective.metrics) > 1:
             raise SpecError("confirm", "confirmation runs rank by one objective; use a single objective")
         if self.confirm is not None and self.training.seed + self.confirm.seeds > 2**31 - 1:
@@ -357,7 +311,7 @@ def format_validation_error(exc: ValidationError) -> list[dict[str, str]]:
     """Pydantic errors as ``[{field, message}]`` with dotted field names, most useful first."""
     from regsearch.domain.validation import field_errors
 
-    return field_errors(exc.errors(include_url=False))
+    return field_errors(exc.errors(include_url=False), model=JobSpec)
 
 
 def validate_spec(data: Any) -> JobSpec:
@@ -372,20 +326,61 @@ def validate_spec(data: Any) -> JobSpec:
 
 
 def load_spec(path: str | Path) -> JobSpec:
-    """Read a YAML or JSON spec file."""
+    """Read a YAML or JSON spec file; errors name the file and, where known, the line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError("spec", f"cannot read {path}: {exc.strerror or exc}") from None
-    return validate_spec(parse_spec_text(text, suffix=path.suffix))
+    except UnicodeDecodeError as exc:
+        raise SpecError("spec", f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", str(path)) from None
+    data = parse_spec_text(text, suffix=path.suffix, source=str(path))
+    try:
+        return validate_spec(data)
+    except SpecError as exc:
+        line = _line_of(text, exc.field) if path.suffix.lower() != ".json" else None
+        raise SpecError(exc.field, exc.message, f"{path}:{line}" if line else str(path)) from None
 
 
-def parse_spec_text(text: str, suffix: str = ".yaml") -> Any:
-    """Parse YAML (a superset of JSON) or JSON text into plain data."""
+def parse_spec_text(text: str, suffix: str = ".yaml", source: str | None = None) -> Any:
+    """Parse YAML (a superset of JSON) or JSON text into plain data.
+
+    A syntax error names ``source`` (the file) and the line and column, not "<unicode string>".
+    """
     try:
         if suffix.lower() == ".json":
             return json.loads(text)
         return yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise SpecError("spec", f"not valid YAML/JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        where = f"{source}:{exc.lineno}" if source else f"line {exc.lineno}"
+        raise SpecError("spec", f"not valid JSON: {exc.msg} (column {exc.colno})", where) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        detail = f"{context}, {problem}" if context else problem
+        if mark is None:
+            raise SpecError("spec", f"not valid YAML: {detail}", source) from None
+        where = f"{source}:{mark.line + 1}" if source else f"line {mark.line + 1}"
+        raise SpecError("spec", f"not valid YAML: {detail} (column {mark.column + 1})", where) from None
+
+
+def _line_of(text: str, field: str) -> int | None:
+    """The 1-based line of a dotted field (``space.dropout.low``) in YAML text, or its deepest parent's."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in field.split("."):
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

@@ -16,12 +16,16 @@ if TYPE_CHECKING:  # Optuna is imported only by the caller that needs the mappin
     from optuna.trial import TrialState as OptunaTrialState
 
 __all__ = [
-    "FINAL_TRIAL_STATES",
+    "ACTIVE_JOB_STATES",
+    "ACTIVE_TRIAL_STATES",
+    "COUNTED_TRIAL_STATES",
     "FINAL_JOB_STATES",
+    "FINAL_TRIAL_STATES",
     "EndReason",
     "JobState",
     "StopReason",
     "TrialState",
+    "WeightsState",
     "optuna_state",
 ]
 
@@ -58,6 +62,14 @@ FINAL_JOB_STATES: frozenset[JobState] = frozenset(
     {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 FINAL_TRIAL_STATES: frozenset[TrialState] = frozenset(
     {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED, TrialState.CANCELLED})
+# The states that are not final: a job or trial still to be (or being) worked on.
+ACTIVE_JOB_STATES: frozenset[JobState] = frozenset({JobState.QUEUED, JobState.RUNNING})
+ACTIVE_TRIAL_STATES: frozenset[TrialState] = frozenset({TrialState.QUEUED, TrialState.RUNNING})
+# The keys of a job's trial counts, in order (INTERFACE.md, GET /jobs/{id}: counts; the API's
+# TrialCounts, the dashboard's and the report's counts). ``cancelled`` is not among them: the
+# interface's counts list five states.
+COUNTED_TRIAL_STATES: tuple[TrialState, ...] = (
+    TrialState.QUEUED, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
 
 
 class StopReason(_StrEnum):
@@ -75,6 +87,16 @@ class EndReason(_StrEnum):
     JOB_CANCELLED = "job cancelled"
     TIMEOUT_NOT_STARTED = "not started: the job's timeout passed"
     NOT_ENQUEUED = "coordinator stopped before the trial was enqueued"
+
+
+class WeightsState(_StrEnum):
+    """What became of a complete trial's best-validation weights (``regsearch_trials.weights``;
+    NULL for a trial that did not complete). The artifact store holds the file of a ``kept`` one."""
+
+    KEPT = "kept"
+    EVICTING = "evicting"  # outside the job's top budget.keep_weights: its file is being deleted
+    EVICTED = "evicted"  # its file was deleted
+    NOT_SAVED = "not saved"  # budget.keep_weights is 0, or the artifact store refused the file
 
 
 def optuna_state(state: TrialState | str) -> OptunaTrialState:

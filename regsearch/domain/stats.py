@@ -2,6 +2,13 @@
 
 Both the confirmation runs (best-k ranked by the mean over seeds) and the job report use it, so
 the numbers a user sees in the API, the CLI and the dashboard agree to the last digit.
+
+The interval is Student-t's over the runs, cut at the metric's range
+(:func:`regsearch.domain.metrics.metric_bounds`: an accuracy's mean cannot leave [0, 1]). The true
+mean always lies in that range, so cutting there never loses coverage: the cut interval holds
+the true mean whenever the t-interval does, and it shows no impossible values. ``clipped`` says
+that it was cut. Below :data:`MIN_RUNS` runs there is no interval at all (``too_few_runs``): with
+two runs the t quantile is 12.7 and the interval says nothing the range does not.
 """
 
 from __future__ import annotations
@@ -13,14 +20,21 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
+from regsearch.domain.metrics import metric_bounds
+
 CONFIDENCE = 0.95
+MIN_RUNS = 3  # fewer runs than this get no interval: "too few runs"
+TOO_FEW_RUNS = "too few runs"
 
 
 @dataclass(frozen=True)
 class Interval:
-    """``n`` finite values summarized: mean, sample std (ddof=1) and a Student-t 95% interval.
+    """``n`` finite values summarized: mean, sample std (ddof=1) and a Student-t 95% interval
+    cut at the metric's range.
 
-    With one value the std and the interval are None: one run says nothing about its spread.
+    With one value the std is None: one run says nothing about its spread. With fewer than
+    :data:`MIN_RUNS` values the interval is None and ``too_few_runs`` is set. ``clipped``: the
+    t-interval reached past the metric's range and was cut at its bound.
     """
 
     n: int
@@ -28,6 +42,8 @@ class Interval:
     std: float | None
     low: float | None
     high: float | None
+    too_few_runs: bool = False
+    clipped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,15 +66,26 @@ def finite(values: Iterable[Any]) -> list[float]:
     return kept
 
 
-def mean_interval(values: Iterable[Any], confidence: float = CONFIDENCE) -> Interval:
-    """Mean, std and the t-interval of the finite ``values``."""
+def mean_interval(values: Iterable[Any], metric: str | None = None, *, epochs: int | None = None,
+                  confidence: float = CONFIDENCE) -> Interval:
+    """Mean, std and the 95% interval of the finite ``values`` of ``metric``.
+
+    The interval is Student-t's, cut at ``metric_bounds(metric, epochs=epochs)``; None below
+    :data:`MIN_RUNS` values. ``metric=None`` (or a metric without a range) is not cut.
+    """
     data = finite(values)
     n = len(data)
     if n == 0:
-        return Interval(0, None, None, None, None)
+        return Interval(0, None, None, None, None, too_few_runs=True)
     mean = math.fsum(data) / n
     if n == 1:
-        return Interval(1, mean, None, None, None)
+        return Interval(1, mean, None, None, None, too_few_runs=True)
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in data) / (n - 1))
+    if n < MIN_RUNS:
+        return Interval(n, mean, std, None, None, too_few_runs=True)
     half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
-    return Interval(n, mean, std, mean - half, mean + half)
+    bound_low, bound_high = metric_bounds(metric, epochs=epochs)
+    low = min(max(mean - half, bound_low), bound_high)
+    high = max(min(mean + half, bound_high), bound_low)
+    clipped = low != mean - half or high != mean + half
+    return Interval(n, mean, std, low, high, clipped=clipped)

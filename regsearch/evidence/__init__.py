@@ -4,7 +4,8 @@
 (``number``, ``state``, ``params``, ``metrics``, ``confirm_of``, ``seed``; an optional
 ``retried`` flag drops attempts that a retry replaced). It is pure: no database, no torch, so
 the API, the CLI and the dashboard show the same numbers. Every mean, std and interval comes
-from :func:`regsearch.domain.stats.mean_interval` (sample std, Student-t 95% interval).
+from :func:`regsearch.domain.stats.mean_interval` (sample std, Student-t 95% interval cut at the
+metric's range; none below 3 runs: "too few runs").
 
 What counts (one rule for every group):
 
@@ -22,7 +23,10 @@ What counts (one rule for every group):
   a log scale (``[0.01, 0.02)``, ``[0.02, 0.05)``, ``[0.05, 0.1)``, ... the last ``[0.5, 1]``;
   ``no BN``: no BN placed, or ``bn_layers: none``). Momentum is searched on a log prior, so
   log-spaced bands hold comparable shares of it.
-- Placements are ranked by the mean of the job's first objective in its direction.
+- Placements are ranked by the mean of the job's first objective in its direction. The
+  recommendation follows that comparison: the leader when its interval clears the others';
+  otherwise "no significant difference" and a stated tie-break among the placements within noise
+  (fewer of BN/dropout, then faster, then a smaller spread; ``build.TIE_BREAKS``).
 
 Intervals that overlap are reported as "within noise". That is the conservative reading (two
 95% intervals can overlap a little while the difference is still significant), which is the

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from regsearch.domain.confirm import top_search_trials
+from regsearch.domain.ranking import rank_configurations
+from regsearch.domain.stats import MIN_RUNS
+from regsearch.domain.states import ACTIVE_JOB_STATES, ACTIVE_TRIAL_STATES, TrialState
 from regsearch.evidence.groups import (
-    ACTIVE_JOB_STATES,
-    ACTIVE_STATES,
     MIN_GROUP,
     REPORT_METRICS,
     Setup,
@@ -86,27 +86,115 @@ def _over(group: Group) -> str:
     return f"{n} distinct configuration{'s' if n != 1 else ''} ({group.n_complete} trials)"
 
 
+# The recommendation follows the placement comparison that the warnings use: the leader wins when
+# its 95% interval clears every other placement's; when it overlaps some (no significant
+# difference) a stated tie-break picks among them: fewer components, then faster, then more stable.
+TIE_BREAKS = ("fewer_components", "faster", "more_stable")
+
+
+def _components(placement: str) -> tuple[str, ...]:
+    tokens = placement.split("-")
+    return tuple(name for token, name in (("bn", "BN"), ("drop", "dropout")) if token in tokens)
+
+
+def _components_in_words(placement: str) -> str:
+    found = _components(placement)
+    if len(found) == 1:
+        return f"{found[0]} only"
+    return "BN and dropout" if found else "neither BN nor dropout"
+
+
+def _listing(keys: Sequence[str]) -> str:
+    return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + f" and {keys[-1]}"
+
+
+def _choose_placement(metric: str, ranked: Sequence[Group]) -> tuple[Group, list[Group], str, str]:
+    """(chosen placement, the placements within noise of the leader, what decided, why in words)."""
+    leader, rest = ranked[0], list(ranked[1:])
+    lead = leader.metrics[metric]
+    if not rest:
+        return leader, [leader], "only_placement", f"{leader.key} is the only placement with complete trials"
+    if lead.low is None:
+        return leader, [leader], "too_few_runs", (
+            f"{leader.key} has the best mean {metric}, but too few runs (n={lead.n}) for an interval: whether it beats "
+            f"{rest[0].key} is not established")
+    thin = [g.key for g in rest if g.metrics[metric].low is None]
+    tied = [leader, *(g for g in rest if g.metrics[metric].low is not None and overlap(lead, g.metrics[metric]))]
+    if len(tied) == 1:
+        clear = [g.key for g in rest if g.key not in thin]
+        reason = (f"{leader.key} is better than {_listing(clear)} on {metric}: their 95% intervals do not overlap"
+                  if clear else f"{leader.key} has the best mean {metric}")
+        if thin:
+            reason += f" ({_listing(thin)}: too few runs to compare)"
+        return leader, tied, "significant", reason
+    names = _listing([g.key for g in tied])
+    why = f"No significant difference in {metric} between {names} (their 95% intervals overlap), so a tie-break decides"
+    fewest = min(len(_components(g.key)) for g in tied)
+    simple = [g for g in tied if len(_components(g.key)) == fewest]
+    if len(simple) == 1:
+        others = ", ".join(f"{g.key} {_components_in_words(g.key)}" for g in tied if g is not simple[0])
+        return simple[0], tied, "fewer_components", (
+            f"{why}: fewer components ({simple[0].key} uses {_components_in_words(simple[0].key)}, {others})")
+    speed = "seconds_per_epoch"
+    fastest = min(simple, key=lambda g: _lower_first(g.metrics[speed].mean))
+    close = [g for g in simple if g is fastest or overlap(fastest.metrics[speed], g.metrics[speed])]
+    same = f"{_listing([g.key for g in simple])} are equally simple ({_components_in_words(simple[0].key)})"
+    if len(close) == 1 and fastest.metrics[speed].mean is not None:
+        others = ", ".join(f"{format_stat(speed, g.metrics[speed])} for {g.key}" for g in simple if g is not fastest)
+        return fastest, tied, "faster", (
+            f"{why}: {same}, then faster ({fastest.key} takes {format_stat(speed, fastest.metrics[speed])} s/epoch "
+            f"vs {others}; the intervals do not overlap)")
+    steady = min(close, key=lambda g: (_lower_first(g.metrics[metric].std), g.rank or 0))
+    not_faster = "none is clearly faster (their s/epoch intervals overlap)"
+    spread = steady.metrics[metric].std
+    if spread is not None and [g.metrics[metric].std for g in close].count(spread) == 1:
+        others = ", ".join(f"{format_value(metric, g.metrics[metric].std)} for {g.key}" for g in close if g is not steady)
+        return steady, tied, "more_stable", (
+            f"{why}: {same}, {not_faster}, then more stable ({steady.key} has the smallest spread, sd "
+            f"{format_value(metric, spread)} {metric} vs {others})")
+    return close[0], tied, "higher_mean", f"{why}: {same}, {not_faster}, equally stable; the higher mean decides"
+
+
+def _lower_first(value: float | None) -> float:
+    """Sort key: the smaller value first, a missing one last."""
+    return float("inf") if value is None else value
+
+
+def _config_in(setup: Setup, current: Sequence[TrialDict], confirmation: Confirmation, placement: str | None
+               ) -> tuple[Literal["confirmed", "single_run"], int, dict[str, Any], Stat] | None:
+    """The configuration to recommend in ``placement`` (any, when None): the first of the job's
+    ranking (regsearch.domain.ranking, what ``/best`` lists) whose placement it is and that has a
+    value of the report's metric. A confirmed one comes with its seed group's statistics, an
+    unconfirmed one with its single run's."""
+    objectives = setup.objectives or ((setup.metric, setup.direction),)
+    for ranked in rank_configurations(current, objectives):
+        params = dict(params_of(ranked.trial))
+        if ranked.score is None or (placement is not None and params.get("placement") != placement):
+            continue
+        basis: Literal["confirmed", "single_run"] = "confirmed" if ranked.confirmed else "single_run"
+        return basis, ranked.number, params, stat_of(ranked.runs, setup.metric)
+    return None
+
+
 def _recommendation(setup: Setup, current: Sequence[TrialDict], placements: Grouping,
                     confirmation: Confirmation) -> Recommendation:
     metric = setup.metric
-    if confirmation.configs:
-        top = confirmation.configs[0]
-        basis: Literal["confirmed", "single_run"] = "confirmed"
-        number, params, own = top.number, top.params, top.metrics[metric]
-    else:
-        best = top_search_trials(current, metric=metric, direction=setup.direction, k=1)
-        if not best:
-            return Recommendation(
-                sentence="No recommendation yet: no search trial has completed.", basis="none", number=None,
-                placement=None, params=None, config=None, placement_stat=None, runner_up=None,
-                runner_up_stat=None, epochs_to_converge=None, runner_up_epochs_to_converge=None)
-        basis, number, params = "single_run", int(best[0]["number"]), dict(params_of(best[0]))
-        own = stat_of(best, metric)
+    ranked = [g for g in placements.groups if g.rank is not None]
+    chosen = tied = None
+    decided_by, reason = None, None
+    if ranked:
+        chosen, tied, decided_by, reason = _choose_placement(metric, ranked)
+    found = _config_in(setup, current, confirmation, chosen.key if chosen else None)
+    if found is None:
+        return Recommendation(
+            sentence="No recommendation yet: no search trial has completed.", basis="none", number=None,
+            placement=None, params=None, config=None, placement_stat=None, runner_up=None,
+            runner_up_stat=None, epochs_to_converge=None, runner_up_epochs_to_converge=None)
+    basis, number, params, own = found
     placement = str(params.get("placement", "?"))
-    by_key = {g.key: g for g in placements.groups}
-    mine = by_key.get(placement)
-    others = [g for g in placements.groups if g.key != placement and g.metrics[metric].mean is not None]
-    runner = others[0] if others else None  # groups are sorted best first
+    mine = chosen
+    # the placement it is compared with: the leader when a tie-break chose another, else the runner-up
+    runner = next((g for g in ranked if g is not mine), None) if mine is not None else None
 
     if basis == "confirmed":
         result = f"{metric} {format_stat(metric, own)} over {own.n} seeds"
@@ -120,14 +208,17 @@ def _recommendation(setup: Setup, current: Sequence[TrialDict], placements: Grou
             mine_e, runner_e = mine.metrics["epochs_to_converge"].mean, runner.metrics["epochs_to_converge"].mean
             if mine_e is not None and runner_e is not None:
                 sentence += f", and converges in {mine_e:.1f} epochs vs {runner_e:.1f}"
-        else:
-            sentence += " (the only placement with complete trials)"
+    if decided_by in (*TIE_BREAKS, "higher_mean"):
+        sentence = f"{reason}. {sentence}."
+    else:
+        sentence += f"; {reason}." if reason else "."
     return Recommendation(
-        sentence=sentence + ".", basis=basis, number=number, placement=placement, params=dict(params),
+        sentence=sentence, basis=basis, number=number, placement=placement, params=dict(params),
         config=own, placement_stat=mine.metrics[metric] if mine else None,
         runner_up=runner.key if runner else None, runner_up_stat=runner.metrics[metric] if runner else None,
         epochs_to_converge=mine.metrics["epochs_to_converge"] if mine else None,
         runner_up_epochs_to_converge=runner.metrics["epochs_to_converge"] if runner else None,
+        decided_by=decided_by, tied=[g.key for g in tied] if tied else [], reason=reason,
     )
 
 
@@ -145,8 +236,8 @@ def _comparison(setup: Setup, placements: Grouping) -> Comparison | None:
 def _noise_message(metric: str, what: str, a: str, a_stat: Stat, b: str, b_stat: Stat) -> str:
     if a_stat.low is None or b_stat.low is None:
         thin = a if a_stat.low is None else b
-        return (f"Cannot separate {what} {a} from {b} on {metric}: {thin} has fewer than 2 complete runs, "
-                "so it has no interval.")
+        return (f"Cannot separate {what} {a} from {b} on {metric}: {thin} has fewer than {MIN_RUNS} complete runs, "
+                f"too few runs for an interval.")
     difference = abs((a_stat.mean or 0.0) - (b_stat.mean or 0.0))
     return (f"{what.capitalize()} {a} leads {b} by {format_value(metric, difference)} {metric}, but their 95% "
             f"intervals overlap ({format_stat(metric, a_stat)} vs {format_stat(metric, b_stat)}): "
@@ -163,8 +254,8 @@ def _warnings(setup: Setup, status: str | None, current: Sequence[TrialDict], gr
         found.append(ReportWarning(code=code, message=message))
 
     search = [t for t in current if is_search(t)]
-    active = sum(t.get("state") in ACTIVE_STATES for t in current)
-    if not any(t.get("state") == "complete" and metrics_of(t) for t in search):
+    active = sum(t.get("state") in ACTIVE_TRIAL_STATES for t in current)
+    if not any(t.get("state") == TrialState.COMPLETE and metrics_of(t) for t in search):
         warn("no_complete_trials", "No search trial has completed yet: there is nothing to compare.")
     if status in ACTIVE_JOB_STATES or active:
         unfinished = f"{active} trial{'s are' if active != 1 else ' is'} not finished"
@@ -185,31 +276,36 @@ def _warnings(setup: Setup, status: str | None, current: Sequence[TrialDict], gr
         if thin and any(g.n_complete for g in grouping.groups):
             listed = ", ".join(f"{g.label} (n={g.n_distinct})" for g in thin)
             warn("few_trials", f"{grouping.title.split(' (')[0]}: fewer than {MIN_GROUP} distinct complete "
-                               f"configurations in {listed}; their intervals are missing or wide.")
+                               f"configurations in {listed}: too few runs for an interval.")
     repeats = sum(g.n_complete - g.n_distinct for g in placements.groups)
     if repeats:
         warn("repeated_configs", f"{repeats} complete search trial{'s' if repeats != 1 else ''} repeated a "
                                  "configuration already run with the same seed, which adds no evidence: each "
                                  "distinct configuration counts once in the means.")
-    pruned = sum(t.get("state") == "pruned" for t in search)
+    pruned = sum(t.get("state") == TrialState.PRUNED for t in search)
     if pruned:
         warn("pruned_left_out", f"{pruned} pruned trial{'s are' if pruned != 1 else ' is'} left out of the means: "
                                 "pruning stops weak trials early, so a group with many pruned trials looks "
                                 "better than it is.")
     if recommendation.basis == "single_run":
-        if confirmation.requested:
+        if confirmation.configs:
+            warn("not_confirmed", f"None of the confirmed configurations uses {recommendation.placement}: the "
+                                  "recommendation rests on its best single run.")
+        elif confirmation.requested:
             warn("not_confirmed", "The confirmation runs have not finished: the recommendation rests on one run "
                                   "per configuration so far.")
         else:
             warn("not_confirmed", "The recommendation rests on one run per configuration: add "
                                   "`confirm: {top_k: 3, seeds: 3}` to the spec to re-run the leaders with other "
                                   "seeds and see their spread.")
-    ranked = [g for g in placements.groups if g.rank is not None]
-    if recommendation.placement and ranked and ranked[0].key != recommendation.placement:
+    best = _config_in(setup, current, confirmation, None)  # the best configuration, whatever its placement
+    if recommendation.placement and best is not None and best[2].get("placement") != recommendation.placement:
+        kind = "confirmed configuration" if best[0] == "confirmed" else "single run"
         warn("placement_vs_config",
-             f"The best configuration uses {recommendation.placement}, but {ranked[0].key} has the better mean "
-             f"{metric} over the search ({format_stat(metric, ranked[0].metrics[metric])}): its tuned "
-             f"configuration wins, {ranked[0].key} wins on average over the dropout and momentum values tried.")
+             f"The best {kind}, #{best[1]} ({_details(best[2])}, {metric} {format_value(metric, best[3].mean)}), "
+             f"uses {best[2].get('placement')}, not the recommended {recommendation.placement}: one tuned "
+             "configuration can lead while its placement does not on average over the dropout and momentum "
+             "values tried; the recommendation follows the placement comparison.")
     if setup.n_objectives > 1:
         warn("multi_objective", f"The job has {setup.n_objectives} objectives; the report ranks by the first, "
                                 f"{metric}.")

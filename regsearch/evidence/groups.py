@@ -10,17 +10,18 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from regsearch.domain.confirm import rank_by_seed_mean
+from regsearch.domain.confirm import group_interval, rank_by_seed_mean
+from regsearch.domain.ranking import objectives_of
 from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping, Stat
 from regsearch.domain.space import params_key
-from regsearch.domain.spec import DEFAULT_DIRECTIONS, JobSpec
-from regsearch.domain.stats import mean_interval
+from regsearch.domain.metrics import DIRECTIONS, SHOWN_METRICS
+from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import ACTIVE_TRIAL_STATES, COUNTED_TRIAL_STATES, TrialState
+from regsearch.domain.stats import MIN_RUNS, mean_interval
 
-REPORT_METRICS = ("val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch")
-MIN_GROUP = 3  # below this a group's interval is missing (n < 2) or too wide to say much
+REPORT_METRICS = SHOWN_METRICS
+MIN_GROUP = MIN_RUNS  # below this a group has no interval: "too few runs"
 DROPOUT_BAND_WIDTH = 0.1
-ACTIVE_STATES = ("queued", "running")
-ACTIVE_JOB_STATES = ("queued", "running")
 _EPS = 1e-9
 
 TrialDict = Mapping[str, Any]
@@ -37,6 +38,7 @@ class Setup:
     confirm_top_k: int | None
     confirm_seeds: int | None
     base_seed: int
+    objectives: tuple[tuple[str, str], ...] = ()  # every (metric, direction): what the ranking ranks by
 
 
 def read_setup(spec: JobSpec | Mapping[str, Any]) -> Setup:
@@ -50,7 +52,7 @@ def read_setup(spec: JobSpec | Mapping[str, Any]) -> Setup:
         name=spec.name, metric=spec.objective.metrics[0], direction=spec.directions[0],
         n_objectives=len(spec.objective.metrics), placements=spec.space.choices("placement"),
         confirm_top_k=confirm.top_k if confirm else None, confirm_seeds=confirm.seeds if confirm else None,
-        base_seed=spec.training.seed,
+        base_seed=spec.training.seed, objectives=tuple(objectives_of(spec)),
     )
 
 
@@ -63,7 +65,7 @@ def _lenient_setup(spec: Mapping[str, Any]) -> Setup:
 
     try:
         metrics = list(part("objective").get("metrics") or ["val_acc"])
-        directions = list(part("objective").get("directions") or [DEFAULT_DIRECTIONS.get(str(metrics[0]), "maximize")])
+        directions = list(part("objective").get("directions") or [DIRECTIONS.get(str(metrics[0]), "maximize")])
         placements = part("space").get("placement") or []
         confirm = part("confirm")
         top_k, seeds = confirm.get("top_k"), confirm.get("seeds")
@@ -74,7 +76,7 @@ def _lenient_setup(spec: Mapping[str, Any]) -> Setup:
             placements=[placements] if isinstance(placements, str) else [str(p) for p in placements],
             confirm_top_k=int(top_k) if top_k is not None else None,
             confirm_seeds=int(seeds) if seeds is not None else None,
-            base_seed=int(part("training").get("seed") or 0),
+            base_seed=int(part("training").get("seed") or 0), objectives=tuple(objectives_of(spec)),
         )
     except (TypeError, ValueError, IndexError):
         return Setup(name=None, metric="val_acc", direction="maximize", n_objectives=1, placements=[],
@@ -103,7 +105,7 @@ def is_search(trial: TrialDict) -> bool:
 
 
 def stat_of(trials: Iterable[TrialDict], metric: str) -> Stat:
-    return Stat(**mean_interval(metrics_of(t).get(metric) for t in trials).as_dict())
+    return Stat(**group_interval([{"metrics": metrics_of(t)} for t in trials], metric).as_dict())
 
 
 def _better(direction: str, mean: float | None) -> float:
@@ -163,13 +165,13 @@ def distinct_runs(trials: Sequence[TrialDict]) -> list[dict[str, Any]]:
 
 
 def _group(key: str, label: str, members: Sequence[TrialDict], metrics: Sequence[str]) -> Group:
-    done = [t for t in members if t.get("state") == "complete" and metrics_of(t)]
+    done = [t for t in members if t.get("state") == TrialState.COMPLETE and metrics_of(t)]
     distinct = distinct_runs(done)
     return Group(
         key=key, label=label, rank=None, n_trials=len(members), n_complete=len(done), n_distinct=len(distinct),
-        n_pruned=sum(t.get("state") == "pruned" for t in members),
-        n_failed=sum(t.get("state") == "failed" for t in members),
-        n_active=sum(t.get("state") in ACTIVE_STATES for t in members),
+        n_pruned=sum(t.get("state") == TrialState.PRUNED for t in members),
+        n_failed=sum(t.get("state") == TrialState.FAILED for t in members),
+        n_active=sum(t.get("state") in ACTIVE_TRIAL_STATES for t in members),
         metrics={m: stat_of(distinct, m) for m in metrics},
     )
 
@@ -208,7 +210,7 @@ def band_grouping(by: Literal["dropout_band", "momentum_band"], search: Sequence
 
 
 def state_counts(trials: Sequence[TrialDict]) -> dict[str, int]:
-    counts = dict.fromkeys(("queued", "running", "complete", "pruned", "failed"), 0)
+    counts = dict.fromkeys(COUNTED_TRIAL_STATES, 0)
     for trial in trials:
         state = str(trial.get("state"))
         counts[state] = counts.get(state, 0) + 1
@@ -230,9 +232,9 @@ def confirmation_section(setup: Setup, current: Sequence[TrialDict], metrics: Se
         ))
     return Confirmation(
         requested=setup.confirm_top_k is not None, top_k=setup.confirm_top_k, seeds=setup.confirm_seeds,
-        n_complete=sum(t.get("state") == "complete" for t in confirm_runs),
-        n_pending=sum(t.get("state") in ACTIVE_STATES for t in confirm_runs),
-        n_failed=sum(t.get("state") in ("failed", "pruned") for t in confirm_runs),
+        n_complete=sum(t.get("state") == TrialState.COMPLETE for t in confirm_runs),
+        n_pending=sum(t.get("state") in ACTIVE_TRIAL_STATES for t in confirm_runs),
+        n_failed=sum(t.get("state") in (TrialState.FAILED, TrialState.PRUNED) for t in confirm_runs),
         configs=configs,
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from regsearch.domain.states import TrialState
+from regsearch.domain.stats import MIN_RUNS, TOO_FEW_RUNS
 from regsearch.evidence.models import Grouping, Report, Stat
 
 
@@ -18,13 +20,20 @@ def format_value(metric: str, value: float | None) -> str:
     return f"{value:.3f}"
 
 
+CLIPPED_MARK = "†"  # after an interval cut at its metric's range
+CLIPPED_NOTE = (f"{CLIPPED_MARK} the t-interval reached past what the metric can be (accuracies [0, 1], gap [-1, 1], "
+                "epochs to converge [1, epochs], s/epoch >= 0) and is cut there.")
+
+
 def format_stat(metric: str, stat: Stat | None) -> str:
-    """``0.647 [0.621, 0.673]``; the bare mean without an interval; ``–`` without data."""
+    """``0.647 [0.621, 0.673]``; ``0.978 [0.907, 1.000]†`` when cut at the metric's range;
+    ``0.550 (too few runs)`` below 3 runs; ``–`` without data."""
     if stat is None or stat.mean is None:
         return "–"
     if stat.low is None or stat.high is None:
-        return format_value(metric, stat.mean)
-    return f"{format_value(metric, stat.mean)} [{format_value(metric, stat.low)}, {format_value(metric, stat.high)}]"
+        return f"{format_value(metric, stat.mean)} ({TOO_FEW_RUNS})"
+    text = f"{format_value(metric, stat.mean)} [{format_value(metric, stat.low)}, {format_value(metric, stat.high)}]"
+    return text + CLIPPED_MARK if stat.clipped else text
 
 
 # -- markdown ---------------------------------------------------------------------------------
@@ -51,17 +60,28 @@ def _table(report: Report, grouping: Grouping) -> list[str]:
     return lines
 
 
+def _any_clipped(report: Report) -> bool:
+    stats = [s for g in report.groupings for group in g.groups for s in group.metrics.values()]
+    stats += [s for c in report.confirmation.configs for s in c.metrics.values()]
+    return any(s.clipped for s in stats)
+
+
 def render_markdown(report: Report) -> str:
     """The report as Markdown: the recommendation, the warnings, one table per grouping."""
     title = f"## Report: {report.name or report.job_id or 'job'}"
     if report.job_id:
         title += f" (job `{report.job_id}`" + (f", {report.status})" if report.status else ")")
     search = report.counts["search"]
-    counted = (f"Search trials: {search.get('complete', 0)} complete, {search.get('pruned', 0)} pruned, "
-               f"{search.get('failed', 0)} failed, {search.get('queued', 0) + search.get('running', 0)} "
-               "unfinished. Means are over complete search trials with Student-t 95% intervals; n counts distinct "
+    counted = (f"Search trials: {search.get(TrialState.COMPLETE, 0)} complete, "
+               f"{search.get(TrialState.PRUNED, 0)} pruned, "
+               f"{search.get(TrialState.FAILED, 0)} failed, "
+               f"{search.get(TrialState.QUEUED, 0) + search.get(TrialState.RUNNING, 0)} "
+               "unfinished. Means are over complete search trials with Student-t 95% intervals (none below "
+               f"{MIN_RUNS} runs: {TOO_FEW_RUNS}); n counts distinct "
                "configurations (a repeat with the same seed counts once), trials the complete ones.")
     lines = [title, "", f"**Recommendation.** {report.recommendation.sentence}", "", counted, ""]
+    if _any_clipped(report):
+        lines += [CLIPPED_NOTE, ""]
     if report.warnings:
         lines += ["**Warnings**", "", *(f"- {w.message}" for w in report.warnings), ""]
     for grouping in report.groupings:

@@ -8,13 +8,17 @@ from pydantic import BaseModel, Field
 
 
 class Stat(BaseModel):
-    """``n`` finite values: mean, sample std and Student-t 95% interval (std/interval need n >= 2)."""
+    """``n`` finite values: mean, sample std (n >= 2) and Student-t 95% interval cut at the metric's
+    range (n >= 3; regsearch.domain.stats.mean_interval)."""
 
     n: int
     mean: float | None
     std: float | None
     low: float | None
     high: float | None
+    too_few_runs: bool = Field(default=False, description="fewer than 3 runs: no interval (low/high null)")
+    clipped: bool = Field(default=False, description="the t-interval reached past the metric's range and was cut "
+                                                     "at its bound")
 
 
 class Group(BaseModel):
@@ -80,6 +84,14 @@ class Recommendation(BaseModel):
     runner_up_stat: Stat | None
     epochs_to_converge: Stat | None = Field(description="its placement's epochs_to_converge")
     runner_up_epochs_to_converge: Stat | None
+    decided_by: Literal["significant", "fewer_components", "faster", "more_stable", "higher_mean", "too_few_runs",
+                        "only_placement"] | None = Field(
+        default=None, description="what chose the placement: its 95% interval clears the others' (significant), or, "
+                                  "within noise of the leader, the tie-break that decided (fewer components, then "
+                                  "faster s/epoch, then more stable: smaller sd)")
+    tied: list[str] = Field(default_factory=list, description="the placements within noise of the leader, best mean "
+                                                              "first (just the leader when it is clear)")
+    reason: str | None = Field(default=None, description="why this placement, in words")
 
 
 class ReportWarning(BaseModel):

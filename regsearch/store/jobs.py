@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from regsearch.store import studies
-from regsearch.domain.confirm import rank_by_seed_mean, seed_groups
+from regsearch.domain.ranking import RankedConfig, objectives_of, rank_configurations, rank_jobs
 from regsearch.store.retry import is_transient
 from regsearch.domain.spec import JobSpec
 from regsearch.store.db import Database, StoreUnavailable
-from regsearch.store.models import TRIAL_STATES, Epoch, Job, Trial, utcnow
+from regsearch.domain.states import (
+    ACTIVE_JOB_STATES,
+    COUNTED_TRIAL_STATES,
+    FINAL_JOB_STATES,
+    JobState,
+    TrialState,
+)
+from regsearch.store.models import Epoch, Job, Trial, utcnow
 
-ACTIVE_JOB_STATES = ("queued", "running")
 log = logging.getLogger("regsearch.store")
 
 
@@ -53,7 +58,7 @@ def create_job(db: Database, *, spec: JobSpec, idempotency_key: str | None = Non
     job = Job(
         id=job_id,
         name=spec.name,
-        status="queued",
+        status=JobState.QUEUED,
         spec=spec.model_dump(mode="json", exclude_none=True),
         study_name=study_name,
         idempotency_key=idempotency_key or None,
@@ -101,7 +106,7 @@ def list_jobs(db: Database, *, limit: int = 100, offset: int = 0) -> tuple[list[
 
 def trial_counts(db: Database, *, job_ids: list[str]) -> dict[str, dict[str, int]]:
     """Per job, the number of trials in each state (attempts that were retried excluded)."""
-    counts = {job_id: dict.fromkeys(TRIAL_STATES, 0) for job_id in job_ids}
+    counts = {job_id: dict.fromkeys(COUNTED_TRIAL_STATES, 0) for job_id in job_ids}
     if not job_ids:
         return counts
     with db.read() as session:
@@ -126,12 +131,12 @@ def request_cancel(db: Database, *, job_id: str) -> Job | None:
         return job
 
 
-def set_job_status(db: Database, *, job_id: str, status: str, error: str | None = None) -> None:
+def set_job_status(db: Database, *, job_id: str, status: JobState, error: str | None = None) -> None:
     now = utcnow()
     values: dict[str, Any] = {"status": status}
-    if status == "running":
+    if status == JobState.RUNNING:
         values["started_at"] = now
-    if status in ("completed", "failed", "cancelled"):
+    if status in FINAL_JOB_STATES:
         values["finished_at"] = now
     if error is not None:
         values["error"] = error
@@ -144,17 +149,18 @@ def active_jobs(db: Database) -> list[Job]:
         return list(session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATES)).order_by(Job.created_at)).all())
 
 
-def _sort_value(metrics: dict[str, Any], metric: str, direction: str) -> float:
-    value = metrics.get(metric)
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return math.inf  # unknown or diverged values rank last
-    return -float(value) if direction == "maximize" else float(value)
-
-
 def trial_dict(trial: Trial) -> dict[str, Any]:
     """The fields :mod:`regsearch.domain.confirm` and the report read, from a trial row."""
     return {"number": trial.number, "state": trial.state, "params": trial.params, "metrics": trial.metrics,
             "confirm_of": trial.confirm_of, "seed": trial.seed}
+
+
+def ranking_query(job_ids: Any) -> Select[Any]:
+    """The rows :func:`regsearch.domain.ranking.rank_configurations` reads, for several jobs in
+    one statement: every complete trial (search and confirmation runs), without the bulky
+    columns. ``job_ids``: a list of ids or a subquery. The dashboard runs it on its own engine."""
+    return select(Trial.job_id, Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.confirm_of,
+                  Trial.seed).where(Trial.job_id.in_(job_ids), Trial.state == TrialState.COMPLETE)
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,7 @@ class Ranked:
 
     trial: Trial
     seed_runs: list[Trial]  # itself and its complete confirmation runs; [] when never confirmed
+    ranked: RankedConfig  # its place in the ranking (scores, front)
 
 
 def best_trials(db: Database, *, job: Job, k: int = 5) -> list[Trial]:
@@ -171,55 +178,33 @@ def best_trials(db: Database, *, job: Job, k: int = 5) -> list[Trial]:
 
 
 def best_configurations(db: Database, *, job: Job, k: int = 5) -> list[Ranked]:
-    """The top ``k`` complete search trials by the job's first objective (ties: the next ones).
-
-    Confirmed configurations rank by the mean of the objective over their seed group (the search
-    run and its confirmation runs), ahead of unconfirmed ones. For a multi-objective job the
-    Pareto-optimal trials come first and the seed groups ride along without reordering.
-    """
-    spec = JobSpec.model_validate(job.spec)
-    metrics = spec.objective.metrics
-    directions = spec.directions
+    """The first ``k`` configurations of the job's ranking (:mod:`regsearch.domain.ranking`:
+    confirmed ones by their seed-group mean first; several objectives: Pareto fronts first)."""
     with db.read() as session:
-        rows = list(
-            session.scalars(
-                select(Trial).where(Trial.job_id == job.id, Trial.state == "complete", Trial.metrics.is_not(None))
-            ).all()
-        )
+        rows = list(session.scalars(
+            select(Trial).where(Trial.job_id == job.id, Trial.state == TrialState.COMPLETE)
+        ).all())
     by_number = {t.number: t for t in rows}
-    dicts = [trial_dict(t) for t in rows]
-    groups = seed_groups(dicts)
-    search = [t for t in rows if t.confirm_of is None]
-
-    def with_group(trial: Trial) -> Ranked:
-        return Ranked(trial, [by_number[g["number"]] for g in groups.get(trial.number, [])])
-
-    if groups and len(metrics) == 1:
-        ranked = rank_by_seed_mean(dicts, metric=metrics[0], direction=directions[0])
-        return [with_group(by_number[leader["number"]]) for leader, _ in ranked[:k]]
-
-    def key(trial: Trial) -> tuple[Any, ...]:
-        values = tuple(_sort_value(trial.metrics or {}, m, d) for m, d in zip(metrics, directions))
-        return (0 if trial.number in pareto else 1, *values, trial.number)
-
-    pareto = pareto_numbers(search, metrics, directions) if len(metrics) > 1 else set()
-    return [with_group(t) for t in sorted(search, key=key)[:k]]
+    ranking = rank_configurations([trial_dict(t) for t in rows], objectives_of(job.spec), k=k)
+    return [
+        Ranked(by_number[r.number], [by_number[int(t["number"])] for t in r.runs] if r.confirmed else [], r)
+        for r in ranking
+    ]
 
 
-def pareto_numbers(trials: list[Trial], metrics: list[str], directions: list[str]) -> set[int]:
-    """Numbers of the non-dominated trials (all objectives turned into 'smaller is better')."""
-    points = {
-        t.number: tuple(_sort_value(t.metrics or {}, m, d) for m, d in zip(metrics, directions)) for t in trials
-    }
-
-    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-    return {n for n, p in points.items() if not any(dominates(q, p) for m, q in points.items() if m != n)}
+def best_of_jobs(db: Database, *, jobs: list[Job]) -> dict[str, RankedConfig | None]:
+    """Each job's first configuration (:func:`best_configurations` with ``k=1``), for a page of
+    jobs in one query. The ranked trials are dicts (no recipe)."""
+    if not jobs:
+        return {}
+    with db.read() as session:
+        rows = [dict(row) for row in session.execute(ranking_query([job.id for job in jobs])).mappings()]
+    ranking = rank_jobs(rows, {job.id: objectives_of(job.spec) for job in jobs}, k=1)
+    return {job_id: (ranked[0] if ranked else None) for job_id, ranked in ranking.items()}
 
 
 def list_trials(
-    db: Database, *, job_id: str, state: str | None = None, limit: int = 100, offset: int = 0
+    db: Database, *, job_id: str, state: TrialState | None = None, limit: int = 100, offset: int = 0
 ) -> tuple[list[Trial], int]:
     query = select(Trial).where(Trial.job_id == job_id)
     if state:

@@ -19,9 +19,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
-TRIAL_STATES = ("queued", "running", "complete", "pruned", "failed")
-FINAL_TRIAL_STATES = ("complete", "pruned", "failed")
+# The states are defined once, in regsearch.domain.states. FINAL_TRIAL_STATES is re-exported here
+# only for services/coordinator until it imports it from there.
+from regsearch.domain.states import (
+    FINAL_TRIAL_STATES,  # noqa: F401
+    JobState,
+    TrialState,
+)
 
 
 def utcnow() -> dt.datetime:
@@ -44,7 +48,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
     spec: Mapped[dict[str, Any]]
     study_name: Mapped[str] = mapped_column(String(64), unique=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -53,6 +57,8 @@ class Job(Base):
     # (the job row's lock orders them), which lets pruners read only what is new.
     n_complete: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
+    # What a worker loaded: {n_train, n_val, n_test, sample_shape, n_classes} (NULL until then).
+    data: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
@@ -78,7 +84,7 @@ class Trial(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("regsearch_jobs.id", ondelete="CASCADE"))
     number: Mapped[int]
     optuna_trial_id: Mapped[int]
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[str] = mapped_column(String(16), default=TrialState.QUEUED)
     params: Mapped[dict[str, Any]]
     recipe: Mapped[dict[str, Any] | None]
     metrics: Mapped[dict[str, Any] | None]
@@ -88,6 +94,9 @@ class Trial(Base):
     # training ``seed`` (None: the spec's seed); the data split never changes.
     seed: Mapped[int | None]
     confirm_of: Mapped[int | None]
+    # A complete trial's best-validation weights (regsearch.domain.states.WeightsState): kept in
+    # the artifact store, evicted (outside the job's top budget.keep_weights) or not saved.
+    weights: Mapped[str | None] = mapped_column(String(16))
     retried: Mapped[bool] = mapped_column(Boolean, default=False)  # a later attempt replaced it
     retryable: Mapped[bool] = mapped_column(Boolean, default=False)  # lost or transient failure
     lease: Mapped[str | None] = mapped_column(String(64))

@@ -23,6 +23,12 @@ left for the coordinator to make up). :func:`finish_running_trial` writes the sa
 completion time and values with two statements inside the result's transaction, so the row and
 the record change together. ``tests/regsearch/test_optuna_record.py`` checks that both read back
 exactly as ``create_new_trial`` and ``set_trial_state_values`` write them.
+
+The learning curve: each epoch's val_acc as the Optuna trial's intermediate value (what
+``trial.report`` would write; optuna-dashboard and ``plot_intermediate_values`` draw it). Optuna's
+``set_trial_intermediate_value`` is a transaction per value; :func:`intermediate_values_upsert`
+is one executemany inside the transaction that writes the epoch rows, and
+``tests/worker/test_intermediate_values.py`` checks it against Optuna's own write.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from optuna.distributions import distribution_to_json
 from optuna.storages._rdb import models  # Optuna's ORM models: see the module docstring
-from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, func, insert, select, update
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState as OptunaTrialState
+from sqlalchemy import Engine, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -65,7 +73,7 @@ def _insert(engine: Engine, study_id: int, template: FrozenTrial) -> tuple[int, 
         if conn.execute(select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()).first() is None:
             raise KeyError(f"Optuna study {study_id} not found")  # as Optuna's find_or_raise_by_id
         trial_id, number = conn.execute(
-            insert(trials).values(number=earlier, study_id=study_id, state=TrialState.RUNNING,
+            insert(trials).values(number=earlier, study_id=study_id, state=OptunaTrialState.RUNNING,
                                   datetime_start=_naive_utc(template.datetime_start), datetime_complete=None)
             .returning(trials.c.trial_id, trials.c.number)
         ).one()
@@ -90,14 +98,14 @@ def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def finish_running_trial(session: Session, trial_id: int, state: TrialState, values: Sequence[float] | None) -> bool:
+def finish_running_trial(session: Session, trial_id: int, state: OptunaTrialState, values: Sequence[float] | None) -> bool:
     """Move Optuna trial ``trial_id`` from RUNNING to ``state`` with ``values`` (complete
     trials), in the caller's transaction; False, writing nothing, when it is not RUNNING (the
     coordinator already recorded an outcome)."""
     assert state.is_finished()
     trials = models.TrialModel.__table__
     finished = session.execute(
-        update(trials).where(trials.c.trial_id == trial_id, trials.c.state == TrialState.RUNNING)
+        update(trials).where(trials.c.trial_id == trial_id, trials.c.state == OptunaTrialState.RUNNING)
         .values(state=state, datetime_complete=_naive_utc(dt.datetime.now()))
     ).rowcount == 1
     if finished and values:
@@ -107,3 +115,48 @@ def finish_running_trial(session: Session, trial_id: int, state: TrialState, val
             rows.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
         session.execute(insert(models.TrialValueModel.__table__), rows)
     return finished
+
+
+# -- intermediate values ------------------------------------------------------------------------
+# Optuna's ``set_trial_intermediate_value`` is its own transaction per value (find the trial,
+# check it is RUNNING, find the step's row, insert or update). The worker writes each epoch's
+# val_acc to ``trial_intermediate_values`` with the epoch rows instead: one executemany in the
+# transaction that upserts the epochs (``regsearch.store.trials``), so optuna-dashboard's learning
+# curves and ``optuna.visualization.plot_intermediate_values`` see the training as it goes.
+
+def intermediate_value_rows(steps: Sequence[tuple[int, float | None]]) -> list[dict[str, object]]:
+    """The bind rows of :func:`intermediate_values_upsert` for (step, value) pairs, values in
+    Optuna's stored form (NaN and infinities as their type, the value NULL); None is skipped."""
+    rows: list[dict[str, object]] = []
+    for step, value in steps:
+        if value is None:
+            continue
+        stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(float(value))
+        rows.append({"step": step, "intermediate_value": stored, "intermediate_value_type": kind})
+    return rows
+
+
+def intermediate_values_upsert(dialect_insert: Any, optuna_trial_id: Any) -> Any:
+    """``INSERT .. SELECT .. ON CONFLICT (trial_id, step) DO UPDATE`` of one intermediate value,
+    to be executed with :func:`intermediate_value_rows` (plus the binds ``optuna_trial_id``
+    needs): ``optuna_trial_id`` is a scalar SQL expression naming the Optuna trial.
+
+    As Optuna's own call, it writes only to a RUNNING trial: the SELECT finds no row for a
+    trial that is finished (or absent), so nothing is written and nothing fails. The binds are
+    cast to the columns' types (PostgreSQL types a bare parameter in a SELECT list as text)."""
+    trials = models.TrialModel.__table__
+    values = models.TrialIntermediateValueModel.__table__
+    columns = ("step", "intermediate_value", "intermediate_value_type")
+    source = (
+        select(trials.c.trial_id, *(cast(bindparam(c, type_=values.c[c].type), values.c[c].type) for c in columns))
+        .where(trials.c.trial_id == optuna_trial_id, trials.c.state == OptunaTrialState.RUNNING)
+    )
+    stmt = dialect_insert(values).from_select(["trial_id", *columns], source)
+    return stmt.on_conflict_do_update(index_elements=[values.c.trial_id, values.c.step],
+                                      set_={c: stmt.excluded[c] for c in columns[1:]})
+
+
+def delete_intermediate_values(optuna_trial_id: Any) -> Any:
+    """Forget a trial's intermediate values (a released trial trains again from epoch 1)."""
+    values = models.TrialIntermediateValueModel.__table__
+    return delete(values).where(values.c.trial_id == optuna_trial_id)

@@ -14,15 +14,22 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from optuna.trial import TrialState
-from sqlalchemy import and_, func, insert, or_, select, update
+from optuna.trial import TrialState as OptunaTrialState
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import EpochMetrics
-from regsearch.store.optuna_record import finish_running_trial
+from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState, WeightsState
+from regsearch.store.optuna_record import (
+    delete_intermediate_values,
+    finish_running_trial,
+    intermediate_value_rows,
+    intermediate_values_upsert,
+)
 from regsearch.store.db import Database, is_sqlite
 from regsearch.store.models import Epoch, Job, StepValue, Trial, utcnow
+from regsearch.store.weights import Retention, retain
 
 # The per-trial statements (add, mark sent, claim, epochs, result) are written against the
 # tables, not the mapped classes: an ORM-enabled UPDATE or INSERT adds session bookkeeping and
@@ -52,7 +59,7 @@ class OptunaOutcome:
     """A trial's outcome for Optuna's record: its Optuna trial id, final state and values."""
 
     trial_id: int
-    state: TrialState
+    state: OptunaTrialState
     values: list[float] | None = None
 
 
@@ -81,7 +88,7 @@ def add_trial(
         return int(session.execute(
             insert(_TRIALS).values(
                 job_id=job_id, number=number, optuna_trial_id=optuna_trial_id, params=params,
-                attempt=attempt, retry_of=retry_of, seed=seed, confirm_of=confirm_of, state="queued",
+                attempt=attempt, retry_of=retry_of, seed=seed, confirm_of=confirm_of, state=TrialState.QUEUED,
             ).returning(_TRIALS.c.id)
         ).scalar_one())
 
@@ -92,7 +99,7 @@ def mark_sent(db: Database, *, trial_ids: list[int]) -> None:
         return
     with db.session(durable=False) as session:  # a lost stamp only makes the reconciler send again
         session.execute(
-            update(_TRIALS).where(_TRIALS.c.id.in_(trial_ids), _TRIALS.c.state == "queued")
+            update(_TRIALS).where(_TRIALS.c.id.in_(trial_ids), _TRIALS.c.state == TrialState.QUEUED)
             .values(enqueued_at=utcnow(), send_count=_TRIALS.c.send_count + 1)
         )
 
@@ -122,7 +129,7 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
             .join(_JOBS, _JOBS.c.id == _TRIALS.c.job_id).where(_TRIALS.c.id == trial_id)
             .with_for_update(of=_JOBS, key_share=True)
         ).one_or_none()
-        if trial is None or trial.state != "queued":
+        if trial is None or trial.state != TrialState.QUEUED:
             return None
         parallelism = ((trial.spec or {}).get("budget") or {}).get("parallelism")
         if isinstance(parallelism, int):
@@ -130,18 +137,18 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
             # held the lock before this one (a subquery of the locking SELECT might not).
             running = session.scalar(
                 select(func.count()).select_from(_TRIALS)
-                .where(_TRIALS.c.job_id == trial.job_id, _TRIALS.c.state == "running")
+                .where(_TRIALS.c.job_id == trial.job_id, _TRIALS.c.state == TrialState.RUNNING)
             ) or 0
             if running >= parallelism:
                 session.execute(
-                    update(_TRIALS).where(_TRIALS.c.id == trial_id, _TRIALS.c.state == "queued").values(enqueued_at=None)
+                    update(_TRIALS).where(_TRIALS.c.id == trial_id, _TRIALS.c.state == TrialState.QUEUED).values(enqueued_at=None)
                 )
                 return Deferred()
         now = utcnow()  # after the lock: a trial starts once the one it waited for has ended
         result = session.execute(
             update(_TRIALS)
-            .where(_TRIALS.c.id == trial_id, _TRIALS.c.state == "queued")
-            .values(state="running", lease=lease, worker=worker, device=device, started_at=now, heartbeat_at=now)
+            .where(_TRIALS.c.id == trial_id, _TRIALS.c.state == TrialState.QUEUED)
+            .values(state=TrialState.RUNNING, lease=lease, worker=worker, device=device, started_at=now, heartbeat_at=now)
         )
         if result.rowcount != 1:
             return None
@@ -155,7 +162,7 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
 def _control(session: Any, trial_id: int, lease: str, now: dt.datetime) -> Control:
     owned = session.execute(
         update(_TRIALS)
-        .where(_TRIALS.c.id == trial_id, _TRIALS.c.lease == lease, _TRIALS.c.state == "running")
+        .where(_TRIALS.c.id == trial_id, _TRIALS.c.lease == lease, _TRIALS.c.state == TrialState.RUNNING)
         .values(heartbeat_at=now)
     ).rowcount == 1
     cancelled = bool(
@@ -192,9 +199,23 @@ def _step_values_insert_statement(dialect_insert_fn: Any) -> Any:
     return dialect_insert_fn(StepValue.__table__).on_conflict_do_nothing()
 
 
+@functools.cache
+def _intermediate_values_statement(dialect_insert_fn: Any) -> Any:
+    """Each epoch's val_acc as the Optuna trial's intermediate value (Optuna's record), the
+    Optuna trial found from the trial row (bind ``row_id``), built once per dialect."""
+    optuna_trial_id = select(_TRIALS.c.optuna_trial_id).where(_TRIALS.c.id == bindparam("row_id")).scalar_subquery()
+    return intermediate_values_upsert(dialect_insert_fn, optuna_trial_id)
+
+
 def _write_epochs(session: Any, db: Database, trial_id: int, epochs: list[EpochMetrics]) -> None:
+    """The epoch rows (one statement) and, in Optuna's record, their val_acc as intermediate
+    values (one executemany): what optuna-dashboard and ``plot_intermediate_values`` draw."""
     rows = [{"trial_id": trial_id, **finite_or_none(e.as_dict())} for e in epochs]
     session.execute(_epoch_upsert_statement(dialect_insert(db)), rows)
+    values = intermediate_value_rows([(e.epoch, e.val_acc) for e in epochs])
+    if values:
+        session.execute(_intermediate_values_statement(dialect_insert(db)),
+                        [{"row_id": trial_id, **row} for row in values])
 
 
 def record_epochs(db: Database, *, trial_id: int, lease: str, epochs: list[EpochMetrics],
@@ -218,7 +239,7 @@ def finish(
     *,
     trial_id: int,
     lease: str,
-    state: str,
+    state: TrialState,
     metrics: dict[str, Any] | None = None,
     error: str | None = None,
     retryable: bool = False,
@@ -226,29 +247,33 @@ def finish(
     step_values: dict[int, float] | None = None,
     recipe: dict[str, Any] | None = None,
     record: OptunaOutcome | None = None,
+    weights: WeightsState | None = None,
+    retention: Retention | None = None,
 ) -> bool:
     """Write a running trial's outcome; False (result kept as superseded) if the lease was lost.
 
     ``epochs`` not yet recorded are written in the same transaction; ``step_values`` (the
     reported objective per step) of a complete trial feed the median pruner; ``record`` is the
     outcome for Optuna's record, written in the same transaction too, so that the row and the
-    record never disagree.
+    record never disagree. ``weights``: what became of a complete trial's weights; ``kept`` ones
+    are ranked against the job's under ``retention`` (:func:`regsearch.store.weights.retain`).
     """
-    assert state in ("complete", "pruned", "failed")
+    assert state in FINAL_TRIAL_STATES
     now = utcnow()
     metrics = finite_or_none(metrics) if metrics is not None else None
     with db.session() as session:
         row = session.execute(
             update(_TRIALS)
-            .where(_TRIALS.c.id == trial_id, _TRIALS.c.lease == lease, _TRIALS.c.state == "running")
+            .where(_TRIALS.c.id == trial_id, _TRIALS.c.lease == lease, _TRIALS.c.state == TrialState.RUNNING)
             .values(state=state, metrics=metrics, error=error, finished_at=now, heartbeat_at=now,
-                    retried=False, retryable=retryable, **({"recipe": recipe} if recipe is not None else {}))
+                    retried=False, retryable=retryable, **({"recipe": recipe} if recipe is not None else {}),
+                    **({"weights": weights} if weights is not None else {}))
             .returning(_TRIALS.c.job_id, _TRIALS.c.number)
         ).first()
         done = row is not None
         if done and epochs:
             _write_epochs(session, db, trial_id, epochs)
-        if done and state == "complete":
+        if done and state == TrialState.COMPLETE:
             # The job row's lock orders completions, so completion_seq is committed in order.
             seq = session.execute(
                 update(_JOBS).where(_JOBS.c.id == row.job_id).values(n_complete=_JOBS.c.n_complete + 1)
@@ -260,6 +285,8 @@ def finish(
                      "value": finite_or_none(value)}
                     for step, value in step_values.items()
                 ])
+            if weights == WeightsState.KEPT and retention is not None:
+                retain(session, job_id=row.job_id, retention=retention)
         if done and record is not None:
             finish_running_trial(session, record.trial_id, record.state, record.values)
         if not done:
@@ -277,16 +304,18 @@ def fail_stale(db: Database, *, trial_id: int, older_than: dt.datetime, reason: 
     with db.session() as session:
         return session.execute(
             update(Trial)
-            .where(Trial.id == trial_id, Trial.state == "running", Trial.heartbeat_at < older_than)
-            .values(state="failed", error=reason, finished_at=utcnow(), retryable=retryable)
+            .where(Trial.id == trial_id, Trial.state == TrialState.RUNNING, Trial.heartbeat_at < older_than)
+            .values(state=TrialState.FAILED, error=reason, finished_at=utcnow(), retryable=retryable)
         ).rowcount == 1
 
 
-def fail_queued(db: Database, *, trial_id: int, reason: str, retryable: bool = False) -> bool:
+def fail_queued(db: Database, *, trial_id: int, reason: str, retryable: bool = False,
+                state: TrialState = TrialState.FAILED) -> bool:
+    """End a trial that never started (failed unless ``state`` says otherwise)."""
     with db.session() as session:
         return session.execute(
-            update(Trial).where(Trial.id == trial_id, Trial.state == "queued")
-            .values(state="failed", error=reason, finished_at=utcnow(), retryable=retryable)
+            update(Trial).where(Trial.id == trial_id, Trial.state == TrialState.QUEUED)
+            .values(state=state, error=reason, finished_at=utcnow(), retryable=retryable)
         ).rowcount == 1
 
 
@@ -322,10 +351,12 @@ def release(db: Database, *, trial_id: int, lease: str) -> bool:
     with db.session() as session:
         released = session.execute(
             update(Trial)
-            .where(Trial.id == trial_id, Trial.lease == lease, Trial.state == "running")
-            .values(state="queued", lease=None, worker=None, device=None, started_at=None,
+            .where(Trial.id == trial_id, Trial.lease == lease, Trial.state == TrialState.RUNNING)
+            .values(state=TrialState.QUEUED, lease=None, worker=None, device=None, started_at=None,
                     heartbeat_at=None, enqueued_at=None)
         ).rowcount == 1
         if released:
             session.execute(delete(Epoch).where(Epoch.trial_id == trial_id))
+            session.execute(delete_intermediate_values(
+                select(Trial.optuna_trial_id).where(Trial.id == trial_id).scalar_subquery()))
         return released

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -45,9 +46,17 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-async def request_validation_handler(_request: Request, exc: Exception) -> JSONResponse:
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The pydantic model of the route's body (``JobSpec`` for ``POST /jobs``), if it has one."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+async def request_validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _json(422, field_errors(exc.errors()))
+    # With the body's model, a misspelt field gets the same "did you mean" as the CLI's.
+    return _json(422, field_errors(exc.errors(), model=_body_model(request)))
 
 
 async def spec_error_handler(_request: Request, exc: Exception) -> JSONResponse:

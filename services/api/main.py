@@ -11,9 +11,11 @@ from fastapi.security import HTTPBearer
 
 import regsearch
 from regsearch.config import Settings, get_settings
+from regsearch.store.artifacts import open_artifact_store
 from regsearch.store.db import Database
+from regsearch.services.api.docs import install_docs
 from regsearch.services.api.errors import install_error_handlers
-from regsearch.services.api.routes import health, jobs, report
+from regsearch.services.api.routes import health, jobs, report, weights
 from regsearch.services.api.security import BearerAuthMiddleware, BodySizeLimitMiddleware, configured_token
 
 
@@ -73,11 +75,15 @@ def create_app(
         version=getattr(regsearch, "__version__", "0"),
         description="Where dropout and batch normalization belong in a network, and how strong.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI from a CDN; install_docs serves it locally
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.db = database
     app.state.broker_ping = broker_ping or broker_probe(settings)
     app.state.notify = notify or coordinator_notifier(settings)
+    app.state.artifacts = open_artifact_store(settings)  # trained weights; no connection made yet
 
     install_error_handlers(app)
     app.include_router(health.router)
@@ -85,6 +91,7 @@ def create_app(
     documented_auth = [Security(HTTPBearer(auto_error=False))] if token else []
     app.include_router(jobs.router, dependencies=documented_auth)
     app.include_router(report.router, dependencies=documented_auth)
+    app.include_router(weights.router, dependencies=documented_auth)
 
     # Each add_middleware wraps the previous ones, so the token (outermost) is checked before
     # a single body byte is counted or parsed.

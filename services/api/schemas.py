@@ -13,12 +13,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from regsearch.domain.jsonsafe import finite_or_none
-from regsearch.domain.stats import mean_interval
+from regsearch.domain.metrics import SHOWN_METRICS
+from regsearch.domain.ranking import RankedConfig
+from regsearch.domain.states import JobState, TrialState, WeightsState
+from regsearch.domain.confirm import group_interval
 from regsearch.store.jobs import elapsed_seconds
 from regsearch.store.models import Job, Trial, as_utc
-
-JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-TrialState = Literal["queued", "running", "complete", "pruned", "failed"]
 
 
 class FieldError(BaseModel):
@@ -39,6 +39,7 @@ class HealthPublic(BaseModel):
 
 
 class TrialCounts(BaseModel):
+    # One field per regsearch.domain.states.COUNTED_TRIAL_STATES (tests/regsearch/test_states.py).
     queued: int = 0
     running: int = 0
     complete: int = 0
@@ -49,7 +50,7 @@ class TrialCounts(BaseModel):
 class JobPublic(BaseModel):
     id: str
     name: str
-    status: JobStatus
+    status: JobState
     n_trials: int | None = Field(description="the job's trial budget")
     n_confirm: int = Field(
         default=0, description="confirmation runs planned after the search (confirm.top_k x confirm.seeds)"
@@ -57,14 +58,11 @@ class JobPublic(BaseModel):
     counts: TrialCounts
     cancel_requested: bool
     error: str | None
+    data: dict[str, Any] | None = Field(
+        default=None, description="what a worker loaded: {n_train, n_val, n_test, sample_shape, n_classes}")
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
-
-
-class JobsPublic(BaseModel):
-    items: list[JobPublic]
-    count: int = Field(description="all jobs, not only this page")
 
 
 class TrialSummary(BaseModel):
@@ -73,15 +71,30 @@ class TrialSummary(BaseModel):
     metrics: dict[str, Any] | None
 
 
-class JobDetailPublic(JobPublic):
+BEST_DOC = ("the first configuration of the job's ranking, what `/best` lists first (regsearch.domain.ranking: "
+            "confirmed ones by their seed-group mean, several objectives: Pareto front first); "
+            "`metrics` are its search trial's own run")
+
+
+class JobItemPublic(JobPublic):
+    """A job as ``GET /jobs`` lists it: its counts and its best configuration so far."""
+
+    best: TrialSummary | None = Field(description=BEST_DOC)
+
+
+class JobsPublic(BaseModel):
+    items: list[JobItemPublic]
+    count: int = Field(description="all jobs, not only this page")
+
+
+class JobDetailPublic(JobItemPublic):
     spec: dict[str, Any]
-    best: TrialSummary | None = Field(description="the top trial by the job's objective")
     elapsed_s: float | None
 
 
 class JobCancelPublic(BaseModel):
     id: str
-    status: JobStatus
+    status: JobState
     cancel_requested: bool
 
 
@@ -99,6 +112,9 @@ class TrialPublic(BaseModel):
     )
     seed: int | None = Field(description="the training seed, when it differs from the spec's")
     confirm_of: int | None = Field(description="the search trial whose configuration this re-runs")
+    weights: WeightsState | None = Field(default=None, description=(
+        "a complete trial's trained weights: kept (GET .../weights serves them), evicted (outside the "
+        "job's top budget.keep_weights), evicting, or not saved; null for a trial that did not complete"))
 
 
 class TrialsPublic(BaseModel):
@@ -140,13 +156,17 @@ class BestMetrics(BaseModel):
 
 
 class IntervalPublic(BaseModel):
-    """Mean, sample std and Student-t 95% interval over ``n`` runs (std/interval need n >= 2)."""
+    """Mean, sample std (n >= 2) and Student-t 95% interval over ``n`` runs, cut at the metric's range
+    (n >= 3; regsearch.domain.stats.mean_interval)."""
 
     n: int
     mean: float | None
     std: float | None
     low: float | None
     high: float | None
+    too_few_runs: bool = Field(default=False, description="fewer than 3 runs: no interval (low/high null)")
+    clipped: bool = Field(default=False, description="the t-interval reached past the metric's range and was cut "
+                                                     "at its bound")
 
 
 class ConfirmationPublic(BaseModel):
@@ -166,6 +186,8 @@ class BestConfigPublic(BaseModel):
     confirmation: ConfirmationPublic | None = Field(
         default=None, description="over the seed re-runs when the spec asked for `confirm`; the ranking uses its mean"
     )
+    weights: WeightsState | None = Field(default=None, description="the search trial's trained weights (kept: "
+                                         "GET /jobs/{id}/trials/{number}/weights serves them)")
 
 
 class BestConfigsPublic(BaseModel):
@@ -198,25 +220,32 @@ def job_public(job: Job, counts: dict[str, int]) -> JobPublic:
         counts=TrialCounts(**counts),
         cancel_requested=bool(job.cancel_requested),
         error=job.error,
+        data=job.data,
         created_at=as_utc(job.created_at),
         started_at=as_utc(job.started_at),
         finished_at=as_utc(job.finished_at),
     )
 
 
-def job_detail(job: Job, counts: dict[str, int], best: Trial | None) -> JobDetailPublic:
-    """A job with its spec, its best trial so far and its running time."""
-    summary = (
-        TrialSummary(
-            number=best.number, params=_blob(best.params) or {}, metrics=_blob(best.metrics)
-        )
-        if best is not None
-        else None
-    )
+def trial_summary(best: RankedConfig | None) -> TrialSummary | None:
+    """The ``best`` of a job: the first of its ranking (``regsearch.store.jobs.best_of_jobs``)."""
+    if best is None:
+        return None
+    return TrialSummary(number=best.number, params=_blob(best.trial.get("params")) or {},
+                        metrics=_blob(best.trial.get("metrics")))
+
+
+def job_item(job: Job, counts: dict[str, int], best: RankedConfig | None) -> JobItemPublic:
+    """A job as listed: its counts and its best configuration so far."""
+    return JobItemPublic(**job_public(job, counts).model_dump(), best=trial_summary(best))
+
+
+def job_detail(job: Job, counts: dict[str, int], best: RankedConfig | None) -> JobDetailPublic:
+    """A job with its spec, its best configuration so far and its running time."""
     return JobDetailPublic(
         **job_public(job, counts).model_dump(),
         spec=_blob(job.spec) or {},
-        best=summary,
+        best=trial_summary(best),
         elapsed_s=_finite(elapsed_seconds(job)),
     )
 
@@ -234,6 +263,7 @@ def trial_public(trial: Trial) -> TrialPublic:
         role="confirm" if trial.confirm_of is not None else "search",
         seed=trial.seed,
         confirm_of=trial.confirm_of,
+        weights=trial.weights,
     )
 
 
@@ -263,18 +293,19 @@ def trial_detail(trial: Trial, epochs: Sequence[Any]) -> TrialDetailPublic:
     )
 
 
-CONFIRMED_METRICS = ("val_acc", "test_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch")
+CONFIRMED_METRICS = SHOWN_METRICS
 
 
 def confirmation(seed_runs: Sequence[Trial]) -> ConfirmationPublic | None:
     if not seed_runs:
         return None
+    runs = [{"metrics": _blob(t.metrics) or {}} for t in seed_runs]
     return ConfirmationPublic(
         n=len(seed_runs),
         numbers=[t.number for t in seed_runs],
         seeds=[t.seed for t in seed_runs],
         metrics={
-            name: IntervalPublic(**mean_interval((t.metrics or {}).get(name) for t in seed_runs).as_dict())
+            name: IntervalPublic(**group_interval(runs, name).as_dict())
             for name in CONFIRMED_METRICS
         },
     )
@@ -287,4 +318,5 @@ def best_config(trial: Trial, seed_runs: Sequence[Trial] = ()) -> BestConfigPubl
         recipe=_blob(trial.recipe),
         metrics=BestMetrics.model_validate(_blob(trial.metrics) or {}),
         confirmation=confirmation(seed_runs),
+        weights=trial.weights,
     )

@@ -1,4 +1,4 @@
-"""The Optuna study coordinator: ask, record, enqueue; reap, retry, re-send; finish jobs."""
+"""The Optuna study coordinator: one tick per active job, the named steps of ``steps.TICK``."""
 
 from regsearch.services.coordinator.coordinator import Coordinator, run_coordinator
 

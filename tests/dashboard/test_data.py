@@ -17,7 +17,6 @@ from sqlalchemy.exc import OperationalError
 from regsearch.dashboard import charts, data, frames
 from regsearch.config import Settings
 from regsearch.domain.metrics import EpochMetrics, summarize
-from regsearch.domain.spec import JobSpec
 from regsearch.store import jobs as job_store
 from regsearch.store.db import Database
 from tests.dashboard.conftest import FilledDb, make_settings
@@ -37,10 +36,11 @@ def _main(filled: FilledDb) -> tuple[str, pd.DataFrame]:
 
 
 def _interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and Student-t 95% interval with numpy and scipy (not regsearch.domain.stats)."""
+    """Mean and Student-t 95% interval of an accuracy, cut at [0, 1], with numpy and scipy (not
+    regsearch.domain.stats)."""
     data_ = np.asarray(values, dtype=float)
     low, high = scipy_stats.t.interval(0.95, len(data_) - 1, loc=data_.mean(), scale=data_.std(ddof=1) / math.sqrt(len(data_)))
-    return float(data_.mean()), float(low), float(high)
+    return float(data_.mean()), float(max(low, 0.0)), float(min(high, 1.0))
 
 
 def test_the_report_agrees_with_the_trials_it_reads(filled_db: FilledDb) -> None:
@@ -55,10 +55,12 @@ def test_the_report_agrees_with_the_trials_it_reads(filled_db: FilledDb) -> None
         assert (found["n_trials"], found["n_complete"], found["n_pruned"], found["n_failed"]) == (
             len(group), len(done), int((group["state"] == "pruned").sum()), int((group["state"] == "failed").sum()))
         assert found["n_distinct"] == len(done)  # the fixture's configurations are all different
-        if len(done) >= 2:
+        stat = found["metrics"]["val_acc"]
+        if len(done) >= 3:
             mean, low, high = _interval(list(done["val_acc"]))
-            stat = found["metrics"]["val_acc"]
             assert (stat["mean"], stat["low"], stat["high"]) == pytest.approx((mean, low, high))
+        else:  # too few runs: no interval
+            assert stat["too_few_runs"] and stat["low"] is None and stat["high"] is None
             assert found["metrics"]["gap"]["mean"] == pytest.approx(done["gap"].mean())
     table = frames.report_table(report, "placement")
     assert list(table["placement"]) == [g["key"] for g in report["groupings"][0]["groups"]]
@@ -66,13 +68,37 @@ def test_the_report_agrees_with_the_trials_it_reads(filled_db: FilledDb) -> None
     intervals = frames.report_intervals(report)
     assert list(intervals["rank"]) == list(range(1, len(intervals) + 1))
     figure = charts.placement_intervals(intervals, "val_acc")
-    with_bars = [t for t in figure.data if t.error_y.visible]
-    assert len(figure.data) == len(intervals) and with_bars
+    assert len(figure.data) == len(intervals)
     for trace, row in zip(figure.data, intervals.itertuples()):
+        assert trace.error_y.visible == (row.n >= 3), "a bar from 3 runs on; below: too few runs"
+        if not trace.error_y.visible:
+            assert "too few runs" in trace.hovertemplate
         if trace.error_y.visible:
             assert trace.error_y.array[0] == pytest.approx(row.high - row.mean)
             assert trace.error_y.arrayminus[0] == pytest.approx(row.mean - row.low)
     assert data.report(filled_db.url, "no-such-job") is None
+
+
+def test_the_interval_chart_stays_inside_the_metrics_range() -> None:
+    from regsearch.evidence import build_report
+
+    values = {"act": [0.99, 1.0, 1.0], "act-drop": [0.2, 0.9, 0.95], "bn-act": [0.1, 0.9]}
+    trials = [{"number": n, "state": "complete", "params": {"placement": p}, "seed": n, "confirm_of": None,
+               "metrics": {"val_acc": v, "gap": 0.0, "epochs_to_converge": 1, "seconds_per_epoch": 0.1}}
+              for n, (p, v) in enumerate((p, v) for p, vs in values.items() for v in vs)]
+    report = build_report({"name": "c", "dataset": {"name": "digits"}, "space": {"placement": list(values)}},
+                          trials).model_dump(mode="json")
+    intervals = frames.report_intervals(report)
+    figure = charts.placement_intervals(intervals, "val_acc")
+    bars = {t.name: t for t in figure.data}
+    for row in intervals.itertuples():
+        trace = bars[row.placement]
+        if row.n >= 3:
+            assert trace.error_y.visible and row.clipped, "Student-t alone runs past 1.0 (act) and below 0 (act-drop)"
+            assert 0.0 <= row.mean - trace.error_y.arrayminus[0] and row.mean + trace.error_y.array[0] <= 1.0
+            assert "cut at the metric's range" in trace.hovertemplate
+        else:
+            assert not trace.error_y.visible and "too few runs" in trace.hovertemplate
 
 
 def test_the_report_of_a_confirmed_job_groups_its_seeds(filled_db: FilledDb) -> None:
@@ -167,7 +193,7 @@ def test_jobs_frame(filled_db: FilledDb) -> None:
     assert math.isnan(nothing["best_val_acc"]) and nothing["finished"] == 2
 
 
-@pytest.mark.parametrize("job_name", ["digits-placements", "digits-pareto"])
+@pytest.mark.parametrize("job_name", ["digits-placements", "digits-pareto", "digits-confirmed"])
 def test_leaders_rank_like_the_api(filled_db: FilledDb, job_name: str) -> None:
     job_id = filled_db.jobs[job_name]
     info = data.job(filled_db.url, job_id)
@@ -176,25 +202,28 @@ def test_leaders_rank_like_the_api(filled_db: FilledDb, job_name: str) -> None:
     try:
         job = job_store.get_job(db, job_id=job_id)
         assert job is not None
-        expected = [t.number for t in job_store.best_trials(db, job=job, k=20)]
-        rows, _ = job_store.list_trials(db, job_id=job_id, state="complete", limit=100)
-        spec = JobSpec.model_validate(job.spec)
-        front = job_store.pareto_numbers(rows, spec.objective.metrics, spec.directions)
+        expected = job_store.best_configurations(db, job=job, k=20)
     finally:
         db.dispose()
     df = data.trials(filled_db.url, job_id)
-    assert list(frames.ranked(df, info["objectives"])["number"]) == expected
-    if len(info["objectives"]) > 1:
-        done = frames.complete(df)
-        mask = frames.pareto_mask(done[["val_acc", "gap"]].to_numpy(), ["maximize", "minimize"])
-        assert set(done[mask]["number"]) == front
+    assert list(frames.leaders(df, info["objectives"], k=None)["number"]) == [r.trial.number for r in expected]
+    done = frames.complete(df)
+    on_front = frames.pareto_front(done, info["objectives"])
+    assert set(done[on_front]["number"]) == {r.trial.number for r in expected if r.ranked.front == 0}
     board = frames.leaders(df, info["objectives"], k=3)
-    assert list(board["rank"]) == [1, 2, 3] and (board["runs"] == 1).all()
+    assert list(board["rank"]) == [1, 2, 3] and list(board["number"]) == [r.trial.number for r in expected[:3]]
+    assert list(board["runs"]) == [max(1, len(r.seed_runs)) for r in expected[:3]]
+    if job_name == "digits-confirmed":  # the re-run leader: its three seeds, ranked by their mean
+        assert board["confirmed"].iloc[0] and board["runs"].iloc[0] == 3
+        assert board["score"].iloc[0] == pytest.approx(board["val_acc_mean"].iloc[0])
 
 
-def test_pareto_mask_and_history() -> None:
-    values = np.array([[0.9, 0.1], [0.8, 0.05], [0.85, 0.2], [np.nan, 0.3], [0.9, 0.1]])  # NaN ranks last
-    assert list(frames.pareto_mask(values, ["maximize", "minimize"])) == [True, True, False, False, True]
+def test_pareto_front_and_history() -> None:
+    points = [(0.9, 0.1), (0.8, 0.05), (0.85, 0.2), (None, 0.3), (0.9, 0.1)]  # a missing value ranks last
+    rows = [{"trial_id": n, "number": n, "state": "complete", "attempt": 1, "params": {"placement": "act"},
+             "metrics": {"val_acc": v, "gap": g}} for n, (v, g) in enumerate(points)]
+    objectives = [("val_acc", "maximize"), ("gap", "minimize")]
+    assert list(frames.pareto_front(frames.trials_frame(rows), objectives)) == [True, True, False, False, True]
     df = pd.DataFrame({"number": [0, 1, 2, 3], "state": ["complete"] * 4, "val_acc": [0.5, 0.7, 0.6, 0.8],
                        "placement": ["act"] * 4, "config": ["act"] * 4, "dropout": [np.nan] * 4,
                        "bn_momentum": [np.nan] * 4})
@@ -210,7 +239,7 @@ def test_trial_detail(filled_db: FilledDb) -> None:
     assert list(lost["epochs"]["epoch"]) == [1]
     retry = data.trial(filled_db.url, job_id, filled_db.numbers["main/retry"][0])
     assert retry is not None and retry["retry_of"] == filled_db.numbers["main/lost"][0] and retry["retried_by"] is None
-    assert retry["recipe"]["blocks"] and retry["started_at"].tzinfo is not None
+    assert retry["recipe"]["slots"] and retry["started_at"].tzinfo is not None
     assert data.trial(filled_db.url, job_id, 999) is None
     assert data.job(filled_db.url, "no-such-job") is None
 
@@ -257,7 +286,7 @@ def test_figures_build_from_real_and_empty_frames(filled_db: FilledDb) -> None:
             charts.by_momentum(frame, "epochs_to_converge"), charts.box_by_placement(frame, "val_acc"),
             charts.dropout_momentum_map(frame, "val_acc"), charts.optimization_history(frames.history(frame, "val_acc", "maximize"), "val_acc"),
             charts.pareto_front(frame, [("val_acc", "maximize"), ("gap", "minimize")],
-                                frames.pareto_mask(frame[["val_acc", "gap"]].to_numpy(), ["maximize", "minimize"])),
+                                frames.pareto_front(frame, [("val_acc", "maximize"), ("gap", "minimize")])),
         ]
         assert all(isinstance(f, go.Figure) for f in figures)
     box = charts.box_by_placement(done, "val_acc")

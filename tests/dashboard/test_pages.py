@@ -83,7 +83,7 @@ def test_job_page_compares_the_configurations(app_on_filled: FilledDb) -> None:
     [markdown_code] = [c for c in app.code if c.language == "markdown"]
     assert markdown_code.value.startswith("## Report: digits-placements")
     recipes = [json.loads(c.value) for c in app.code if c.language == "json"]
-    assert len(recipes) == 5 and all(r["blocks"] and r["version"] == 1 for r in recipes)
+    assert len(recipes) == 5 and all(r["slots"] and r["version"] == 2 for r in recipes)
     markdown = " ".join(texts(app, "markdown"))
     for chart in ("train_acc vs val_acc", "gap vs dropout", "epochs_to_converge by placement",
                   "epochs_to_converge by bn_momentum", "seconds_per_epoch by placement", "val_acc per placement",

@@ -59,8 +59,14 @@ class Trials:
         return trial
 
 
-def expected(values: list[float]) -> dict[str, Any]:
-    """n, mean, std (ddof=1) and the 95% t-interval, computed with numpy and scipy."""
+# What each metric can be (written out here, not read from regsearch.domain.metrics).
+RANGES = {"val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "val_auc": (0.0, 1.0), "gap": (-1.0, 1.0),
+          "epochs_to_converge": (1.0, math.inf), "seconds_per_epoch": (0.0, math.inf)}
+
+
+def expected(values: list[float], metric: str = "val_acc") -> dict[str, Any]:
+    """n, mean, std (ddof=1) and the 95% t-interval cut at the metric's range, computed with numpy
+    and scipy; no interval below 3 runs."""
     data = np.asarray(values, dtype=float)
     n = len(data)
     if n == 0:
@@ -68,15 +74,20 @@ def expected(values: list[float]) -> dict[str, Any]:
     if n == 1:
         return {"n": 1, "mean": float(data[0]), "std": None, "low": None, "high": None}
     std = float(np.std(data, ddof=1))
+    if n < 3:
+        return {"n": n, "mean": float(np.mean(data)), "std": std, "low": None, "high": None}
     if std == 0:  # identical runs (a deterministic configuration repeated): scipy answers NaN
         return {"n": n, "mean": float(np.mean(data)), "std": 0.0, "low": float(data[0]), "high": float(data[0])}
     low, high = scipy_stats.t.interval(0.95, n - 1, loc=float(np.mean(data)), scale=std / math.sqrt(n))
-    return {"n": n, "mean": float(np.mean(data)), "std": std, "low": float(low), "high": float(high)}
+    bottom, top = RANGES.get(metric, (-math.inf, math.inf))
+    return {"n": n, "mean": float(np.mean(data)), "std": std, "low": float(np.clip(low, bottom, top)),
+            "high": float(np.clip(high, bottom, top))}
 
 
-def assert_stat(stat: Stat, values: list[float]) -> None:
-    want = expected(values)
+def assert_stat(stat: Stat, values: list[float], metric: str = "val_acc") -> None:
+    want = expected(values, metric)
     assert stat.n == want["n"]
+    assert stat.too_few_runs == (want["n"] < 3)
     for key in ("mean", "std", "low", "high"):
         got = getattr(stat, key)
         if want[key] is None:
@@ -119,7 +130,7 @@ def test_placement_groups_match_numpy_and_scipy(study: Trials) -> None:
         assert group.n_active == sum(t["state"] == "running" for t in members)
         assert set(group.metrics) == set(REPORT_METRICS)
         for metric in REPORT_METRICS:
-            assert_stat(group.metrics[metric], metric_values(done, metric))
+            assert_stat(group.metrics[metric], metric_values(done, metric), metric)
     first = placements.groups[0]
     assert (first.n_trials, first.n_complete, first.n_pruned, first.n_failed) == (7, 5, 1, 1)
     assert report.counts["search"] == {"queued": 0, "running": 1, "complete": 10, "pruned": 1, "failed": 1}
@@ -207,7 +218,7 @@ def test_confirmation_runs_form_seed_groups_and_stay_out_of_the_groups(study: Tr
         assert config.numbers == [t["number"] for t in group]
         assert config.seeds == [7, 8, 9]  # the search run trained with the spec's seed
         for metric in ("val_acc", "test_acc", "gap"):
-            assert_stat(config.metrics[metric], metric_values(group, metric))
+            assert_stat(config.metrics[metric], metric_values(group, metric), metric)
     # confirmation runs are not in the placement groups
     assert report.grouping("placement").groups[0].n_trials == 7
     recommendation = report.recommendation
@@ -234,6 +245,10 @@ def test_the_recommendation_cites_its_evidence(study: Trials) -> None:
     epochs = [t["metrics"]["epochs_to_converge"] for t in study.items[:5]]
     runner_epochs = [t["metrics"]["epochs_to_converge"] for t in study.items[8:12]]
     assert f"converges in {np.mean(epochs):.1f} epochs vs {np.mean(runner_epochs):.1f}" in sentence
+    # well separated: the comparison says which is better, and why
+    assert recommendation.decided_by == "significant" and recommendation.tied == ["bn-act-drop"]
+    assert sentence.endswith("; bn-act-drop is better than act-drop on val_acc: their 95% intervals do not overlap "
+                             "(act: too few runs to compare).")
     codes = {w.code for w in report.warnings}
     assert codes == {"few_trials", "pruned_left_out", "not_confirmed", "partial"}  # one trial runs
     few = next(w.message for w in report.warnings if w.code == "few_trials" and "placement" in w.message)
@@ -254,7 +269,7 @@ def test_a_repeated_configuration_counts_once() -> None:
     assert_stat(groups["act"].metrics["val_acc"], [np.mean([0.50, 0.52, 0.54]), 0.60])
     assert_stat(groups["act-drop"].metrics["val_acc"], [np.mean([0.61, 0.63]), 0.70, 0.66])
     gaps = [t["metrics"]["gap"] for t in trials.items]
-    assert_stat(groups["act-drop"].metrics["gap"], [np.mean(gaps[4:6]), gaps[6], gaps[7]])
+    assert_stat(groups["act-drop"].metrics["gap"], [np.mean(gaps[4:6]), gaps[6], gaps[7]], "gap")
     repeated = [w.message for w in report.warnings if w.code == "repeated_configs"]
     assert len(repeated) == 1 and repeated[0].startswith("3 complete search trials repeated")
     assert "over 3 distinct configurations (4 trials)" in report.recommendation.sentence
@@ -276,7 +291,7 @@ def test_overlapping_intervals_warn_within_noise() -> None:
     thin.add("act", val=0.61, seed=2)
     report = build_report({**SPEC, "space": {"placement": ["bn-act", "act"]}}, thin.items)
     noise = [w.message for w in report.warnings if w.code == "within_noise"]
-    assert noise and "bn-act has fewer than 2 complete runs" in noise[0]
+    assert noise and "bn-act has fewer than 3 complete runs, too few runs for an interval" in noise[0]
 
 
 def test_a_job_without_complete_trials_gets_empty_groups_and_a_warning() -> None:
@@ -308,7 +323,7 @@ def test_non_finite_and_missing_metrics_are_left_out_and_the_report_is_strict_js
     group = report.grouping("placement").groups[0]
     assert_stat(group.metrics["val_acc"], [0.5, 0.6, 0.7])
     assert_stat(group.metrics["test_acc"], [trials.items[0]["metrics"]["test_acc"]])
-    assert_stat(group.metrics["gap"], [trials.items[0]["metrics"]["gap"]])
+    assert_stat(group.metrics["gap"], [trials.items[0]["metrics"]["gap"]], "gap")
     json.dumps(report.model_dump(mode="json"), allow_nan=False)
     assert Report.model_validate_json(report.model_dump_json()) == report
 
@@ -348,9 +363,90 @@ def test_markdown_tables_show_each_group_with_its_interval(study: Trials) -> Non
     assert rows["bn-act-drop"][:8] == ["1", "bn-act-drop", "5", "5", "1", "1",
                                        f"{leader['mean']:.3f} [{leader['low']:.3f}, {leader['high']:.3f}]",
                                        f"{leader['std']:.3f}"]
-    assert rows["act"][:8] == ["3", "act", "1", "1", "0", "0", "0.550", "–"]
+    assert rows["act"][:8] == ["3", "act", "1", "1", "0", "0", "0.550 (too few runs)", "–"]
     assert rows["bn-act"][:7] == ["–", "bn-act", "0", "0", "0", "0", "–"]
     for heading in ("### By placement (ranked by mean val_acc, higher is better)", "### By dropout band",
                     "### By BN momentum band", "### Confirmation runs (seed groups)"):
         assert heading in text
     assert "Not requested" in text
+
+
+def _two_placements(a: str, a_runs: list[tuple[float, float]], b: str, b_runs: list[tuple[float, float]]) -> Report:
+    """A report on placements ``a`` and ``b`` from (val_acc, seconds_per_epoch) per run."""
+    trials = Trials()
+    for placement, runs in ((a, a_runs), (b, b_runs)):
+        for seed, (val, seconds) in enumerate(runs, start=1):
+            trials.add(placement, val=val, seed=seed, seconds_per_epoch=seconds, dropout=0.46)
+    return build_report({**SPEC, "space": {"placement": [a, b]}}, trials.items)
+
+
+def test_within_noise_the_recommendation_says_no_significant_difference_and_takes_the_simpler_placement() -> None:
+    # the issue's case: drop-bn-act has the better mean, within noise of bn-act, which is twice as fast
+    report = _two_placements("drop-bn-act", [(0.96, 0.21), (0.99, 0.20), (0.98, 0.22)],
+                             "bn-act", [(0.95, 0.10), (0.98, 0.11), (0.97, 0.10)])
+    assert report.comparison is not None and report.comparison.leader == "drop-bn-act" and report.comparison.overlap
+    assert "within_noise" in {w.code for w in report.warnings}
+    recommendation = report.recommendation
+    assert recommendation.placement == "bn-act" and recommendation.decided_by == "fewer_components"
+    assert recommendation.tied == ["drop-bn-act", "bn-act"] and recommendation.runner_up == "drop-bn-act"
+    assert recommendation.sentence.startswith(
+        "No significant difference in val_acc between drop-bn-act and bn-act (their 95% intervals overlap), so a "
+        "tie-break decides: fewer components (bn-act uses BN only, drop-bn-act BN and dropout). "
+        "Put BN before the activation, without dropout (bn-act, bn_momentum 0.1)")
+    assert "dropout ≈" not in recommendation.sentence, "it does not recommend the dropout it advises against"
+    assert recommendation.reason in recommendation.sentence
+    assert f"**Recommendation.** {recommendation.sentence}" in render_markdown(report)
+
+
+def test_within_noise_and_equally_simple_the_faster_placement_wins_then_the_steadier() -> None:
+    faster = _two_placements("bn-act", [(0.96, 0.20), (0.99, 0.21), (0.98, 0.20)],
+                             "act-bn", [(0.95, 0.10), (0.98, 0.11), (0.97, 0.10)]).recommendation
+    assert (faster.placement, faster.decided_by) == ("act-bn", "faster")
+    assert "bn-act and act-bn are equally simple (BN only), then faster (act-bn takes 0.103 [" in faster.sentence
+    assert "the intervals do not overlap)" in faster.sentence
+    steadier = _two_placements("bn-act", [(0.90, 0.20), (0.99, 0.10), (0.98, 0.15)],
+                               "act-bn", [(0.94, 0.10), (0.96, 0.20), (0.95, 0.15)]).recommendation
+    assert (steadier.placement, steadier.decided_by) == ("act-bn", "more_stable")
+    assert ("none is clearly faster (their s/epoch intervals overlap), then more stable (act-bn has the smallest "
+            "spread, sd 0.010 val_acc vs 0.049 for bn-act)") in steadier.sentence
+
+
+def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_few_runs() -> None:
+    from rich.console import Console
+
+    from regsearch.cli.tables import comparison_table
+
+    trials = Trials()
+    for seed, val in enumerate((0.99, 1.0, 1.0), start=1):
+        trials.add("act", val=val, seed=seed, test_acc=val, val_auc=val, epochs_to_converge=1 + seed % 2,
+                   epochs_run=2)
+    for seed, val in enumerate((0.1, 0.9), start=1):
+        trials.add("act-drop", val=val, seed=seed)
+    report = build_report({**SPEC, "space": {"placement": ["act", "act-drop"]}}, trials.items)
+    groups = {g.key: g for g in report.grouping("placement").groups}
+    for grouping in report.groupings:
+        for group in grouping.groups:
+            for metric, stat in group.metrics.items():
+                if stat.low is not None:
+                    bottom, top = RANGES[metric]
+                    top = 2.0 if metric == "epochs_to_converge" else top  # the trials ran 2 epochs
+                    assert bottom <= stat.low <= stat.high <= top, (group.key, metric, stat)
+    act = groups["act"].metrics
+    assert act["val_acc"].high == 1.0 and act["val_acc"].clipped and act["test_acc"].high == 1.0
+    assert act["epochs_to_converge"].high == 2.0 and act["epochs_to_converge"].low == 1.0
+    thin = groups["act-drop"].metrics["val_acc"]
+    assert thin.too_few_runs and thin.low is None and thin.high is None and thin.n == 2
+    document = report.model_dump(mode="json")
+    placement = next(g for g in document["groupings"] if g["by"] == "placement")
+    assert next(g for g in placement["groups"] if g["key"] == "act-drop")["metrics"]["val_acc"] == {
+        "n": 2, "mean": pytest.approx(0.5), "std": pytest.approx(float(np.std([0.1, 0.9], ddof=1))), "low": None,
+        "high": None, "too_few_runs": True, "clipped": False}
+    text = render_markdown(report)
+    want = expected([0.99, 1.0, 1.0])
+    assert want["high"] == 1.0 and f"| 1 | act | 3 | 3 | 0 | 0 | {want['mean']:.3f} [{want['low']:.3f}, 1.000]† |" in text
+    assert "0.500 (too few runs)" in text and "† the t-interval reached past what the metric can be" in text
+    assert "[-0" not in text, "no negative accuracy anywhere"
+    console = Console(width=220, record=True)
+    console.print(comparison_table(document))
+    shown = console.export_text()
+    assert "0.500 (too few runs)" in shown and "1.000]†" in shown and "is cut there" in shown

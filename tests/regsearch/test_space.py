@@ -43,9 +43,9 @@ def test_recipe_orders_each_block() -> None:
     spec = spec_with()
     params = {"placement": "drop-bn-act", "dropout": 0.3, "dropout_layers": "last-2", "bn_momentum": 0.05, "bn_layers": "last"}
     recipe = make_recipe(spec, params, [64], 10)
-    assert [b["order"] for b in recipe["blocks"]] == [["act"], ["drop", "act"], ["drop", "bn", "act"]]
-    assert [b["dropout"] for b in recipe["blocks"]] == [None, 0.3, 0.3]
-    assert [b["bn_momentum"] for b in recipe["blocks"]] == [None, None, 0.05]
+    assert [b["order"] for b in recipe["slots"]] == [["act"], ["drop", "act"], ["drop", "bn", "act"]]
+    assert [b["dropout"] for b in recipe["slots"]] == [None, 0.3, 0.3]
+    assert [b["bn_momentum"] for b in recipe["slots"]] == [None, None, 0.05]
     assert recipe["input_shape"] == [64] and recipe["n_classes"] == 10
 
 

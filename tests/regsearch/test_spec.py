@@ -50,7 +50,7 @@ def with_change(path: str, value: object) -> dict:
 def test_interface_example_is_valid() -> None:
     spec = validate_spec(INTERFACE_EXAMPLE)
     assert spec.directions == ["maximize"]
-    assert spec.model.widths == [256, 256, 256]
+    assert spec.model.hidden == [256, 256, 256] and spec.model.n_slots() == 3
 
 
 @pytest.mark.parametrize(

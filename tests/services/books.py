@@ -6,9 +6,9 @@ from typing import Any
 
 import optuna
 
+from regsearch.domain.states import FINAL_TRIAL_STATES
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
-from regsearch.store.models import FINAL_TRIAL_STATES
 from regsearch.store.studies import optuna_storage
 
 OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}

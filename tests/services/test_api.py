@@ -359,7 +359,8 @@ def test_list_jobs_pages_newest_first(client: TestClient) -> None:
     ids = [submit(client, spec_with(name=f"job-{i}"))["id"] for i in range(3)]
     page = client.get("/jobs", params={"limit": 2}).json()
     assert page["count"] == 3 and len(page["items"]) == 2
-    assert set(page["items"][0]) == JOB_KEYS
+    assert set(page["items"][0]) == JOB_KEYS | {"best"}  # like GET /jobs/{id}: the ranking's first
+    assert page["items"][0]["best"] is None  # no complete trial yet
     rest = client.get("/jobs", params={"limit": 2, "offset": 2}).json()
     assert {j["id"] for j in page["items"] + rest["items"]} == set(ids)
     assert page["items"][0]["name"] == "job-2"
@@ -531,7 +532,8 @@ def test_best_maximizes_val_acc_and_ranks_unknown_last(client: TestClient, db: D
     body = client.get(f"/jobs/{job_id}/best").json()
     assert [b["number"] for b in body["items"]] == [1, 3, 0, 2] and body["count"] == 4
     top = body["items"][0]
-    assert set(top) == {"number", "params", "recipe", "metrics", "confirmation"} and top["confirmation"] is None
+    assert set(top) == {"number", "params", "recipe", "metrics", "confirmation", "weights"}
+    assert top["confirmation"] is None and top["weights"] is None  # a row written without weights
     assert {
         "val_acc",
         "test_acc",
@@ -833,7 +835,7 @@ def test_the_api_imports_neither_torch_nor_the_worker(tmp_path: Path) -> None:
         "from regsearch.config import Settings\n"
         "from regsearch.services.api.main import create_app\n"
         f"create_app(Settings(data_dir={str(tmp_path)!r}, database_url='sqlite://'))\n"
-        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'worker'))]\n"
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'regsearch.worker'))]\n"
         "assert not bad, bad\n"
     )
     subprocess.run(

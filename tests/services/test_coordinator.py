@@ -9,13 +9,13 @@ import optuna
 import pytest
 
 from regsearch.config import Settings
-from regsearch.messaging.queue import TrialQueue
 from regsearch.domain.spec import validate_spec
+from regsearch.messaging.queue import TrialQueue
+from regsearch.services.coordinator import Coordinator
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.studies import optuna_storage
-from regsearch.services.coordinator import Coordinator
 
 
 class RecordingQueue(TrialQueue):
@@ -233,3 +233,16 @@ def test_a_database_outage_in_optunas_storage_never_fails_the_job(db: Database) 
     coordinator.step = step  # type: ignore[method-assign]
     coordinator.tick()
     assert job_store.get_job(db, job_id=job_id).status == "running"  # type: ignore[union-attr]
+
+
+def test_the_docstrings_list_the_tick_in_the_codes_order() -> None:
+    """The tick is read from its docstrings: they name the steps of TICK, in TICK's order."""
+    import re
+
+    from regsearch.services.coordinator import coordinator, steps
+
+    names = [step.name for step in steps.TICK]
+    assert re.findall(r"^\s*\d+\.\s+(\w+)", steps.__doc__ or "", re.MULTILINE) == names
+    assert " -> ".join(names) in " ".join((coordinator.__doc__ or "").split())
+    marked = re.findall(r"^\s*\d+\.\s+(\w+)\s+\(maintenance\)", steps.__doc__ or "", re.MULTILINE)
+    assert marked == [step.name for step in steps.TICK if step.maintenance] == ["sync", "reap", "resend"]

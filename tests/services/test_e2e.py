@@ -26,8 +26,8 @@ def test_a_job_runs_end_to_end_and_confirms_its_leader_with_new_seeds(stack: Sta
     assert counts["complete"] >= 4 and counts["failed"] == 0, (counts, stack.logs())
     assert_books_agree(stack.db, stack.client, job["id"])
 
-    best = stack.client.best(job["id"], 3)["items"]
-    assert best and best[0]["recipe"]["blocks"] and best[0]["metrics"]["test_acc"] is not None
+    best = stack.client.best(job["id"], 3)
+    assert best and best[0]["recipe"]["slots"] and best[0]["metrics"]["test_acc"] is not None
     leader, confirmation = best[0], best[0]["confirmation"]
     assert confirmation["n"] == 3 and confirmation["seeds"] == [None, 1, 2], confirmation
     assert [item["confirmation"] for item in best[1:]] == [None] * (len(best) - 1)

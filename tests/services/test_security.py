@@ -233,17 +233,44 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def test_a_symlink_out_of_the_data_dir_fails_the_trial_with_a_dataset_error(embedded_settings: Settings,
+def _links_out_of(data_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(outside / "secret.npz", x=rng.normal(size=(200, 8)).astype(np.float32), y=np.arange(200) % 2)
+    (data_dir / "link.npz").symlink_to(outside / "secret.npz")
+    (data_dir / "linked-dir").symlink_to(outside, target_is_directory=True)
+
+
+def test_embedded_a_symlink_out_of_the_data_dir_is_refused_at_submit(api_stack: Stack, tmp_path: Path) -> None:
+    _links_out_of(api_stack.settings.data_dir, tmp_path)
+    before = api_stack.client.jobs()["count"]
+    for path in ("link.npz", "linked-dir/secret.npz", "missing.npz"):
+        spec = small_spec("symlink", dataset={"name": "npz", "path": path})
+        response = httpx.post(f"{api_stack.settings.api_url}/jobs", json=spec, timeout=10)
+        assert response.status_code == 422, (path, response.text)
+        (item,) = response.json()["detail"]
+        assert item["field"] == "dataset.path" and path in item["message"], item
+    assert api_stack.client.jobs()["count"] == before, "a refused spec creates nothing"
+
+
+@pytest.fixture
+def production_settings(data_dir: Path, pg_url: str, redis_url: str) -> Settings:
+    return Settings(data_dir=data_dir, database_url=pg_url, broker_url=redis_url, api_token=None)
+
+
+def test_a_symlink_out_of_the_data_dir_fails_the_trial_with_a_dataset_error(production_settings: Settings,
                                                                             tmp_path: Path) -> None:
+    """In production the API does not see the workers' files: the first worker ends the job."""
     outside = tmp_path / "outside"
     outside.mkdir()
     # A valid dataset: if the worker followed the link, these trials would train and complete.
     rng = np.random.default_rng(0)
     np.savez(outside / "secret.npz", x=rng.normal(size=(200, 8)).astype(np.float32), y=np.arange(200) % 2)
-    data_dir = embedded_settings.data_dir
+    data_dir = production_settings.data_dir
     (data_dir / "link.npz").symlink_to(outside / "secret.npz")
     (data_dir / "linked-dir").symlink_to(outside, target_is_directory=True)
-    with running_stack(embedded_settings, tmp_path / "logs") as stack:
+    with running_stack(production_settings, tmp_path / "logs") as stack:
         jobs = {path: stack.client.submit(small_spec("symlink", dataset={"name": "npz", "path": path},
                                                      budget={"n_trials": 2, "parallelism": 2, "max_retries": 2}))
                 for path in ("link.npz", "linked-dir/secret.npz")}

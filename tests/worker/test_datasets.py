@@ -51,7 +51,8 @@ def test_mnist1d_is_generated_offline_and_cached(
     spec = DatasetSpec(name="mnist1d")
     first = load_dataset(spec, data_dir)
     assert first.sample_shape == (1, 40) and first.n_classes == 10 and first.name == "mnist1d"
-    assert _sizes(first) == (3000, 1000, 1000)  # the package's own 1000-example test split
+    # the official split: 4,000 train (validation carved from it: 20%) and 1,000 test
+    assert _sizes(first) == (3200, 800, 1000)
     assert first.x_train.dtype == np.float32 and first.y_train.dtype == np.int64
     with np.load(cache, allow_pickle=False) as archive:
         assert archive["x"].shape == (4000, 40) and archive["x_test"].shape == (1000, 40)
@@ -120,8 +121,8 @@ def test_npz_own_test_split_is_the_test_split(data_dir: Path) -> None:
     x, y = _blobs(160)
     x_test, y_test = _blobs(37, seed=2)
     splits = load_dataset(_npz(data_dir, x=x, y=y, x_test=x_test, y_test=y_test), data_dir)
-    # val keeps the ratio a self-made split has: 0.2 / (1 - 0.2) of the 160 -> 40
-    assert _sizes(splits) == (120, 40, 37)
+    # validation is carved from the given training part: 20% of the 160 -> 32
+    assert _sizes(splits) == (128, 32, 37)
     np.testing.assert_array_equal(splits.y_test, y_test)
 
 

@@ -110,7 +110,7 @@ def test_layer_selection_defaults_to_the_specs_fixed_choice() -> None:
         ({"placement": "bn-act", "bn_momentum": 1.5}, "params.bn_momentum: 1.5 is out of range"),
         (
             {"placement": "act-drop", "dropout": 0.1, "dropout_layers": "last-3"},
-            "params.dropout_layers: 'last-3' asks for more than the model's 2 blocks",
+            "params.dropout_layers: 'last-3' asks for more than the model's 2 slots",
         ),
         (
             {"placement": "act-drop", "dropout": 0.1, "dropout_layers": "first"},

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from regsearch.domain.space import make_recipe
+from regsearch.domain.space import make_recipe, upgrade_recipe
 from regsearch.domain.spec import JobSpec, all_placements
 from regsearch.worker.models import build_model, layer_order
 
@@ -133,6 +134,46 @@ def test_dropout_is_active_in_train_mode() -> None:
     assert not torch.equal(model(x), model(x))
 
 
+# Verbatim what 0.1 stored (regsearch trial --json on mnist1d, version 1): still rebuilds.
+V1_RECIPE = json.loads(
+    """{"version": 1, "family": "mlp", "input_shape": [40], "n_classes": 10, "activation": "gelu",
+    "kernel_size": 3, "blocks": [
+    {"width": 256, "order": ["bn", "act", "drop"], "dropout": 0.3, "bn_momentum": 0.1},
+    {"width": 64, "order": ["act"], "dropout": null, "bn_momentum": null}]}"""
+)
+V1_CNN_RECIPE = json.loads(
+    """{"version": 1, "family": "cnn", "input_shape": [1, 8, 8], "n_classes": 10,
+    "activation": "relu", "kernel_size": 3, "blocks": [
+    {"width": 8, "order": ["drop", "bn", "act"], "dropout": 0.2, "bn_momentum": 0.05},
+    {"width": 4, "order": ["act", "bn"], "dropout": null, "bn_momentum": 0.05}]}"""
+)
+
+
+def test_a_stored_version_1_recipe_rebuilds_the_same_module() -> None:
+    assert layer_order(build_model(V1_RECIPE)) == [
+        "Linear(40->256)", "BatchNorm1d(m=0.1)", "GELU", "Dropout(p=0.3)",
+        "Linear(256->64)", "GELU", "Linear(64->10)",
+    ]  # fmt: skip
+    # the same parameter names as 0.1's nn.Sequential, so its weights load
+    assert list(build_model(V1_RECIPE).state_dict()) == [
+        "block1.linear.weight", "block1.linear.bias", "block1.bn.weight", "block1.bn.bias",
+        "block1.bn.running_mean", "block1.bn.running_var", "block1.bn.num_batches_tracked",
+        "block2.linear.weight", "block2.linear.bias", "head.weight", "head.bias",
+    ]  # fmt: skip
+    cnn = build_model(V1_CNN_RECIPE)
+    assert layer_order(cnn) == [
+        "Conv2d(1->8, k=3x3)", "Dropout(p=0.2)", "BatchNorm2d(m=0.05)", "ReLU",
+        "Conv2d(8->4, k=3x3)", "ReLU", "BatchNorm2d(m=0.05)", "Flatten", "Linear(256->10)",
+    ]  # fmt: skip
+    assert cnn(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    # and the upgrade is the recipe this version writes for the same configuration
+    spec = JobSpec(name="t", dataset={"name": "digits"}, model={"family": "cnn", "channels": [8, 4]})
+    params = {"placement": "act-bn", "bn_momentum": 0.05, "bn_layers": "all"}
+    mine = make_recipe(spec, params, [1, 8, 8], 10)
+    assert upgrade_recipe(V1_CNN_RECIPE)["knobs"] == mine["knobs"]
+    assert upgrade_recipe(V1_CNN_RECIPE)["slots"][1] == mine["slots"][1]
+
+
 def test_layer_order_example() -> None:
     recipe = {
         "version": 1,
@@ -169,13 +210,13 @@ def test_layer_order_example() -> None:
 )
 def test_activations(activation: str, cls: type[nn.Module]) -> None:
     recipe = _recipe("mlp", "act")
-    recipe["activation"] = activation
+    recipe["knobs"]["activation"] = activation
     assert isinstance(build_model(recipe).block1.act, cls)
 
 
 def test_even_kernels_size_the_head_correctly() -> None:
     recipe = _recipe("cnn1d", "bn-act")
-    recipe["kernel_size"] = 4  # padding 2 grows the length by one per block: 9 -> 12
+    recipe["knobs"]["kernel_size"] = 4  # padding 2 grows the length by one per block: 9 -> 12
     model = build_model(recipe)
     assert model.head.in_features == 8 * 12
     assert model(torch.randn(3, 2, 9)).shape == (3, 4)
@@ -196,20 +237,23 @@ def _set(recipe: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("family", "rnn", "recipe.family"),
+        ("family", "rnn", "recipe.family: unknown family 'rnn' \\(known: cnn, mlp, resnet, vgg"),
         ("input_shape", [20, 3], "recipe.input_shape"),
         ("n_classes", 1, "recipe.n_classes"),
-        ("activation", "swish", "recipe.activation"),
-        ("version", 2, "recipe.version"),
-        ("blocks", [], "recipe.blocks"),
-        ("blocks.0.width", 0, r"recipe.blocks\[0\].width"),
-        ("blocks.1.order", ["bn", "drop"], r"recipe.blocks\[1\].order"),
-        ("blocks.1.order", ["act", "act"], r"recipe.blocks\[1\].order"),
-        ("blocks.1.order", ["bn-act"], r"recipe.blocks\[1\].order"),
-        ("blocks.2.dropout", 1.0, r"recipe.blocks\[2\].dropout"),
-        ("blocks.2.bn_momentum", 0.0, r"recipe.blocks\[2\].bn_momentum"),
-        ("blocks.2.bn_momentum", True, r"recipe.blocks\[2\].bn_momentum"),
-        ("blocks.0.extra", 1, r"recipe.blocks\[0\].extra"),
+        ("knobs.activation", "swish", "recipe.knobs.activation"),
+        ("knobs.hidden", [12, 10], "recipe.slots: 3 given, the mlp family's knobs make 2"),
+        ("knobs.width", 3, "recipe.knobs.width: unknown field"),
+        ("knobs", KeyError, "recipe.knobs: missing"),
+        ("version", 3, "recipe.version"),
+        ("extra", 1, "recipe.extra: unknown key"),
+        ("slots", [], "recipe.slots"),
+        ("slots.1.order", ["bn", "drop"], r"recipe.slots\[1\].order"),
+        ("slots.1.order", ["act", "act"], r"recipe.slots\[1\].order"),
+        ("slots.1.order", ["bn-act"], r"recipe.slots\[1\].order"),
+        ("slots.2.dropout", 1.0, r"recipe.slots\[2\].dropout"),
+        ("slots.2.bn_momentum", 0.0, r"recipe.slots\[2\].bn_momentum"),
+        ("slots.2.bn_momentum", True, r"recipe.slots\[2\].bn_momentum"),
+        ("slots.0.width", 1, r"recipe.slots\[0\].width: unknown key"),
         ("n_classes", KeyError, "recipe.n_classes: missing"),
     ],
 )
@@ -219,8 +263,34 @@ def test_invalid_recipes_name_the_key(path: str, value: Any, message: str) -> No
         build_model(recipe)
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("family", "rnn", "recipe.family"),
+        ("input_shape", [20, 3], "recipe.input_shape"),
+        ("n_classes", 1, "recipe.n_classes"),
+        ("activation", "swish", "recipe.activation"),
+        ("version", 3, "recipe.version"),
+        ("blocks", [], "recipe.blocks"),
+        ("blocks.0.width", 0, r"recipe.blocks\[0\].width"),
+        ("blocks.1.order", ["bn", "drop"], r"recipe.blocks\[1\].order"),
+        ("blocks.1.order", ["act", "act"], r"recipe.blocks\[1\].order"),
+        ("blocks.1.order", ["bn-act"], r"recipe.blocks\[1\].order"),
+        ("blocks.0.dropout", 1.0, r"recipe.blocks\[0\].dropout"),
+        ("blocks.0.bn_momentum", 0.0, r"recipe.blocks\[0\].bn_momentum"),
+        ("blocks.0.bn_momentum", True, r"recipe.blocks\[0\].bn_momentum"),
+        ("blocks.0.extra", 1, r"recipe.blocks\[0\].extra"),
+        ("n_classes", KeyError, "recipe.n_classes: missing"),
+    ],
+)
+def test_invalid_version_1_recipes_name_the_version_1_key(path: str, value: Any, message: str) -> None:
+    recipe = _set(json.loads(json.dumps(V1_RECIPE)), path, value)
+    with pytest.raises(ValueError, match=f"^{message}"):
+        build_model(recipe)
+
+
 def test_dropout_on_a_block_without_drop_is_refused() -> None:
     recipe = _recipe("mlp", "bn-act")
-    recipe["blocks"][0]["dropout"] = 0.2
-    with pytest.raises(ValueError, match=r"recipe.blocks\[0\].dropout: must be null"):
+    recipe["slots"][0]["dropout"] = 0.2
+    with pytest.raises(ValueError, match=r"recipe.slots\[0\].dropout: must be null"):
         build_model(recipe)

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Path, Query, Response
 
 from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import ACTIVE_JOB_STATES, TrialState
 from regsearch.store.db import Database
 from regsearch.store.jobs import (
-    ACTIVE_JOB_STATES,
     JobCreated,
     best_configurations,
-    best_trials,
+    best_of_jobs,
     create_job,
     get_trial,
     list_jobs,
@@ -21,7 +21,8 @@ from regsearch.store.jobs import (
     trial_counts,
 )
 from regsearch.store.models import Job
-from regsearch.services.api.deps import DatabaseDep, JobDep, NotifyDep
+from regsearch.services.api.data_check import check_dataset_files
+from regsearch.services.api.deps import DatabaseDep, JobDep, NotifyDep, SettingsDep
 from regsearch.services.api.schemas import (
     BestConfigsPublic,
     ErrorPublic,
@@ -31,10 +32,10 @@ from regsearch.services.api.schemas import (
     JobsPublic,
     TrialDetailPublic,
     TrialsPublic,
-    TrialState,
     ValidationErrorPublic,
     best_config,
     job_detail,
+    job_item,
     job_public,
     trial_detail,
     trial_public,
@@ -85,9 +86,8 @@ def submit(db: Database, *, spec: JobSpec, idempotency_key: str | None) -> JobCr
 
 
 def describe_job(db: Database, job: Job) -> JobDetailPublic:
-    """A job with its per-state trial counts and its best trial so far."""
-    best = best_trials(db, job=job, k=1)
-    return job_detail(job, trial_counts(db, job_ids=[job.id])[job.id], best[0] if best else None)
+    """A job with its per-state trial counts and its best configuration so far (the ranking's first)."""
+    return job_detail(job, trial_counts(db, job_ids=[job.id])[job.id], best_of_jobs(db, jobs=[job])[job.id])
 
 
 @router.post(
@@ -106,12 +106,14 @@ def describe_job(db: Database, job: Job) -> JobDetailPublic:
 def submit_job(
     spec: JobSpec,
     db: DatabaseDep,
+    settings: SettingsDep,
     response: Response,
     notify: NotifyDep,
     background: BackgroundTasks,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Validate a spec completely, then store the job and create its Optuna study."""
+    check_dataset_files(spec, settings)
     try:
         result = submit(db, spec=spec, idempotency_key=idempotency_key)
     except IdempotencyConflict as exc:
@@ -129,10 +131,11 @@ def submit_job(
 
 @router.get("", response_model=JobsPublic)
 def read_jobs(db: DatabaseDep, limit: Limit = 100, offset: Offset = 0) -> JobsPublic:
-    """List jobs, newest first."""
+    """List jobs, newest first, each with its best configuration so far (one query for the page)."""
     jobs, total = list_jobs(db, limit=limit, offset=offset)
     counts = trial_counts(db, job_ids=[job.id for job in jobs])
-    return JobsPublic(items=[job_public(job, counts[job.id]) for job in jobs], count=total)
+    best = best_of_jobs(db, jobs=jobs)
+    return JobsPublic(items=[job_item(job, counts[job.id], best[job.id]) for job in jobs], count=total)
 
 
 @router.get("/{job_id}", response_model=JobDetailPublic)
@@ -167,8 +170,9 @@ def read_trial(job: JobDep, db: DatabaseDep, number: TrialNumber) -> TrialDetail
 def read_best(
     job: JobDep, db: DatabaseDep, k: Annotated[int, Query(ge=1, le=100, description="how many")] = 5
 ) -> BestConfigsPublic:
-    """The top-k configurations by the job's objective (multi-objective: Pareto front first);
-    with confirmation runs, by the mean over seeds, with the spread next to it."""
+    """The first k configurations of the job's ranking (regsearch.domain.ranking): confirmed ones
+    by the mean over seeds, with the spread next to it, then the others; several objectives: by
+    Pareto front, then by the objectives in order, then trial number."""
     items = [best_config(r.trial, r.seed_runs) for r in best_configurations(db, job=job, k=k)]
     return BestConfigsPublic(items=items, count=len(items))
 

@@ -1,0 +1,102 @@
+"""Which trials keep their trained weights: the job's top ``budget.keep_weights`` configurations.
+
+A complete trial's weights go to the artifact store before its result (``weights = kept``). In
+the transaction that completes it (:func:`regsearch.store.trials.finish`, under the job row's
+lock, so completions are ranked one at a time), :func:`retain` ranks the job's configurations
+with the project's one ranking (:func:`regsearch.domain.ranking.rank_configurations`) and marks
+every kept trial outside the first ``keep_weights`` configurations ``evicting``: the number of
+configurations with kept weights never exceeds ``keep_weights``, at any commit. A configuration is
+a search trial with its confirmation runs, so they keep or lose their weights together.
+
+After that commit the worker calls :func:`sweep`, which deletes the files of the job's
+``evicting`` trials and marks them ``evicted``. A worker that dies in between leaves ``evicting``
+rows whose files the job's next sweep deletes; the API already answers 404 "evicted" for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import distinct, func, select, update
+
+from regsearch.domain.ranking import rank_configurations
+from regsearch.domain.states import WeightsState
+from regsearch.store.artifacts import ArtifactStore, weights_key
+from regsearch.store.db import Database
+from regsearch.store.models import Trial
+
+log = logging.getLogger("regsearch.store")
+_TRIALS = Trial.__table__
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How many configurations of a job keep weights, and the job's objectives to rank them by."""
+
+    keep: int
+    objectives: Sequence[tuple[str, str]] = field(default_factory=lambda: [("val_acc", "maximize")])
+
+
+def _configuration() -> Any:
+    """A trial's configuration: the search trial it re-runs, or its own number."""
+    return func.coalesce(_TRIALS.c.confirm_of, _TRIALS.c.number)
+
+
+def retain(session: Any, *, job_id: str, retention: Retention) -> int:
+    """Mark the kept trials outside the top ``retention.keep`` configurations ``evicting``; how many.
+
+    Runs in the caller's transaction, after the job row was locked."""
+    kept = _TRIALS.c.weights == WeightsState.KEPT
+    configurations = session.scalar(
+        select(func.count(distinct(_configuration()))).where(_TRIALS.c.job_id == job_id, kept)) or 0
+    if configurations <= retention.keep:
+        return 0  # the common case while a job is young: no ranking needed
+    from regsearch.store.jobs import ranking_query  # the same rows GET /jobs/{id}/best ranks
+
+    rows = [dict(row) for row in session.execute(ranking_query([job_id])).mappings()]
+    # RETENTION RANKING: the project's one ranking decides which configurations keep weights.
+    top = [ranked.number for ranked in rank_configurations(rows, retention.objectives, k=retention.keep)]
+    return int(session.execute(
+        update(_TRIALS).where(_TRIALS.c.job_id == job_id, kept, _configuration().not_in(top))
+        .values(weights=WeightsState.EVICTING)
+    ).rowcount or 0)
+
+
+def sweep(db: Database, store: ArtifactStore, *, job_id: str) -> list[int]:
+    """Delete the files of the job's ``evicting`` trials, then mark them ``evicted``; their numbers."""
+    with db.read() as session:
+        numbers = list(session.scalars(
+            select(_TRIALS.c.number).where(_TRIALS.c.job_id == job_id, _TRIALS.c.weights == WeightsState.EVICTING)
+        ).all())
+    for number in numbers:
+        store.delete(weights_key(job_id, number))
+    if numbers:
+        with db.session() as session:
+            session.execute(
+                update(_TRIALS).where(_TRIALS.c.job_id == job_id, _TRIALS.c.number.in_(numbers),
+                                      _TRIALS.c.weights == WeightsState.EVICTING)
+                .values(weights=WeightsState.EVICTED)
+            )
+        log.info("job %s: evicted the weights of trial(s) %s", job_id, numbers)
+    return numbers
+
+
+def kept_configurations(db: Database, *, job_id: str) -> set[int]:
+    """The configurations (search trial numbers) of the job whose weights are kept."""
+    with db.read() as session:
+        return {int(n) for n in session.scalars(
+            select(_configuration()).where(_TRIALS.c.job_id == job_id, _TRIALS.c.weights == WeightsState.KEPT)
+            .distinct()).all()}
+
+
+def weights_row(db: Database, *, job_id: str, number: int) -> Any:
+    """What ``GET /jobs/{id}/trials/{number}/weights`` needs of a trial: its state, error and
+    weights; None when the job has no such trial."""
+    with db.read() as session:
+        return session.execute(
+            select(_TRIALS.c.number, _TRIALS.c.state, _TRIALS.c.error, _TRIALS.c.weights)
+            .where(_TRIALS.c.job_id == job_id, _TRIALS.c.number == number)
+        ).first()

@@ -1,0 +1,176 @@
+"""One active job as the coordinator's steps see it: its row, spec, mirror and trial rows.
+
+The steps (:mod:`regsearch.services.coordinator.steps`) decide; an :class:`ActiveJob` reads and
+writes for them. It re-reads the trial rows in one place, :attr:`ActiveJob.rows`: at their first
+use in a tick, and again only after one of its own writes changed them, reading just what can
+have changed (:mod:`regsearch.services.coordinator.rows`). A write that ends a trial also tells
+both studies (Optuna's record and the mirror); a crash in between is made up by ``sync``.
+
+An ``ActiveJob`` lives as long as its job is active, so its mirror (the sampler's state) and
+its rows stay warm between ticks; :meth:`ActiveJob.begin` starts each tick over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+from regsearch import failpoints
+from regsearch.config import Settings
+from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import FINAL_JOB_STATES, EndReason, JobState, TrialState
+from regsearch.messaging.queue import DEFAULT_QUEUE, TrialQueue
+from regsearch.services.coordinator.mirror import StudyMirror
+from regsearch.services.coordinator.rows import JobRows
+from regsearch.store import jobs as job_store
+from regsearch.store import trials as trial_store
+from regsearch.store.db import Database
+from regsearch.store.models import Job, Trial, as_utc
+
+log = logging.getLogger("regsearch.coordinator")
+
+
+class ActiveJob:
+    """A job the coordinator is driving (not the :class:`~regsearch.domain.states.JobState` enum)."""
+
+    def __init__(self, db: Database, queue: TrialQueue, settings: Settings, row: Job, *,
+                 now: dt.datetime) -> None:
+        self.settings = settings
+        self._db = db
+        self._queue = queue
+        self.mirror = StudyMirror(db, row.study_name, JobSpec.model_validate(row.spec))
+        self.spec: JobSpec = self.mirror.spec  # validated once per job, when its mirror was built
+        self._cache = JobRows(db, row.id)
+        self._rows: list[Trial] = []
+        self._full = False  # the next read reads every row
+        self.ended = False  # the job is no longer active
+        self.begin(row, now=now, maintenance=True)
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    def begin(self, row: Job, *, now: dt.datetime, maintenance: bool) -> None:
+        """Start a tick with the job's row as just read: what one tick knows starts over."""
+        self.row = row
+        self.now = now
+        self.maintenance = maintenance or row.cancel_requested  # a cancel is acted on at once
+        self.halted = False  # no further step runs in this tick
+        self.in_flight = 0  # trials running, waiting in the broker or prepared (fill, confirm)
+        self.search_over = False  # the search asked its budget or ran out of time (fill)
+        self._stale = True  # the rows are re-read before their next use: workers changed them
+        self._reloaded = False
+
+    def halt(self) -> None:
+        """No further step runs for this job in this tick."""
+        self.halted = True
+
+    # -- reads ----------------------------------------------------------------------------
+    @property
+    def rows(self) -> list[Trial]:
+        """The job's rows by trial number; the only place that reads them."""
+        if self._stale:
+            self._rows = self._cache.refresh(full=self._full)
+            self._stale = self._full = False
+        return self._rows
+
+    def reload(self) -> None:
+        """Read every row again before the next use (once a tick: the job's end decides on them)."""
+        if not self._reloaded:
+            self._reloaded = self._full = self._stale = True
+
+    def count(self, state: TrialState) -> int:
+        return sum(1 for row in self.rows if row.state == state)
+
+    @property
+    def timed_out(self) -> bool:
+        started = as_utc(self.row.started_at)
+        if self.spec.budget.timeout_s is None or started is None:
+            return False
+        return (self.now - started).total_seconds() > self.spec.budget.timeout_s
+
+    def values(self, row: Trial) -> list[float] | None:
+        """The objective's values of a row, or None when one is missing or not a number."""
+        metrics = row.metrics or {}
+        values = [metrics.get(m) for m in self.spec.objective.metrics]
+        if any(not isinstance(v, (int, float)) for v in values):
+            return None
+        return [float(v) for v in values]  # type: ignore[arg-type]
+
+    # -- writes (a write that changes a row leaves the rows to be re-read) ---------------
+    def set_status(self, status: JobState, error: str | None = None) -> None:
+        job_store.set_job_status(self._db, job_id=self.id, status=status, error=error)
+        self.row.status = status
+        if status == JobState.RUNNING:
+            self.row.started_at = self.now  # the timeout counts from here, on this clock
+        if status in FINAL_JOB_STATES:
+            self.ended = True
+            self.halt()
+
+    def tell(self, row: Trial) -> None:
+        """Tell both studies the outcome of a final row."""
+        self.mirror.tell(row.number, self.values(row), row.state)
+
+    def end_queued(self, row: Trial, reason: str, *, state: TrialState = TrialState.FAILED,
+                   retryable: bool = False) -> bool:
+        """End a trial that has not started (a worker holding its message finds it ended)."""
+        if not trial_store.fail_queued(self._db, trial_id=row.id, reason=reason, retryable=retryable,
+                                       state=state):
+            return False
+        self.mirror.tell(row.number, None, state)
+        self._stale = True
+        return True
+
+    def end_stale(self, row: Trial, *, older_than: dt.datetime, reason: str, retryable: bool) -> bool:
+        """Fail a running trial whose heartbeat is still older than ``older_than``."""
+        if not trial_store.fail_stale(self._db, trial_id=row.id, older_than=older_than, reason=reason,
+                                      retryable=retryable):
+            return False
+        self.mirror.tell(row.number, None, TrialState.FAILED)
+        self._stale = True
+        return True
+
+    def adopt(self, frozen: FrozenTrial) -> None:
+        """Give an Optuna trial without a row (asked, then the coordinator stopped before the row
+        was committed) a failed, retryable row, so that its configuration runs again."""
+        self.mirror.tell(frozen.number, None, TrialState.FAILED)
+        row_id = trial_store.add_trial(self._db, job_id=self.id, number=frozen.number,
+                                       optuna_trial_id=frozen._trial_id, params=dict(frozen.params))
+        trial_store.fail_queued(self._db, trial_id=row_id, retryable=True, reason=EndReason.NOT_ENQUEUED)
+        self._stale = True
+
+    def mark_retried(self, row: Trial) -> bool:
+        if not trial_store.mark_retried(self._db, trial_id=row.id):
+            return False
+        self._cache.reread(row.id)  # a final row changed: re-read it with the open ones
+        self._stale = True
+        return True
+
+    def prepare(self, *, attempt: int = 1, retry_of: int | None = None,
+                fixed_params: dict[str, Any] | None = None, seed: int | None = None,
+                confirm_of: int | None = None) -> int:
+        """Ask and commit a trial (queued, not yet sent); returns its row id."""
+        attrs = None if confirm_of is None else {"regsearch_confirm_of": confirm_of, "regsearch_seed": seed}
+        number, optuna_trial_id, params = self.mirror.ask(fixed_params, user_attrs=attrs)
+        failpoints.hit("coordinator.after_ask")
+        trial_id = trial_store.add_trial(self._db, job_id=self.id, number=number,
+                                         optuna_trial_id=optuna_trial_id, params=params, attempt=attempt,
+                                         retry_of=retry_of, seed=seed, confirm_of=confirm_of)
+        failpoints.hit("coordinator.after_commit")
+        self._stale = True
+        return trial_id
+
+    def send(self, trial_ids: list[int]) -> None:
+        if not trial_ids:
+            return
+        # Marked first: a worker may refuse the message (its job at parallelism) and mark the
+        # trial unsent before a mark made after sending would land. A send that fails after the
+        # mark is a lost message, which ``resend`` sends again.
+        trial_store.mark_sent(self._db, trial_ids=trial_ids)
+        for trial_id in trial_ids:
+            self._queue.send(trial_id, DEFAULT_QUEUE)
+        # The rows are not re-read for the stamps: a row sent stays sent for every later step
+        # of the tick, and open rows are re-read at the next tick anyway.
