@@ -34,7 +34,7 @@ COPY services services
 COPY worker worker
 COPY dashboard dashboard
 # The core dependencies only; the build fails if anything pulled torch in.
-RUN pip install /app \
+RUN pip install "/app[s3]" \
     && python -c "import importlib.util as u, sys; sys.exit('torch in the service image' if u.find_spec('torch') else 0)"
 # No .env in the image (.dockerignore): settings come from the container's environment.
 WORKDIR /home/regsearch
@@ -77,7 +77,7 @@ COPY regsearch regsearch
 COPY services services
 COPY worker worker
 COPY dashboard dashboard
-RUN pip install "/app[worker]" \
+RUN pip install "/app[worker,s3]" \
     && python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
 
 # One worker container per GPU. With GPU_SLOT_DIR set (docker-compose.yml does) and

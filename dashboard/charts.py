@@ -2,7 +2,8 @@
 
 One color per placement everywhere (``placement_color``), fixed by the placement's position in
 ``regsearch.domain.spec.all_placements()``, so ``bn-act-drop`` has the same color on every page and
-every job. Plain SVG traces (no WebGL): they render in any browser, headless ones included.
+every job. Plain SVG traces (no WebGL): they render in any browser, headless ones included; the
+one exception is the parallel coordinates (plotly draws ``parcoords`` lines with WebGL only).
 """
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ ARROWS = {"maximize": "↑", "minimize": "↓"}
 
 
 def _categorical_dimension(values: pd.Series, name: str, order: Sequence[str] | None = None) -> dict[str, object]:
-    shown = values.map(lambda v: NONE_LABEL if v is None or v != v else str(v))
+    shown = values.map(lambda v: NONE_LABEL if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
     categories = list(order) if order is not None else sorted(shown.unique())
     categories += sorted(set(shown) - set(categories))
     codes = {c: i for i, c in enumerate(categories)}

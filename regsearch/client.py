@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from typing_extensions import Self
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 RECIPE_FILE, WEIGHTS_FILE = "recipe.json", "weights.safetensors"  # what load_model reads
-JobRef = Union[str, Mapping[str, Any]]  # a job id, or a job document with its "id"
+JobRef = str | Mapping[str, Any]  # a job id, or a job document with its "id"
 
 
 def job_id_of(job: JobRef) -> str:
@@ -155,7 +155,13 @@ class Client:
                 document = self.job(job)
             return document
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         console = progress if isinstance(progress, Console) else None
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -14,7 +14,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from typing import Any
 
 import numpy as np
 

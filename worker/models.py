@@ -81,6 +81,8 @@ def _validate_v2(recipe: Any) -> tuple[families.Family, Any]:
         family = families.get(recipe["family"])
     except ValueError as exc:
         raise ValueError(f"recipe.family: {exc}") from None
+    if not isinstance(recipe["knobs"], dict):
+        raise ValueError(f"recipe.knobs: {recipe['knobs']!r} must be an object of the family's knobs")  # noqa: TRY004
     try:
         knobs = family.impl.Knobs.model_validate(recipe["knobs"])
     except ValidationError as exc:

@@ -226,7 +226,8 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
         except (NonFiniteLossError, DatasetError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"  # deterministic: the same config fails again
             if isinstance(exc, DatasetError):  # ... and so does every other trial of the job
-                with_retry(lambda: job_data.fail_job_for_data(db, job_id=claim.job_id, reason=str(exc)),
+                reason = str(exc)
+                with_retry(lambda: job_data.fail_job_for_data(db, job_id=claim.job_id, reason=reason),
                            what=f"ending job {claim.job_id}")
         except Exception as exc:  # OOM, driver errors...: may pass on another attempt
             log.exception("trial %d failed", trial_id)

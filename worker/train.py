@@ -146,14 +146,21 @@ def to_device(splits: Splits, device: torch.device | str = "cpu") -> DeviceData:
     )
 
 
-def make_optimizer(model: nn.Module, training: TrainingSpec) -> torch.optim.Optimizer:
-    """adam / adamw / sgd; weight decay applies to weight matrices and kernels only."""
+def make_optimizer(
+    model: nn.Module, training: TrainingSpec, *, member_dims: int = 0
+) -> torch.optim.Optimizer:
+    """adam / adamw / sgd; weight decay applies to weight matrices and kernels only.
+
+    ``member_dims``: leading dimensions that stack several models' parameters (1 for a packed
+    model, ``regsearch.worker.packed``), not counted when telling a matrix from a vector.
+    """
     params: Any = list(model.parameters())
     if training.weight_decay > 0:
         # decaying biases and BN's scale/shift only fights the normalization (nanoGPT does the same)
+        matrix = 2 + member_dims
         params = [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": training.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            {"params": [p for p in params if p.ndim >= matrix], "weight_decay": training.weight_decay},
+            {"params": [p for p in params if p.ndim < matrix], "weight_decay": 0.0},
         ]
     fused = True if next(model.parameters()).is_cuda else None  # one kernel per step on GPU
     if training.optimizer == "sgd":

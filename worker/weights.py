@@ -74,7 +74,7 @@ def save_trial_weights(settings: Settings, claim: Claim, spec: JobSpec, best_sta
                 RECIPE_METADATA: json.dumps(recipe, sort_keys=True)}
     try:
         artifact_store(settings).put(weights_key(claim.job_id, claim.number), to_safetensors(best_state, metadata))
-    except Exception:  # noqa: BLE001 - logged; the trial's result is still written
+    except Exception:
         log.exception("trial %d: the weights could not be saved", claim.trial_id)
         return WeightsState.NOT_SAVED
     return WeightsState.KEPT
@@ -103,10 +103,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     the recipe). The module is rebuilt from the recipe by the worker's ``build_model`` (the
     installed model families), then the weights are loaded strictly.
     """
+    from regsearch.worker.models import build_model
     from safetensors import safe_open
     from safetensors.torch import load_file
-
-    from regsearch.worker.models import build_model
 
     path = Path(path).expanduser()
     weights = path / WEIGHTS_FILE if path.is_dir() else path

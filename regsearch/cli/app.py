@@ -7,242 +7,25 @@ this module. Exit status: 0 success, 2 bad input (the message names the field), 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from regsearch.cli.tables import make_console
-from regsearch.config import Settings, get_settings
-from regsearch.domain.devices import DEVICE_CHOICES, parse_device
+# the component commands register themselves on the same app
+from regsearch.cli import components  # noqa: F401
+from regsearch.cli.common import (
+    _api_call,
+    _client,
+    _device,
+    _load_spec_dict,
+    _settings,
+    app,
+    console,
+    fail,
+)
 from regsearch.domain.spec import SpecError, load_spec
-
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Find where dropout and batch normalization belong in a network, and how strong they should be.")
-db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
-app.add_typer(db_app, name="db")
-# A terminal's own width (tables fit it); into a pipe, COLUMNS when set, else no truncation.
-console = make_console(sys.stdout)
-err = make_console(sys.stderr, stderr=True)
-API_URL_HINT = "set the API's address with --api-url URL or REGSEARCH_API_URL"
-_api_url: str | None = None  # the global --api-url, when given
-EXAMPLE_SPEC = Path(__file__).with_name("examples") / "mnist1d-mlp.yaml"
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except Exception as exc:  # noqa: BLE001 - any settings error is bad input; pydantic names the variable
-        fail(f"configuration: {exc}", 2)
-
-
-def _stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM both end in the caller's ``finally`` (which stops the children).
-
-    Set explicitly: a process started in the background by a shell inherits SIGINT ignored,
-    and SIGTERM's default would leave the children running.
-    """
-    import signal
-
-    def stop(*_args: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _client(settings: Settings) -> Any:
-    """A client for ``--api-url``, else REGSEARCH_API_URL, else the default address."""
-    from regsearch.client import Client
-
-    if _api_url is not None:
-        settings = settings.model_copy(update={"api_url": _api_url})
-    return Client.from_settings(settings)
-
-
-def _api_call(call: Any) -> Any:
-    from regsearch.client import ApiError
-
-    try:
-        return call()
-    except ApiError as exc:
-        fail(exc.message + (f" ({API_URL_HINT})" if exc.status == 0 else ""), 2 if exc.is_bad_input else 1)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from regsearch import __version__
-
-        print(f"regsearch {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _global_options(
-    api_url: Annotated[str | None, typer.Option(
-        "--api-url", metavar="URL", show_default=False,
-        help="Where the API is, for the client commands (else REGSEARCH_API_URL, else http://127.0.0.1:8000).")] = None,
-    version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=_print_version, help="Print the installed version and exit.")] = False,
-) -> None:
-    """Find where dropout and batch normalization belong in a network, and how strong they should be."""
-    global _api_url
-    if api_url is not None and not api_url.startswith(("http://", "https://")):
-        fail(f"--api-url: {api_url!r} is not an http:// or https:// URL", 2)
-    _api_url = api_url
-
-
-def _device(device: str) -> str:
-    """The ``--device`` value, checked (exit 2 naming the option when it is not a device)."""
-    try:
-        return str(parse_device(device))
-    except ValueError:
-        fail(f"--device: {device!r} is not {DEVICE_CHOICES}", 2)
-
-
-# -- components -----------------------------------------------------------------------------
-@app.command()
-def api(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8000) -> None:
-    """Run the REST API (loopback by default; any other bind needs REGSEARCH_API_TOKEN)."""
-    from regsearch.services.api.server import UnsafeBindError, check_bind, serve
-
-    settings = _settings()
-    try:
-        check_bind(settings, host)
-    except UnsafeBindError as exc:
-        fail(str(exc), 2)
-    from regsearch.store.migrate import upgrade
-
-    upgrade(settings.sqlalchemy_url)
-    serve(settings, host=host, port=port)
-
-
-@app.command()
-def coordinator() -> None:
-    """Run the study coordinator (one per deployment)."""
-    import signal
-
-    from regsearch.services.coordinator import run_coordinator
-
-    _logging()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    run_coordinator(_settings(), stop)
-
-
-@app.command()
-def worker(
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto")] = "auto",
-    concurrency: Annotated[int, typer.Option(min=1, max=256, help="trial processes")] = 1,
-    queue: Annotated[str, typer.Option(help="the queue to consume")] = "regsearch",
-    loglevel: str = "INFO",
-) -> None:
-    """Run a Celery worker: --concurrency K trial processes on one device."""
-    parsed = parse_device(_device(device))
-    from regsearch.worker.tasks import DEVICE_ENV, create_worker_app
-
-    if parsed.index is not None:
-        # Pin the GPU before the pool forks; CUDA itself is initialized only in the children.
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(parsed.index)
-    os.environ[DEVICE_ENV] = parsed.kind
-    # K trial processes on C cores: C // K torch threads each, or they oversubscribe the CPU.
-    threads = str(max(1, (os.cpu_count() or 1) // concurrency))
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, threads)
-    settings = _settings()
-    from regsearch.store.migrate import upgrade
-
-    upgrade(settings.sqlalchemy_url)
-    celery_app = create_worker_app(settings)
-    celery_app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}", "-Q", queue,
-                            "-n", f"regsearch-{os.getpid()}@%h", "--without-gossip", "--without-mingle"])
-
-
-@app.command()
-def dashboard(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8501) -> None:
-    """Run the Streamlit dashboard."""
-    from regsearch.dashboard.run import run_dashboard
-
-    raise typer.Exit(run_dashboard(_settings(), port=port, host=host))
-
-
-@app.command()
-def up(
-    workers: Annotated[int, typer.Option(min=1, max=64)] = 2,
-    api_port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    dashboard_port: Annotated[int, typer.Option(min=1, max=65535)] = 8501,
-    no_dashboard: bool = False,
-) -> None:
-    """API + coordinator + workers + dashboard as child processes; Ctrl-C stops them all.
-
-    Prints one line per component; each component's own output goes to DATA_DIR/logs/NAME.log.
-    Exits 1 when a component dies (the others are stopped), 0 after Ctrl-C or SIGTERM.
-    """
-    from regsearch.cli.launcher import Supervisor, plan
-    from regsearch.client import Client
-    from regsearch.store.migrate import upgrade
-
-    settings = _settings()
-    api_url = f"http://127.0.0.1:{api_port}"
-    settings = settings.model_copy(update={"api_url": api_url})  # the children's REGSEARCH_API_URL
-    upgrade(settings.sqlalchemy_url)
-    log_dir = settings.data_dir / "logs"
-    supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=api_port,
-                                           dashboard_port=None if no_dashboard else dashboard_port), str(log_dir))
-    what = {"api": f"{api_url}  (docs: {api_url}/docs)", "coordinator": "schedules the trials",
-            "worker": f"{workers} trial process(es)", "dashboard": f"http://127.0.0.1:{dashboard_port}"}
-    _stop_on_signals()
-    code = 0
-    try:
-        supervisor.start()
-        console.print(f"regsearch up: data in {settings.data_dir}; each component's output in {log_dir}",
-                      highlight=False)
-        for component in supervisor.components:
-            console.print(f"  {component.name:<12} {what.get(component.name, '')}", highlight=False)
-        if api_port != 8000:
-            console.print(f"client commands: regsearch --api-url {api_url} status (or REGSEARCH_API_URL={api_url})",
-                          highlight=False)
-        ready = False
-        with Client(settings) as client:
-            while not supervisor.dead():
-                if not ready and client.ready():
-                    ready = True
-                    console.print("ready. Ctrl-C stops everything.", highlight=False)
-                time.sleep(0.5)
-        name, status = supervisor.dead()[0]
-        code = 1
-        err.print(f"[bold red]error:[/] {name} exited with status {status}; stopping the rest. "
-                  f"The end of {supervisor.log_path(name)}:", highlight=False)
-        for line in supervisor.log_tail(name):
-            err.print(f"  {line}", highlight=False, markup=False)
-    except KeyboardInterrupt:
-        console.print("stopping...")
-    finally:
-        supervisor.stop()
-    raise typer.Exit(code)
-
-
-# -- client commands ------------------------------------------------------------------------
-def _load_spec_dict(path: Path) -> dict[str, Any]:
-    try:
-        return load_spec(path).model_dump(mode="json", exclude_none=True)
-    except SpecError as exc:
-        fail(str(exc), 2)
 
 
 def _wait(client: Any, job_id: str, poll_s: float = 1.0) -> dict[str, Any]:
@@ -404,31 +187,6 @@ def trial(
         print(json.dumps(finite_or_none(document), indent=2))
     else:
         print_trial(console, document)
-
-
-@app.command()
-def demo(workers: Annotated[int, typer.Option(min=1, max=16)] = 2, spec: Path = EXAMPLE_SPEC) -> None:
-    """Start everything on the embedded defaults, run the bundled example, print the comparison, stop."""
-    from regsearch.cli.demo import run_demo
-
-    _stop_on_signals()
-    try:
-        code = run_demo(_settings(), _load_spec_dict(spec), workers=workers, console=console)
-    except KeyboardInterrupt:  # run_demo stopped everything on its way out
-        code = 130
-    raise typer.Exit(code)
-
-
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply the database migrations."""
-    from regsearch.store.migrate import upgrade
-
-    settings = _settings()
-    upgrade(settings.sqlalchemy_url)
-    console.print(f"database at {settings.sqlalchemy_url.split('@')[-1]} is up to date")
-
-
 
 
 def main() -> None:

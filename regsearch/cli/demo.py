@@ -8,11 +8,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from regsearch.cli.launcher import Supervisor, free_port, plan
+from regsearch.cli.tables import comparison_table, job_progress, print_best
 from regsearch.client import Client
 from regsearch.config import Settings
 from regsearch.domain.states import FINAL_JOB_STATES, JobState, TrialState
-from regsearch.cli.launcher import Supervisor, free_port, plan
-from regsearch.cli.tables import comparison_table, job_progress, print_best
 from regsearch.store.migrate import upgrade
 
 READY_TIMEOUT_S = 90

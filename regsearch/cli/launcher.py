@@ -67,7 +67,8 @@ class Supervisor:
         # Children see exactly this supervisor's settings, whatever .env or defaults say.
         for name, value in self.settings.model_dump().items():
             if value is not None:  # a SecretStr prints as stars: hand its value on
-                env[f"REGSEARCH_{name.upper()}"] = str(getattr(value, "get_secret_value", lambda: value)())
+                secret = getattr(value, "get_secret_value", None)  # a SecretStr prints as stars
+                env[f"REGSEARCH_{name.upper()}"] = str(secret() if secret is not None else value)
         env["REGSEARCH_DATABASE_URL"] = self.settings.sqlalchemy_url
         env.update(extra)
         return env

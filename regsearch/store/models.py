@@ -78,6 +78,9 @@ class Trial(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "number", name="uq_trial_job_number"),
         Index("ix_trial_job_state", "job_id", "state"),
+        # A job's kept weights, and the runs of those configurations: a few rows of thousands.
+        Index("ix_trial_job_weights", "job_id", "weights"),
+        Index("ix_trial_job_confirm_of", "job_id", "confirm_of"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

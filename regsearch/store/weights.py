@@ -2,11 +2,15 @@
 
 A complete trial's weights go to the artifact store before its result (``weights = kept``). In
 the transaction that completes it (:func:`regsearch.store.trials.finish`, under the job row's
-lock, so completions are ranked one at a time), :func:`retain` ranks the job's configurations
-with the project's one ranking (:func:`regsearch.domain.ranking.rank_configurations`) and marks
-every kept trial outside the first ``keep_weights`` configurations ``evicting``: the number of
-configurations with kept weights never exceeds ``keep_weights``, at any commit. A configuration is
-a search trial with its confirmation runs, so they keep or lose their weights together.
+lock, so completions are ranked one at a time), :func:`retain` ranks the configurations that
+hold weights (at most ``keep_weights`` + 1: the kept ones and the new one) with the project's one
+ranking (:func:`regsearch.domain.ranking.rank_configurations`) and marks every kept trial outside
+the first ``keep_weights`` configurations ``evicting``: the number of configurations with kept
+weights never exceeds ``keep_weights``, at any commit, and the cost does not grow with the job.
+With one objective this is exactly the job's top ``keep_weights`` (a configuration that left it
+never comes back); with confirmation means or several objectives, the top of those that still
+hold weights (weights are never re-made). A configuration is a search trial with its
+confirmation runs, so they keep or lose their weights together.
 
 After that commit the worker calls :func:`sweep`, which deletes the files of the job's
 ``evicting`` trials and marks them ``evicted``. A worker that dies in between leaves ``evicting``
@@ -20,10 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import distinct, func, select, update
+from sqlalchemy import func, select, union_all, update
 
 from regsearch.domain.ranking import rank_configurations
-from regsearch.domain.states import WeightsState
+from regsearch.domain.states import TrialState, WeightsState
 from regsearch.store.artifacts import ArtifactStore, weights_key
 from regsearch.store.db import Database
 from regsearch.store.models import Trial
@@ -48,15 +52,21 @@ def _configuration() -> Any:
 def retain(session: Any, *, job_id: str, retention: Retention) -> int:
     """Mark the kept trials outside the top ``retention.keep`` configurations ``evicting``; how many.
 
-    Runs in the caller's transaction, after the job row was locked."""
+    Runs in the caller's transaction, after the job row was locked. Ranks only the configurations
+    that hold weights (the kept ones, the new one among them) with their complete runs: a few
+    rows whatever the job's size. With one objective that is exactly the job's top ``keep``
+    (a configuration once outside it never comes back); with confirmation runs or several
+    objectives, the top ``keep`` of those that still hold weights."""
     kept = _TRIALS.c.weights == WeightsState.KEPT
-    configurations = session.scalar(
-        select(func.count(distinct(_configuration()))).where(_TRIALS.c.job_id == job_id, kept)) or 0
-    if configurations <= retention.keep:
-        return 0  # the common case while a job is young: no ranking needed
-    from regsearch.store.jobs import ranking_query  # the same rows GET /jobs/{id}/best ranks
-
-    rows = [dict(row) for row in session.execute(ranking_query([job_id])).mappings()]
+    configurations = [int(n) for n in session.scalars(
+        select(_configuration()).where(_TRIALS.c.job_id == job_id, kept).distinct()).all()]
+    if len(configurations) <= retention.keep:
+        return 0  # nothing to evict
+    # their search trials and confirmation runs: two index lookups (an OR would scan the job)
+    columns = (_TRIALS.c.number, _TRIALS.c.state, _TRIALS.c.metrics, _TRIALS.c.confirm_of, _TRIALS.c.seed)
+    runs = union_all(select(*columns).where(_TRIALS.c.job_id == job_id, _TRIALS.c.number.in_(configurations)),
+                     select(*columns).where(_TRIALS.c.job_id == job_id, _TRIALS.c.confirm_of.in_(configurations)))
+    rows = [dict(row) for row in session.execute(runs).mappings() if row.state == TrialState.COMPLETE]
     # RETENTION RANKING: the project's one ranking decides which configurations keep weights.
     top = [ranked.number for ranked in rank_configurations(rows, retention.objectives, k=retention.keep)]
     return int(session.execute(

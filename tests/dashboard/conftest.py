@@ -318,6 +318,7 @@ def point_app_at(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     """Make ``get_settings()`` (what the app reads) return ``settings``' database."""
     monkeypatch.setenv("REGSEARCH_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("REGSEARCH_DATABASE_URL", settings.sqlalchemy_url)
+    monkeypatch.delenv("REGSEARCH_API_TOKEN", raising=False)  # a token would put every page behind its form
     get_settings.cache_clear()
 
 

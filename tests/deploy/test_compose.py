@@ -98,8 +98,9 @@ def test_the_api_and_dashboard_listen_beyond_loopback_and_the_api_requires_a_tok
         _, params = cli(service_command(name))
         assert params["host"] == "0.0.0.0" and params["port"] == port
         assert any(mapping.endswith(f":{port}") for mapping in SERVICES[name]["ports"])
-    token = environment(SERVICES["api"])["REGSEARCH_API_TOKEN"]
-    assert referenced_variables(token or "") == {"REGSEARCH_API_TOKEN": True}, "a missing token must stop compose"
+    for name in ("api", "dashboard"):  # off loopback, both refuse to start without it
+        token = environment(SERVICES[name])["REGSEARCH_API_TOKEN"]
+        assert referenced_variables(token or "") == {"REGSEARCH_API_TOKEN": True}, "a missing token must stop compose"
 
 
 def test_the_worker_runs_on_cuda_with_k_trial_processes() -> None:

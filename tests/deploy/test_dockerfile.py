@@ -72,7 +72,7 @@ def test_the_worker_image_installs_torch_then_the_worker_extra() -> None:
     torch_default = next(a.args for a in stage.all("ARG") if a.args.startswith("TORCH_SPEC="))
     assert torch_default.split("=", 1)[1].startswith("torch")
     assert any("$TORCH_SPEC" in args for args in installs)
-    assert any("[worker]" in args for args in installs)
+    assert any("[worker]" in args or "[worker," in args for args in installs)  # [worker,s3]: weights to S3
     env = " ".join(e.args for e in stage.all("ENV"))
     assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
     assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in env, "slot N must be nvidia-smi's GPU N"

@@ -157,7 +157,7 @@ def test_a_configuration_keeps_its_confirmation_runs_weights_with_it(db: Databas
 
 
 def test_keep_zero_saves_nothing(db: Database, store: ArtifactStore) -> None:
-    job_id, spec = _job(db, keep=0)
+    job_id, _ = _job(db, keep=0)
     trial_id = trial_store.add_trial(db, job_id=job_id, number=0, optuna_trial_id=0, params={"placement": "act"})
     claim = trial_store.claim(db, trial_id=trial_id, worker="w", device="cpu")
     assert isinstance(claim, trial_store.Claim)

@@ -54,6 +54,7 @@ JOB_KEYS = {
     "counts",
     "cancel_requested",
     "error",
+    "data",
     "created_at",
     "started_at",
     "finished_at",
@@ -265,6 +266,10 @@ BAD_BODIES: list[tuple[str, str, str]] = [
         json.dumps(spec_with(space={"bn_layers": ["last-5"]})),
         "space.bn_layers",
     ),
+    ("resnet depth", json.dumps(spec_with(model={"family": "resnet", "depth": 10})), "model.depth"),
+    ("unknown family", json.dumps(spec_with(model={"family": "transformer"})), "model.family"),
+    ("knob of another family", json.dumps(spec_with(model={"family": "vgg", "hidden": [8]})), "model.hidden"),
+    ("model not an object", json.dumps(spec_with(model="mlp")), "model"),
     ("n_trials 0", json.dumps(spec_with(budget={"n_trials": 0})), "budget.n_trials"),
     ("NaN literal", json.dumps(SPEC).replace('"lr": 0.01', '"lr": NaN'), "training.lr"),
     (
@@ -435,9 +440,11 @@ def test_trials_filter_and_paginate(client: TestClient, db: Database) -> None:
         "role",
         "seed",
         "confirm_of",
+        "weights",
     }
     assert first["worker"] == "host-a" and first["device"] == "cpu" and first["attempt"] == 1
     assert first["role"] == "search" and first["seed"] is None and first["confirm_of"] is None
+    assert first["weights"] is None  # rows written without weights
     complete = client.get(f"/jobs/{job_id}/trials", params={"state": "complete", "limit": 2}).json()
     assert complete["count"] == 3 and [t["number"] for t in complete["items"]] == [0, 2]
     page2 = client.get(

@@ -246,3 +246,24 @@ def test_the_docstrings_list_the_tick_in_the_codes_order() -> None:
     assert " -> ".join(names) in " ".join((coordinator.__doc__ or "").split())
     marked = re.findall(r"^\s*\d+\.\s+(\w+)\s+\(maintenance\)", steps.__doc__ or "", re.MULTILINE)
     assert marked == [step.name for step in steps.TICK if step.maintenance] == ["sync", "reap", "resend"]
+
+
+def test_a_tick_reads_the_rows_once_and_only_what_can_have_changed(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    coordinator, queue, _, _ = make(db)
+    coordinator.tick()
+    reads: list[str] = []
+    for name in ("job_trials", "changed_trials"):
+        original = getattr(trial_store, name)
+        monkeypatch.setattr(trial_store, name,
+                            lambda *a, _f=original, _n=name, **k: reads.append(_n) or _f(*a, **k))
+    coordinator.tick(maintenance=True)
+    assert reads == ["changed_trials"], "one incremental read while nothing changed"
+    claim = trial_store.claim(db, trial_id=queue.sent[0], worker="w", device="cpu")
+    assert isinstance(claim, trial_store.Claim)
+    trial_store.finish(db, trial_id=claim.trial_id, lease=claim.lease, state="complete",
+                       metrics={"val_acc": 0.5})
+    reads.clear()
+    coordinator.tick(maintenance=False)
+    assert reads == ["changed_trials"], "asking and sending the next trial needs no second read"
+    assert len(queue.sent) == 4

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from regsearch.worker.datasets import load_dataset_cached
+from regsearch.worker.train import to_device
 
 from regsearch import ApiError, Client, load_model
 from regsearch.config import Settings
@@ -20,8 +22,6 @@ from regsearch.domain.spec import JobSpec
 from regsearch.store import trials as trial_store
 from regsearch.store.artifacts import open_artifact_store, weights_key
 from regsearch.store.models import Trial
-from regsearch.worker.datasets import load_dataset_cached
-from regsearch.worker.train import to_device
 from tests.services.stack import Stack, running_stack, small_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -59,7 +59,7 @@ test_accuracy_of.__test__ = False  # type: ignore[attr-defined]  # a helper
 def cli(stack: Stack, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGSEARCH_")}
     return subprocess.run([sys.executable, "-m", "regsearch", "--api-url", stack.settings.api_url, *args],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+                          capture_output=True, text=True, timeout=120, cwd=cwd, env=env, check=False)
 
 
 def test_the_best_trials_weights_come_back_and_reproduce_its_test_accuracy(weights_stack: Stack, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from regsearch.worker import runner
 from sqlalchemy import event, select
 
 from regsearch.config import Settings
@@ -21,7 +22,6 @@ from regsearch.store import studies
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.models import Epoch
-from regsearch.worker import runner
 
 SPEC = {"name": "curves", "dataset": {"name": "digits"}, "model": {"family": "mlp", "hidden": [16]},
         "space": {"placement": ["bn-act-drop"], "dropout": 0.1, "bn_momentum": 0.1},
@@ -71,10 +71,13 @@ def test_a_real_trials_epochs_are_optunas_intermediate_values(db: Database, data
     with db.read() as session:
         epochs = {e.epoch: e.val_acc for e in session.scalars(select(Epoch).where(Epoch.trial_id == trial_id))}
     assert sorted(epochs) == [1, 2, 3]
-    trial = optuna.load_study(study_name=study_name, storage=studies.optuna_storage(db.url)).trials[0]
+    study = optuna.load_study(study_name=study_name, storage=studies.optuna_storage(db.url))
+    trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.intermediate_values == epochs
     assert trial.intermediate_values == optunas_own(db, epochs)
+    (curve,) = optuna.visualization.plot_intermediate_values(study).data  # the learning curve Optuna draws
+    assert list(curve.x) == [1, 2, 3] and list(curve.y) == [epochs[n] for n in (1, 2, 3)]
 
 
 def epoch(n: int, val_acc: float) -> EpochMetrics:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from regsearch.domain.spec import JobSpec
 from regsearch.worker.datasets import load_dataset_cached
 from regsearch.worker.local import run_local_trial
 from regsearch.worker.train import to_device
 from regsearch.worker.weights import RECIPE_FILE, WEIGHTS_FILE, load_model, to_safetensors
+
+from regsearch.domain.spec import JobSpec
 
 SPEC = JobSpec(name="weights", dataset={"name": "digits"}, model={"family": "mlp", "hidden": [32, 16]},
                training={"epochs": 3, "batch_size": 64})
