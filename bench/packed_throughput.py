@@ -1,7 +1,7 @@
 """Trials per hour: packed training (K = 4, 8) over unpacked (one trial at a time), side by side.
 
-Eight mnist1d configurations of one structure (40-256-256-256-10 MLP, bn-act-drop, every slot),
-each with its own dropout rate, BN momentum and training seed, the same epochs. Each repeat
+Eight mnist1d configurations of one structure (40-256-256-256-10 MLP by default, bn-act-drop on
+every slot), each with its own dropout rate, BN momentum and training seed, the same epochs. Each repeat
 trains all eight three ways, in an order that rotates between repeats so drift in the machine's
 speed hits every mode: one at a time with ``train_trial``, as two packs of four and as one pack of
 eight (``train_packed``). A mode's figure is eight trials over its wall time (builds, epochs and
@@ -9,6 +9,7 @@ the final test evaluations included), as trials per hour; the speedups are ratio
 (and of the best repeats: on a shared machine the fastest run is the least disturbed).
 
     .venv/bin/python bench/packed_throughput.py [--epochs 5] [--repeats 3] [--threads 1]
+        [--hidden 256,256,256] [--device cpu]
 """
 
 from __future__ import annotations
@@ -59,22 +60,34 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (one per worker)")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: REGSEARCH_DATA_DIR")
+    parser.add_argument("--hidden", default="256,256,256", help="the MLP's hidden widths")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     device = select_device(args.device)
-    spec = JobSpec(name="bench", dataset=DatasetSpec(name="mnist1d"), model={"family": "mlp", "hidden": [256, 256, 256]})
+    hidden = [int(w) for w in args.hidden.split(",")]
+    spec = JobSpec(
+        name="bench", dataset=DatasetSpec(name="mnist1d"), model={"family": "mlp", "hidden": hidden}
+    )
     splits = load_dataset(spec.dataset, args.data_dir or get_settings().data_dir)
     data = to_device(splits, device)
     shape = input_shape_for(splits, "mlp")
     recipes = [
-        make_recipe(spec, {"placement": "bn-act-drop", "dropout": p, "bn_momentum": m}, shape, splits.n_classes)
+        make_recipe(
+            spec,
+            {"placement": "bn-act-drop", "dropout": p, "bn_momentum": m},
+            shape,
+            splits.n_classes,
+        )
         for p, m in zip(DROPOUT, MOMENTUM, strict=True)
     ]
     assert can_pack(recipes)
     training = TrainingSpec(epochs=args.epochs, batch_size=128, lr=1e-3, optimizer="adam")
-    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
-          f"train={len(splits.y_train)} epochs={args.epochs} repeats={args.repeats} trials/mode={len(recipes)}")  # fmt: skip
+    print(
+        f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
+        f"hidden={hidden} train={len(splits.y_train)} epochs={args.epochs} "
+        f"repeats={args.repeats} trials/mode={len(recipes)}"
+    )
 
     warm = training.model_copy(update={"epochs": 1})
     one_at_a_time(recipes[:1], warm, data)  # warm-up, not timed
@@ -89,15 +102,23 @@ def main() -> None:
     for repeat in range(args.repeats):
         for name in names[repeat % 3 :] + names[: repeat % 3]:
             seconds[name].append(modes[name]())
-        print(f"repeat {repeat + 1}: " + " ".join(
-            f"{name} {len(recipes) * 3600 / seconds[name][-1]:,.0f} trials/h" for name in names))  # fmt: skip
+        print(
+            f"repeat {repeat + 1}: "
+            + " ".join(
+                f"{name} {len(recipes) * 3600 / seconds[name][-1]:,.0f} trials/h" for name in names
+            )
+        )
 
     per_hour = {name: len(recipes) * 3600 / statistics.median(s) for name, s in seconds.items()}
     best = {name: len(recipes) * 3600 / min(s) for name, s in seconds.items()}
     print("median trials/hour: " + " ".join(f"{n}={v:,.0f}" for n, v in per_hour.items()))
-    print(f"best-repeat speedups: k4={best['k4'] / best['k1']:.2f} k8={best['k8'] / best['k1']:.2f}")
-    print(f"packed_speedup_k4={per_hour['k4'] / per_hour['k1']:.2f} "
-          f"packed_speedup_k8={per_hour['k8'] / per_hour['k1']:.2f} (goal >= 2.5)")  # fmt: skip
+    print(
+        f"best-repeat speedups: k4={best['k4'] / best['k1']:.2f} k8={best['k8'] / best['k1']:.2f}"
+    )
+    print(
+        f"packed_speedup_k4={per_hour['k4'] / per_hour['k1']:.2f} "
+        f"packed_speedup_k8={per_hour['k8'] / per_hour['k1']:.2f} (goal >= 2.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -138,6 +138,10 @@ class Client:
     def jobs(self) -> dict[str, Any]:
         return self._request("GET", "/jobs")
 
+    def families(self) -> list[dict[str, Any]]:
+        """The model families on offer: ``[{name, knobs (JSON schema), slots_doc, source}]``."""
+        return list(self._request("GET", "/families")["items"])
+
     def job(self, job: JobRef) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id_of(job)}")
 

@@ -25,7 +25,7 @@ from regsearch.worker import families
 from regsearch.worker.families.base import ACTIVATIONS, SlotFactory
 
 RECIPE_KEYS = ("version", "family", "knobs", "input_shape", "n_classes", "slots")
-SLOT_KEYS = {"order", "dropout", "bn_momentum"}
+SLOT_KEYS = {"order", "dropout", "bn_momentum", "name"}  # name: optional, the user's layer (auto)
 
 
 class BuildError(ValueError):
@@ -46,6 +46,8 @@ def _check_slot(where: str, slot: Any) -> None:
     unknown = set(slot) - SLOT_KEYS
     if unknown:
         raise ValueError(f"{where}.{min(unknown)}: unknown key")
+    if "name" in slot and not isinstance(slot["name"], str):
+        raise ValueError(f"{where}.name: {slot['name']!r} must be a layer name")
     order = slot.get("order")
     tokens_ok = isinstance(order, list) and all(t in PLACEMENT_TOKENS for t in order)
     try:

@@ -1,10 +1,11 @@
-"""Packed training: trials of one structure trained as ONE model, each member on its own (pure PyTorch).
+"""Packed training: trials of one structure trained as ONE model, each its own (pure PyTorch).
 
 Trials whose recipes differ only in their slots' rates (dropout, BN momentum) build modules of the
-same shapes; :func:`train_packed` stacks them into one packed model (``packed_layers``) and trains
-all members in the same ops: one batched matmul per Linear, one grouped convolution per Conv, one
-optimizer over the stacked parameters (Adam/AdamW/SGD are elementwise, so each member keeps its
-own moments; lr and weight decay are the spec's, shared). What stays per member:
+same shapes; :func:`train_packed` stacks them into one packed model (``packed_model``,
+``packed_layers``) and trains all members in the same ops: one batched matmul per Linear, one
+grouped convolution per Conv, one optimizer over the stacked parameters (Adam/AdamW/SGD are
+elementwise, so each member keeps its own moments; lr and weight decay are the spec's, shared; a
+pack of several takes Adam's fused step). What stays per member:
 
 - its weights' initialization (``build_model`` under its seed, as ``train_trial`` does),
 - its batch order (its own ``randperm`` generator; the pack gathers a ``(K, B, ...)`` batch),
@@ -14,7 +15,8 @@ own moments; lr and weight decay are the spec's, shared). What stays per member:
 
 So a member trains as it would alone: on CPU a pack of one takes the packed path (these layers,
 this loop) and reproduces ``train_trial`` bit for bit; in a larger pack a member matches its
-unpacked run within float tolerance. ``on_epoch(member, metrics)`` returning True stops that
+unpacked run within float tolerance (the fused Adam step and a grouped convolution round
+differently), and its dropout masks are exactly those its unpacked run draws. ``on_epoch(member, metrics)`` returning True stops that
 member: it leaves the pack, which is rebuilt without it (its compute is reclaimed: the remaining
 members' parameters, BN state and optimizer state are carried over exactly), and the others go
 on. A member whose loss becomes non-finite leaves the same way; its entry in the results is the
@@ -37,11 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from regsearch.domain.metrics import EpochMetrics, summarize
-from regsearch.domain.space import upgrade_recipe
 from regsearch.domain.spec import TrainingSpec
-from regsearch.worker import packed_layers
 from regsearch.worker.augment import Augment, make_augment
 from regsearch.worker.models import build_model
+from regsearch.worker.packed_model import PackedModel, can_pack, unpack_member
 from regsearch.worker.train import (
     EVAL_CHUNK,
     DeviceData,
@@ -52,68 +53,7 @@ from regsearch.worker.train import (
     make_optimizer,
 )
 
-STRUCTURE_KEYS = ("family", "knobs", "input_shape", "n_classes")
-
-
-def _structure(recipe: dict[str, Any]) -> tuple[Any, ...]:
-    recipe = upgrade_recipe(recipe)
-    return (*(repr(recipe[k]) for k in STRUCTURE_KEYS), tuple(tuple(s["order"]) for s in recipe["slots"]))
-
-
-def can_pack(recipes: Sequence[dict[str, Any]]) -> bool:
-    """Whether ``recipes`` can train as one pack: one structure (family, knobs, shapes, each slot's
-    ops, so placement and layer selection) and a module made only of layers with a packed form."""
-    if not recipes:
-        return False
-    try:
-        if len({_structure(r) for r in recipes}) != 1:
-            return False
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            model = build_model(recipes[0])  # shapes only: nothing allocated, no RNG consumed
-    except (ValueError, KeyError, TypeError):
-        return False
-    return packed_layers.unpackable(model) is None
-
-
-class PackedModel(nn.Module):
-    """K members of one structure; ``forward`` maps ``(K, B, *input_shape)`` to ``(K, B, classes)``."""
-
-    def __init__(self, net: nn.Module, recipes: Sequence[dict[str, Any]]) -> None:
-        super().__init__()
-        self.net = net
-        self.recipes = list(recipes)
-
-    @classmethod
-    def from_members(cls, models: Sequence[nn.Module], recipes: Sequence[dict[str, Any]],
-                     generators: Sequence[torch.Generator]) -> PackedModel:  # fmt: skip
-        """Stack ``models`` (built from ``recipes``); member ``i`` draws its dropout masks from ``generators[i]``."""
-        device = next(models[0].parameters()).device
-        return cls(packed_layers.pack(models, generators), recipes).to(device)
-
-    @property
-    def size(self) -> int:
-        return len(self.recipes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def member_state(self, i: int) -> dict[str, torch.Tensor]:
-        """Member ``i``'s state under ``build_model``'s names (views into the pack)."""
-        return {name: tensor[i] for name, tensor in self.net.state_dict().items()}
-
-    def select(self, keep: Sequence[int]) -> PackedModel:
-        """A new pack of only the members ``keep`` (positions), their state copied exactly."""
-        index = torch.tensor(list(keep), dtype=torch.long)
-        return PackedModel(packed_layers.select(self.net, index), [self.recipes[i] for i in keep])
-
-
-def unpack_member(packed_model: PackedModel, i: int) -> nn.Module:
-    """Member ``i`` as the plain module ``build_model(recipe_i)`` gives, with its trained state."""
-    with torch.random.fork_rng(devices=[]):  # the fresh weights are overwritten: leave the RNG alone
-        model = build_model(packed_model.recipes[i])
-    device = next(packed_model.parameters()).device
-    model.to(device).load_state_dict(packed_model.member_state(i))
-    return model
+__all__ = ["PackedModel", "can_pack", "train_packed", "unpack_member"]
 
 
 @dataclass
@@ -138,25 +78,35 @@ def _dropout_generator(seed: int, device: torch.device) -> torch.Generator:
     return generator
 
 
-def _carry_optimizer(old: torch.optim.Optimizer, old_model: nn.Module, new_model: nn.Module,
-                     keep: torch.Tensor, training: TrainingSpec) -> torch.optim.Optimizer:  # fmt: skip
-    """An optimizer for ``new_model`` (a selection of ``old_model``) with the kept members' state."""
-    new = make_optimizer(new_model, training, member_dims=1)
+def _carry_optimizer(
+    old: torch.optim.Optimizer,
+    old_model: nn.Module,
+    new: torch.optim.Optimizer,
+    new_model: nn.Module,
+    keep: torch.Tensor,
+) -> torch.optim.Optimizer:
+    """``new`` (over ``new_model``, selected from ``old_model``) with the kept members' state."""
     size = next(old_model.parameters()).shape[0]
     for p_old, p_new in zip(old_model.parameters(), new_model.parameters(), strict=True):
         state = old.state.get(p_old)
         if state:  # moments have the parameter's shape; Adam's step count is one shared scalar
             new.state[p_new] = {
-                key: (value[keep.to(value.device)] if value.ndim and value.shape[0] == size else value.clone())
-                if torch.is_tensor(value) else value
+                key: (
+                    value[keep.to(value.device)]
+                    if value.ndim and value.shape[0] == size
+                    else value.clone()
+                )
+                if torch.is_tensor(value)
+                else value
                 for key, value in state.items()
-            }  # fmt: skip
+            }
     return new
 
 
-def _evaluate_packed(model: PackedModel, x: torch.Tensor, y: torch.Tensor,
-                     autocast: Callable[[], Any]) -> torch.Tensor:  # fmt: skip
-    """``(K, 2)``: each member's summed loss and correct count (as ``train._evaluate`` per member)."""
+def _evaluate_packed(
+    model: PackedModel, x: torch.Tensor, y: torch.Tensor, autocast: Callable[[], Any]
+) -> torch.Tensor:
+    """``(K, 2)``: each member's summed loss and correct count, as ``train._evaluate``'s."""
     k = model.size
     loss = torch.zeros(k, device=x.device)
     correct = torch.zeros(k, device=x.device)
@@ -170,8 +120,13 @@ def _evaluate_packed(model: PackedModel, x: torch.Tensor, y: torch.Tensor,
     return torch.stack([loss, correct], dim=1)
 
 
-def _finish(member: _Member, model: PackedModel, position: int, data: DeviceData,
-            autocast: Callable[[], Any]) -> TrainResult:  # fmt: skip
+def _finish(
+    member: _Member,
+    model: PackedModel,
+    position: int,
+    data: DeviceData,
+    autocast: Callable[[], Any],
+) -> TrainResult:
     """The member's result: test accuracy of its best weights, measured on the plain module."""
     assert member.best_state is not None  # it ran at least one epoch
     plain = unpack_member(model, position)
@@ -179,13 +134,22 @@ def _finish(member: _Member, model: PackedModel, position: int, data: DeviceData
     plain.eval()
     shape = tuple(int(d) for d in model.recipes[position]["input_shape"])
     with torch.inference_mode():
-        test_correct = _evaluate(plain, data.x_test.reshape(-1, *shape), data.y_test, autocast)[1].item()
+        test_correct = _evaluate(plain, data.x_test.reshape(-1, *shape), data.y_test, autocast)[
+            1
+        ].item()
     summary = summarize(member.epochs, test_correct / len(data.y_test))
-    return TrainResult(member.epochs, summary, stopped_early=member.stopped_early, device=str(data.device),
-                       best_state=member.best_state)  # fmt: skip
+    return TrainResult(
+        member.epochs,
+        summary,
+        stopped_early=member.stopped_early,
+        device=str(data.device),
+        best_state=member.best_state,
+    )
 
 
-def _snapshot(state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+def _snapshot(
+    state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None
+) -> dict[str, torch.Tensor]:
     if into is None:
         return {k: v.detach().clone() for k, v in state.items()}
     with torch.no_grad():
@@ -194,13 +158,20 @@ def _snapshot(state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | No
     return into
 
 
-def _batch(data: DeviceData, x_train: torch.Tensor, index: torch.Tensor, shape: tuple[int, ...],
-           members: Sequence[_Member]) -> torch.Tensor:  # fmt: skip
-    """The ``(K, B, *shape)`` batch for ``index`` ``(K, B)``, laid out ``(B, K, ...)`` for grouped convs."""
+def _batch(
+    data: DeviceData,
+    x_train: torch.Tensor,
+    index: torch.Tensor,
+    shape: tuple[int, ...],
+    members: Sequence[_Member],
+) -> torch.Tensor:
+    """The ``(K, B, *shape)`` batch for ``index`` ``(K, B)``, laid out ``(B, K, ...)``."""
     if all(m.augment is None for m in members):
         return x_train[index.T].transpose(0, 1)
-    parts = [x_train[row] if m.augment is None else m.augment(data.x_train[row]).reshape(-1, *shape)
-             for m, row in zip(members, index, strict=True)]  # fmt: skip
+    parts = [
+        x_train[row] if m.augment is None else m.augment(data.x_train[row]).reshape(-1, *shape)
+        for m, row in zip(members, index, strict=True)
+    ]
     return torch.stack(parts, dim=1).transpose(0, 1)
 
 
@@ -218,17 +189,24 @@ def train_packed(
     if len(seeds) != len(recipes):
         raise ValueError(f"seeds: {len(seeds)} given for {len(recipes)} recipes")
     if not can_pack(recipes):
-        raise ValueError("recipes: these trials cannot train as one pack (see regsearch.worker.packed.can_pack)")
+        raise ValueError(
+            "recipes: these trials cannot train as one pack (see regsearch.worker.packed.can_pack)"
+        )
     device = data.device
     shape = tuple(int(d) for d in recipes[0]["input_shape"])
     if math.prod(shape) != math.prod(data.sample_shape):
-        raise ValueError(f"recipe.input_shape: {list(shape)} does not fit examples shaped {list(data.sample_shape)}")
+        raise ValueError(
+            f"recipe.input_shape: {list(shape)} does not fit examples shaped "
+            f"{list(data.sample_shape)}"
+        )
     models, generators = [], []
     for recipe, seed in zip(recipes, seeds, strict=True):
         torch.manual_seed(seed)  # weights as train_trial draws them; its masks continue from here
         models.append(build_model(recipe).to(device))
         generators.append(_dropout_generator(seed, device))
-    if training.batch_size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
+    if training.batch_size < 2 and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()
+    ):
         raise ValueError("training.batch_size: batch normalization needs batches of at least 2")
     model = PackedModel.from_members(models, recipes, generators)
     del models
@@ -238,12 +216,23 @@ def train_packed(
     )
     if cuda:
         torch.backends.cudnn.benchmark = True
-    optimizer = make_optimizer(model, training, member_dims=1)
+    # A pack of several takes Adam's fused step: the single-tensor loop makes ~10 passes over
+    # parameter-sized tensors, and a pack's K times larger ones fall out of the CPU's cache. It
+    # rounds the last bit differently, so a pack of one keeps train_trial's loop (bit-identical).
+    fused = True if len(recipes) > 1 else None
+
+    def new_optimizer(packed: nn.Module) -> torch.optim.Optimizer:
+        return make_optimizer(packed, training, member_dims=1, fused=fused)
+
+    optimizer = new_optimizer(model)
     active = [
-        _Member(i, torch.Generator(device=device).manual_seed(seed),
-                make_augment(training.augment, tuple(data.sample_shape), seed, device))
+        _Member(
+            i,
+            torch.Generator(device=device).manual_seed(seed),
+            make_augment(training.augment, tuple(data.sample_shape), seed, device),
+        )
         for i, seed in enumerate(seeds)
-    ]  # fmt: skip
+    ]
     results: list[TrainResult | NonFiniteLossError | None] = [None] * len(recipes)
 
     x_train, y_train = data.x_train.reshape(-1, *shape), data.y_train
@@ -263,7 +252,9 @@ def train_packed(
             inputs = _batch(data, x_train, index, shape, active)
             with autocast():
                 logits = model(inputs)
-                losses = F.cross_entropy(logits.flatten(0, 1), y_train[index].flatten(), reduction="none")
+                losses = F.cross_entropy(
+                    logits.flatten(0, 1), y_train[index].flatten(), reduction="none"
+                )
                 losses = losses.view(len(active), -1).mean(dim=1)  # each member's mean batch loss
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # members share no parameter: each gets its own loss's gradient
@@ -274,7 +265,9 @@ def train_packed(
         with torch.inference_mode():
             sample = _evaluate_packed(model, x_sample, y_sample, autocast)
             val = _evaluate_packed(model, x_val, y_val, autocast)
-            stats = torch.cat([loss_sum.unsqueeze(1), sample, val], dim=1).tolist()  # the epoch's one sync
+            stats = torch.cat(
+                [loss_sum.unsqueeze(1), sample, val], dim=1
+            ).tolist()  # the epoch's one sync
         seconds = (time.perf_counter() - started) / len(active)
         leaving: list[int] = []
         for position, (member, row) in enumerate(zip(active, stats, strict=True)):
@@ -300,14 +293,18 @@ def train_packed(
                 leaving.append(position)
         for position in leaving:
             if results[active[position].index] is None:
-                results[active[position].index] = _finish(active[position], model, position, data, autocast)
+                results[active[position].index] = _finish(
+                    active[position], model, position, data, autocast
+                )
         if leaving:
             keep = [p for p in range(len(active)) if p not in leaving]
             if not keep:
                 active = []
                 break
             smaller = model.select(keep)
-            optimizer = _carry_optimizer(optimizer, model, smaller, torch.tensor(keep), training)
+            optimizer = _carry_optimizer(
+                optimizer, model, new_optimizer(smaller), smaller, torch.tensor(keep)
+            )
             model, active = smaller, [active[p] for p in keep]
 
     for position, member in enumerate(active):

@@ -22,7 +22,6 @@ layers' stacked on a leading dim, under the plain names, so member ``i``'s state
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,20 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regsearch.worker.families.base import ACTIVATIONS
-
-ELEMENTWISE = (*ACTIVATIONS.values(), nn.Identity)  # stateless, applied to the packed tensor as is
-PER_CHANNEL = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-               nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)  # fmt: skip
-CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-# exact types: a subclass may change what forward does
-PACKABLE = {nn.Sequential, nn.Linear, *CONVS, *BATCH_NORMS, nn.Dropout, nn.Flatten, *ELEMENTWISE, *PER_CHANNEL}
 CONV_FNS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 class PackError(ValueError):
-    """These modules cannot train as one pack (a layer kind without a packed form, or unequal shapes)."""
+    """These modules cannot train as one pack (a layer without a packed form, unequal shapes)."""
 
 
 def channels_side_by_side(x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +68,9 @@ class _BatchedLinear(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         if bias is None:
@@ -109,11 +101,15 @@ class PackedLinear(nn.Module):
         return _BatchedLinear.apply(x, self.weight, self.bias)
 
     def select(self, keep: torch.Tensor) -> PackedLinear:
-        return PackedLinear(self.weight.detach()[keep], None if self.bias is None else self.bias.detach()[keep])
+        return PackedLinear(
+            self.weight.detach()[keep], None if self.bias is None else self.bias.detach()[keep]
+        )
 
 
 class PackedConv(nn.Module):
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, options: dict[str, Any]) -> None:
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None, options: dict[str, Any]
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight)  # (K, out, in, *kernel)
         self.bias = _param(bias)  # (K, out)
@@ -124,11 +120,18 @@ class PackedConv(nn.Module):
     def stack(cls, modules: Sequence[nn.Module]) -> PackedConv:
         first = modules[0]
         for m in modules:
-            if m.groups != 1 or m.padding_mode != "zeros" or (m.stride, m.padding, m.dilation) != (
-                first.stride, first.padding, first.dilation):  # fmt: skip
-                raise PackError(f"{type(first).__name__}: grouped, non-zero-padded or unequal convolutions")
+            if (
+                m.groups != 1
+                or m.padding_mode != "zeros"
+                or (m.stride, m.padding, m.dilation)
+                != (first.stride, first.padding, first.dilation)
+            ):
+                raise PackError(
+                    f"{type(first).__name__}: grouped, non-zero-padded or unequal convolutions"
+                )
         options = {"stride": first.stride, "padding": first.padding, "dilation": first.dilation}
-        return cls(_stack(modules, "weight"), _stack(modules, "bias"), options)  # type: ignore[arg-type]
+        weight, bias = _stack(modules, "weight"), _stack(modules, "bias")
+        return cls(weight, bias, options)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.weight.shape[0]
@@ -143,8 +146,16 @@ class PackedConv(nn.Module):
 
 
 class PackedBatchNorm(nn.Module):
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
-                 running_var: torch.Tensor, tracked: torch.Tensor, momentum: torch.Tensor, eps: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        running_mean: torch.Tensor,
+        running_var: torch.Tensor,
+        tracked: torch.Tensor,
+        momentum: torch.Tensor,
+        eps: float,
+    ) -> None:
         super().__init__()
         self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)  # (K, C)
         self.register_buffer("running_mean", running_mean)  # (K, C)
@@ -153,46 +164,89 @@ class PackedBatchNorm(nn.Module):
         self.register_buffer("momentum", momentum, persistent=False)  # (K,) float32: a setting
         self.eps = eps
         # scratch: the batch statistics of the last training batch
-        self.register_buffer("batch_mean", torch.zeros_like(running_mean.reshape(-1)), persistent=False)
-        self.register_buffer("batch_var", torch.zeros_like(running_var.reshape(-1)), persistent=False)
+        self.register_buffer(
+            "batch_mean", torch.zeros_like(running_mean.reshape(-1)), persistent=False
+        )
+        self.register_buffer(
+            "batch_var", torch.zeros_like(running_var.reshape(-1)), persistent=False
+        )
 
     @classmethod
     def stack(cls, modules: Sequence[nn.modules.batchnorm._BatchNorm]) -> PackedBatchNorm:
         for m in modules:
-            if not (m.affine and m.track_running_stats) or m.momentum is None or m.eps != modules[0].eps:
-                raise PackError("BatchNorm: the members need affine, tracked statistics, a momentum, one eps")
-        momentum = torch.tensor([float(m.momentum) for m in modules], dtype=torch.float32,
-                                device=modules[0].running_mean.device)  # fmt: skip
-        stacked = [_stack(modules, name) for name in ("weight", "bias", "running_mean", "running_var")]
+            if (
+                not (m.affine and m.track_running_stats)
+                or m.momentum is None
+                or m.eps != modules[0].eps
+            ):
+                raise PackError(
+                    "BatchNorm: the members need affine, tracked statistics, a momentum, one eps"
+                )
+        momentum = torch.tensor(
+            [float(m.momentum) for m in modules],
+            dtype=torch.float32,
+            device=modules[0].running_mean.device,
+        )
+        stacked = [
+            _stack(modules, name) for name in ("weight", "bias", "running_mean", "running_var")
+        ]
         tracked = torch.stack([m.num_batches_tracked.detach() for m in modules])
         return cls(*stacked, tracked, momentum, modules[0].eps)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, wide = x.shape[0], channels_side_by_side(x)
         if not self.training:
-            y = F.batch_norm(wide, self.running_mean.view(-1), self.running_var.view(-1),
-                             self.weight.view(-1), self.bias.view(-1), False, 0.0, self.eps)  # fmt: skip
+            y = F.batch_norm(
+                wide,
+                self.running_mean.view(-1),
+                self.running_var.view(-1),
+                self.weight.view(-1),
+                self.bias.view(-1),
+                False,
+                0.0,
+                self.eps,
+            )
             return members_first(y, k)
         self.batch_mean.zero_()  # momentum 1 still reads them (0 * old): keep them finite
         self.batch_var.zero_()
-        y = F.batch_norm(wide, self.batch_mean, self.batch_var, self.weight.view(-1), self.bias.view(-1),
-                         True, 1.0, self.eps)  # fmt: skip
+        y = F.batch_norm(
+            wide,
+            self.batch_mean,
+            self.batch_var,
+            self.weight.view(-1),
+            self.bias.view(-1),
+            True,
+            1.0,
+            self.eps,
+        )
         with torch.no_grad():
             m = self.momentum.unsqueeze(1)
             mean, var = self.batch_mean.view(k, -1), self.batch_var.view(k, -1)
-            # the CPU kernel's arithmetic: mean in float32; var = m * unbiased (in float64) + (1-m) * old
+            # the CPU kernel's arithmetic: the mean in float32; for the variance,
+            # m * unbiased + (1-m) * old is summed in float64
             self.running_mean.copy_(m * mean + (1 - m) * self.running_mean)
-            self.running_var.copy_(m.double() * var.double() + ((1 - m) * self.running_var).double())
+            self.running_var.copy_(
+                m.double() * var.double() + ((1 - m) * self.running_var).double()
+            )
             self.num_batches_tracked.add_(1)
         return members_first(y, k)
 
     def select(self, keep: torch.Tensor) -> PackedBatchNorm:
-        tensors = (self.weight, self.bias, self.running_mean, self.running_var, self.num_batches_tracked, self.momentum)
+        tensors = (
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            self.num_batches_tracked,
+            self.momentum,
+        )
         return PackedBatchNorm(*(t.detach()[keep] for t in tensors), self.eps)
 
 
 class PackedDropout(nn.Module):
-    def __init__(self, rates: Sequence[float], generators: Sequence[torch.Generator], device: torch.device) -> None:
+    def __init__(
+        self, rates: Sequence[float], generators: Sequence[torch.Generator], device: torch.device
+    ) -> None:
         super().__init__()
         self.rates, self.generators = [float(p) for p in rates], list(generators)
         keep = torch.tensor([1 - p for p in self.rates], dtype=torch.float32, device=device)
@@ -212,7 +266,9 @@ class PackedDropout(nn.Module):
 
     def select(self, keep: torch.Tensor) -> PackedDropout:
         idx = keep.tolist()
-        return PackedDropout([self.rates[i] for i in idx], [self.generators[i] for i in idx], self.keep.device)
+        return PackedDropout(
+            [self.rates[i] for i in idx], [self.generators[i] for i in idx], self.keep.device
+        )
 
 
 class PerChannel(nn.Module):
@@ -229,52 +285,8 @@ class PerChannel(nn.Module):
 class PackedFlatten(nn.Module):
     def __init__(self, flatten: nn.Flatten) -> None:
         super().__init__()
-        shift = lambda d: d + 1 if d >= 0 else d  # noqa: E731 - the member dim comes first
+        shift = lambda d: d + 1 if d >= 0 else d  # the member dim comes first
         self.start, self.end = shift(flatten.start_dim), shift(flatten.end_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(self.start, self.end)
-
-
-def unpackable(module: nn.Module) -> str | None:
-    """Why ``module`` has no packed form (the first layer that has none), or None."""
-    if type(module) not in PACKABLE:
-        return f"{type(module).__name__} has no packed form"
-    return next((why for child in module.children() if (why := unpackable(child))), None)
-
-
-def pack(modules: Sequence[nn.Module], generators: Sequence[torch.Generator]) -> nn.Module:
-    """One packed module for ``modules`` (the same structure; member ``i`` drops out with ``generators[i]``)."""
-    first = modules[0]
-    if any(type(m) is not type(first) for m in modules):
-        raise PackError("the members' modules differ")
-    if type(first) not in PACKABLE:
-        raise PackError(f"{type(first).__name__} has no packed form")
-    if isinstance(first, nn.Sequential):
-        names = [name for name, _ in first.named_children()]
-        if any([name for name, _ in m.named_children()] != names for m in modules):
-            raise PackError("the members' layers differ")
-        children = [dict(m.named_children()) for m in modules]
-        return nn.Sequential(OrderedDict((n, pack([c[n] for c in children], generators)) for n in names))
-    if isinstance(first, nn.Linear):
-        return PackedLinear.stack(modules)  # type: ignore[arg-type]
-    if isinstance(first, CONVS):
-        return PackedConv.stack(modules)
-    if isinstance(first, nn.modules.batchnorm._BatchNorm):
-        return PackedBatchNorm.stack(modules)  # type: ignore[arg-type]
-    if isinstance(first, nn.Dropout):
-        return PackedDropout([m.p for m in modules], generators, torch.device("cpu"))  # type: ignore[attr-defined]
-    if isinstance(first, nn.Flatten):
-        return PackedFlatten(first)
-    if type(first) in PER_CHANNEL:
-        return PerChannel(first)
-    return first  # elementwise
-
-
-def select(module: nn.Module, keep: torch.Tensor) -> nn.Module:
-    """A copy of the packed ``module`` with only the members ``keep`` (indices), in that order."""
-    if isinstance(module, nn.Sequential):
-        return nn.Sequential(OrderedDict((n, select(c, keep)) for n, c in module.named_children()))
-    if isinstance(module, (PackedLinear, PackedConv, PackedBatchNorm, PackedDropout)):
-        return module.select(keep)
-    return module  # stateless: the same module serves any number of members

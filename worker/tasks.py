@@ -60,4 +60,7 @@ def create_worker_app(settings: Settings) -> Celery:
     app.task(name=RUN_TRIAL_TASK, acks_late=True, ignore_result=True)(run_trial)
     shutdown.install(app)
     worker_process_init.connect(forget_inherited_connections, weak=False)
+    from regsearch.worker import publish
+
+    publish.install(settings)  # the families this worker offers, in the database once it is ready
     return app

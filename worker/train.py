@@ -147,12 +147,13 @@ def to_device(splits: Splits, device: torch.device | str = "cpu") -> DeviceData:
 
 
 def make_optimizer(
-    model: nn.Module, training: TrainingSpec, *, member_dims: int = 0
+    model: nn.Module, training: TrainingSpec, *, member_dims: int = 0, fused: bool | None = None
 ) -> torch.optim.Optimizer:
     """adam / adamw / sgd; weight decay applies to weight matrices and kernels only.
 
     ``member_dims``: leading dimensions that stack several models' parameters (1 for a packed
     model, ``regsearch.worker.packed``), not counted when telling a matrix from a vector.
+    ``fused``: Adam's one-kernel step; by default on CUDA only.
     """
     params: Any = list(model.parameters())
     if training.weight_decay > 0:
@@ -162,7 +163,8 @@ def make_optimizer(
             {"params": [p for p in params if p.ndim >= matrix], "weight_decay": training.weight_decay},
             {"params": [p for p in params if p.ndim < matrix], "weight_decay": 0.0},
         ]
-    fused = True if next(model.parameters()).is_cuda else None  # one kernel per step on GPU
+    if fused is None:
+        fused = True if next(model.parameters()).is_cuda else None  # one kernel per step on GPU
     if training.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay

@@ -97,6 +97,32 @@ def status(
         console.print(status_table(jobs, console.width), highlight=False)
 
 
+def _knobs_summary(schema: dict[str, Any]) -> str:
+    """``hidden=[256, 256, 256] activation=relu``: a family's knobs with their defaults."""
+    parts = []
+    for name, prop in (schema.get("properties") or {}).items():
+        default = prop.get("default") if isinstance(prop, dict) else None
+        shown = default if isinstance(default, str) else json.dumps(default, separators=(", ", ":"))
+        parts.append(f"{name}={shown}" if default is not None else name)
+    return " ".join(parts) or "-"
+
+
+@app.command()
+def families(as_json: Annotated[bool, typer.Option("--json", help="the API's document: {items: [...]}")] = False) -> None:
+    """The model families on offer (built in, and the plugins live workers offer), with their knobs."""
+    from regsearch.cli.tables import Col, fitted_table
+
+    with _client(_settings()) as client:
+        items = _api_call(client.families)
+    if as_json:
+        print(json.dumps({"items": items}, indent=2))
+        return
+    rows = [[i["name"], i["source"], _knobs_summary(i["knobs"]), i["slots_doc"]] for i in items]
+    columns = [Col("family", justify="left"), Col("source", 2, "left"), Col("knobs (defaults)", justify="left"),
+               Col("slots", 1, "left")]
+    console.print(fitted_table(columns, rows, min(console.width, 80), title="Model families"), highlight=False)
+
+
 @app.command()
 def best(job: str, top: Annotated[int, typer.Option(min=1, max=100)] = 5, as_json: Annotated[bool, typer.Option("--json")] = False,
          save: Annotated[Path | None, typer.Option(metavar="DIR", help="also write DIR/<number>/recipe.json and weights.safetensors")] = None) -> None:

@@ -12,8 +12,10 @@ else branches on a family's name.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -82,6 +84,29 @@ class VGGKnobs(Knobs):
     activation: Activation = "relu"
 
 
+class AutoKnobs(Knobs):
+    network: str = Field(
+        min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="an installed entry point in the group regsearch.networks (never an import path)",
+    )
+
+
+# ``auto``'s slots are found by tracing its network: torch, so a worker installs these (by
+# importing regsearch.worker.families.auto); the control plane counts them only with the data
+AUTO_HOOKS: dict[str, Callable[[Any, Sequence[int]], Any]] = {}
+
+
+def _auto_hook(what: str, knobs: Any, input_shape: Sequence[int] | None) -> Any:
+    hook = AUTO_HOOKS.get(what)
+    if hook is None or input_shape is None:
+        raise ValueError("model.network: the auto family's slots are found by tracing it, in a worker")
+    return hook(knobs, input_shape)
+
+
+def _sample(_knobs: Any, sample_shape: Sequence[int]) -> list[int]:
+    return [int(d) for d in sample_shape]
+
+
 def _flat(_knobs: Any, sample_shape: Sequence[int]) -> list[int]:
     return [int(math.prod(sample_shape))]
 
@@ -122,6 +147,8 @@ class FamilyInfo:
     input_doc: str = "[channels, length] or [channels, height, width]"
     static_slots: bool = True
     source: Literal["builtin", "plugin"] = "builtin"
+    # the slots' names (the user's layer names), where the family has them (``auto``)
+    slot_names: Callable[[Any, Sequence[int]], list[str]] | None = None
 
 
 BUILTIN: dict[str, FamilyInfo] = {
@@ -143,6 +170,12 @@ BUILTIN: dict[str, FamilyInfo] = {
             "vgg", VGGKnobs, lambda k, _s: len(k.channels) * k.convs_per_stage + len(k.head),
             "each conv, then each head Linear (the last slots)", _vgg_input,
         ),
+        FamilyInfo(
+            "auto", AutoKnobs, lambda k, s: _auto_hook("slots", k, s),
+            "found by tracing: each Linear/Conv followed by BN/act/dropout (regsearch inspect)",
+            _sample, "the data's sample shape", static_slots=False,
+            slot_names=lambda k, s: _auto_hook("names", k, s),
+        ),
     )
 }  # fmt: skip
 
@@ -161,13 +194,48 @@ def register(info: FamilyInfo) -> None:
 
 
 def names() -> list[str]:
-    return sorted(_registry)
+    """The families this process knows: built in, its loaded plugins, and the active catalog's."""
+    catalog = active_catalog()
+    return sorted({*_registry, *(catalog.names() if catalog is not None else ())})
+
+
+# Where a torch-free process (API, coordinator) learns the plugin families workers published:
+# an object with ``get(name) -> FamilyInfo | None`` and ``names()`` (regsearch.domain.published.
+# PublishedCatalog). The API sets it per request (use_catalog); a process may set a default.
+_catalog: ContextVar[Any] = ContextVar("regsearch_family_catalog", default=None)
+_default_catalog: Any = None
+
+
+@contextlib.contextmanager
+def use_catalog(catalog: Any) -> Iterator[None]:
+    """Within the block (this context: one request), unknown names are looked up in ``catalog``."""
+    token = _catalog.set(catalog)
+    try:
+        yield
+    finally:
+        _catalog.reset(token)
+
+
+def set_default_catalog(catalog: Any) -> None:
+    """The catalog for every context that has not set its own (None: none)."""
+    global _default_catalog
+    _default_catalog = catalog
+
+
+def active_catalog() -> Any:
+    catalog = _catalog.get()
+    return catalog if catalog is not None else _default_catalog
 
 
 def family(name: Any) -> FamilyInfo:
     """The family called ``name``; :class:`UnknownFamily` listing the known ones otherwise."""
     info = _registry.get(name) if isinstance(name, str) else None
+    catalog = active_catalog()
+    if info is None and catalog is not None and isinstance(name, str):
+        info = catalog.get(name)
     if info is None:
+        if catalog is not None:
+            raise UnknownFamily(f"no live worker offers family {name!r} (offered: {', '.join(names())})")
         raise UnknownFamily(f"unknown family {name!r} (known: {', '.join(names())})")
     return info
 

@@ -104,6 +104,12 @@ def make_recipe(spec: JobSpec, params: dict[str, Any], input_shape: list[int], n
                 "bn_momentum": float(params["bn_momentum"]) if "bn" in order else None,
             }
         )
+    from regsearch.domain.families import family as _family  # the family's slot names, if any
+
+    namer = _family(spec.model.family).slot_names
+    if namer is not None:
+        for slot, name in zip(slots, namer(spec.model.knobs, input_shape), strict=True):
+            slot["name"] = name
     return {
         "version": RECIPE_VERSION,
         "family": spec.model.family,

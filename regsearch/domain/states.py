@@ -85,6 +85,7 @@ class EndReason(_StrEnum):
     """The message the service writes on a trial it ended itself (not the trial's own error)."""
 
     JOB_CANCELLED = "job cancelled"
+    DATA_UNUSABLE = "not started: the job's data cannot be used (see the job's error)"
     TIMEOUT_NOT_STARTED = "not started: the job's timeout passed"
     NOT_ENQUEUED = "coordinator stopped before the trial was enqueued"
 

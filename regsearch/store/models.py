@@ -156,3 +156,22 @@ class RungValue(Base):
     rung: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_number: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class PublishedFamily(Base):
+    """A model family one worker offers (``regsearch.store.families``): one row per (worker, family).
+
+    A worker writes its rows when it starts and refreshes ``seen_at`` while it runs (every
+    ``regsearch.store.families.REFRESH_S``); it deletes them when it stops. A family is *offered*
+    while some row of it was seen within ``LIVE_S``. ``knobs`` is the family's knobs as JSON
+    schema, which the torch-free API validates a plugin's knobs against.
+    """
+
+    __tablename__ = "regsearch_families"
+
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    knobs: Mapped[dict[str, Any]]
+    slots_doc: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

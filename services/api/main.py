@@ -13,9 +13,10 @@ import regsearch
 from regsearch.config import Settings, get_settings
 from regsearch.store.artifacts import open_artifact_store
 from regsearch.store.db import Database
+from regsearch.store.families import catalog as published_catalog
 from regsearch.services.api.docs import install_docs
 from regsearch.services.api.errors import install_error_handlers
-from regsearch.services.api.routes import health, jobs, report, weights
+from regsearch.services.api.routes import families, health, jobs, report, weights
 from regsearch.services.api.security import BearerAuthMiddleware, BodySizeLimitMiddleware, configured_token
 
 
@@ -92,9 +93,12 @@ def create_app(
     app.include_router(jobs.router, dependencies=documented_auth)
     app.include_router(report.router, dependencies=documented_auth)
     app.include_router(weights.router, dependencies=documented_auth)
+    app.include_router(families.router, dependencies=documented_auth)
 
     # Each add_middleware wraps the previous ones, so the token (outermost) is checked before
     # a single body byte is counted or parsed.
+    # model.family is checked against the built-ins and what live workers published in this database
+    app.add_middleware(families.FamilyCatalogMiddleware, catalog=published_catalog(database))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if token:
         app.add_middleware(BearerAuthMiddleware, token=token)

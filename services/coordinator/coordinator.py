@@ -139,6 +139,10 @@ def run_coordinator(settings: Settings, stop: threading.Event | None = None) -> 
     # No checkout ping: a tick that meets a connection broken by a database restart fails as an
     # outage, SQLAlchemy drops the pool, and the next tick reconnects.
     db = Database(settings.sqlalchemy_url, pre_ping=False)
+    from regsearch.domain.families import set_default_catalog
+    from regsearch.store.families import catalog
+
+    set_default_catalog(catalog(db, live_s=None))  # plugin jobs accepted earlier still read back
     app = make_celery(settings)
     coordinator = Coordinator(db, TrialQueue(app), settings, events=EventListener(app))
     stop = stop or threading.Event()

@@ -76,17 +76,21 @@ def sync(job: ActiveJob) -> None:
 
 
 def cancel(job: ActiveJob) -> None:
+    """A cancelled job stops; so does one a worker stopped because its data cannot be used
+    (``regsearch.store.job_data``: the error is set with the flag), which ends ``failed``."""
     if not job.row.cancel_requested:
         return
+    data_error = job.row.error
+    reason = EndReason.DATA_UNUSABLE if data_error else EndReason.JOB_CANCELLED
     rows = job.rows
     for row in rows:
         if row.state == TrialState.QUEUED:
-            job.end_queued(row, EndReason.JOB_CANCELLED, state=CANCELLED_TRIAL_STATE)
+            job.end_queued(row, reason, state=TrialState.FAILED if data_error else CANCELLED_TRIAL_STATE)
     _reap_stale(job, rows, retryable=False)
     if not any(row.state in (TrialState.QUEUED, TrialState.RUNNING) for row in job.rows):
         sync(job)  # Optuna's record agrees before the job ends
-        job.set_status(JobState.CANCELLED)
-        log.info("job %s cancelled", job.id)
+        job.set_status(JobState.FAILED if data_error else JobState.CANCELLED, error=data_error)
+        log.info("job %s %s", job.id, f"failed: {data_error}" if data_error else "cancelled")
     job.halt()
 
 

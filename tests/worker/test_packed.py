@@ -14,7 +14,15 @@ from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
 from regsearch.worker.datasets import Splits, input_shape_for, load_dataset
 from regsearch.worker.models import build_model, layer_order
 from regsearch.worker.packed import PackedModel, can_pack, train_packed, unpack_member
-from regsearch.worker.train import DeviceData, NonFiniteLossError, TrainResult, _evaluate, make_optimizer, to_device, train_trial
+from regsearch.worker.train import (
+    DeviceData,
+    NonFiniteLossError,
+    TrainResult,
+    _evaluate,
+    make_optimizer,
+    to_device,
+    train_trial,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -35,9 +43,16 @@ def data(digits: Splits) -> DeviceData:
     return to_device(digits, "cpu")
 
 
-def _recipe(splits: Splits, family: str, placement: str, dropout: float | None = None,
-            momentum: float | None = None, **model: Any) -> dict[str, Any]:  # fmt: skip
-    model = {"family": family, **({"hidden": [32, 32]} if family == "mlp" else {"channels": [8, 8]}), **model}
+def _recipe(
+    splits: Splits,
+    family: str,
+    placement: str,
+    dropout: float | None = None,
+    momentum: float | None = None,
+    **model: Any,
+) -> dict[str, Any]:
+    widths = {"mlp": {"hidden": [32, 32]}, "cnn": {"channels": [8, 8]}}.get(family, {})
+    model = {"family": family, **widths, **model}
     spec = JobSpec(name="t", dataset={"name": "digits"}, model=model)
     params: dict[str, Any] = {"placement": placement}
     if dropout is not None:
@@ -56,12 +71,15 @@ def _result(result: TrainResult | NonFiniteLossError) -> TrainResult:
     return result
 
 
-def _unpacked(recipe: dict[str, Any], training: TrainingSpec, data: DeviceData, seed: int) -> TrainResult:
+def _unpacked(
+    recipe: dict[str, Any], training: TrainingSpec, data: DeviceData, seed: int
+) -> TrainResult:
     return train_trial(recipe, training.model_copy(update={"seed": seed}), data)
 
 
 @pytest.mark.parametrize(
-    ("family", "optimizer", "weight_decay"), [("mlp", "adam", 0.0), ("mlp", "adamw", 0.01), ("cnn", "sgd", 1e-3)]
+    ("family", "optimizer", "weight_decay"),
+    [("mlp", "adam", 0.0), ("mlp", "adamw", 0.01), ("cnn", "sgd", 1e-3)],
 )
 def test_a_pack_of_one_is_bit_identical_to_unpacked_training(
     digits: Splits, data: DeviceData, family: str, optimizer: str, weight_decay: float
@@ -83,42 +101,55 @@ def test_a_pack_of_one_is_bit_identical_to_unpacked_training(
     assert all(torch.equal(packed.best_state[k], plain.best_state[k]) for k in plain.best_state)
 
 
-# A grouped convolution's weight gradient rounds differently from K separate ones (~1e-6). Where
-# the cnn's conv bias feeds BN directly (bn-act) its true gradient is zero, and Adam, which divides
-# by the gradient's own scale, turns that rounding noise into steps of size lr: the unpacked run
-# itself is then at the mercy of rounding (another thread count would move it as much). So the
-# cnn runs bn-act under SGD (where the pack matches exactly here) and act-bn under Adam.
-@pytest.mark.parametrize(("family", "placement", "optimizer"),
-                         [("mlp", "bn-act", "adam"), ("cnn", "act-bn", "adam"), ("cnn", "bn-act", "sgd")])  # fmt: skip
+# A pack rounds differently in the last bit (the fused Adam step, a grouped convolution's weight
+# gradient). Where a layer's bias feeds BN directly (bn-act) its true gradient is zero, and Adam,
+# which divides by the gradient's own scale, turns rounding noise into steps of size lr: the
+# unpacked run itself is then at the mercy of rounding (another thread count moves it as much).
+# So bn-act runs under SGD too (where an mlp pack matches exactly) and act-bn under Adam.
+@pytest.mark.parametrize(
+    ("family", "placement", "optimizer"),
+    [
+        ("mlp", "act-bn", "adam"),
+        ("mlp", "bn-act", "sgd"),
+        ("cnn", "act-bn", "adam"),
+        ("cnn", "bn-act", "sgd"),
+    ],
+)
 def test_a_pack_without_dropout_reproduces_each_members_curve(
     digits: Splits, data: DeviceData, family: str, placement: str, optimizer: str
 ) -> None:
     momenta, seeds = [0.1, 0.01, 0.5], [1, 2, 3]
     recipes = [_recipe(digits, family, placement, momentum=m) for m in momenta]
-    training = TrainingSpec(epochs=3, batch_size=64, optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3)
+    training = TrainingSpec(
+        epochs=3, batch_size=64, optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3
+    )
     results = [_result(r) for r in train_packed(recipes, training, data, seeds)]
-    one_example = 1 / len(digits.y_val)  # rounding (~1e-6 a step) grows over the steps: may flip one
+    flips = 4 / len(digits.y_val)  # early epochs: predictions near the boundary may flip
     for recipe, seed, packed in zip(recipes, seeds, results, strict=True):
         plain = _unpacked(recipe, training, data, seed)
         assert len(packed.epochs) == len(plain.epochs) == 3
         for p, u in zip(packed.epochs, plain.epochs, strict=True):
             assert p.train_loss == pytest.approx(u.train_loss, rel=2e-3)
             assert p.val_loss == pytest.approx(u.val_loss, rel=2e-3)
-            assert abs(p.val_acc - u.val_acc) <= 1.5 * one_example
-            assert abs(p.train_acc - u.train_acc) <= 1.5 * one_example
+            assert abs(p.val_acc - u.val_acc) <= flips
+            assert abs(p.train_acc - u.train_acc) <= flips
         assert packed.best_state is not None and plain.best_state is not None
         running = [k for k in plain.best_state if k.endswith("running_var")]
         assert running  # BN at its own momentum, with its own statistics
         for key in plain.best_state:
-            assert torch.allclose(packed.best_state[key].float(), plain.best_state[key].float(), rtol=1e-2, atol=2e-3)
+            assert torch.allclose(
+                packed.best_state[key].float(), plain.best_state[key].float(), rtol=1e-2, atol=2e-3
+            )
 
 
-def test_with_dropout_each_member_lands_within_the_unpacked_seed_spread(digits: Splits, data: DeviceData) -> None:
+def test_with_dropout_each_member_lands_within_the_unpacked_seed_spread(
+    digits: Splits, data: DeviceData
+) -> None:
     recipes = [
         _recipe(digits, "mlp", "bn-act-drop", dropout=0.1, momentum=0.1),
         _recipe(digits, "mlp", "bn-act-drop", dropout=0.5, momentum=0.01),
     ]
-    training = TrainingSpec(epochs=3, batch_size=64)
+    training = TrainingSpec(epochs=5, batch_size=64, lr=5e-3)  # near the plateau: a narrow spread
     packed = [_result(r) for r in train_packed(recipes, training, data, seeds=[100, 101])]
     for recipe, member in zip(recipes, packed, strict=True):
         finals = [_unpacked(recipe, training, data, seed).epochs[-1].val_acc for seed in range(5)]
@@ -126,8 +157,11 @@ def test_with_dropout_each_member_lands_within_the_unpacked_seed_spread(digits: 
 
 
 def test_a_stopped_member_leaves_and_the_others_go_on(digits: Splits, data: DeviceData) -> None:
-    recipes = [_recipe(digits, "mlp", "bn-act-drop", dropout=p, momentum=0.1) for p in (0.1, 0.2, 0.3)]
-    training = TrainingSpec(epochs=4, batch_size=64)
+    recipes = [
+        _recipe(digits, "mlp", "bn-act-drop", dropout=p, momentum=0.1) for p in (0.1, 0.2, 0.3)
+    ]
+    # SGD: no fused step, so a rebuilt pack continues exactly where the larger one was
+    training = TrainingSpec(epochs=4, batch_size=64, optimizer="sgd", lr=0.05)
     calls: list[tuple[int, int]] = []
 
     def on_epoch(member: int, metrics: EpochMetrics) -> bool:
@@ -143,16 +177,22 @@ def test_a_stopped_member_leaves_and_the_others_go_on(digits: Splits, data: Devi
     # carried over, so they train as in a pack where nobody stopped
     full = [_result(r) for r in train_packed(recipes, training, data, [0, 1, 2])]
     for i in (0, 2):
-        assert [pytest.approx(c, rel=1e-6) for c in _curve(stopped[i].epochs)] == _curve(full[i].epochs)
+        assert [pytest.approx(c, rel=1e-6) for c in _curve(stopped[i].epochs)] == _curve(
+            full[i].epochs
+        )
     assert _curve(stopped[1].epochs) == _curve(full[1].epochs)[:2]
 
 
-@pytest.mark.parametrize(("family", "model"), [("mlp", {}), ("cnn", {}), ("vgg", {"channels": [4, 8], "head": [16]})])
+@pytest.mark.parametrize(
+    ("family", "model"), [("mlp", {}), ("cnn", {}), ("vgg", {"channels": [4, 8], "head": [16]})]
+)
 def test_unpack_member_is_the_plain_module_with_the_members_weights(
     digits: Splits, data: DeviceData, family: str, model: dict[str, Any]
 ) -> None:
-    recipes = [_recipe(digits, family, "bn-act-drop", dropout=p, momentum=m, **model)
-               for p, m in ((0.1, 0.1), (0.3, 0.01), (0.0, 0.5))]  # fmt: skip
+    recipes = [
+        _recipe(digits, family, "bn-act-drop", dropout=p, momentum=m, **model)
+        for p, m in ((0.1, 0.1), (0.3, 0.01), (0.0, 0.5))
+    ]
     generators = [torch.Generator().manual_seed(i) for i in range(3)]
     members = []
     for seed, recipe in enumerate(recipes):
@@ -174,31 +214,58 @@ def test_unpack_member_is_the_plain_module_with_the_members_weights(
             plain = unpack_member(packed, i).eval()
             assert layer_order(plain) == layer_order(build_model(recipe))
             assert plain.state_dict().keys() == build_model(recipe).state_dict().keys()
-            assert torch.allclose(plain(data.x_val.reshape(-1, *shape)), outputs[i], rtol=1e-5, atol=1e-5)
+            assert torch.allclose(
+                plain(data.x_val.reshape(-1, *shape)), outputs[i], rtol=1e-5, atol=1e-5
+            )
 
 
-def test_best_weights_rebuild_from_the_recipe_and_reproduce_test_acc(digits: Splits, data: DeviceData) -> None:
+def test_best_weights_rebuild_from_the_recipe_and_reproduce_test_acc(
+    digits: Splits, data: DeviceData
+) -> None:
     recipes = [_recipe(digits, "cnn", "act-bn-drop", dropout=p, momentum=0.1) for p in (0.1, 0.4)]
-    for recipe, result in zip(recipes, train_packed(recipes, TrainingSpec(epochs=2, batch_size=64), data, [5, 6]), strict=True):
+    for recipe, result in zip(
+        recipes,
+        train_packed(recipes, TrainingSpec(epochs=2, batch_size=64), data, [5, 6]),
+        strict=True,
+    ):
         result = _result(result)
         assert result.best_state is not None
         model = build_model(recipe)
         model.load_state_dict(result.best_state)
-        correct = _evaluate(model.eval(), data.x_test.reshape(-1, *recipe["input_shape"]), data.y_test, torch.no_grad)[1]
+        correct = _evaluate(
+            model.eval(),
+            data.x_test.reshape(-1, *recipe["input_shape"]),
+            data.y_test,
+            torch.no_grad,
+        )[1]
         assert correct.item() / len(data.y_test) == result.summary["test_acc"]
 
 
 def test_can_pack_only_one_structure(digits: Splits) -> None:
     base = _recipe(digits, "mlp", "bn-act-drop", dropout=0.1, momentum=0.1)
     assert can_pack([base, _recipe(digits, "mlp", "bn-act-drop", dropout=0.4, momentum=0.01)])
-    assert not can_pack([base, _recipe(digits, "mlp", "act-bn-drop", dropout=0.1, momentum=0.1)])  # placement
-    last = make_recipe(JobSpec(name="t", dataset={"name": "digits"}, model={"family": "mlp", "hidden": [32, 32]}),
-                       {"placement": "bn-act-drop", "dropout": 0.1, "dropout_layers": "last-1", "bn_momentum": 0.1},
-                       input_shape_for(digits, "mlp"), digits.n_classes)  # fmt: skip
+    assert not can_pack(
+        [base, _recipe(digits, "mlp", "act-bn-drop", dropout=0.1, momentum=0.1)]
+    )  # placement
+    last = make_recipe(
+        JobSpec(name="t", dataset={"name": "digits"}, model={"family": "mlp", "hidden": [32, 32]}),
+        {
+            "placement": "bn-act-drop",
+            "dropout": 0.1,
+            "dropout_layers": "last-1",
+            "bn_momentum": 0.1,
+        },
+        input_shape_for(digits, "mlp"),
+        digits.n_classes,
+    )
     assert not can_pack([base, last])  # layer selection
-    assert not can_pack([base, _recipe(digits, "mlp", "bn-act-drop", dropout=0.1, momentum=0.1, hidden=[32, 16])])
+    assert not can_pack(
+        [base, _recipe(digits, "mlp", "bn-act-drop", dropout=0.1, momentum=0.1, hidden=[32, 16])]
+    )
     assert can_pack([_recipe(digits, "cnn", "bn-act", momentum=m) for m in (0.1, 0.2)])
-    assert not can_pack([_recipe(digits, "resnet", "bn-act", momentum=0.1, depth=8, width=4)])  # a custom block
+    assert not can_pack(
+        [_recipe(digits, "resnet", "bn-act", momentum=0.1, depth=8, width=4)]
+    )  # a custom block
     assert not can_pack([])
     with pytest.raises(ValueError, match="cannot train as one pack"):
         train_packed([base, last], TrainingSpec(epochs=1), to_device(digits), [0, 1])
@@ -206,8 +273,41 @@ def test_can_pack_only_one_structure(digits: Splits) -> None:
 
 def test_packed_weight_decay_skips_biases_and_bn(digits: Splits) -> None:
     recipes = [_recipe(digits, "mlp", "bn-act", momentum=0.1)] * 2
-    packed = PackedModel.from_members([build_model(r) for r in recipes], recipes, [torch.Generator()] * 2)
-    optimizer = make_optimizer(packed, TrainingSpec(optimizer="adamw", weight_decay=0.1), member_dims=1)
+    packed = PackedModel.from_members(
+        [build_model(r) for r in recipes], recipes, [torch.Generator()] * 2
+    )
+    optimizer = make_optimizer(
+        packed, TrainingSpec(optimizer="adamw", weight_decay=0.1), member_dims=1
+    )
     decayed, plain = optimizer.param_groups
     assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
     assert {p.ndim for p in decayed["params"]} == {3} and {p.ndim for p in plain["params"]} == {2}
+
+
+def test_a_diverged_member_fails_alone(
+    digits: Splits, data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import regsearch.worker.packed as packed_module
+
+    def poisoned(recipe: dict[str, Any]) -> torch.nn.Module:
+        model = build_model(recipe)
+        if recipe["slots"][0]["dropout"] == 0.3:
+            with torch.no_grad():
+                model.head.weight.fill_(float("nan"))  # type: ignore[union-attr]
+        return model
+
+    monkeypatch.setattr(packed_module, "build_model", poisoned)
+    recipes = [
+        _recipe(digits, "mlp", "bn-act-drop", dropout=p, momentum=0.1) for p in (0.1, 0.3, 0.2)
+    ]
+    training = TrainingSpec(epochs=2, batch_size=64, optimizer="sgd", lr=0.05)  # exact per member
+    seen: list[int] = []
+    results = train_packed(recipes, training, data, [0, 1, 2], lambda i, _m: bool(seen.append(i)))
+    assert isinstance(results[1], NonFiniteLossError) and results[1].epoch == 1
+    assert 1 not in seen  # no epoch reported for it
+    monkeypatch.undo()
+    for i in (0, 2):  # the NaN stayed in its own member's slices
+        plain = _unpacked(recipes[i], training, data, seed=i)
+        assert [pytest.approx(c, rel=1e-6) for c in _curve(plain.epochs)] == _curve(
+            _result(results[i]).epochs
+        )

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from regsearch.domain import families as domain
+from regsearch.worker.families.auto import Auto
 from regsearch.worker.families.cnn import CNN
 from regsearch.worker.families.mlp import MLP
 from regsearch.worker.families.resnet import ResNet
@@ -47,7 +48,8 @@ class Family:
 
 
 BUILTINS: dict[str, Family] = {
-    impl.info.name: Family(impl.info.name, impl, impl.info) for impl in (MLP(), CNN(), ResNet(), VGG())
+    impl.info.name: Family(impl.info.name, impl, impl.info)
+    for impl in (MLP(), CNN(), ResNet(), VGG(), Auto())
 }
 _plugins: dict[str, Family] = {}
 _broken: dict[str, str] = {}  # plugin name -> why it did not load

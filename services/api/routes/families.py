@@ -1,0 +1,62 @@
+"""``GET /families``: the model families on offer, built in and published by live workers.
+
+Torch-free: the built-in families come from ``regsearch.domain.families`` (offered even before any
+worker has started), the plugins from the rows workers published (``regsearch.store.families``).
+:class:`FamilyCatalogMiddleware` makes every request validate ``model.family`` against the same
+set, so ``POST /jobs`` accepts a plugin family only while a live worker offers it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from regsearch.domain import families as domain
+from regsearch.services.api.deps import DatabaseDep
+from regsearch.store import families as published
+from regsearch.store.db import Database
+
+router = APIRouter(tags=["families"])
+
+
+class FamilyPublic(BaseModel):
+    name: str
+    knobs: dict[str, Any] = Field(description="the family's knobs (the spec's model.* fields) as JSON schema")
+    slots_doc: str = Field(description="which layers are followed by a slot")
+    source: Literal["builtin", "plugin"]
+
+
+class FamiliesPublic(BaseModel):
+    items: list[FamilyPublic]
+
+
+def offered_families(db: Database) -> list[dict[str, Any]]:
+    """The built-in families, then the plugin families live workers offer, by name."""
+    items = [
+        {"name": info.name, "knobs": info.knobs.model_json_schema(), "slots_doc": info.slots_doc, "source": "builtin"}
+        for info in (domain.BUILTIN[name] for name in sorted(domain.BUILTIN))
+    ]
+    for name, row in sorted(published.offered(db).items()):
+        if name not in domain.BUILTIN and row["source"] == "plugin":
+            items.append({"name": name, "knobs": row["knobs"], "slots_doc": row["slots_doc"], "source": "plugin"})
+    return items
+
+
+@router.get("/families", response_model=FamiliesPublic)
+def read_families(db: DatabaseDep) -> FamiliesPublic:
+    """The model families a spec's ``model.family`` may name, with their knobs."""
+    return FamiliesPublic(items=[FamilyPublic(**item) for item in offered_families(db)])
+
+
+class FamilyCatalogMiddleware:
+    """Pure ASGI: each request looks unknown family names up in this app's published catalog."""
+
+    def __init__(self, app: Any, catalog: Any) -> None:
+        self.app = app
+        self.catalog = catalog
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        with domain.use_catalog(self.catalog):
+            await self.app(scope, receive, send)

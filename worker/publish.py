@@ -1,0 +1,101 @@
+"""A worker publishes the model families it offers (``regsearch.store.families``).
+
+When the Celery worker is ready (its pool has forked), a daemon thread of the parent loads the
+family registry (built-ins and the installed ``regsearch.models`` plugins: this imports torch,
+after the fork, so no child inherits anything of it but the modules), writes one row per family
+under the worker's node name, refreshes them every ``REFRESH_S`` and deletes them when the worker
+shuts down. The torch-free API validates ``model.family`` (and a plugin's knobs, against the JSON
+schema published here) with these rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from regsearch.config import Settings
+from regsearch.store import families as store
+from regsearch.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def describe_families() -> list[dict[str, Any]]:
+    """``[{name, knobs (JSON schema), slots_doc, source}]`` of every family this process can build."""
+    from regsearch.worker.families import all_families
+
+    return [
+        {"name": name, "knobs": family.info.knobs.model_json_schema(), "slots_doc": family.info.slots_doc,
+         "source": family.source}
+        for name, family in all_families().items()
+    ]
+
+
+class FamilyPublisher:
+    """Publishes, refreshes and finally withdraws one worker's families (one daemon thread)."""
+
+    def __init__(self, settings: Settings, *, refresh_s: float = store.REFRESH_S) -> None:
+        self.url = settings.sqlalchemy_url
+        self.refresh_s = refresh_s
+        self.stop = threading.Event()
+        self.worker: str | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self, worker: str) -> None:
+        self.worker = worker
+        self.thread = threading.Thread(target=self._run, name="regsearch-families", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        assert self.worker is not None
+        families: list[dict[str, Any]] | None = None
+        db = Database(self.url)
+        try:
+            while not self.stop.is_set():
+                try:
+                    if families is None:
+                        families = describe_families()
+                        store.publish(db, self.worker, families)
+                        log.info("offering families: %s", ", ".join(f["name"] for f in families))
+                    elif store.touch(db, self.worker) == 0:
+                        store.publish(db, self.worker, families)
+                except Exception as exc:  # noqa: BLE001 - the next round retries; trials go on
+                    log.warning("could not publish this worker's families: %s", exc)
+                finally:
+                    db.dispose()  # no pooled socket for a later-forked pool process to inherit
+                self.stop.wait(self.refresh_s)
+        finally:
+            db.dispose()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        if self.worker is None:
+            return
+        db = Database(self.url)
+        try:
+            store.withdraw(db, self.worker)
+        except Exception as exc:  # noqa: BLE001 - its rows age out anyway
+            log.warning("could not withdraw this worker's families: %s", exc)
+        finally:
+            db.dispose()
+
+
+def install(settings: Settings) -> FamilyPublisher:
+    """Connect a publisher to this process's Celery worker signals (ready, shutdown)."""
+    from celery.signals import worker_ready, worker_shutdown
+
+    publisher = FamilyPublisher(settings)
+
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        name = getattr(sender, "hostname", None) or f"{socket.gethostname()}-{os.getpid()}"
+        publisher.start(str(name))
+
+    def on_shutdown(**_: Any) -> None:
+        publisher.shutdown()
+
+    worker_ready.connect(on_ready, weak=False)
+    worker_shutdown.connect(on_shutdown, weak=False)
+    return publisher
