@@ -16,11 +16,13 @@ pack of several takes Adam's fused step). What stays per member:
 So a member trains as it would alone: on CPU a pack of one takes the packed path (these layers,
 this loop) and reproduces ``train_trial`` bit for bit; in a larger pack a member matches its
 unpacked run within float tolerance (the fused Adam step and a grouped convolution round
-differently), and its dropout masks are exactly those its unpacked run draws. ``on_epoch(member, metrics)`` returning True stops that
-member: it leaves the pack, which is rebuilt without it (its compute is reclaimed: the remaining
-members' parameters, BN state and optimizer state are carried over exactly), and the others go
-on. A member whose loss becomes non-finite leaves the same way; its entry in the results is the
-:class:`NonFiniteLossError` ``train_trial`` would have raised.
+differently), and its dropout masks are exactly those its unpacked run draws.
+
+``on_epoch(member, metrics)`` returning True stops that member: it leaves the pack, which is
+rebuilt without it (its compute is reclaimed: the remaining members' parameters, BN state and
+optimizer state are carried over exactly), and the others go on. A member whose loss becomes
+non-finite leaves the same way; its entry in the results is the :class:`NonFiniteLossError`
+``train_trial`` would have raised.
 
 ``EpochMetrics.seconds`` is a member's share of the pack's epoch (wall time / members in the pack).
 """
@@ -42,7 +44,7 @@ from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.spec import TrainingSpec
 from regsearch.worker.augment import Augment, make_augment
 from regsearch.worker.models import build_model
-from regsearch.worker.packed_model import PackedModel, can_pack, unpack_member
+from regsearch.worker.packed_model import PackedModel, can_pack, carry_optimizer, unpack_member
 from regsearch.worker.train import (
     EVAL_CHUNK,
     DeviceData,
@@ -78,31 +80,6 @@ def _dropout_generator(seed: int, device: torch.device) -> torch.Generator:
     return generator
 
 
-def _carry_optimizer(
-    old: torch.optim.Optimizer,
-    old_model: nn.Module,
-    new: torch.optim.Optimizer,
-    new_model: nn.Module,
-    keep: torch.Tensor,
-) -> torch.optim.Optimizer:
-    """``new`` (over ``new_model``, selected from ``old_model``) with the kept members' state."""
-    size = next(old_model.parameters()).shape[0]
-    for p_old, p_new in zip(old_model.parameters(), new_model.parameters(), strict=True):
-        state = old.state.get(p_old)
-        if state:  # moments have the parameter's shape; Adam's step count is one shared scalar
-            new.state[p_new] = {
-                key: (
-                    value[keep.to(value.device)]
-                    if value.ndim and value.shape[0] == size
-                    else value.clone()
-                )
-                if torch.is_tensor(value)
-                else value
-                for key, value in state.items()
-            }
-    return new
-
-
 def _evaluate_packed(
     model: PackedModel, x: torch.Tensor, y: torch.Tensor, autocast: Callable[[], Any]
 ) -> torch.Tensor:
@@ -132,11 +109,9 @@ def _finish(
     plain = unpack_member(model, position)
     plain.load_state_dict(member.best_state)
     plain.eval()
-    shape = tuple(int(d) for d in model.recipes[position]["input_shape"])
+    x_test = data.x_test.reshape(-1, *model.recipes[position]["input_shape"])
     with torch.inference_mode():
-        test_correct = _evaluate(plain, data.x_test.reshape(-1, *shape), data.y_test, autocast)[
-            1
-        ].item()
+        test_correct = _evaluate(plain, x_test, data.y_test, autocast)[1].item()
     summary = summarize(member.epochs, test_correct / len(data.y_test))
     return TrainResult(
         member.epochs,
@@ -265,9 +240,8 @@ def train_packed(
         with torch.inference_mode():
             sample = _evaluate_packed(model, x_sample, y_sample, autocast)
             val = _evaluate_packed(model, x_val, y_val, autocast)
-            stats = torch.cat(
-                [loss_sum.unsqueeze(1), sample, val], dim=1
-            ).tolist()  # the epoch's one sync
+            # the epoch's one sync
+            stats = torch.cat([loss_sum.unsqueeze(1), sample, val], dim=1).tolist()
         seconds = (time.perf_counter() - started) / len(active)
         leaving: list[int] = []
         for position, (member, row) in enumerate(zip(active, stats, strict=True)):
@@ -302,11 +276,12 @@ def train_packed(
                 active = []
                 break
             smaller = model.select(keep)
-            optimizer = _carry_optimizer(
+            optimizer = carry_optimizer(
                 optimizer, model, new_optimizer(smaller), smaller, torch.tensor(keep)
             )
             model, active = smaller, [active[p] for p in keep]
 
     for position, member in enumerate(active):
         results[member.index] = _finish(member, model, position, data, autocast)
-    return [r for r in results if r is not None]
+    assert all(r is not None for r in results)  # every member ended one way or another
+    return results  # type: ignore[return-value]

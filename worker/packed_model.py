@@ -172,3 +172,28 @@ def unpack_member(packed_model: PackedModel, i: int) -> nn.Module:
     device = next(packed_model.parameters()).device
     model.to(device).load_state_dict(packed_model.member_state(i))
     return model
+
+
+def carry_optimizer(
+    old: torch.optim.Optimizer,
+    old_model: nn.Module,
+    new: torch.optim.Optimizer,
+    new_model: nn.Module,
+    keep: torch.Tensor,
+) -> torch.optim.Optimizer:
+    """``new`` (over ``new_model``, selected from ``old_model``) with the kept members' state."""
+    size = next(old_model.parameters()).shape[0]
+    for p_old, p_new in zip(old_model.parameters(), new_model.parameters(), strict=True):
+        state = old.state.get(p_old)
+        if state:  # moments have the parameter's shape; Adam's step count is one shared scalar
+            new.state[p_new] = {
+                key: (
+                    value[keep.to(value.device)]
+                    if value.ndim and value.shape[0] == size
+                    else value.clone()
+                )
+                if torch.is_tensor(value)
+                else value
+                for key, value in state.items()
+            }
+    return new

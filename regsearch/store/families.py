@@ -3,9 +3,11 @@
 One row per (worker, family): the worker's Celery node name (``regsearch-<pid>@<host>``), the
 family's name, ``source`` (``builtin`` | ``plugin``), its knobs as JSON schema and its
 ``slots_doc``. A worker replaces its rows when it is ready (:func:`publish`), refreshes their
-``seen_at`` every :data:`REFRESH_S` while it runs (:func:`touch`) and deletes them when it stops
+``seen_at`` every :data:`REFRESH_S` while it runs (:func:`touch`) and ages them out when it stops
 (:func:`withdraw`). A family is *offered* while some worker's row of it was seen within
-:data:`LIVE_S` (a killed worker's rows age out). Torch-free: the API and the coordinator read it.
+:data:`LIVE_S` (a killed worker's rows age out). Dead rows stay as the record of a family's
+knobs, so jobs accepted earlier still read back (``offered(live_s=None)``), until a worker
+publishes the same family again. Torch-free: the API and the coordinator read it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ def publish(db: Database, worker: str, families: Iterable[Mapping[str, Any]]) ->
     ]
     with db.session() as session:
         session.execute(delete(PublishedFamily).where(PublishedFamily.worker == worker))
+        # Other workers' dead rows of these families are superseded by this one's (the table keeps
+        # one record per family that no live worker offers, so old jobs still read back).
+        session.execute(delete(PublishedFamily).where(
+            PublishedFamily.name.in_([row.name for row in rows]),
+            PublishedFamily.seen_at < now - dt.timedelta(seconds=LIVE_S)))
         session.add_all(rows)
     return len(rows)
 
@@ -46,10 +53,13 @@ def touch(db: Database, worker: str) -> int:
         return int(result.rowcount or 0)
 
 
+WITHDRAWN_AT = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def withdraw(db: Database, worker: str) -> None:
-    """Delete ``worker``'s rows (it is stopping)."""
+    """``worker`` is stopping: its rows stop being offered at once (they are kept as records)."""
     with db.session() as session:
-        session.execute(delete(PublishedFamily).where(PublishedFamily.worker == worker))
+        session.execute(update(PublishedFamily).where(PublishedFamily.worker == worker).values(seen_at=WITHDRAWN_AT))
 
 
 def offered(db: Database, *, live_s: float | None = LIVE_S) -> dict[str, dict[str, Any]]:

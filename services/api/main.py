@@ -98,7 +98,8 @@ def create_app(
     # Each add_middleware wraps the previous ones, so the token (outermost) is checked before
     # a single body byte is counted or parsed.
     # model.family is checked against the built-ins and what live workers published in this database
-    app.add_middleware(families.FamilyCatalogMiddleware, catalog=published_catalog(database))
+    app.add_middleware(families.FamilyCatalogMiddleware, catalog=published_catalog(database),
+                       known=published_catalog(database, live_s=None))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if token:
         app.add_middleware(BearerAuthMiddleware, token=token)

@@ -61,7 +61,10 @@ def test_a_worker_publishes_refreshes_and_withdraws_its_rows(db: Database) -> No
     assert store.touch(db, "w1@host") == 1
     assert store.offered(db)["widenet"]["workers"] == ["w1@host"]
     store.withdraw(db, "w1@host")
-    assert store.touch(db, "w1@host") == 0 and store.offered(db) == {}
+    assert store.offered(db) == {}, "a stopped worker's families are not offered"
+    assert set(store.offered(db, live_s=None)) == {"widenet"}, "but kept as the record of their knobs"
+    store.publish(db, "w3@host", [PLUGIN])  # a new worker's row supersedes the dead ones
+    assert store.offered(db, live_s=None)["widenet"]["workers"] == ["w3@host"]
 
 
 def test_get_families_lists_the_built_ins_before_any_worker_and_then_live_plugins(
@@ -100,6 +103,7 @@ def test_a_family_no_live_worker_offers_is_refused_naming_the_offered_ones(clien
                                notify=lambda *_: None)) as fresh:
         created = fresh.post("/jobs", json=spec({"family": "widenet", "width": 8}))
         assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
         assert fresh.get(f"/jobs/{created.json()['id']}").json()["spec"]["model"] == {
             "family": "widenet", "width": 8, "kind": "a"}
 
@@ -119,6 +123,8 @@ def test_a_family_no_live_worker_offers_is_refused_naming_the_offered_ones(clien
                                notify=lambda *_: None)) as later:
         gone = later.post("/jobs", json=spec({"family": "widenet"}))
         assert gone.status_code == 422 and gone.json()["detail"][0]["field"] == "model.family"
+        assert later.get(f"/jobs/{job_id}").status_code == 200, "an accepted plugin job still reads back"
+        assert later.get(f"/jobs/{job_id}/best").status_code == 200
 
 
 def test_a_published_schema_is_checked_without_jsonschema_too(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,12 +51,18 @@ def read_families(db: DatabaseDep) -> FamiliesPublic:
 
 
 class FamilyCatalogMiddleware:
-    """Pure ASGI: each request looks unknown family names up in this app's published catalog."""
+    """Pure ASGI: each request looks unknown family names up in this app's published catalogs.
 
-    def __init__(self, app: Any, catalog: Any) -> None:
+    A submission (``POST /jobs``) may name only what live workers offer (``catalog``); every other
+    request reads stored jobs back, plugin ones too, with every family ever published (``known``).
+    """
+
+    def __init__(self, app: Any, catalog: Any, known: Any) -> None:
         self.app = app
         self.catalog = catalog
+        self.known = known
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        with domain.use_catalog(self.catalog):
+        submitting = scope.get("method") == "POST" and str(scope.get("path", "")).rstrip("/") == "/jobs"
+        with domain.use_catalog(self.catalog if submitting else self.known):
             await self.app(scope, receive, send)
