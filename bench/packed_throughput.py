@@ -1,10 +1,10 @@
 """Trials per hour: packed training (K = 4, 8) over unpacked (one trial at a time), side by side.
 
 Eight mnist1d configurations of one structure (40-256-256-256-10 MLP by default, bn-act-drop on
-every slot), each with its own dropout rate, BN momentum and training seed, the same epochs. Each repeat
-trains all eight three ways, in an order that rotates between repeats so drift in the machine's
-speed hits every mode: one at a time with ``train_trial``, as two packs of four and as one pack of
-eight (``train_packed``). A mode's figure is eight trials over its wall time (builds, epochs and
+every slot), each with its own dropout rate, BN momentum and training seed, the same epochs. Each
+repeat trains all eight three ways, in an order that rotates between repeats so drift in the
+machine's speed hits every mode: one at a time with ``train_trial``, as two packs of four and as
+one pack of eight (``train_packed``). A mode's figure is eight trials over its wall time (builds, epochs and
 the final test evaluations included), as trials per hour; the speedups are ratios of medians
 (and of the best repeats: on a shared machine the fastest run is the least disturbed).
 

@@ -272,7 +272,7 @@ def _frozen_trials(spec: JobSpec, df: pd.DataFrame) -> list[Any]:
     from optuna.trial import create_trial
 
     metrics = list(spec.objective.metrics)
-    done = frames.complete(df)
+    done = frames.complete_search(df)  # a confirmation run repeats a configuration: no new evidence
     if len(done) > MAX_IMPORTANCE_TRIALS:
         done = done.sample(MAX_IMPORTANCE_TRIALS, random_state=0)
     out = []

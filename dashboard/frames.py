@@ -19,6 +19,7 @@ import pandas as pd
 
 from regsearch.domain.metrics import DIRECTIONS, SUMMARY_FIELDS
 from regsearch.domain.space import params_key
+from regsearch.domain.confirm import planned_confirmations
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import (
     ACTIVE_JOB_STATES,
@@ -36,7 +37,7 @@ TRIAL_COLUMNS = (
     "created_at", "started_at", "heartbeat_at", "finished_at",
 )
 JOB_COLUMNS = (
-    "id", "name", "status", "progress", "finished", "n_trials", *(s.value for s in COUNTED_TRIAL_STATES),
+    "id", "name", "status", "progress", "finished", "n_trials", "n_planned", *(s.value for s in COUNTED_TRIAL_STATES),
     "best", "best_val_acc", "test_acc",
     "elapsed_s", "elapsed", "created_at", "dataset", "objective", "error",
 )
@@ -90,7 +91,9 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
         "objectives": list(zip(metrics, directions)),
         "objective": ", ".join(f"{m} {ARROWS.get(d, '')}".strip() for m, d in zip(metrics, directions)),
         "n_trials": n_trials, "dataset": dataset, "model": model, "sampler": sampler, "pruner": pruner,
-        "epochs": epochs,
+        "epochs": epochs, "n_confirm": planned_confirmations(spec),
+        # the one denominator of every progress count: search trials + confirmation runs
+        "n_planned": n_trials + planned_confirmations(spec),
     }
 
 
@@ -112,11 +115,11 @@ def jobs_frame(
         state_counts = per_job.get(row["id"], dict.fromkeys(COUNTED_TRIAL_STATES, 0))
         finished = sum(state_counts.get(s, 0) for s in FINAL_TRIAL_STATES)
         elapsed = _elapsed(row.get("started_at"), row.get("finished_at"), now)
-        n_trials = spec["n_trials"]
+        n_planned = spec["n_planned"]
         records.append({
             "id": row["id"], "name": row["name"], "status": row["status"],
-            "progress": min(1.0, finished / n_trials) if n_trials else 0.0, "finished": finished,
-            "n_trials": n_trials, **{s.value: state_counts.get(s, 0) for s in COUNTED_TRIAL_STATES},
+            "progress": min(1.0, finished / n_planned) if n_planned else 0.0, "finished": finished,
+            "n_trials": spec["n_trials"], "n_planned": n_planned, **{s.value: state_counts.get(s, 0) for s in COUNTED_TRIAL_STATES},
             "best": best.get(row["id"], nobody)[0],
             "best_val_acc": best.get(row["id"], nobody)[1],
             "test_acc": best.get(row["id"], nobody)[2],
@@ -214,6 +217,13 @@ def counts(df: pd.DataFrame) -> dict[str, int]:
 def complete(df: pd.DataFrame) -> pd.DataFrame:
     """Trials that completed with a summary: the ones every comparison is made on."""
     return df[(df["state"] == TrialState.COMPLETE) & df["val_acc"].notna()]
+
+
+def complete_search(df: pd.DataFrame) -> pd.DataFrame:
+    """Complete **search** trials: what the report's groups count (confirmation runs re-run only
+    the leaders, so they would tilt a placement's picture toward its best configuration)."""
+    done = complete(df)
+    return done[done["confirm_of"].isna()]
 
 
 def trial_dicts(df: pd.DataFrame) -> list[dict[str, Any]]:

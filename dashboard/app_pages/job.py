@@ -71,7 +71,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> None:
     counts = frames.counts(df)
     finished = sum(counts.get(s, 0) for s in FINAL_TRIAL_STATES)
-    n_trials = job["n_trials"] or max(1, finished)
+    planned = job.get("n_planned") or job["n_trials"] or max(1, finished)
     cols = st.columns(7)
     cols[0].metric("Complete", counts[TrialState.COMPLETE])
     cols[1].metric("Pruned", counts[TrialState.PRUNED])
@@ -84,7 +84,8 @@ def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> Non
     cols[5].metric("Its test_acc", _fmt(leader["test_acc"] if leader is not None else None),
                    help="held-out test accuracy, evaluated once with the best validation epoch's weights")
     cols[6].metric("Elapsed", frames.format_seconds(job["elapsed_s"]))
-    st.progress(min(1.0, finished / n_trials), text=f"{finished} of {job['n_trials']} trials finished")
+    runs = f" ({job['n_trials']} search trials + {job['n_confirm']} confirmation runs)" if job.get("n_confirm") else ""
+    st.progress(min(1.0, finished / max(1, planned)), text=f"{finished} of {planned} trials finished{runs}")
     if job.get("error"):
         st.error(f"The job failed: {job['error']}")
 
@@ -196,7 +197,8 @@ def _placement_comparison(df: pd.DataFrame, done: pd.DataFrame) -> None:
     if done.empty:
         st.info("No complete trial yet.")
     else:
-        st.markdown("**val_acc per placement** (n = complete trials behind each box)")
+        st.markdown("**val_acc per placement** (n = complete search trials behind each box, as in the "
+                    "report; confirmation runs are in its seed groups)")
         st.plotly_chart(charts.box_by_placement(done, "val_acc"), width="stretch")
     st.dataframe(frames.placement_summary(df), hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(c, format="%.4f")
@@ -220,7 +222,7 @@ def _search_space(job: dict[str, Any], df: pd.DataFrame, done: pd.DataFrame) -> 
     found = data.importance(url, job_id, len(done))
     if found["importances"]:
         right.plotly_chart(charts.importance_bars(found["importances"]), width="stretch")
-        right.caption(f"From {found['n']} complete trials"
+        right.caption(f"From {found['n']} complete search trials"
                       + ("; the importance of reaching the Pareto front." if len(objectives) > 1 else "."))
     else:
         right.info(found["message"])
@@ -293,7 +295,7 @@ def body(was_active: bool) -> None:
     if job["active"] != was_active:
         st.rerun()  # the job just finished: stop refreshing
     df = data.trials(url, job_id)
-    done = frames.complete(df)
+    done = frames.complete_search(df)  # the report's groups count these too
     board = frames.leaders(df, objectives, k=k)
     _overview(job, df, board)
     if df.empty:

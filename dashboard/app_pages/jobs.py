@@ -43,7 +43,7 @@ def _cards(df: pd.DataFrame) -> None:
 
 def _table(df: pd.DataFrame) -> None:
     view = df.assign(
-        trials=[f"{f}/{n}" for f, n in zip(df["finished"], df["n_trials"])],
+        trials=[f"{f}/{n}" for f, n in zip(df["finished"], df["n_planned"])],
         open=[f"job?job={job_id}" for job_id in df["id"]],
     )
     columns = ["name", "status", "progress", "trials", "complete", "pruned", "failed", "running", "queued",
@@ -53,7 +53,7 @@ def _table(df: pd.DataFrame) -> None:
         on_select="rerun", selection_mode="single-row",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
-                                                        help="finished trials (complete, pruned, failed) of n_trials"),
+                                                        help="finished trials (complete, pruned, failed) of those planned: search trials + confirmation runs"),
             "best": st.column_config.NumberColumn("best trial", help="the first configuration of the job's ranking "
                                                   "so far, as `regsearch best` lists it"),
             "best_val_acc": st.column_config.NumberColumn("its val_acc", format="%.4f",

@@ -109,3 +109,12 @@ def rank_by_seed_mean(
     from regsearch.domain.ranking import rank_configurations
 
     return [(ranked.trial, list(ranked.runs)) for ranked in rank_configurations(trials, [(metric, direction)])]
+
+
+def planned_confirmations(spec: dict[str, Any]) -> int:
+    """Confirmation runs a (stored, possibly old) spec plans after its search: top_k x seeds.
+
+    Every progress count shows search trials + these, so every screen has one denominator.
+    """
+    confirm = spec.get("confirm") or {}
+    return int(confirm.get("top_k") or 0) * int(confirm.get("seeds") or 0)

@@ -13,6 +13,7 @@ live workers offer, read from the database at most every ``ttl_s``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from regsearch.domain.families import FamilyInfo
+
+log = logging.getLogger(__name__)
 
 _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer(),
@@ -165,8 +168,8 @@ class PublishedCatalog:
             if time.monotonic() - self._at >= self.ttl_s:
                 try:
                     self._rows = {k: v for k, v in self._load().items() if v.get("source") == "plugin"}
-                except Exception:  # noqa: BLE001 - keep the last answer; the next call retries
-                    pass
+                except Exception as exc:  # noqa: BLE001 - keep the last answer; the next call retries
+                    log.warning("could not read the published families: %s", exc)
                 self._at = time.monotonic()
             return dict(self._rows)
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from regsearch.domain.confirm import planned_confirmations
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.ranking import RankedConfig
@@ -203,11 +204,6 @@ def _finite(value: float | None) -> float | None:
     return finite_or_none(value)
 
 
-def _planned_confirmations(spec: dict[str, Any]) -> int:
-    confirm = spec.get("confirm") or {}
-    return int(confirm.get("top_k") or 0) * int(confirm.get("seeds") or 0)
-
-
 def job_public(job: Job, counts: dict[str, int]) -> JobPublic:
     """A job row as listed (no spec, no best)."""
     budget = (job.spec or {}).get("budget") or {}
@@ -216,7 +212,7 @@ def job_public(job: Job, counts: dict[str, int]) -> JobPublic:
         name=job.name,
         status=job.status,
         n_trials=budget.get("n_trials"),
-        n_confirm=_planned_confirmations(job.spec or {}),
+        n_confirm=planned_confirmations(job.spec or {}),
         counts=TrialCounts(**counts),
         cancel_requested=bool(job.cancel_requested),
         error=job.error,

@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from regsearch.services.api.routes.families import offered_families
 from typer.testing import CliRunner
 
 from regsearch.client import Client
 from regsearch.store import families as store
 from regsearch.store.db import Database
-from regsearch.services.api.routes.families import offered_families
 
 PLUGIN = {
     "name": "twobranch", "source": "plugin", "slots_doc": "each conv of the conv branch, then each MLP Linear",

@@ -2,7 +2,7 @@
 
 The test installs the package itself (the CI installs the project from a fresh clone): an
 editable ``pip install --no-deps --no-build-isolation`` into this interpreter's environment,
-skipped when it is already installed. Then a real stack (API, coordinator, a Celery worker)
+skipped when it is already installed (and then left installed; else uninstalled afterwards). Then a real stack (API, coordinator, a Celery worker)
 runs a small search on ``twobranch``: the worker publishes it, the torch-free API accepts it.
 """
 
@@ -14,6 +14,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,29 +29,45 @@ PLUGIN_DIR = ROOT / "examples" / "plugin"
 DISTRIBUTION = "regsearch-twobranch"
 
 
-def install_example_plugin() -> None:
-    """Install examples/plugin into this environment once (idempotent), and make it importable here."""
+@pytest.fixture
+def example_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """examples/plugin installed in this environment (idempotent) and loaded in this process.
+
+    Installed here only when it is not already; then it is uninstalled afterwards, and this
+    process's registrations end with the test, so no other test sees an extra family.
+    """
+    from regsearch.worker import families
+
+    from regsearch.domain import families as domain
+
     try:
         importlib.metadata.distribution(DISTRIBUTION)
+        installed_here = False
     except importlib.metadata.PackageNotFoundError:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                         "-e", str(PLUGIN_DIR)], check=True, timeout=300)
         site.addsitedir(sysconfig.get_paths()["purelib"])  # this process reads the new .pth file too
         importlib.invalidate_caches()
-    from regsearch.worker import families
-
-    families.load_plugins(refresh=True)
-    assert families.get("twobranch").source == "plugin"
+        installed_here = True
+    monkeypatch.setattr(domain, "_registry", dict(domain._registry))
+    monkeypatch.setattr(families, "_plugins", dict(families._plugins))
+    monkeypatch.setattr(families, "_broken", dict(families._broken))
+    try:
+        families.load_plugins(refresh=True)
+        assert families.get("twobranch").source == "plugin"
+        yield
+    finally:
+        if installed_here:
+            subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "--yes", DISTRIBUTION],
+                           check=False, timeout=120)
 
 
 def test_the_example_plugin_searches_end_to_end_and_its_recipe_rebuilds(
-    sqlite_settings: Settings, tmp_path: Path
+    example_plugin: None, sqlite_settings: Settings, tmp_path: Path
 ) -> None:
-    install_example_plugin()
     import torch
-    from safetensors.torch import load_file
-
     from regsearch.worker.models import build_model
+    from safetensors.torch import load_file
 
     with running_stack(sqlite_settings, tmp_path / "logs", workers=2) as stack:
         stack.wait_for(lambda: "twobranch" in {f["name"] for f in stack.client.families()}, 120,

@@ -56,7 +56,7 @@ class TwoBranch:
             raise ValueError(f"{shape} must be [features], [channels, length] or [channels, height, width]")
         return shape
 
-    def build(self, knobs: Knobs, input_shape: list[int], n_classes: int, slot) -> nn.Module:  # noqa: ANN001
+    def build(self, knobs: Knobs, input_shape: list[int], n_classes: int, slot) -> nn.Module:
         dims = len(input_shape) - 1  # 1: Conv1d, 2: Conv2d
         conv_cls = nn.Conv1d if dims == 1 else nn.Conv2d
         index = 0
