@@ -317,7 +317,7 @@ def _outcome(spec: JobSpec, stop_reason: StopReason | None, metrics: dict[str, A
     if stop_reason == StopReason.PRUNED:
         return TrialState.PRUNED, None
     if stop_reason == StopReason.CANCELLED:
-        return TrialState.FAILED, EndReason.JOB_CANCELLED
+        return TrialState.CANCELLED, EndReason.JOB_CANCELLED
     if stop_reason == StopReason.LEASE_LOST:
         return TrialState.FAILED, f"{StopReason.LEASE_LOST}: the trial was presumed dead and reassigned"
     if _objective_values(spec, metrics) is None:

@@ -75,7 +75,8 @@ def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> Non
     cols = st.columns(7)
     cols[0].metric("Complete", counts[TrialState.COMPLETE])
     cols[1].metric("Pruned", counts[TrialState.PRUNED])
-    cols[2].metric("Failed", counts[TrialState.FAILED])
+    cols[2].metric("Failed", counts[TrialState.FAILED],
+                   help=f"{counts.get(TrialState.CANCELLED, 0)} cancelled (stopped with the job: not failures)")
     cols[3].metric("Running", counts[TrialState.RUNNING], help=f"{counts[TrialState.QUEUED]} queued")
     leader = board.iloc[0] if len(board) else None
     cols[4].metric(f"Best {metric}", _fmt(leader["score"] if leader is not None else None),

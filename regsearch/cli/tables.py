@@ -219,24 +219,26 @@ def status_line(job: dict[str, Any]) -> str:
     best_val = (best.get("metrics") or {}).get("val_acc")
     return (f"{job['id']}  {job['name']:<24} {job['status']:<10} {done}/{total} done "
             f"(running {counts.get(TrialState.RUNNING, 0)}, pruned {counts.get(TrialState.PRUNED, 0)}, "
-            f"failed {counts.get(TrialState.FAILED, 0)})"
+            f"failed {counts.get(TrialState.FAILED, 0)}"
+            + (f", cancelled {counts[TrialState.CANCELLED]}" if counts.get(TrialState.CANCELLED) else "") + ")"
             f"  best val_acc {_fmt(best_val)}")
 
 
 def status_table(jobs: list[dict[str, Any]], width: int | None = None) -> Table:
     """Jobs with their progress (``regsearch status``).
 
-    Where the width is short, left out first: failed, pruned, running, name, best val_acc.
+    Where the width is short, left out first: cancelled, failed, pruned, running, name, best val_acc.
     """
     columns = [Col("job", KEEP, "left"), Col("name", 4, "left"), Col("status", KEEP, "left"), Col("done"),
-               Col("running", 6), Col("pruned", 7), Col("failed", 8), Col("best val_acc", 3)]
+               Col("running", 6), Col("pruned", 7), Col("failed", 8), Col("cancelled", 9), Col("best val_acc", 3)]
     rows = []
     for job in jobs:
         done, total = job_progress(job)
         counts = job.get("counts", {})
         best_val = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
         rows.append([job["id"], job["name"], str(job["status"]), f"{done}/{total}",
-                     *(str(counts.get(state, 0)) for state in (TrialState.RUNNING, TrialState.PRUNED, TrialState.FAILED)),
+                     *(str(counts.get(state, 0)) for state in (TrialState.RUNNING, TrialState.PRUNED, TrialState.FAILED,
+                                                               TrialState.CANCELLED)),
                      _fmt(best_val)])
     return fitted_table(columns, rows, width, hint="a wider terminal or --json shows them")
 

@@ -69,7 +69,8 @@ ACTIVE_TRIAL_STATES: frozenset[TrialState] = frozenset({TrialState.QUEUED, Trial
 # TrialCounts, the dashboard's and the report's counts). ``cancelled`` is not among them: the
 # interface's counts list five states.
 COUNTED_TRIAL_STATES: tuple[TrialState, ...] = (
-    TrialState.QUEUED, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
+    TrialState.QUEUED, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED,
+    TrialState.CANCELLED)
 
 
 class StopReason(_StrEnum):

@@ -46,6 +46,7 @@ class TrialCounts(BaseModel):
     complete: int = 0
     pruned: int = 0
     failed: int = 0
+    cancelled: int = Field(default=0, description="stopped or never started because the job was cancelled")
 
 
 class JobPublic(BaseModel):

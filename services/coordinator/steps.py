@@ -45,9 +45,8 @@ from regsearch.store.models import Trial, as_utc
 
 log = logging.getLogger("regsearch.coordinator")
 
-# The state a cancelled job's queued trials end in, with EndReason.JOB_CANCELLED: failed today, as
-# the interface's trial states have no other (TrialState.CANCELLED is the one-line switch).
-CANCELLED_TRIAL_STATE = TrialState.FAILED
+# The state a cancelled job's queued trials end in, with EndReason.JOB_CANCELLED: not a failure.
+CANCELLED_TRIAL_STATE = TrialState.CANCELLED
 
 
 def start(job: ActiveJob) -> None:

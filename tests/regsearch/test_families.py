@@ -55,7 +55,7 @@ def test_specs_of_every_family_are_accepted_and_stored_with_defaults(model: Any,
         ({"family": "mlp", "channels": [8]}, "model.channels", "unknown field"),
         ({"family": "cnn", "channels": [8], "activation": "swish"}, "model.activation", "relu"),
         ({"family": "transformer"}, "model.family",
-         "unknown family 'transformer' (known: cnn, mlp, resnet, vgg)"),
+         "unknown family 'transformer' (known: auto, cnn, mlp, resnet, vgg)"),
         ({"family": 3}, "model.family", "unknown family 3"),
         ("mlp", "model", "give an object"),
     ],
@@ -103,7 +103,8 @@ def test_recipes_record_family_knobs_and_each_slot() -> None:
 def test_every_family_publishes_its_knobs_as_json_schema() -> None:
     for name in families.names():
         schema = families.knobs_schema(name)
-        assert schema["type"] == "object" and "activation" in schema["properties"]
+        key = "network" if name == "auto" else "activation"  # auto keeps the network's own
+        assert schema["type"] == "object" and key in schema["properties"]
         assert families.family(name).slots_doc and families.family(name).source == "builtin"
     assert families.knobs_schema("resnet")["properties"]["depth"]["default"] == 8
 

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 INTERFACE_JOB_STATES = ["queued", "running", "completed", "failed", "cancelled"]
 INTERFACE_TRIAL_STATES = ["queued", "running", "complete", "pruned", "failed", "cancelled"]
 # INTERFACE.md, GET /jobs/{id}: counts.
-INTERFACE_COUNTS = ["queued", "running", "complete", "pruned", "failed"]
+INTERFACE_COUNTS = ["queued", "running", "complete", "pruned", "failed", "cancelled"]
 
 
 def test_the_enums_are_the_interfaces_states() -> None:

@@ -11,7 +11,7 @@ from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.studies import optuna_storage
 
-OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "cancelled": "FAIL"}
 
 
 def assert_books_agree(db: Database, client: Any, job_id: str) -> list[Any]:
@@ -31,7 +31,8 @@ def assert_books_agree(db: Database, client: Any, job_id: str) -> list[Any]:
             assert row.metrics and row.metrics.get("val_acc") is not None
 
     final = [r for r in rows if not r.retried]
-    assert len(final) == job["counts"]["complete"] + job["counts"]["pruned"] + job["counts"]["failed"]
+    counts = job["counts"]
+    assert len(final) == counts["complete"] + counts["pruned"] + counts["failed"] + counts["cancelled"]
     api_items = client.trials(job_id)["items"]
     assert {t["number"]: t["state"] for t in api_items} == {r.number: r.state for r in rows}
     return rows

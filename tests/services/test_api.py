@@ -59,7 +59,7 @@ JOB_KEYS = {
     "started_at",
     "finished_at",
 }
-COUNT_KEYS = {"queued", "running", "complete", "pruned", "failed"}
+COUNT_KEYS = {"queued", "running", "complete", "pruned", "failed", "cancelled"}
 
 
 def spec_with(**changes: Any) -> dict[str, Any]:

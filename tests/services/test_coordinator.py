@@ -156,7 +156,7 @@ def test_cancel_fails_queued_trials_and_ends_the_job(db: Database) -> None:
     job_store.request_cancel(db, job_id=job_id)
     coordinator.tick()
     rows = trial_store.job_trials(db, job_id=job_id)
-    assert {(r.state, r.error) for r in rows} == {("failed", "job cancelled")}
+    assert {(r.state, r.error) for r in rows} == {("cancelled", "job cancelled")}
     assert job_store.get_job(db, job_id=job_id).status == "cancelled"  # type: ignore[union-attr]
     assert {t.state.name for t in study_of(db, job_id).trials} == {"FAIL"}
 

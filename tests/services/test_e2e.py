@@ -71,7 +71,9 @@ def test_cancellation_stops_running_trials_at_the_next_epoch(stack: Stack) -> No
     assert done["status"] == "cancelled"
     rows = assert_books_agree(stack.db, stack.client, job["id"])
     stopped = [r for r in rows if r.started_at is not None]
-    assert stopped and all(r.state == "failed" and r.error == "job cancelled" for r in stopped)
+    assert stopped and all(r.state == "cancelled" and r.error == "job cancelled" for r in stopped)
+    assert done["counts"]["cancelled"] == len([r for r in rows if r.state == "cancelled"]) > 0
+    assert done["counts"]["failed"] == 0, "a cancelled trial is not a failure"
     assert all(r.metrics is None or r.metrics["epochs_run"] < 400 for r in stopped)
     assert len(rows) <= 6
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +30,11 @@ def _install_examples() -> None:
 
 _install_examples()
 
-from regsearch.domain.spec import JobSpec  # noqa: E402
-from regsearch.worker.families import auto  # noqa: E402
-from regsearch.worker.local import run_local_trial  # noqa: E402
-from regsearch.worker.models import build_model  # noqa: E402
+from regsearch.worker.families import auto
+from regsearch.worker.local import run_local_trial
+from regsearch.worker.models import build_model
+
+from regsearch.domain.spec import JobSpec
 
 SHAPE = [1, 8, 8]  # sklearn digits
 
@@ -171,3 +171,17 @@ def test_spec_refuses_an_import_path() -> None:
         JobSpec(name="x", dataset={"name": "digits"}, model={"family": "auto", "network": "os:system"})
     spec = JobSpec(name="x", dataset={"name": "digits"}, model={"family": "auto", "network": "vgg_seq"})
     assert spec.model.n_slots() is None  # known only with the data's shape
+
+
+def test_cli_inspect_prints_the_slots_within_80_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from regsearch.cli.app import app
+
+    monkeypatch.setenv("REGSEARCH_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["inspect", str(REPO / "examples" / "auto-resnet-small.yaml")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "3 slot(s)" in result.output and "layer1.0.conv1" in result.output
+    assert "nothing (no activation)" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80

@@ -237,7 +237,7 @@ def _set(recipe: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("family", "rnn", "recipe.family: unknown family 'rnn' \\(known: cnn, mlp, resnet, vgg"),
+        ("family", "rnn", "recipe.family: unknown family 'rnn' \\(known: auto, cnn, mlp, resnet, vgg"),
         ("input_shape", [20, 3], "recipe.input_shape"),
         ("n_classes", 1, "recipe.n_classes"),
         ("knobs.activation", "swish", "recipe.knobs.activation"),

@@ -114,7 +114,7 @@ def test_a_built_in_name_cannot_be_taken_and_a_broken_plugin_says_why(installed:
         families.get("broken")
     with pytest.raises(SpecError) as info:
         validate_spec({"name": "p", "dataset": {"name": "digits"}, "model": {"family": "broken"}})
-    assert info.value.field == "model.family" and "known: cnn, mlp, resnet, tinynet, vgg" in info.value.message
+    assert info.value.field == "model.family" and "known: auto, cnn, mlp, resnet, tinynet, vgg" in info.value.message
 
 
 def test_a_plugin_whose_build_raises_fails_with_its_message(installed: None, data_dir: Path) -> None:
