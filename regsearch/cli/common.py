@@ -32,7 +32,8 @@ EXAMPLE_SPEC = Path(__file__).with_name("examples") / "mnist1d-mlp.yaml"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft wrap: a long message (a file path, a field) stays one line that a terminal wraps itself
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -157,7 +157,7 @@ def test_counts_per_placement(filled_db: FilledDb) -> None:
     for placement, group in done.groupby("placement"):
         assert table.loc[placement, "val_acc_median"] == pytest.approx(group["val_acc"].median())
         assert table.loc[placement, "gap_mean"] == pytest.approx(group["gap"].mean())
-    assert frames.counts(df) == {"queued": 0, "running": 0, "complete": 8, "pruned": 2, "failed": 1}
+    assert frames.counts(df) == {"queued": 0, "running": 0, "complete": 8, "pruned": 2, "failed": 1, "cancelled": 0}
 
 
 def test_trials_without_metrics_are_nan_not_errors(filled_db: FilledDb) -> None:

@@ -133,7 +133,7 @@ def test_placement_groups_match_numpy_and_scipy(study: Trials) -> None:
             assert_stat(group.metrics[metric], metric_values(done, metric), metric)
     first = placements.groups[0]
     assert (first.n_trials, first.n_complete, first.n_pruned, first.n_failed) == (7, 5, 1, 1)
-    assert report.counts["search"] == {"queued": 0, "running": 1, "complete": 10, "pruned": 1, "failed": 1}
+    assert report.counts["search"] == {"queued": 0, "running": 1, "complete": 10, "pruned": 1, "failed": 1, "cancelled": 0}
     assert report.comparison is not None
     assert (report.comparison.leader, report.comparison.runner_up) == ("bn-act-drop", "act-drop")
     assert report.comparison.difference == pytest.approx(np.mean([0.70, 0.72, 0.69, 0.74, 0.71]) - np.mean(

@@ -386,7 +386,7 @@ def test_job_detail_counts_best_and_timing(client: TestClient, db: Database) -> 
     set_job_status(db, job_id=job_id, status="running")
     job = client.get(f"/jobs/{job_id}").json()
     assert set(job) == JOB_KEYS | {"spec", "best", "elapsed_s"}
-    assert job["counts"] == {"queued": 1, "running": 1, "complete": 2, "pruned": 1, "failed": 1}
+    assert job["counts"] == {"queued": 1, "running": 1, "complete": 2, "pruned": 1, "failed": 1, "cancelled": 0}
     assert job["best"] == {
         "number": 1,
         "params": {"placement": "act", "n": 1},

@@ -220,7 +220,7 @@ def test_a_trial_whose_loss_becomes_nan_fails_with_the_reason_and_the_job_comple
             assert row.attempt == 1 and not row.retryable, "a deterministic failure is not retried"
         assert all(by_placement[p].state == "complete" for p in ("bn-act", "bn-act-drop")), \
             [(r.params["placement"], r.state, r.error) for r in rows]
-        assert done["counts"] == {"queued": 0, "running": 0, "complete": 2, "pruned": 0, "failed": 2}
+        assert done["counts"] == {"queued": 0, "running": 0, "complete": 2, "pruned": 0, "failed": 2, "cancelled": 0}
 
         http = httpx.Client(base_url=stack.settings.api_url, timeout=10)
         try:

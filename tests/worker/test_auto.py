@@ -179,7 +179,7 @@ def test_cli_inspect_prints_the_slots_within_80_columns(tmp_path: Path, monkeypa
     from regsearch.cli.app import app
 
     monkeypatch.setenv("REGSEARCH_DATA_DIR", str(tmp_path))
-    result = CliRunner().invoke(app, ["inspect", str(REPO / "examples" / "auto-resnet-small.yaml")],
+    result = CliRunner().invoke(app, ["inspect", str(REPO / "examples" / "networks" / "auto-resnet-small.yaml")],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "3 slot(s)" in result.output and "layer1.0.conv1" in result.output
