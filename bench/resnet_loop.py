@@ -18,12 +18,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-from regsearch.domain.space import make_recipe
-from regsearch.domain.spec import JobSpec, TrainingSpec
 from regsearch.worker.datasets import input_shape_for, load_dataset
 from regsearch.worker.models import build_model
-from regsearch.worker.train import DeviceData, select_device, to_device, train_trial
+from regsearch.worker.train import DeviceData, select_device, to_device
+
+from bench.bench_train_loop import service_loop
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import JobSpec, TrainingSpec
 
 PARAMS = {"placement": "bn-act", "bn_momentum": 0.1}
 
@@ -57,12 +58,6 @@ def minimal_loop(recipe: dict, data: DeviceData, epochs: int, batch: int, seed: 
     return (time.perf_counter() - started) / epochs
 
 
-def service_loop(recipe: dict, training: TrainingSpec, data: DeviceData) -> float:
-    started = time.perf_counter()
-    train_trial(recipe, training, data)
-    return (time.perf_counter() - started) / training.epochs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -85,10 +80,12 @@ def main() -> None:
         service: list[float] = []
         minimal: list[float] = []
         for repeat in range(args.repeats):
-            runs = [lambda: service.append(service_loop(recipe, training, data)),
-                    lambda: minimal.append(minimal_loop(recipe, data, args.epochs, training.batch_size))]
-            for run in runs if repeat % 2 == 0 else runs[::-1]:
-                run()
+            order = ("service", "minimal") if repeat % 2 == 0 else ("minimal", "service")
+            for which in order:
+                if which == "service":
+                    service.append(service_loop(recipe, training, data))
+                else:
+                    minimal.append(minimal_loop(recipe, data, args.epochs, training.batch_size))
         s, m = statistics.median(service), statistics.median(minimal)
         print(f"resnet depth {depth}: train_trial {s:.3f} s/epoch, minimal loop {m:.3f} s/epoch, "
               f"ratio {s / m:.3f} (goal <= 1.10)")

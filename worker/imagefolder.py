@@ -16,7 +16,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
 from regsearch.worker.datafiles import DatasetError, RawDataset, write_npz_atomically
 
 log = logging.getLogger("regsearch.worker.images")
@@ -99,8 +98,8 @@ def load_images(root: Path, shown: str, cache_dir: Path, size: tuple[int, int] |
                 arrays = {k: archive[k] for k in archive.files}
             log.info("images %s: %d examples from the cache", shown, len(arrays["y"]))
             return _raw(arrays, len(names))
-        except Exception:  # noqa: BLE001 - a truncated or foreign cache file is decoded again
-            pass
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign cache file is decoded again
+            log.warning("images %s: cache %s unreadable (%s); decoding again", shown, cache.name, exc)
     first_size, colour = _first_image(parts)
     size = size or first_size
     mode = "RGB" if (channels or (3 if colour else 1)) == 3 else "L"
