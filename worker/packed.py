@@ -38,10 +38,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from regsearch.domain.metrics import EpochMetrics, summarize
-from regsearch.domain.spec import TrainingSpec
 from regsearch.worker.augment import Augment, make_augment
 from regsearch.worker.models import build_model
 from regsearch.worker.packed_model import PackedModel, can_pack, carry_optimizer, unpack_member
@@ -53,7 +49,12 @@ from regsearch.worker.train import (
     _evaluate,
     _rank,
     make_optimizer,
+    snapshot_state,
 )
+from torch import nn
+
+from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.domain.spec import TrainingSpec
 
 __all__ = ["PackedModel", "can_pack", "train_packed", "unpack_member"]
 
@@ -120,17 +121,6 @@ def _finish(
         device=str(data.device),
         best_state=member.best_state,
     )
-
-
-def _snapshot(
-    state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None
-) -> dict[str, torch.Tensor]:
-    if into is None:
-        return {k: v.detach().clone() for k, v in state.items()}
-    with torch.no_grad():
-        for key, value in state.items():
-            into[key].copy_(value)
-    return into
 
 
 def _batch(
@@ -261,7 +251,7 @@ def train_packed(
             member.epochs.append(metrics)
             if _rank(metrics) < member.best_rank:
                 member.best_rank = _rank(metrics)
-                member.best_state = _snapshot(model.member_state(position), member.best_state)
+                member.best_state = snapshot_state(model.member_state(position), member.best_state)
             if on_epoch is not None and on_epoch(member.index, metrics):
                 member.stopped_early = True
                 leaving.append(position)

@@ -18,15 +18,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from regsearch.worker.augment import make_augment
+from regsearch.worker.datafiles import DatasetError
+from regsearch.worker.datasets import Splits
+from regsearch.worker.models import build_model
 from torch import nn
 
 from regsearch.domain.devices import parse_device
 from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.spec import TrainingSpec
-from regsearch.worker.augment import make_augment
-from regsearch.worker.datafiles import DatasetError
-from regsearch.worker.datasets import Splits
-from regsearch.worker.models import build_model
 
 EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
 TRAIN_SAMPLE_SEED = 0  # the fixed training sample is the same for every trial of a dataset
@@ -289,7 +289,11 @@ def train_trial(
 
 def _snapshot(model: nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     """The model's state as device tensors; reuses ``into``'s storage after the first copy."""
-    state = model.state_dict()
+    return snapshot_state(model.state_dict(), into)
+
+
+def snapshot_state(state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """A copy of ``state`` (the best weights so far), written into ``into``'s storage when given."""
     if into is None:
         return {k: v.detach().clone() for k, v in state.items()}
     with torch.no_grad():

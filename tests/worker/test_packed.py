@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
-
-from regsearch.domain.metrics import EpochMetrics
-from regsearch.domain.space import make_recipe
-from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
-from regsearch.worker.datasets import Splits, input_shape_for, load_dataset
+from regsearch.worker.datasets import Splits, input_shape_for
 from regsearch.worker.models import build_model, layer_order
 from regsearch.worker.packed import PackedModel, can_pack, train_packed, unpack_member
 from regsearch.worker.train import (
@@ -24,18 +19,11 @@ from regsearch.worker.train import (
     train_trial,
 )
 
+from regsearch.domain.metrics import EpochMetrics
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import JobSpec, TrainingSpec
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as test_train.py: tiny models, a shared 2-core runner
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Splits:
-    return load_dataset(DatasetSpec(name="digits"), tmp_path_factory.mktemp("data"))
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/worker/conftest.py
 
 
 @pytest.fixture(scope="module")

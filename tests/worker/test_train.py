@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from regsearch.worker.datasets import Splits, input_shape_for
+from regsearch.worker.train import (
+    DeviceData,
+    NonFiniteLossError,
+    select_device,
+    to_device,
+    train_trial,
+)
 
 from regsearch.domain.metrics import SUMMARY_FIELDS, EpochMetrics
 from regsearch.domain.space import make_recipe
-from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
-from regsearch.worker.datasets import Splits, input_shape_for, load_dataset
-from regsearch.worker.train import DeviceData, NonFiniteLossError, select_device, to_device, train_trial
+from regsearch.domain.spec import JobSpec, TrainingSpec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # tiny models gain nothing from intra-op threads, and on a shared 2-core runner OpenMP
-    # threads spinning against other processes made a small conv run 20x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Splits:
-    return load_dataset(DatasetSpec(name="digits"), tmp_path_factory.mktemp("data"))
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/worker/conftest.py
 
 
 @pytest.fixture(scope="module")
