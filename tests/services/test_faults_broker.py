@@ -103,7 +103,9 @@ def assert_trained_once(stack: Stack, job_id: str, trial: Trial, n_epochs: int) 
 def test_a_trial_outliving_the_visibility_timeout_is_redelivered_and_acknowledged_without_training(
     data_dir: Path, pg_url: str, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    settings = production(data_dir, pg_url, redis_server.url, visibility_timeout_s=2)
+    # The coordinator must not re-send it itself: a worker that is slow to claim under load
+    # (more than resend_after_s) would otherwise make a second send the test did not ask for.
+    settings = production(data_dir, pg_url, redis_server.url, visibility_timeout_s=2, resend_after_s=3600)
     with running_stack(settings, tmp_path / "logs", workers=2, start=False) as stack:
         stack.start("api", "coordinator", "worker")  # concurrency 2: a free slot for the duplicate
         # ~10-25 s: long enough that the re-delivered message meets the trial still running.

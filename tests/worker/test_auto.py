@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from tests.example_packages import install_example
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _install_examples() -> None:
-    try:
-        import regsearch_example_networks  # noqa: F401
-        return
-    except ImportError:
-        pass
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e",
-         str(REPO / "examples" / "networks")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    import importlib
-    importlib.invalidate_caches()
-
-
-_install_examples()
+install_example("networks", "regsearch-example-networks")
 
 from regsearch.worker.families import auto
 from regsearch.worker.local import run_local_trial

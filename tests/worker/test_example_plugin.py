@@ -8,24 +8,19 @@ runs a small search on ``twobranch``: the worker publishes it, the torch-free AP
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import site
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from regsearch.config import Settings
+from tests.example_packages import install_example
 from tests.services.stack import running_stack, small_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_DIR = ROOT / "examples" / "plugin"
 DISTRIBUTION = "regsearch-twobranch"
 
 
@@ -40,15 +35,7 @@ def example_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     from regsearch.domain import families as domain
 
-    try:
-        importlib.metadata.distribution(DISTRIBUTION)
-        installed_here = False
-    except importlib.metadata.PackageNotFoundError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                        "-e", str(PLUGIN_DIR)], check=True, timeout=300)
-        site.addsitedir(sysconfig.get_paths()["purelib"])  # this process reads the new .pth file too
-        importlib.invalidate_caches()
-        installed_here = True
+    installed_here = install_example("plugin", DISTRIBUTION)
     monkeypatch.setattr(domain, "_registry", dict(domain._registry))
     monkeypatch.setattr(families, "_plugins", dict(families._plugins))
     monkeypatch.setattr(families, "_broken", dict(families._broken))
