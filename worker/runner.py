@@ -222,7 +222,7 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
                 return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "released"}
             state, error = _outcome(spec, reporter.stop_reason, metrics)
             if state == TrialState.COMPLETE:
-                weights = trial_weights.save_trial_weights(settings, claim, spec, result.best_state, recipe)
+                weights = trial_weights.save_trial_weights(db, settings, claim, spec, result.best_state, recipe, metrics)
         except (NonFiniteLossError, DatasetError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"  # deterministic: the same config fails again
             if isinstance(exc, DatasetError):  # ... and so does every other trial of the job
@@ -242,8 +242,8 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
                                                   step_values=history, recipe=recipe_left, record=record,
                                                   weights=weights, retention=trial_weights.retention(spec)),
                        what=f"finishing trial {trial_id}")
+    _notify(on_finished, claim.job_id)  # before the eviction: the coordinator need not wait for it
     trial_weights.after_result(db, settings, claim, weights, owned)
-    _notify(on_finished, claim.job_id)
     if not owned:
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
         return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "superseded"}

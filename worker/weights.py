@@ -25,7 +25,7 @@ from regsearch.domain.states import WeightsState
 from regsearch.store.artifacts import ArtifactStore, open_artifact_store, weights_key
 from regsearch.store.db import Database
 from regsearch.store.trials import Claim
-from regsearch.store.weights import Retention, sweep
+from regsearch.store.weights import Retention, sweep, worth_saving
 
 if TYPE_CHECKING:
     import torch
@@ -64,12 +64,22 @@ def retention(spec: JobSpec) -> Retention:
     return Retention(keep=spec.budget.keep_weights, objectives=objectives_of(spec))
 
 
-def save_trial_weights(settings: Settings, claim: Claim, spec: JobSpec, best_state: Mapping[str, Any] | None,
-                       recipe: dict[str, Any]) -> WeightsState:
-    """Put a complete trial's weights in the artifact store: ``kept``, or ``not saved`` (no
-    retention, or the store refused them: the result matters more than its weights)."""
+def save_trial_weights(db: Database, settings: Settings, claim: Claim, spec: JobSpec,
+                       best_state: Mapping[str, Any] | None, recipe: dict[str, Any],
+                       metrics: dict[str, Any]) -> WeightsState:
+    """Put a complete trial's weights in the artifact store: ``kept``; ``evicted`` when the job's
+    top ``keep_weights`` would evict them at once (never written, see
+    :func:`regsearch.store.weights.worth_saving`); or ``not saved`` (no retention, or the store
+    refused them: the result matters more than its weights)."""
     if spec.budget.keep_weights == 0 or best_state is None:
         return WeightsState.NOT_SAVED
+    if claim.confirm_of is None:  # a confirmation run keeps its weights with its configuration's
+        try:
+            if not worth_saving(db, job_id=claim.job_id, number=claim.number, metrics=metrics,
+                                retention=retention(spec)):
+                return WeightsState.EVICTED
+        except Exception as exc:  # noqa: BLE001 - unsure: write them, and let the result's ranking decide
+            log.warning("trial %d: could not rank its weights before saving them (%s)", claim.trial_id, exc)
     metadata = {"regsearch_job": claim.job_id, "regsearch_trial": str(claim.number),
                 RECIPE_METADATA: json.dumps(recipe, sort_keys=True)}
     try:

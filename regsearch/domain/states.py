@@ -97,7 +97,7 @@ class WeightsState(_StrEnum):
 
     KEPT = "kept"
     EVICTING = "evicting"  # outside the job's top budget.keep_weights: its file is being deleted
-    EVICTED = "evicted"  # its file was deleted
+    EVICTED = "evicted"  # outside the top: its file was deleted, or never written (ranked out at once)
     NOT_SAVED = "not saved"  # budget.keep_weights is 0, or the artifact store refused the file
 
 

@@ -49,6 +49,25 @@ def _configuration() -> Any:
     return func.coalesce(_TRIALS.c.confirm_of, _TRIALS.c.number)
 
 
+def _kept_runs(session: Any, job_id: str) -> tuple[list[int], list[dict[str, Any]]]:
+    """The job's configurations that hold weights, and their complete runs (search trials and
+    confirmation runs): a few rows whatever the job's size."""
+    kept = _TRIALS.c.weights == WeightsState.KEPT
+    configurations = [int(n) for n in session.scalars(
+        select(_configuration()).where(_TRIALS.c.job_id == job_id, kept).distinct()).all()]
+    # their search trials and confirmation runs: two index lookups (an OR would scan the job)
+    columns = (_TRIALS.c.number, _TRIALS.c.state, _TRIALS.c.metrics, _TRIALS.c.confirm_of, _TRIALS.c.seed)
+    runs = union_all(select(*columns).where(_TRIALS.c.job_id == job_id, _TRIALS.c.number.in_(configurations)),
+                     select(*columns).where(_TRIALS.c.job_id == job_id, _TRIALS.c.confirm_of.in_(configurations)))
+    rows = [dict(row) for row in session.execute(runs).mappings() if row.state == TrialState.COMPLETE]
+    return configurations, rows
+
+
+def _top(rows: list[dict[str, Any]], retention: Retention) -> list[int]:
+    # RETENTION RANKING: the project's one ranking decides which configurations keep weights.
+    return [ranked.number for ranked in rank_configurations(rows, retention.objectives, k=retention.keep)]
+
+
 def retain(session: Any, *, job_id: str, retention: Retention) -> int:
     """Mark the kept trials outside the top ``retention.keep`` configurations ``evicting``; how many.
 
@@ -57,22 +76,33 @@ def retain(session: Any, *, job_id: str, retention: Retention) -> int:
     rows whatever the job's size. With one objective that is exactly the job's top ``keep``
     (a configuration once outside it never comes back); with confirmation runs or several
     objectives, the top ``keep`` of those that still hold weights."""
-    kept = _TRIALS.c.weights == WeightsState.KEPT
-    configurations = [int(n) for n in session.scalars(
-        select(_configuration()).where(_TRIALS.c.job_id == job_id, kept).distinct()).all()]
+    configurations, rows = _kept_runs(session, job_id)
     if len(configurations) <= retention.keep:
         return 0  # nothing to evict
-    # their search trials and confirmation runs: two index lookups (an OR would scan the job)
-    columns = (_TRIALS.c.number, _TRIALS.c.state, _TRIALS.c.metrics, _TRIALS.c.confirm_of, _TRIALS.c.seed)
-    runs = union_all(select(*columns).where(_TRIALS.c.job_id == job_id, _TRIALS.c.number.in_(configurations)),
-                     select(*columns).where(_TRIALS.c.job_id == job_id, _TRIALS.c.confirm_of.in_(configurations)))
-    rows = [dict(row) for row in session.execute(runs).mappings() if row.state == TrialState.COMPLETE]
-    # RETENTION RANKING: the project's one ranking decides which configurations keep weights.
-    top = [ranked.number for ranked in rank_configurations(rows, retention.objectives, k=retention.keep)]
+    top = _top(rows, retention)
+    kept = _TRIALS.c.weights == WeightsState.KEPT
     return int(session.execute(
         update(_TRIALS).where(_TRIALS.c.job_id == job_id, kept, _configuration().not_in(top))
         .values(weights=WeightsState.EVICTING)
     ).rowcount or 0)
+
+
+def worth_saving(db: Database, *, job_id: str, number: int, metrics: dict[str, Any], retention: Retention) -> bool:
+    """Whether a complete search trial would stay in the job's top ``retention.keep``
+    configurations: the same ranking :func:`retain` makes when its result is written, made
+    before the file is. A trial it would evict at once is never written (most trials of a long
+    job: the file, the ranking under the job's lock and the sweep are the bulk of a tiny trial's
+    overhead). Made without the job's lock: with one objective the kept set only gets better
+    meanwhile, so a trial outside the top now is outside it then; otherwise the file is written
+    and :func:`retain` decides, as before."""
+    if retention.keep <= 0:
+        return False
+    with db.read() as session:
+        configurations, rows = _kept_runs(session, job_id)
+    if len(configurations) < retention.keep or len(retention.objectives) != 1:
+        return True
+    candidate = {"number": number, "state": TrialState.COMPLETE, "metrics": metrics, "confirm_of": None, "seed": None}
+    return number in _top([*rows, candidate], retention)
 
 
 def sweep(db: Database, store: ArtifactStore, *, job_id: str) -> list[int]:

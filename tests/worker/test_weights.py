@@ -79,3 +79,40 @@ def test_import_regsearch_stays_torch_free() -> None:
     code = "import sys, regsearch; regsearch.load_model; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "False"
+
+
+def test_a_trial_the_top_would_evict_at_once_is_never_written(sqlite_settings, sqlite_db) -> None:  # noqa: ANN001
+    """The worker's path (save_trial_weights, finish with retention, after_result): once the job
+    keeps ``keep_weights`` configurations, a worse trial's file is never written (``evicted``),
+    a better one's is (``kept``, and the worst kept one goes), and the books hold throughout."""
+    from regsearch.domain.states import TrialState, WeightsState
+    from regsearch.store import jobs as job_store
+    from regsearch.store import trials as trial_store
+    from regsearch.store.artifacts import weights_key
+    from regsearch.store.weights import kept_configurations
+    from regsearch.worker import weights as trial_weights
+
+    spec = SPEC.model_copy(update={"budget": SPEC.budget.model_copy(update={"keep_weights": 2, "parallelism": 9})})
+    job_id = job_store.create_job(sqlite_db, spec=spec).job.id
+    store = trial_weights.artifact_store(sqlite_settings)
+    state = {"w": torch.ones(3)}
+    outcome = {}
+    for number, val_acc in enumerate([0.5, 0.6, 0.4, 0.55, 0.9, 0.3]):
+        trial_id = trial_store.add_trial(sqlite_db, job_id=job_id, number=number, optuna_trial_id=number,
+                                         params=dict(PARAMS))
+        claim = trial_store.claim(sqlite_db, trial_id=trial_id, worker="w", device="cpu")
+        assert isinstance(claim, trial_store.Claim)
+        metrics = {"val_acc": val_acc, "test_acc": val_acc}
+        weights = trial_weights.save_trial_weights(sqlite_db, sqlite_settings, claim, spec, state, {}, metrics)
+        outcome[number] = weights
+        # the file exists exactly when the weights were kept
+        assert store.exists(weights_key(job_id, number)) == (weights == WeightsState.KEPT)
+        owned = trial_store.finish(sqlite_db, trial_id=trial_id, lease=claim.lease, state=TrialState.COMPLETE,
+                                   metrics=metrics, weights=weights, retention=trial_weights.retention(spec))
+        trial_weights.after_result(sqlite_db, sqlite_settings, claim, weights, owned)
+        assert len(kept_configurations(sqlite_db, job_id=job_id)) <= 2
+    assert outcome == {0: WeightsState.KEPT, 1: WeightsState.KEPT, 2: WeightsState.EVICTED,
+                       3: WeightsState.KEPT, 4: WeightsState.KEPT, 5: WeightsState.EVICTED}
+    assert kept_configurations(sqlite_db, job_id=job_id) == {1, 4}
+    for number in range(6):
+        assert store.exists(weights_key(job_id, number)) == (number in {1, 4})
