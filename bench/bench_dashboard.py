@@ -127,8 +127,8 @@ def fill(url: str, spec: JobSpec, trials: list[dict[str, Any]]) -> str:
     import optuna
     from sqlalchemy import insert
 
-    from regsearch.store import studies
     from regsearch.store import jobs as job_store
+    from regsearch.store import studies
     from regsearch.store.db import Database
     from regsearch.store.models import Epoch, Trial, utcnow
 

@@ -24,8 +24,8 @@ def _fill(url: str, n_trials: int) -> tuple[str, str]:
     import optuna
     from sqlalchemy import insert, update
 
-    from regsearch.store import studies
     from regsearch.store import jobs as job_store
+    from regsearch.store import studies
     from regsearch.store.db import Database
     from regsearch.store.migrate import upgrade
     from regsearch.store.models import Job, StepValue, Trial, utcnow
@@ -79,8 +79,8 @@ def _time_checks(check: Any, repeats: int) -> float:
 def measure(n_trials: int, *, backend: str, data_dir: Path, repeats: int = 3, with_optuna: bool = True) -> dict[str, Any]:
     import optuna
 
-    from regsearch.store.pruning import SqlMedianPruner
     from regsearch.store.db import Database
+    from regsearch.store.pruning import SqlMedianPruner
     from regsearch.store.studies import optuna_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

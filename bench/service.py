@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from regsearch.cli.launcher import Supervisor, free_port, plan
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.cli.launcher import Supervisor, free_port, plan
 from regsearch.domain.states import FINAL_JOB_STATES
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade

@@ -20,11 +20,11 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from regsearch.dashboard import frames
 from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import aliased
 
-from regsearch.dashboard import frames
 from regsearch.config import get_settings
 from regsearch.domain.ranking import RankedConfig, objectives_of, rank_jobs
 from regsearch.domain.space import suggest_params
@@ -228,8 +228,8 @@ def trial(url: str, job_id: str, number: int) -> dict[str, Any] | None:
 def report(url: str, job_id: str) -> dict[str, Any] | None:
     """The job's report (``regsearch.evidence.build_report``, what ``GET /jobs/{id}/report``
     answers) as plain JSON, or None for an unknown job. One query for the trials."""
-    from regsearch.evidence import build_report
     from regsearch.domain.jsonsafe import finite_or_none
+    from regsearch.evidence import build_report
 
     with reader(url).connect() as conn:
         row = conn.execute(select(Job.spec, Job.status).where(Job.id == job_id)).first()
@@ -336,6 +336,7 @@ def leaders_of_jobs(url: str, job_ids: tuple[str, ...], k: int = 5) -> pd.DataFr
     """The first ``k`` configurations of each job by the one ranking (``regsearch.domain.ranking``,
     the API's ``/best``), for the jobs compared side by side; two queries whatever their number."""
     from regsearch.dashboard.comparison import job_labels, leaders_frame
+
     from regsearch.domain.ranking import objectives_of, rank_jobs
     from regsearch.store.jobs import ranking_query
 

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regsearch.domain.confirm import planned_confirmations
 from regsearch.domain.metrics import DIRECTIONS, SUMMARY_FIELDS
 from regsearch.domain.space import params_key
-from regsearch.domain.confirm import planned_confirmations
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import (
     ACTIVE_JOB_STATES,

@@ -17,9 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
-
-from regsearch.domain.space import upgrade_recipe
 from regsearch.worker.families.base import ACTIVATIONS
 from regsearch.worker.models import build_model
 from regsearch.worker.packed_layers import (
@@ -31,6 +28,9 @@ from regsearch.worker.packed_layers import (
     PackError,
     PerChannel,
 )
+from torch import nn
+
+from regsearch.domain.space import upgrade_recipe
 
 ELEMENTWISE = (*ACTIVATIONS.values(), nn.Identity)  # stateless, applied to the packed tensor as is
 PER_CHANNEL = (

@@ -20,22 +20,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from regsearch.worker import weights as trial_weights
+from regsearch.worker.shutdown import draining
 from typing_extensions import Self
 
 from regsearch import failpoints
 from regsearch.config import Settings
 from regsearch.domain.metrics import EpochMetrics, summarize
-from regsearch.store.pruning import Pruner, make_pruner
-from regsearch.store.retry import with_retry
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import EndReason, StopReason, TrialState, WeightsState, optuna_state
 from regsearch.store import job_data
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
+from regsearch.store.pruning import Pruner, make_pruner
+from regsearch.store.retry import with_retry
 from regsearch.store.trials import Claim, OptunaOutcome
-from regsearch.worker import weights as trial_weights
-from regsearch.worker.shutdown import draining
 
 log = logging.getLogger("regsearch.worker")
 

@@ -14,8 +14,10 @@ from typing import Annotated, Any
 import typer
 
 # the component commands register themselves on the same app
-from regsearch.cli import components  # noqa: F401
-from regsearch.cli import inspect_cmd  # noqa: F401  (regsearch inspect)
+from regsearch.cli import (
+    components,  # noqa: F401
+    inspect_cmd,  # noqa: F401  (regsearch inspect)
+)
 from regsearch.cli.common import (
     _api_call,
     _client,

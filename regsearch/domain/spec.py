@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.ranking import rank_configurations
-from regsearch.domain.stats import MIN_RUNS
+from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_JOB_STATES, ACTIVE_TRIAL_STATES, TrialState
+from regsearch.domain.stats import MIN_RUNS
 from regsearch.evidence.groups import (
     MIN_GROUP,
     REPORT_METRICS,
@@ -36,8 +38,6 @@ from regsearch.evidence.models import (
     ReportWarning,
     Stat,
 )
-from regsearch.domain.jsonsafe import finite_or_none
-from regsearch.domain.spec import JobSpec
 
 
 # -- the recommendation -----------------------------------------------------------------------

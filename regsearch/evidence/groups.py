@@ -11,13 +11,13 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from regsearch.domain.confirm import group_interval, rank_by_seed_mean
-from regsearch.domain.ranking import objectives_of
-from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping, Stat
-from regsearch.domain.space import params_key
 from regsearch.domain.metrics import DIRECTIONS, SHOWN_METRICS
+from regsearch.domain.ranking import objectives_of
+from regsearch.domain.space import params_key
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_TRIAL_STATES, COUNTED_TRIAL_STATES, TrialState
 from regsearch.domain.stats import MIN_RUNS, mean_interval
+from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping, Stat
 
 REPORT_METRICS = SHOWN_METRICS
 MIN_GROUP = MIN_RUNS  # below this a group has no interval: "too few runs"

@@ -15,11 +15,8 @@ from typing import Any
 from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from regsearch.store import studies
 from regsearch.domain.ranking import RankedConfig, objectives_of, rank_configurations, rank_jobs
-from regsearch.store.retry import is_transient
 from regsearch.domain.spec import JobSpec
-from regsearch.store.db import Database, StoreUnavailable
 from regsearch.domain.states import (
     ACTIVE_JOB_STATES,
     COUNTED_TRIAL_STATES,
@@ -27,7 +24,10 @@ from regsearch.domain.states import (
     JobState,
     TrialState,
 )
+from regsearch.store import studies
+from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.models import Epoch, Job, Trial, utcnow
+from regsearch.store.retry import is_transient
 
 log = logging.getLogger("regsearch.store")
 

@@ -21,14 +21,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState, WeightsState
+from regsearch.store.db import Database, is_sqlite
+from regsearch.store.models import Epoch, Job, StepValue, Trial, utcnow
 from regsearch.store.optuna_record import (
     delete_intermediate_values,
     finish_running_trial,
     intermediate_value_rows,
     intermediate_values_upsert,
 )
-from regsearch.store.db import Database, is_sqlite
-from regsearch.store.models import Epoch, Job, StepValue, Trial, utcnow
 from regsearch.store.weights import Retention, retain
 
 # The per-trial statements (add, mark sent, claim, epochs, result) are written against the

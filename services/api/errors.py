@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from regsearch.domain.spec import SpecError
-from regsearch.store.db import StoreUnavailable
 from regsearch.domain.validation import MAX_MESSAGE_CHARS, field_errors
+from regsearch.store.db import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

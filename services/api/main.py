@@ -8,16 +8,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Security
 from fastapi.security import HTTPBearer
+from regsearch.services.api.docs import install_docs
+from regsearch.services.api.errors import install_error_handlers
+from regsearch.services.api.routes import families, health, jobs, report, weights
+from regsearch.services.api.security import (
+    BearerAuthMiddleware,
+    BodySizeLimitMiddleware,
+    configured_token,
+)
 
 import regsearch
 from regsearch.config import Settings, get_settings
 from regsearch.store.artifacts import open_artifact_store
 from regsearch.store.db import Database
 from regsearch.store.families import catalog as published_catalog
-from regsearch.services.api.docs import install_docs
-from regsearch.services.api.errors import install_error_handlers
-from regsearch.services.api.routes import families, health, jobs, report, weights
-from regsearch.services.api.security import BearerAuthMiddleware, BodySizeLimitMiddleware, configured_token
 
 
 def broker_probe(settings: Settings) -> Callable[[], None]:

@@ -12,12 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from regsearch.domain.confirm import planned_confirmations
+from regsearch.domain.confirm import group_interval, planned_confirmations
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.ranking import RankedConfig
 from regsearch.domain.states import JobState, TrialState, WeightsState
-from regsearch.domain.confirm import group_interval
 from regsearch.store.jobs import elapsed_seconds
 from regsearch.store.models import Job, Trial, as_utc
 

@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from regsearch.store import studies
 from regsearch.config import Settings, get_settings
 from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
 from regsearch.store import jobs as job_store
+from regsearch.store import studies
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade

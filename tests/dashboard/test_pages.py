@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from regsearch.dashboard import data, frames
 from streamlit.testing.v1 import AppTest
 
-from regsearch.dashboard import data, frames
 from regsearch.config import Settings, get_settings
 from tests.dashboard.conftest import APP, FilledDb, make_settings, point_app_at
 

@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from regsearch.dashboard.run import dashboard_command, dashboard_env
+
 from regsearch.config import Settings
 from tests.dashboard.test_browser import ROOT, _free_port, _wait_healthy
 

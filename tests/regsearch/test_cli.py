@@ -171,8 +171,8 @@ def test_the_best_table_shows_the_spread_over_seeds_of_confirmed_configurations(
 def test_the_demo_comparison_is_the_reports_placement_ranking() -> None:
     from rich.console import Console
 
-    from regsearch.evidence import build_report
     from regsearch.cli.tables import comparison_table
+    from regsearch.evidence import build_report
 
     spec = {"name": "c", "dataset": {"name": "digits"}, "space": {"placement": ["bn-act", "act-drop"]}}
     values = {"bn-act": [0.70, 0.72, 0.74], "act-drop": [0.60, 0.62]}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from regsearch.domain.spec import JobSpec
 from regsearch.evidence import (
     REPORT_METRICS,
     Report,
@@ -22,7 +23,6 @@ from regsearch.evidence import (
     momentum_band,
     render_markdown,
 )
-from regsearch.domain.spec import JobSpec
 
 SPEC: dict[str, Any] = {
     "name": "evidence",

@@ -11,8 +11,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from regsearch.store.optuna_record import create_running_trial
 from regsearch.store.db import Database, StoreUnavailable
+from regsearch.store.optuna_record import create_running_trial
 from regsearch.store.studies import optuna_storage
 
 DISTRIBUTIONS = {

@@ -9,11 +9,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from regsearch.store.pruning import SqlHyperbandPruner, SqlMedianPruner
 from regsearch.domain.spec import validate_spec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
+from regsearch.store.pruning import SqlHyperbandPruner, SqlMedianPruner
 
 SPEC = validate_spec({"name": "prune", "dataset": {"name": "digits"}})
 

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from regsearch.cli.launcher import Component, Supervisor, _cli, free_port
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.cli.launcher import Component, Supervisor, _cli, free_port
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade
 

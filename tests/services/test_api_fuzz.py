@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from regsearch.services.api.main import create_app
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import text
 
@@ -30,7 +31,6 @@ from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 from regsearch.store.jobs import create_job
 from regsearch.store.migrate import upgrade
-from regsearch.services.api.main import create_app
 from tests.services.test_api import row_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from regsearch.services.api.main import create_app
+from regsearch.services.coordinator import Coordinator
+from regsearch.worker.runner import run_spec
 from scipy import stats
 
 from regsearch.config import Settings
@@ -18,10 +21,7 @@ from regsearch.domain.spec import SpecError, validate_spec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
-from regsearch.services.api.main import create_app
-from regsearch.services.coordinator import Coordinator
 from tests.services.test_coordinator import Clock, RecordingQueue, study_of
-from regsearch.worker.runner import run_spec
 
 SEARCH_VALUES = [0.60, 0.80, 0.70, 0.75]  # trial 1 leads, then 3, then 2
 BASE_SEED = 7

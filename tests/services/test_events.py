@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from regsearch.services.api.main import create_app
 
 from regsearch.config import Settings
 from regsearch.messaging.events import EventListener, publish_trial_finished
 from regsearch.messaging.queue import make_celery
 from regsearch.store.db import Database
-from regsearch.services.api.main import create_app
 from tests.services.test_api import SPEC
 
 

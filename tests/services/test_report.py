@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from regsearch.services.api.main import create_app
 from sqlalchemy import update
 
 from regsearch.config import Settings
@@ -27,8 +28,9 @@ from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 from regsearch.store.jobs import set_job_status
 from regsearch.store.models import Trial
-from regsearch.services.api.main import create_app
-from tests.regsearch.test_evidence import expected  # numpy + scipy, independent of regsearch.domain.stats
+from tests.regsearch.test_evidence import (
+    expected,  # numpy + scipy, independent of regsearch.domain.stats
+)
 from tests.services.stack import running_stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -18,12 +18,12 @@ import httpx
 import numpy as np
 import pytest
 
-from regsearch.store import studies
 from regsearch.config import Settings
-from regsearch.domain.states import EndReason
-from regsearch.messaging.queue import DEFAULT_QUEUE, RUN_TRIAL_TASK, TrialQueue, make_celery
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import EndReason
+from regsearch.messaging.queue import DEFAULT_QUEUE, RUN_TRIAL_TASK, TrialQueue, make_celery
+from regsearch.store import studies
 from regsearch.store import trials as trial_store
 from tests.services.books import assert_books_agree
 from tests.services.stack import (

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from regsearch.worker.runner import EpochReporter, Heartbeat
 from sqlalchemy import func, select
 
 from regsearch.domain.metrics import EpochMetrics
-from regsearch.store.pruning import NoPruning
 from regsearch.domain.spec import validate_spec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.models import Epoch
-from regsearch.worker.runner import EpochReporter, Heartbeat
+from regsearch.store.pruning import NoPruning
 
 SPEC = validate_spec({"name": "r", "dataset": {"name": "digits"}, "training": {"epochs": 4}, "pruner": "median"})
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from regsearch.worker.runner import job_pruner
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from regsearch.store.pruning import NoPruning, SqlMedianPruner
 from regsearch.domain.spec import validate_spec
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
-from regsearch.worker.runner import job_pruner
+from regsearch.store.pruning import NoPruning, SqlMedianPruner
 
 
 def test_one_warm_pruner_per_job_and_a_new_trial_reads_only_newer_completions(sqlite_db: Database) -> None:

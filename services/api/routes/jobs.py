@@ -5,22 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Path, Query, Response
-
-from regsearch.domain.spec import JobSpec
-from regsearch.domain.states import ACTIVE_JOB_STATES, TrialState
-from regsearch.store.db import Database
-from regsearch.store.jobs import (
-    JobCreated,
-    best_configurations,
-    best_of_jobs,
-    create_job,
-    get_trial,
-    list_jobs,
-    list_trials,
-    request_cancel,
-    trial_counts,
-)
-from regsearch.store.models import Job
 from regsearch.services.api.data_check import check_dataset_files
 from regsearch.services.api.deps import DatabaseDep, JobDep, NotifyDep, SettingsDep
 from regsearch.services.api.schemas import (
@@ -41,6 +25,22 @@ from regsearch.services.api.schemas import (
     trial_public,
 )
 from regsearch.services.api.security import StrictJSONRoute
+
+from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import ACTIVE_JOB_STATES, TrialState
+from regsearch.store.db import Database
+from regsearch.store.jobs import (
+    JobCreated,
+    best_configurations,
+    best_of_jobs,
+    create_job,
+    get_trial,
+    list_jobs,
+    list_trials,
+    request_cancel,
+    trial_counts,
+)
+from regsearch.store.models import Job
 
 # Bounded so an absurd number is a 422, not a driver overflow (SQLite integers stop at 2**63).
 MAX_OFFSET = 2**31 - 1
