@@ -34,10 +34,17 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not slow and not browser"
 
-bench: install
+# The bench extra (Ray Tune, for the third column) is installed for the bench only.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	@$(BIN)/python -m pip install --quiet -e ".[worker,dashboard,dev,bench]" > $(VENV)/install-bench.log 2>&1 \
+	  || (cat $(VENV)/install-bench.log; exit 1)
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
-bench-full: install
+bench-full: $(BENCH_STAMP)
 	$(BIN)/python -m bench --full
 
 lint: install

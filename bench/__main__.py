@@ -3,7 +3,10 @@
     .venv/bin/python -m bench            # quick mode: a few minutes on 2 cores
     .venv/bin/python -m bench --full     # larger sizes; writes a markdown table to bench/results/
 
-Last line: ``bench: overhead_ms_per_trial=X prune_ms_per_epoch_at_5000=Y efficiency=Z optuna_efficiency=W``.
+Last line: ``bench: overhead_ms_per_trial=X prune_ms_per_epoch_at_5000=Y efficiency=Z optuna_efficiency=W
+ray_efficiency=R packed_speedup=P`` (R is ``-`` when Ray Tune is not installed: ``pip install -e
+'.[bench]'``; P is the packed trainer's trials per hour over one trial at a time, K = 8, same
+configurations, same run: ``bench/packed_throughput.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the bench's own process trains nothing that matters
 
-from bench import efficiency, overhead, prune_cost
+from bench import efficiency, overhead, prune_cost, ray_tune
 from bench.service import pick_backend
 
 RESULTS = Path(__file__).with_name("results")
@@ -54,10 +57,53 @@ def run(full: bool, backend_request: str) -> dict[str, Any]:
                              "optuna": {**theirs.__dict__, "efficiency": theirs.efficiency(sizes["workers"])}}
         print(f"  {out['efficiency']}", flush=True)
 
+        why_not = ray_tune.available()
+        if why_not is None:
+            print("  ... and Ray Tune (OptunaSearch + ASHA, 2 concurrent trials, same trainer)", flush=True)
+            out["efficiency"]["ray"] = ray_efficiency(*e_args[:3])
+            print(f"  {out['efficiency']['ray']}", flush=True)
+        else:
+            print(f"  ... Ray Tune not run: {why_not}", flush=True)
+
+        print("packed training: 8 same-structure mnist1d trials, one at a time vs packs of 4 and 8 ...", flush=True)
+        out["packed"] = packed_speedups(epochs=5 if full else 3, repeats=3, data_dir=root / "k")
+        print(f"  {out['packed']}", flush=True)
+
         print("training loop: train_trial vs a minimal hand-written PyTorch loop, same run ...", flush=True)
         out["train_loop"] = train_loop_ratio(epochs=5 if full else 3, repeats=11 if full else 5, data_dir=root / "t")
         print(f"  {out['train_loop']}", flush=True)
     return out
+
+
+def _script_output(argv: list[str]) -> str:
+    """Run a bench script in its own process (its own torch threads, Ray's own processes)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, *argv], check=False, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+def ray_efficiency(trials: int, workers: int, epochs: int) -> dict[str, Any]:
+    """Ray Tune's run of the efficiency search (bench/ray_tune.py), as its JSON line."""
+    lines = _script_output(["-m", "bench.ray_tune", "--trials", str(trials), "--workers", str(workers),
+                            "--epochs", str(epochs)]).strip().splitlines()
+    return json.loads(lines[-1])
+
+
+def packed_speedups(*, epochs: int, repeats: int, data_dir: Path) -> dict[str, float]:
+    """bench/packed_throughput.py's median speedups of packs of 4 and 8 over one at a time."""
+    import re
+
+    text = _script_output([str(Path(__file__).with_name("packed_throughput.py")), "--epochs", str(epochs),
+                           "--repeats", str(repeats), "--data-dir", str(data_dir)])
+    match = re.search(r"packed_speedup_k4=([0-9.]+) packed_speedup_k8=([0-9.]+)", text)
+    if match is None:
+        raise RuntimeError(f"unexpected output from packed_throughput.py:\n{text}")
+    return {"k4": float(match.group(1)), "k8": float(match.group(2))}
 
 
 def train_loop_ratio(*, epochs: int, repeats: int, data_dir: Path) -> dict[str, float]:
@@ -83,18 +129,22 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Backend: {result['backend_note']}.",
         "",
-        "| measure | regsearch | plain Optuna |",
-        "|---|---|---|",
-        f"| overhead per trial, {o['trials']} one-epoch trials, 2 workers | {o['overhead_ms_per_trial']:.1f} ms | |",
+        "| measure | regsearch | plain Optuna | Ray Tune |",
+        "|---|---|---|---|",
+        f"| overhead per trial, {o['trials']} one-epoch trials, 2 workers | {o['overhead_ms_per_trial']:.1f} ms | | |",
     ]
     for p in result["prune"]:
         theirs = f"{p['optuna_ms']:.2f} ms" if "optuna_ms" in p else "not run"
-        lines.append(f"| pruning check per epoch, {p['trials']} finished trials | {p['regsearch_ms']:.2f} ms | {theirs} |")
+        lines.append(f"| pruning check per epoch, {p['trials']} finished trials | {p['regsearch_ms']:.2f} ms | {theirs} | |")
+    ray = f"{e['ray']['efficiency']:.3f}" if "ray" in e else "not installed"
     lines.append(f"| efficiency, {e['regsearch']['trials']}-trial mnist1d search, 2 workers | "
-                 f"{e['regsearch']['efficiency']:.3f} | {e['optuna']['efficiency']:.3f} |")
+                 f"{e['regsearch']['efficiency']:.3f} | {e['optuna']['efficiency']:.3f} | {ray} |")
+    k = result["packed"]
+    lines.append(f"| packed training, trials/hour over one at a time, 8 mnist1d MLP trials | K=4: {k['k4']:.2f}x, "
+                 f"K=8: {k['k8']:.2f}x | | |")
     t = result["train_loop"]
     lines.append(f"| training loop, s/epoch, 40-256-256-256-10 MLP on mnist1d (minimal hand-written loop in the right column) | "
-                 f"{t['train_trial_s_per_epoch']:.4f} | {t['minimal_s_per_epoch']:.4f} (ratio {t['ratio']:.3f}) |")
+                 f"{t['train_trial_s_per_epoch']:.4f} | {t['minimal_s_per_epoch']:.4f} (ratio {t['ratio']:.3f}) | |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +164,13 @@ def main() -> None:
     print(f"bench: overhead_ms_per_trial={result['overhead']['overhead_ms_per_trial']:.1f} "
           f"prune_ms_per_epoch_at_5000={prune_5000:.2f} "
           f"efficiency={result['efficiency']['regsearch']['efficiency']:.3f} "
-          f"optuna_efficiency={result['efficiency']['optuna']['efficiency']:.3f}")
+          f"optuna_efficiency={result['efficiency']['optuna']['efficiency']:.3f} "
+          f"ray_efficiency={ray_figure(result)} packed_speedup={result['packed']['k8']:.2f}")
+
+
+def ray_figure(result: dict[str, Any]) -> str:
+    ray = result["efficiency"].get("ray")
+    return "-" if ray is None else f"{ray['efficiency']:.3f}"
 
 
 if __name__ == "__main__":

@@ -21,14 +21,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 from regsearch.dashboard import frames
+from regsearch.dashboard.catalog import known_families
 from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import aliased
 
 from regsearch.config import get_settings
+from regsearch.domain.model_label import model_label
 from regsearch.domain.ranking import RankedConfig, objectives_of, rank_jobs
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import TrialState
 from regsearch.store.db import SQLITE_BUSY_TIMEOUT_MS, engine_kwargs, is_sqlite, normalize_url
 from regsearch.store.jobs import ranking_query
 from regsearch.store.models import Epoch, Job, Trial, as_utc, utcnow
@@ -105,7 +108,7 @@ def jobs(url: str) -> pd.DataFrame:
     """Every job (newest first) with trial counts per state, progress and its leader so far (the
     first of its ranking, as ``GET /jobs`` answers it: one query for every listed job's complete trials)."""
     job_ids = select(Job.id).order_by(Job.created_at.desc(), Job.id).limit(MAX_JOBS).scalar_subquery()
-    with reader(url).connect() as conn:
+    with known_families(url, reader(url)), reader(url).connect() as conn:
         job_rows = conn.execute(
             select(Job.id, Job.name, Job.status, Job.spec, Job.error, Job.cancel_requested,
                    Job.created_at, Job.started_at, Job.finished_at)
@@ -117,11 +120,11 @@ def jobs(url: str) -> pd.DataFrame:
             .group_by(Trial.job_id, Trial.state)
         ).all()
         candidates = [dict(r) for r in conn.execute(ranking_query(job_ids)).mappings()]
-    # each job's leader: the first of its ranking (regsearch.domain.ranking), GET /jobs' `best`
-    best = rank_jobs(candidates, {r["id"]: objectives_of(r["spec"]) for r in job_rows}, k=1)
-    leaders = [(job_id, top[0].number, _metric(top[0], "val_acc"), _metric(top[0], "test_acc"))
-               for job_id, top in best.items() if top]
-    return frames.jobs_frame([dict(r) for r in job_rows], counts, leaders, now=utcnow())
+        # each job's leader: the first of its ranking (regsearch.domain.ranking), GET /jobs' `best`
+        best = rank_jobs(candidates, {r["id"]: objectives_of(r["spec"]) for r in job_rows}, k=1)
+        leaders = [(job_id, top[0].number, _metric(top[0], "val_acc"), _metric(top[0], "test_acc"))
+                   for job_id, top in best.items() if top]
+        return frames.jobs_frame([dict(r) for r in job_rows], counts, leaders, now=utcnow())
 
 
 def _metric(ranked: RankedConfig, name: str) -> Any:
@@ -137,7 +140,8 @@ def job(url: str, job_id: str) -> dict[str, Any] | None:
             select(Job.id, Job.name, Job.status, Job.spec, Job.study_name, Job.error, Job.cancel_requested,
                    Job.created_at, Job.started_at, Job.finished_at).where(Job.id == job_id)
         ).mappings().first()
-    return None if row is None else frames.job_info(dict(row), now=utcnow())
+    with known_families(url, reader(url)):
+        return None if row is None else frames.job_info(dict(row), now=utcnow())
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -205,7 +209,7 @@ def trial(url: str, job_id: str, number: int) -> dict[str, Any] | None:
     with reader(url).connect() as conn:
         row = conn.execute(
             select(Trial.__table__, Job.name.label("job_name"), Job.status.label("job_status"),
-                   later.number.label("retried_by"))
+                   Job.spec.label("job_spec"), later.number.label("retried_by"))
             .join(Job, Job.id == Trial.job_id)
             .outerjoin(later, (later.job_id == Trial.job_id) & (later.retry_of == Trial.number))
             .where(Trial.job_id == job_id, Trial.number == number)
@@ -218,6 +222,8 @@ def trial(url: str, job_id: str, number: int) -> dict[str, Any] | None:
             .where(Epoch.trial_id == row["id"]).order_by(Epoch.epoch)
         ).all()
     detail = {k: (as_utc(v) if k.endswith("_at") else v) for k, v in dict(row).items()}
+    with known_families(url, reader(url)):
+        detail["job_model"] = model_label(detail.pop("job_spec") or {})
     detail["epochs"] = frames.float_frame(
         epochs, ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
     )
@@ -240,8 +246,12 @@ def report(url: str, job_id: str) -> dict[str, Any] | None:
                    Trial.retried)
             .where(Trial.job_id == job_id).order_by(Trial.number)
         ).mappings().all()
+        recipe = conn.execute(select(Trial.recipe).where(Trial.job_id == job_id, Trial.state == TrialState.COMPLETE)
+                              .order_by(Trial.number).limit(1)).scalar()  # the job's slots: any trial's
     trials = [finite_or_none(dict(r)) for r in rows]
-    return build_report(row.spec or {}, trials, job_id=job_id, status=row.status).model_dump(mode="json")
+    with known_families(url, reader(url)):
+        return build_report(row.spec or {}, trials, job_id=job_id, status=row.status,
+                            recipe=recipe).model_dump(mode="json")
 
 
 class _Recorder:
@@ -313,7 +323,8 @@ def importance(url: str, job_id: str, n_complete: int) -> dict[str, Any]:
     try:
         import optuna
 
-        spec = JobSpec.model_validate(info["spec"])
+        with known_families(url, reader(url)):
+            spec = JobSpec.model_validate(info["spec"])
         trials_ = _frozen_trials(spec, trials(url, job_id))
         if not any(t.params for t in trials_):
             return {"importances": {}, "n": len(trials_),
@@ -340,11 +351,11 @@ def leaders_of_jobs(url: str, job_ids: tuple[str, ...], k: int = 5) -> pd.DataFr
     from regsearch.domain.ranking import objectives_of, rank_jobs
     from regsearch.store.jobs import ranking_query
 
-    with reader(url).connect() as conn:
+    with known_families(url, reader(url)), reader(url).connect() as conn:
         found = {r.id: r for r in conn.execute(select(Job.id, Job.name, Job.spec).where(Job.id.in_(job_ids)))}
         rows = [dict(r) for r in conn.execute(ranking_query(list(found))).mappings()] if found else []
-    chosen = [j for j in job_ids if j in found]
-    objectives = {j: objectives_of(found[j].spec) for j in chosen}
+        chosen = [j for j in job_ids if j in found]
+        objectives = {j: objectives_of(found[j].spec) for j in chosen}
     labels = job_labels(chosen, {j: found[j].name for j in chosen})
     return leaders_frame(rank_jobs(rows, objectives, k=k), labels, objectives)
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from regsearch.domain.confirm import planned_confirmations
 from regsearch.domain.metrics import DIRECTIONS, SUMMARY_FIELDS
+from regsearch.domain.model_label import model_label, slot_labels
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import (
@@ -39,7 +40,7 @@ TRIAL_COLUMNS = (
 JOB_COLUMNS = (
     "id", "name", "status", "progress", "finished", "n_trials", "n_planned", *(s.value for s in COUNTED_TRIAL_STATES),
     "best", "best_val_acc", "test_acc",
-    "elapsed_s", "elapsed", "created_at", "dataset", "objective", "error",
+    "elapsed_s", "elapsed", "created_at", "dataset", "model", "objective", "error",
 )
 ARROWS = {"maximize": "↑", "minimize": "↓"}
 
@@ -77,7 +78,7 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
         parsed = JobSpec.model_validate(spec)
         metrics, directions = list(parsed.objective.metrics), parsed.directions
         n_trials, dataset = parsed.budget.n_trials, parsed.dataset.name
-        model = parsed.model.describe()
+        model = model_label(parsed)
         sampler, pruner, epochs = parsed.sampler, parsed.pruner, parsed.training.epochs
     except Exception:  # noqa: BLE001 - show what can be shown
         objective = spec.get("objective") or {}
@@ -85,7 +86,7 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
         directions = list(objective.get("directions") or [DIRECTIONS.get(m, "maximize") for m in metrics])
         n_trials = int((spec.get("budget") or {}).get("n_trials") or 0)
         dataset = str((spec.get("dataset") or {}).get("name", "?"))
-        model, sampler, pruner = "?", str(spec.get("sampler", "?")), str(spec.get("pruner", "?"))
+        model, sampler, pruner = model_label(spec) or "?", str(spec.get("sampler", "?")), str(spec.get("pruner", "?"))
         epochs = int((spec.get("training") or {}).get("epochs") or 0)
     return {
         "objectives": list(zip(metrics, directions)),
@@ -124,7 +125,7 @@ def jobs_frame(
             "best_val_acc": best.get(row["id"], nobody)[1],
             "test_acc": best.get(row["id"], nobody)[2],
             "elapsed_s": elapsed, "elapsed": format_seconds(elapsed),
-            "created_at": as_utc(row.get("created_at")), "dataset": spec["dataset"],
+            "created_at": as_utc(row.get("created_at")), "dataset": spec["dataset"], "model": spec["model"],
             "objective": spec["objective"], "error": row.get("error"),
         })
     df = pd.DataFrame.from_records(records, columns=list(JOB_COLUMNS))
@@ -147,6 +148,23 @@ def _config(params: dict[str, Any]) -> str:
         return params_key(params)
     except (KeyError, TypeError, ValueError):
         return str(params.get("placement", "?"))
+
+
+SLOT_COLUMNS = ("slot", "layer", "order", "dropout", "bn_momentum")
+
+
+def slots_table(recipe: Any) -> pd.DataFrame:
+    """A trial's recipe, one row per slot: its index, its layer (the user's own name where the
+    family has one, ``layer1.0.conv1``; else ``slot i``), its order, dropout and BN momentum."""
+    slots = recipe.get("slots") if isinstance(recipe, dict) else None
+    slots = [s if isinstance(s, dict) else {} for s in slots] if isinstance(slots, list) else []
+    orders = [s.get("order") for s in slots]
+    return pd.DataFrame({
+        "slot": pd.array(range(len(slots)), dtype="int64"), "layer": slot_labels(recipe),
+        "order": ["-".join(map(str, o)) if isinstance(o, list) else str(o or "–") for o in orders],
+        "dropout": [_number(s.get("dropout")) for s in slots],
+        "bn_momentum": [_number(s.get("bn_momentum")) for s in slots],
+    }, columns=list(SLOT_COLUMNS))
 
 
 def trials_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:

@@ -24,14 +24,31 @@ log = logging.getLogger(__name__)
 
 
 def describe_families() -> list[dict[str, Any]]:
-    """``[{name, knobs (JSON schema), slots_doc, source}]`` of every family this process can build."""
+    """``[{name, knobs (JSON schema), slots_doc, source}]`` of every family this process can build.
+
+    ``auto``'s also has ``networks``: ``{name: {entry_point, error}}`` of the installed
+    ``regsearch.networks`` entry points, each loaded (not made: that needs the data's shape), so
+    the API refuses at submit a network no worker has, or one that does not load (``error``).
+    """
     from regsearch.worker.families import all_families
 
-    return [
+    described = [
         {"name": name, "knobs": family.info.knobs.model_json_schema(), "slots_doc": family.info.slots_doc,
          "source": family.source}
         for name, family in all_families().items()
     ]
+    for item in described:
+        if item["name"] == "auto":
+            try:
+                from regsearch.worker.families.auto import installed_networks
+
+                item["networks"] = installed_networks()
+                for network, found in item["networks"].items():
+                    if found["error"]:
+                        log.warning("network %r (%s) does not load: %s", network, found["entry_point"], found["error"])
+            except Exception as exc:  # noqa: BLE001 - left out: unknown, so the API does not refuse
+                log.warning("could not list the installed networks: %s", exc)
+    return described
 
 
 class FamilyPublisher:

@@ -225,8 +225,13 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
                 weights = trial_weights.save_trial_weights(db, settings, claim, spec, result.best_state, recipe, metrics)
         except (NonFiniteLossError, DatasetError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"  # deterministic: the same config fails again
-            if isinstance(exc, DatasetError):  # ... and so does every other trial of the job
-                reason = str(exc)
+            from regsearch.worker.families.auto import NetworkError  # model.network: not installed, ...
+
+            fatal = exc if isinstance(exc, (DatasetError, NetworkError)) else None
+            if isinstance(exc.__cause__, NetworkError):  # auto's build failed making its network
+                fatal = exc.__cause__
+            if fatal is not None:  # ... and so does every other trial of the job
+                reason = str(fatal)
                 with_retry(lambda: job_data.fail_job_for_data(db, job_id=claim.job_id, reason=reason),
                            what=f"ending job {claim.job_id}")
         except Exception as exc:  # OOM, driver errors...: may pass on another attempt

@@ -37,6 +37,8 @@ first = reports[chosen[0]]["metric"] if chosen[0] in reports else "val_acc"
 metric = st.selectbox("Metric", metrics, index=metrics.index(first) if first in metrics else 0,
                       help="each job's report summarizes these metrics per placement")
 objectives = {labels[j]: f"{r['metric']} ({r['direction']})" for j, r in reports.items()}
+models = dict(zip(jobs["id"], jobs["model"]))
+st.caption("Models: " + " · ".join(f"**{labels[j]}** `{models.get(j) or '?'}`" for j in chosen))
 st.caption("Objectives: " + " · ".join(f"**{job}** {objective}" for job, objective in objectives.items()))
 
 st.header("Placement comparison", anchor="placement-comparison")
@@ -50,7 +52,7 @@ else:
     st.caption("Each job's own report (`regsearch report JOB`): means over its complete search trials, "
                "Student-t 95% intervals; a placement with fewer than 3 distinct runs has no interval.")
 for job_id, report in reports.items():
-    st.markdown(f"**{labels[job_id]}.** {report['recommendation']['sentence']}")
+    st.markdown(f"**{labels[job_id]}** (`{models.get(job_id) or '?'}`). {report['recommendation']['sentence']}")
 
 st.header("Leaders", anchor="leaders")
 k = st.slider("Leaders per job", min_value=1, max_value=10, value=3)

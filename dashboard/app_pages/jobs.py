@@ -47,7 +47,7 @@ def _table(df: pd.DataFrame) -> None:
         open=[f"job?job={job_id}" for job_id in df["id"]],
     )
     columns = ["name", "status", "progress", "trials", "complete", "pruned", "failed", "running", "queued",
-               "best", "best_val_acc", "test_acc", "elapsed", "objective", "dataset", "created_at", "id", "open"]
+               "best", "best_val_acc", "test_acc", "elapsed", "objective", "dataset", "model", "created_at", "id", "open"]
     event = st.dataframe(
         view[columns], hide_index=True, width="stretch", key="jobs_table",
         on_select="rerun", selection_mode="single-row",
@@ -60,6 +60,7 @@ def _table(df: pd.DataFrame) -> None:
                                                           help="that trial's own val_acc"),
             "test_acc": st.column_config.NumberColumn("its test_acc", format="%.4f",
                                                       help="held-out test accuracy of that trial"),
+            "model": st.column_config.TextColumn("model", help="the model family and its knobs"),
             "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
             "open": st.column_config.LinkColumn("link", display_text="open ↗"),
         },

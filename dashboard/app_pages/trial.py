@@ -61,6 +61,7 @@ if found is None:
 assert found is not None
 
 st.title(f"Trial {number} · {found['job_name']}")
+st.caption(f"model `{found['job_model'] or '?'}`")
 st.page_link(JOB_PAGE, label=f"Back to {found['job_name']}", query_params={"job": job_id}, icon=":material/arrow_back:")
 
 
@@ -120,6 +121,13 @@ def body(was_running: bool) -> None:
             st.page_link("app_pages/trial.py", label=f"Run again as trial {t['retried_by']}",
                          query_params={"job": job_id, "trial": str(t["retried_by"])})
     with right:
+        slots = frames.slots_table(t["recipe"])
+        if not slots.empty:
+            st.header("Slots")
+            st.caption("What follows each hidden Linear/Conv, from the recipe; a layer is named as in your "
+                       "network where the family names its slots (`auto`), else by its index.")
+            st.dataframe(slots, hide_index=True, width="stretch", column_config={
+                c: st.column_config.NumberColumn(c, format="%.4f") for c in ("dropout", "bn_momentum")})
         st.header("Recipe")
         if t["recipe"]:
             st.code(json.dumps(t["recipe"], indent=2), language="json")

@@ -103,6 +103,30 @@ def _auto_hook(what: str, knobs: Any, input_shape: Sequence[int] | None) -> Any:
     return hook(knobs, input_shape)
 
 
+def _check_network(knobs: AutoKnobs) -> None:
+    """At submit: ``model.network`` must be installed, and load, on some live worker.
+
+    Torch-free: what the workers published with ``auto`` (the active catalog's ``networks()``:
+    ``{name: {entry_point, error}}``, None when unknown). No catalog, or no worker that said (none
+    is up yet, or one of an earlier version): not checked here; the worker says, and the job fails
+    at its first trial. That the network makes, traces and has a slot for the data's shape only
+    a worker can tell the same way.
+    """
+    catalog = active_catalog()
+    networks = getattr(catalog, "networks", None)
+    installed = networks() if callable(networks) else None
+    if installed is None:
+        return
+    found = installed.get(knobs.network)
+    if found is None:
+        names = ", ".join(sorted(installed)) or "none"
+        raise KnobsError("model.network", f"{knobs.network!r} is not an installed regsearch.networks entry "
+                                          f"point on any live worker (installed: {names})")
+    if found.get("error"):
+        raise KnobsError("model.network", f"{knobs.network!r} ({found.get('entry_point')}) does not load on "
+                                          f"the workers: {found['error']}")
+
+
 def _sample(_knobs: Any, sample_shape: Sequence[int]) -> list[int]:
     return [int(d) for d in sample_shape]
 
@@ -149,6 +173,9 @@ class FamilyInfo:
     source: Literal["builtin", "plugin"] = "builtin"
     # the slots' names (the user's layer names), where the family has them (``auto``)
     slot_names: Callable[[Any, Sequence[int]], list[str]] | None = None
+    # a check of the validated knobs at submit beyond their model (``auto``: its network is
+    # installed on a live worker), raising KnobsError naming the field
+    check: Callable[[Any], None] | None = None
 
 
 BUILTIN: dict[str, FamilyInfo] = {
@@ -174,7 +201,7 @@ BUILTIN: dict[str, FamilyInfo] = {
             "auto", AutoKnobs, lambda k, s: _auto_hook("slots", k, s),
             "found by tracing: each Linear/Conv followed by BN/act/dropout (regsearch inspect)",
             _sample, "the data's sample shape", static_slots=False,
-            slot_names=lambda k, s: _auto_hook("names", k, s),
+            slot_names=lambda k, s: _auto_hook("names", k, s), check=_check_network,
         ),
     )
 }  # fmt: skip
@@ -263,6 +290,8 @@ def validate_model(data: Any) -> dict[str, Any]:
     except ValidationError as exc:
         first = field_errors(exc.errors(include_url=False), model=info.knobs)[0]
         raise KnobsError(f"model.{first['field']}", first["message"]) from None
+    if info.check is not None:
+        info.check(knobs)
     return {"family": name, **knobs.model_dump(mode="json")}
 
 

@@ -155,8 +155,10 @@ class ModelSpec(BaseModel):
         return families.n_slots(self.family, self.knobs, input_shape)
 
     def describe(self) -> str:
-        """One line for tables: ``resnet depth=8 width=16 activation=relu``."""
-        return " ".join([self.family, *(f"{k}={v}" for k, v in (self.model_extra or {}).items())])
+        """One line for people: ``resnet depth=8 width=16 activation=relu`` (regsearch.domain.model_label)."""
+        from regsearch.domain.model_label import format_model
+
+        return format_model({"family": self.family, **(self.model_extra or {})})
 
 
 class SpaceSpec(_Strict):

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from regsearch.domain.jsonsafe import finite_or_none
+from regsearch.domain.model_label import has_slot_names, slot_labels
 from regsearch.domain.ranking import rank_configurations
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_JOB_STATES, ACTIVE_TRIAL_STATES, TrialState
@@ -314,8 +315,12 @@ def _warnings(setup: Setup, status: str | None, current: Sequence[TrialDict], gr
 
 # -- the report -------------------------------------------------------------------------------
 def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict], *, job_id: str | None = None,
-                 status: str | None = None) -> Report:
-    """The evidence for a job from its spec and its trials (API trial items; see the module doc)."""
+                 status: str | None = None, recipe: Mapping[str, Any] | None = None) -> Report:
+    """The evidence for a job from its spec and its trials (API trial items; see the module doc).
+
+    ``recipe``: any one trial's recipe (every trial of a job has the same slots); where it names
+    them by the user's layers (``auto``), the report lists them.
+    """
     setup = read_setup(spec)
     metrics = list(REPORT_METRICS) + ([setup.metric] if setup.metric not in REPORT_METRICS else [])
     current = [t for t in trials if not t.get("retried")]
@@ -330,6 +335,8 @@ def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict],
     comparison = _comparison(setup, groupings[0])
     report = Report(
         job_id=job_id, name=setup.name, status=status, metric=setup.metric,
+        family=setup.model.split(" ", 1)[0] if setup.model else None, model=setup.model,
+        slots=slot_labels(recipe) if has_slot_names(recipe) else None,
         direction="minimize" if setup.direction == "minimize" else "maximize", metrics=metrics,
         counts={"search": state_counts(search), "confirm": state_counts([t for t in current if not is_search(t)])},
         groupings=groupings, comparison=comparison, confirmation=confirmation, recommendation=recommendation,

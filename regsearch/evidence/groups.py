@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from regsearch.domain.confirm import group_interval, rank_by_seed_mean
 from regsearch.domain.metrics import DIRECTIONS, SHOWN_METRICS
+from regsearch.domain.model_label import model_label
 from regsearch.domain.ranking import objectives_of
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import JobSpec
@@ -39,6 +40,7 @@ class Setup:
     confirm_seeds: int | None
     base_seed: int
     objectives: tuple[tuple[str, str], ...] = ()  # every (metric, direction): what the ranking ranks by
+    model: str | None = None  # the family and its knobs in one line (regsearch.domain.model_label)
 
 
 def read_setup(spec: JobSpec | Mapping[str, Any]) -> Setup:
@@ -52,7 +54,7 @@ def read_setup(spec: JobSpec | Mapping[str, Any]) -> Setup:
         name=spec.name, metric=spec.objective.metrics[0], direction=spec.directions[0],
         n_objectives=len(spec.objective.metrics), placements=spec.space.choices("placement"),
         confirm_top_k=confirm.top_k if confirm else None, confirm_seeds=confirm.seeds if confirm else None,
-        base_seed=spec.training.seed, objectives=tuple(objectives_of(spec)),
+        base_seed=spec.training.seed, objectives=tuple(objectives_of(spec)), model=model_label(spec),
     )
 
 
@@ -77,6 +79,7 @@ def _lenient_setup(spec: Mapping[str, Any]) -> Setup:
             confirm_top_k=int(top_k) if top_k is not None else None,
             confirm_seeds=int(seeds) if seeds is not None else None,
             base_seed=int(part("training").get("seed") or 0), objectives=tuple(objectives_of(spec)),
+            model=model_label(spec),
         )
     except (TypeError, ValueError, IndexError):
         return Setup(name=None, metric="val_acc", direction="maximize", n_objectives=1, placements=[],

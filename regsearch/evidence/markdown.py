@@ -79,7 +79,13 @@ def render_markdown(report: Report) -> str:
                "unfinished. Means are over complete search trials with Student-t 95% intervals (none below "
                f"{MIN_RUNS} runs: {TOO_FEW_RUNS}); n counts distinct "
                "configurations (a repeat with the same seed counts once), trials the complete ones.")
-    lines = [title, "", f"**Recommendation.** {report.recommendation.sentence}", "", counted, ""]
+    lines = [title, ""]
+    if report.model:
+        lines += [f"Model: `{report.model}`.", ""]
+    if report.slots:
+        lines += [f"Slots ({len(report.slots)}, by layer name): "
+                  + ", ".join(f"{i} `{name}`" for i, name in enumerate(report.slots)) + ".", ""]
+    lines += [f"**Recommendation.** {report.recommendation.sentence}", "", counted, ""]
     if _any_clipped(report):
         lines += [CLIPPED_NOTE, ""]
     if report.warnings:

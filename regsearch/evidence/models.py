@@ -103,6 +103,11 @@ class Report(BaseModel):
     job_id: str | None = None
     name: str | None = None
     status: str | None = None
+    family: str | None = Field(default=None, description="the job's model family")
+    model: str | None = Field(default=None, description="the model in one line, its family then every knob: "
+                                                         "resnet depth=20 width=16 activation=relu")
+    slots: list[str] | None = Field(default=None, description="the model's slots in order by the user's own layer "
+                                                              "names (layer1.0.conv1), where the family names them")
     metric: str = Field(description="the objective the ranking uses (the spec's first)")
     direction: Literal["maximize", "minimize"]
     metrics: list[str] = Field(description="the metrics summarized per group")

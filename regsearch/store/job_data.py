@@ -3,7 +3,9 @@
 A dataset error is deterministic (every trial of the job reads the same spec and files), so the
 first worker that meets one ends the job instead of letting every trial fail the same way: it
 records the reason as the job's error and asks for the job to stop; the coordinator then stops
-its trials as for a cancellation and ends the job ``failed`` with that error.
+its trials as for a cancellation and ends the job ``failed`` with that error. An ``auto``
+network that cannot be used with the data's shape (not installed, ``make`` raises, it does not
+trace, no slot: ``model.network: ...``) is as deterministic, and takes the same path.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def record_data(db: Database, *, job_id: str, data: dict[str, Any]) -> None:
 
 
 def fail_job_for_data(db: Database, *, job_id: str, reason: str) -> bool:
-    """Stop an active job because its data cannot be used; False when it had already ended."""
+    """Stop an active job because its data (or its network) cannot be used; False when it had already ended."""
     with db.session() as session:
         result = session.execute(
             update(Job)

@@ -104,15 +104,35 @@ def load_network(name: str) -> Callable[..., Any]:
         )
     try:
         return found[0].load()
-    except Exception as exc:  # noqa: BLE001 - the user's package may raise anything
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's package may raise anything
         raise NetworkError(f"model.network: {name!r} ({found[0].value}) did not load: {type(exc).__name__}: {exc}") from None
+
+
+def installed_networks() -> dict[str, dict[str, str | None]]:
+    """``{name: {entry_point, error}}`` of every installed ``regsearch.networks`` entry point.
+
+    What a worker publishes with the ``auto`` family: each entry point is loaded (its module
+    imported), never made (building a network needs the data's shape and may be slow); ``error``
+    is why it did not load (``ImportError: ...``), None when it did.
+    """
+    found: dict[str, dict[str, str | None]] = {}
+    for entry in entry_points(group=NETWORKS_GROUP):
+        if entry.name in found:
+            continue  # two distributions with one name: the first is the one load_network loads
+        error = None
+        try:
+            entry.load()
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's package may raise anything
+            error = f"{type(exc).__name__}: {exc}"
+        found[entry.name] = {"entry_point": entry.value, "error": error}
+    return dict(sorted(found.items()))
 
 
 def make_network(name: str, input_shape: Sequence[int], n_classes: int) -> nn.Module:
     make = load_network(name)
     try:
         module = make(list(input_shape), int(n_classes))
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - nor may its make exit the worker
         raise NetworkError(f"model.network: {name!r}: make({list(input_shape)}, {n_classes}) failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(module, nn.Module):
         raise NetworkError(f"model.network: {name!r}: make returned {type(module).__name__}, not an nn.Module")

@@ -21,11 +21,20 @@ from regsearch.store.db import Database
 router = APIRouter(tags=["families"])
 
 
+class NetworkPublic(BaseModel):
+    name: str = Field(description="what model.network names (family auto)")
+    entry_point: str = Field(description="the regsearch.networks entry point: pkg.module:make")
+    error: str | None = Field(description="why it does not load on the workers; null: it loads")
+
+
 class FamilyPublic(BaseModel):
     name: str
     knobs: dict[str, Any] = Field(description="the family's knobs (the spec's model.* fields) as JSON schema")
     slots_doc: str = Field(description="which layers are followed by a slot")
     source: Literal["builtin", "plugin"]
+    networks: list[NetworkPublic] | None = Field(
+        default=None, description="auto only, once a live worker has said: the networks installed on live workers "
+                                  "(left out while unknown)")
 
 
 class FamiliesPublic(BaseModel):
@@ -38,13 +47,20 @@ def offered_families(db: Database) -> list[dict[str, Any]]:
         {"name": info.name, "knobs": info.knobs.model_json_schema(), "slots_doc": info.slots_doc, "source": "builtin"}
         for info in (domain.BUILTIN[name] for name in sorted(domain.BUILTIN))
     ]
-    for name, row in sorted(published.offered(db).items()):
+    offered = published.offered(db)
+    networks = offered.get("auto", {}).get("networks")
+    if networks is not None:
+        for item in items:
+            if item["name"] == "auto":
+                item["networks"] = [{"name": name, "entry_point": str(net.get("entry_point") or ""),
+                                     "error": net.get("error")} for name, net in sorted(networks.items())]
+    for name, row in sorted(offered.items()):
         if name not in domain.BUILTIN and row["source"] == "plugin":
             items.append({"name": name, "knobs": row["knobs"], "slots_doc": row["slots_doc"], "source": "plugin"})
     return items
 
 
-@router.get("/families", response_model=FamiliesPublic)
+@router.get("/families", response_model=FamiliesPublic, response_model_exclude_unset=True)
 def read_families(db: DatabaseDep) -> FamiliesPublic:
     """The model families a spec's ``model.family`` may name, with their knobs."""
     return FamiliesPublic(items=[FamilyPublic(**item) for item in offered_families(db)])
