@@ -71,7 +71,7 @@ def validate(
         return
     placements = job_spec.space.choices("placement")
     console.print(f"{spec}: valid. Job {job_spec.name!r}: dataset {job_spec.dataset.name}, "
-                  f"model {job_spec.model.family}, {len(placements)} placement(s), "
+                  f"model {job_spec.model.describe()}, {len(placements)} placement(s), "
                   f"{job_spec.budget.n_trials} trials ({job_spec.budget.parallelism} at a time), "
                   f"sampler {job_spec.sampler}, pruner {job_spec.pruner}"
                   + (f", confirm top {job_spec.confirm.top_k} x {job_spec.confirm.seeds} seeds" if job_spec.confirm else "")
@@ -83,8 +83,8 @@ def status(
     job: Annotated[str | None, typer.Argument(help="a job id; all jobs when omitted")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the API's documents: one job, or {items: [...]}")] = False,
 ) -> None:
-    """Jobs, or one job's progress."""
-    from regsearch.cli.tables import status_table
+    """Jobs, or one job's progress (and its model: family and knobs)."""
+    from regsearch.cli.tables import job_model, status_table
 
     with _client(_settings()) as client:
         if job:
@@ -96,6 +96,9 @@ def status(
         print(json.dumps(jobs[0] if job else {"items": jobs, "count": len(jobs)}, indent=2))
     elif not jobs:
         console.print("No jobs yet.")
+    elif job:  # one job: its model on a line of its own, whatever the width
+        console.print(status_table(jobs, console.width, with_model=False), highlight=False)
+        console.print(f"model: {job_model(jobs[0]) or '-'}", highlight=False)
     else:
         console.print(status_table(jobs, console.width), highlight=False)
 

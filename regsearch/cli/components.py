@@ -98,7 +98,7 @@ def up(
     workers: Annotated[int, typer.Option(min=1, max=64)] = 2,
     api_port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     dashboard_port: Annotated[int, typer.Option(min=1, max=65535)] = 8501,
-    no_dashboard: bool = False,
+    dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="start the dashboard too")] = True,
 ) -> None:
     """API + coordinator + workers + dashboard as child processes; Ctrl-C stops them all.
 
@@ -115,7 +115,7 @@ def up(
     upgrade(settings.sqlalchemy_url)
     log_dir = settings.data_dir / "logs"
     supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=api_port,
-                                           dashboard_port=None if no_dashboard else dashboard_port), str(log_dir))
+                                           dashboard_port=dashboard_port if dashboard else None), str(log_dir))
     what = {"api": f"{api_url}  (docs: {api_url}/docs)", "coordinator": "schedules the trials",
             "worker": f"{workers} trial process(es)", "dashboard": f"http://127.0.0.1:{dashboard_port}"}
     _stop_on_signals()

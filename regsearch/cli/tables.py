@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from regsearch.domain.metrics import SHOWN_METRICS
+from regsearch.domain.model_label import model_label
 from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState
 
 METRIC_COLUMNS = SHOWN_METRICS
@@ -224,19 +225,32 @@ def status_line(job: dict[str, Any]) -> str:
             f"  best val_acc {_fmt(best_val)}")
 
 
-def status_table(jobs: list[dict[str, Any]], width: int | None = None) -> Table:
+def job_model(job: Mapping[str, Any]) -> str | None:
+    """A job document's model in one line (``resnet depth=20 width=16 activation=relu``): the
+    document's own ``model`` where it has one, else read from its ``spec``; None without either."""
+    given = job.get("model")
+    if isinstance(given, str):
+        return given
+    return model_label(job["spec"]) if isinstance(job.get("spec"), Mapping) else None
+
+
+def status_table(jobs: list[dict[str, Any]], width: int | None = None, *, with_model: bool = True) -> Table:
     """Jobs with their progress (``regsearch status``).
 
-    Where the width is short, left out first: cancelled, failed, pruned, running, name, best val_acc.
+    Where the width is short, left out first: model, cancelled, failed, pruned, running, name, best
+    val_acc. The model column shows where the documents name a model (``with_model``).
     """
-    columns = [Col("job", KEEP, "left"), Col("name", 4, "left"), Col("status", KEEP, "left"), Col("done"),
-               Col("running", 6), Col("pruned", 7), Col("failed", 8), Col("cancelled", 9), Col("best val_acc", 3)]
+    models = [job_model(job) for job in jobs] if with_model else []
+    shown = any(models)
+    columns = [Col("job", KEEP, "left"), Col("name", 4, "left"), *([Col("model", 10, "left")] if shown else []),
+               Col("status", KEEP, "left"), Col("done"), Col("running", 6), Col("pruned", 7), Col("failed", 8),
+               Col("cancelled", 9), Col("best val_acc", 3)]
     rows = []
-    for job in jobs:
+    for i, job in enumerate(jobs):
         done, total = job_progress(job)
         counts = job.get("counts", {})
         best_val = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
-        rows.append([job["id"], job["name"], str(job["status"]), f"{done}/{total}",
+        rows.append([job["id"], job["name"], *([models[i] or "-"] if shown else []), str(job["status"]), f"{done}/{total}",
                      *(str(counts.get(state, 0)) for state in (TrialState.RUNNING, TrialState.PRUNED, TrialState.FAILED,
                                                                TrialState.CANCELLED)),
                      _fmt(best_val)])

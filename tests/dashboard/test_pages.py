@@ -52,6 +52,7 @@ def test_jobs_page_lists_every_job(app_on_filled: FilledDb) -> None:
     table = app.dataframe[0].value.set_index("name")
     assert list(table.index) == ["digits-confirmed", "nothing-finished", "digits-pareto", "digits-placements"]
     assert table.loc["digits-placements", "status"] == "completed"
+    assert table.loc["digits-placements", "model"] == "mlp hidden=[32,32] activation=relu"
     assert table.loc["digits-placements", "trials"] == "11/11" and table.loc["digits-pareto", "trials"] == "5/8"
     assert table.loc["digits-placements", "open"] == f"job?job={app_on_filled.jobs['digits-placements']}"
 
@@ -65,6 +66,7 @@ def test_job_page_compares_the_configurations(app_on_filled: FilledDb) -> None:
     job_id = app_on_filled.jobs["digits-placements"]
     app = run("app_pages/job.py", job=job_id)
     assert texts(app, "title") == ["digits-placements"]
+    assert "model `mlp hidden=[32,32] activation=relu`" in texts(app, "caption")[0]
     assert texts(app, "header")[:6] == SECTIONS
     assert {k: metrics(app)[k] for k in ("Complete", "Pruned", "Failed", "Running")} == {
         "Complete": "8", "Pruned": "2", "Failed": "1", "Running": "0"}
@@ -147,7 +149,11 @@ def test_trial_page_shows_curves_parameters_recipe_and_history(app_on_filled: Fi
     assert trial is not None
     app = run("app_pages/trial.py", job=job_id, trial=str(number))
     assert texts(app, "title") == [f"Trial {number} · digits-placements"]
-    assert texts(app, "header") == ["Curves", "Parameters", "Where it ran", "Recipe", "State history"]
+    assert texts(app, "header") == ["Curves", "Parameters", "Where it ran", "Slots", "Recipe", "State history"]
+    assert "model `mlp hidden=[32,32] activation=relu`" in texts(app, "caption")
+    slots = next(d.value for d in app.dataframe if "layer" in d.value.columns)  # mlp: no layer names, indices
+    assert list(slots["layer"]) == ["slot 0", "slot 1"] and list(slots["order"]) == [
+        "-".join(s["order"]) for s in trial["recipe"]["slots"]]
     assert metrics(app)["State"] == "complete" and metrics(app)["val_acc"] == f"{trial['metrics']['val_acc']:.4f}"
     params, recipe = (json.loads(c.value) for c in app.code)
     assert params == trial["params"] and recipe == trial["recipe"]

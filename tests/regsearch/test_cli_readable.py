@@ -96,6 +96,42 @@ def test_the_comparison_and_status_tables_fit_80_columns() -> None:
     assert "0123456789ab" in text and "running" in text and "14/57" in text
 
 
+STATUS_JOB = {"id": "0123456789ab", "name": "cifar-resnet", "status": "completed",
+              "counts": {"complete": 3}, "n_trials": 3, "n_confirm": 0, "best": {"metrics": {"val_acc": 0.7}},
+              "spec": {"name": "cifar-resnet", "dataset": {"name": "digits"},
+                       "model": {"family": "resnet", "depth": 20, "width": 16, "activation": "relu"}}}
+RESNET = "resnet depth=20 width=16 activation=relu"
+
+
+def test_the_status_list_shows_the_model_where_it_fits() -> None:
+    other = {**STATUS_JOB, "id": "ba9876543210", "spec": {"name": "m", "dataset": {"name": "digits"}}}
+    wide = Console(width=160, record=True)
+    wide.print(status_table([STATUS_JOB, other], wide.width))
+    text = wide.export_text()
+    assert RESNET in text and "mlp hidden=[256,256,256] activation=relu" in text and "Not shown" not in text
+    narrow = Console(width=80, record=True)
+    narrow.print(status_table([STATUS_JOB, other], narrow.width))
+    text = narrow.export_text()
+    _assert_fits(text, 80)
+    assert "0123456789ab" in text and "completed" in text and "3/3" in text
+    assert "model" in text.split("Not shown at this width:")[-1], "the model column goes first, and is named"
+    bare = Console(width=160, record=True)  # documents without a spec (GET /jobs): no empty column
+    bare.print(status_table([{k: v for k, v in STATUS_JOB.items() if k != "spec"}], bare.width))
+    assert "model" not in bare.export_text()
+
+
+def test_status_of_one_job_prints_its_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from regsearch.cli.app import app
+    from regsearch.client import Client
+
+    monkeypatch.setattr(Client, "job", lambda self, job_id: STATUS_JOB)
+    result = CliRunner().invoke(app, ["status", "0123456789ab"])
+    assert result.exit_code == 0, result.output
+    assert f"model: {RESNET}" in result.output and "3/3" in result.output
+
+
 def test_the_trial_tables_fit_80_columns() -> None:
     document = {"device": "cpu", "params": {"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1},
                 "metrics": {"val_acc": 0.71234, "test_acc": 0.7, "gap": 0.05, "epochs_to_converge": 2, "val_auc": 0.6,

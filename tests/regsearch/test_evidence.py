@@ -450,3 +450,28 @@ def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_
     console.print(comparison_table(document))
     shown = console.export_text()
     assert "0.500 (too few runs)" in shown and "1.000]†" in shown and "is cut there" in shown
+
+
+def test_the_report_names_the_model_and_its_slots(study: Trials) -> None:
+    spec = {**SPEC, "model": {"family": "resnet", "depth": 20}}
+    report = build_report(spec, study.items)
+    assert (report.family, report.model) == ("resnet", "resnet depth=20 width=16 activation=relu")
+    assert report.slots is None  # no recipe given; a family without layer names lists none either
+    text = render_markdown(report)
+    assert "Model: `resnet depth=20 width=16 activation=relu`." in text.split("**Recommendation.**")[0]
+    assert report.model_dump(mode="json")["model"] == report.model
+
+    recipe = {"slots": [{"order": ["bn", "act"], "name": "conv1"}, {"order": ["act"], "name": "layer1.0.conv1"},
+                        {"order": ["act"]}]}
+    named = build_report(spec, study.items, recipe=recipe)
+    assert named.slots == ["conv1", "layer1.0.conv1", "slot 2"]
+    assert "Slots (3, by layer name): 0 `conv1`, 1 `layer1.0.conv1`, 2 `slot 2`." in render_markdown(named)
+    unnamed = build_report(spec, study.items, recipe={"slots": [{"order": ["act"]}]})
+    assert unnamed.slots is None and "Slots" not in render_markdown(unnamed).split("###")[0]
+
+
+def test_a_plugin_model_this_process_cannot_validate_is_shown_as_stored(study: Trials) -> None:
+    spec = {**SPEC, "model": {"family": "notinstalled", "channels": [8, 8], "hidden": [64]}}
+    report = build_report(spec, study.items)  # the spec does not validate here: read leniently
+    assert (report.family, report.model) == ("notinstalled", "notinstalled channels=[8,8] hidden=[64]")
+    assert build_report(SPEC, study.items).model == "mlp hidden=[256,256,256] activation=relu"  # the default

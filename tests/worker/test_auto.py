@@ -170,3 +170,57 @@ def test_cli_inspect_prints_the_slots_within_80_columns(tmp_path: Path, monkeypa
     assert "3 slot(s)" in result.output and "layer1.0.conv1" in result.output
     assert "nothing (no activation)" in result.output
     assert max(len(line) for line in result.output.splitlines()) <= 80
+
+
+def test_installed_networks_loads_each_entry_point_and_says_why_one_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    found = auto.installed_networks()
+    assert {"vgg_seq", "resnet_small", "broken_make", "untraceable", "no_slots"} <= set(found)
+    assert found["vgg_seq"] == {"entry_point": "regsearch_example_networks:vgg_seq", "error": None}
+    assert found["broken_make"]["error"] is None, "loading is not making: make's errors need the data's shape"
+
+    bad = [EntryPoint("gone", "no_such_package_xyz.nets:make", auto.NETWORKS_GROUP),
+           EntryPoint("typo", "regsearch_example_networks:vgg_sequ", auto.NETWORKS_GROUP)]
+    monkeypatch.setattr(auto, "entry_points", lambda group: bad if group == auto.NETWORKS_GROUP else [])
+    assert auto.installed_networks() == {
+        "gone": {"entry_point": "no_such_package_xyz.nets:make",
+                 "error": "ModuleNotFoundError: No module named 'no_such_package_xyz'"},
+        "typo": {"entry_point": "regsearch_example_networks:vgg_sequ",
+                 "error": "AttributeError: module 'regsearch_example_networks' has no attribute 'vgg_sequ'"},
+    }
+    with pytest.raises(auto.NetworkError, match=r"^model.network: 'gone' \(no_such_package_xyz.nets:make\) did "
+                                                r"not load: ModuleNotFoundError"):
+        auto.load_network("gone")
+
+
+def _spec_file(tmp_path: Path, network: str) -> Path:
+    path = tmp_path / f"{network}.yaml"
+    path.write_text(f"name: bad\ndataset: {{name: digits}}\nmodel: {{family: auto, network: {network}}}\n"
+                    "training: {epochs: 1, batch_size: 64}\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [
+        ("not_installed", "error: model.network: 'not_installed' is not an installed regsearch.networks entry point"),
+        ("broken_make", "error: model.network: 'broken_make': make([1, 8, 8], 2) failed: RuntimeError: this network"),
+        ("untraceable", "error: model.network: 'untraceable' does not trace (torch.fx): in gate (Gate)"),
+        ("no_slots", "error: model.network: 'no_slots': no slot found"),
+    ],
+)
+def test_cli_trial_and_inspect_exit_2_with_the_message(network: str, message: str, data_dir: Path,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from regsearch.cli.app import app
+
+    monkeypatch.setenv("REGSEARCH_DATA_DIR", str(data_dir))
+    spec = str(_spec_file(tmp_path, network))
+    for argv in (["inspect", spec], ["trial", spec, "--device", "cpu", "--params",
+                                     '{"placement": "bn-act", "bn_momentum": 0.1}']):
+        result = CliRunner().invoke(app, argv, env={"COLUMNS": "400"})
+        assert result.exit_code == 2, (argv, result.output, result.exception)
+        assert message in " ".join(result.output.split()), (argv, result.output)
+        assert "Traceback" not in result.output

@@ -32,3 +32,18 @@ def test_the_publisher_writes_refreshes_and_withdraws(db: Database) -> None:
     assert publisher.thread is not None
     publisher.thread.join(5)
     assert store.offered(db) == {} and set(store.offered(db, live_s=None)) == set(first)
+
+
+def test_auto_is_published_with_the_installed_networks(db: Database) -> None:
+    from tests.example_packages import install_example
+
+    install_example("networks", "regsearch-example-networks")
+    described = {f["name"]: f for f in describe_families()}
+    networks = described["auto"]["networks"]
+    assert networks["vgg_seq"] == {"entry_point": "regsearch_example_networks:vgg_seq", "error": None}
+    assert "networks" not in described["mlp"]
+    store.publish(db, "w1@host", described.values())
+    offered = store.offered(db)
+    assert offered["auto"]["networks"] == networks
+    assert offered["auto"]["knobs"] == described["auto"]["knobs"], "stored in knobs, taken out again"
+    assert "networks" not in offered["mlp"]
