@@ -187,8 +187,8 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     """
     db = _database(settings.sqlalchemy_url)
 
-    from regsearch.worker.datasets import DatasetError, input_shape_for, load_dataset_cached
-    from regsearch.worker.train import NonFiniteLossError, select_device, train_trial
+    from regsearch.worker.datasets import input_shape_for, load_dataset_cached
+    from regsearch.worker.train import select_device, train_trial
 
     torch_device = select_device(device)
     claim = with_retry(lambda: trial_store.claim(db, trial_id=trial_id, worker=worker_name(), device=str(torch_device)),
@@ -202,6 +202,12 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
         return {"trial_id": trial_id, "outcome": "deferred"}
 
     spec = run_spec(claim)
+    if spec.budget.pack > 1:  # with queued trials of its structure, it trains in a pack
+        from regsearch.worker.pack_runner import try_pack
+
+        ends = try_pack(db, settings, claim, spec, torch_device, on_finished)
+        if ends is not None:
+            return {**ends[0], "pack": [end["trial_id"] for end in ends]}
     state, metrics, error, retryable = TrialState.FAILED, None, None, False
     weights: WeightsState | None = None  # a complete trial's: saved before its result is written
     reporter: EpochReporter | None = None
@@ -223,21 +229,19 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
             state, error = _outcome(spec, reporter.stop_reason, metrics)
             if state == TrialState.COMPLETE:
                 weights = trial_weights.save_trial_weights(db, settings, claim, spec, result.best_state, recipe, metrics)
-        except (NonFiniteLossError, DatasetError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"  # deterministic: the same config fails again
-            from regsearch.worker.families.auto import NetworkError  # model.network: not installed, ...
+        except Exception as exc:  # noqa: BLE001 - every failure is classified, recorded and survived
+            error, retryable = classify_failure(exc, db, claim)
 
-            fatal = exc if isinstance(exc, (DatasetError, NetworkError)) else None
-            if isinstance(exc.__cause__, NetworkError):  # auto's build failed making its network
-                fatal = exc.__cause__
-            if fatal is not None:  # ... and so does every other trial of the job
-                reason = str(fatal)
-                with_retry(lambda: job_data.fail_job_for_data(db, job_id=claim.job_id, reason=reason),
-                           what=f"ending job {claim.job_id}")
-        except Exception as exc:  # OOM, driver errors...: may pass on another attempt
-            log.exception("trial %d failed", trial_id)
-            error, retryable = f"{type(exc).__name__}: {exc}", True
+    return conclude(db, settings, claim, spec, reporter, state=state, metrics=metrics, error=error,
+                    retryable=retryable, weights=weights, on_finished=on_finished)
 
+
+def conclude(db: Database, settings: Settings, claim: Claim, spec: JobSpec, reporter: EpochReporter | None, *,
+             state: TrialState, metrics: dict[str, Any] | None, error: str | None, retryable: bool,
+             weights: WeightsState | None, on_finished: Callable[[str], None] | None) -> dict[str, Any]:
+    """Write a trained (or failed) trial's result, its last epochs and Optuna's record in one
+    transaction, then notify the coordinator and evict weights; a packed member ends the same way."""
+    trial_id = claim.trial_id
     unwritten = reporter.unwritten if reporter is not None else []
     history = reporter.history if reporter is not None else None
     recipe_left = reporter.recipe if reporter is not None else None
@@ -253,6 +257,29 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
         return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "superseded"}
     return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
+
+
+def classify_failure(exc: Exception, db: Database, claim: Claim) -> tuple[str, bool]:
+    """(error, retryable) of a trial that raised ``exc``. A deterministic error (the same
+    configuration fails again) is not retryable; one that is the job's data's or its network's
+    (an ``auto`` network not installed, whose ``make`` raises, that does not trace or has no
+    slot) fails every trial of the job alike, so it ends the whole job at once."""
+    from regsearch.worker.datasets import DatasetError
+    from regsearch.worker.families.auto import NetworkError
+    from regsearch.worker.train import NonFiniteLossError
+
+    error = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, (NonFiniteLossError, DatasetError, ValueError)):
+        log.error("trial %d failed", claim.trial_id, exc_info=exc)  # OOM, driver errors...: may pass next time
+        return error, True
+    fatal = exc if isinstance(exc, (DatasetError, NetworkError)) else None
+    if isinstance(exc.__cause__, NetworkError):  # auto's build failed making its network
+        fatal = exc.__cause__
+    if fatal is not None:
+        reason = str(fatal)
+        with_retry(lambda: job_data.fail_job_for_data(db, job_id=claim.job_id, reason=reason),
+                   what=f"ending job {claim.job_id}")
+    return error, False
 
 
 def _optuna_outcome(spec: JobSpec, optuna_trial_id: int, state: TrialState,

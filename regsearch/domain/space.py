@@ -175,3 +175,13 @@ def params_key(params: dict[str, Any]) -> str:
     if "bn_momentum" in params:
         parts.append(f"bn_m={params['bn_momentum']:.3g}@{params.get('bn_layers', 'all')}")
     return " ".join(parts)
+
+
+# The parameters that decide a trial's module structure (with the job's family and knobs): the
+# members of a pack share them; dropout rates and BN momenta vary within a pack.
+STRUCTURE_PARAMS = ("placement", "dropout_layers", "bn_layers")
+
+
+def structure_of(params: dict[str, Any]) -> dict[str, Any]:
+    """The structure part of a configuration: what trials of one packed model have in common."""
+    return {name: params[name] for name in STRUCTURE_PARAMS if name in params}

@@ -252,6 +252,7 @@ class BudgetSpec(_Strict):
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_retries: int = Field(default=2, ge=0, le=20, description="new attempts after a lost trial")
     keep_weights: int = Field(default=5, ge=0, le=10_000, description="top configurations whose trained weights are kept")
+    pack: int = Field(default=1, ge=1, le=64, description="trials of one structure a worker trains as one packed model")
 
 
 class ConfirmSpec(_Strict):

@@ -89,6 +89,9 @@ class EndReason(_StrEnum):
     DATA_UNUSABLE = "not started: the job's data cannot be used (see the job's error)"
     TIMEOUT_NOT_STARTED = "not started: the job's timeout passed"
     NOT_ENQUEUED = "coordinator stopped before the trial was enqueued"
+    # On a job (its ``error``, though it completed): every new search configuration asked for
+    # was one the job already had; written as "search space exhausted: N distinct configurations".
+    SPACE_EXHAUSTED = "search space exhausted"
 
 
 class WeightsState(_StrEnum):

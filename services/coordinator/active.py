@@ -17,11 +17,12 @@ import logging
 from typing import Any
 
 from optuna.trial import FrozenTrial
-from regsearch.services.coordinator.mirror import StudyMirror
+from regsearch.services.coordinator.mirror import SpaceExhausted, StudyMirror
 from regsearch.services.coordinator.rows import JobRows
 
 from regsearch import failpoints
 from regsearch.config import Settings
+from regsearch.domain.space import structure_of
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import FINAL_JOB_STATES, EndReason, JobState, TrialState
 from regsearch.messaging.queue import DEFAULT_QUEUE, TrialQueue
@@ -47,6 +48,9 @@ class ActiveJob:
         self._rows: list[Trial] = []
         self._full = False  # the next read reads every row
         self.ended = False  # the job is no longer active
+        # Set when a search ask found no new configuration (fill): (search trials ended then,
+        # distinct configurations). Kept between ticks; fill asks again once a search trial ends.
+        self.exhausted: tuple[int, int] | None = None
         self.begin(row, now=now, maintenance=True)
 
     @property
@@ -155,10 +159,29 @@ class ActiveJob:
         """Ask and commit a trial (queued, not yet sent); returns its row id."""
         attrs = None if confirm_of is None else {"regsearch_confirm_of": confirm_of, "regsearch_seed": seed}
         number, optuna_trial_id, params = self.mirror.ask(fixed_params, user_attrs=attrs)
+        return self._commit(number, optuna_trial_id, params, attempt=attempt, retry_of=retry_of, seed=seed,
+                            confirm_of=confirm_of)
+
+    def prepare_pack(self, size: int) -> list[int]:
+        """Ask and commit up to ``size`` search trials of one structure: the first one's placement
+        and layer selections, the sampler choosing the rest (dropout, momentum), so a worker
+        can train them as one packed model (``budget.pack``). Fewer when that structure has no
+        more new configurations; :class:`SpaceExhausted` only when the first has none."""
+        number, optuna_trial_id, params = self.mirror.ask()
+        trial_ids = [self._commit(number, optuna_trial_id, params)]
+        structure = structure_of(params)
+        while len(trial_ids) < size:
+            try:
+                number, optuna_trial_id, companion = self.mirror.ask(structure=structure)
+            except SpaceExhausted:
+                break  # this structure is used up: a smaller pack
+            trial_ids.append(self._commit(number, optuna_trial_id, companion))
+        return trial_ids
+
+    def _commit(self, number: int, optuna_trial_id: int, params: dict[str, Any], **row: Any) -> int:
         failpoints.hit("coordinator.after_ask")
         trial_id = trial_store.add_trial(self._db, job_id=self.id, number=number,
-                                         optuna_trial_id=optuna_trial_id, params=params, attempt=attempt,
-                                         retry_of=retry_of, seed=seed, confirm_of=confirm_of)
+                                         optuna_trial_id=optuna_trial_id, params=params, **row)
         failpoints.hit("coordinator.after_commit")
         self._stale = True
         return trial_id

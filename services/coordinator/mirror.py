@@ -23,12 +23,28 @@ from optuna.trial import TrialState as OptunaTrialState
 
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
-from regsearch.domain.states import TrialState, optuna_state
+from regsearch.domain.states import EndReason, TrialState, optuna_state
 from regsearch.store import studies
 from regsearch.store.db import Database
 from regsearch.store.optuna_record import create_running_trial
 
 log = logging.getLogger("regsearch.coordinator")
+
+# A search trial's configuration is asked for this many times at most before the space counts as
+# exhausted: first from the job's sampler, then drawn uniformly (StudyMirror._sample_new).
+SAMPLER_ATTEMPTS = 8
+UNIFORM_ATTEMPTS = 64
+# The in-memory states of a configuration the job has (in flight, complete or pruned).
+TAKEN_STATES = (OptunaTrialState.RUNNING, OptunaTrialState.COMPLETE, OptunaTrialState.PRUNED)
+CONFIRM_ATTR = "regsearch_confirm_of"  # the user attribute of a confirmation run (ActiveJob.prepare)
+
+
+class SpaceExhausted(Exception):
+    """Every attempt at a new search configuration was one the job already has."""
+
+    def __init__(self, distinct: int) -> None:
+        super().__init__(f"{EndReason.SPACE_EXHAUSTED}: {distinct} distinct configurations")
+        self.distinct = distinct
 
 
 class StudyMirror:
@@ -45,15 +61,27 @@ class StudyMirror:
             self._memory_number[frozen.number] = len(self._memory_number)
             if frozen.state.is_finished():
                 self._told.add(frozen.number)
+        # Draws uniformly over the space for :meth:`_sample_new`, on the same in-memory trials.
+        # Its own seed: with the job's, a random job's fallback would replay the job's draws.
+        self._uniform = optuna.load_study(study_name=study_name, storage=self.memory._storage,
+                                          sampler=optuna.samplers.RandomSampler(seed=spec.training.seed + 1))
 
     def ask(self, fixed_params: dict[str, Any] | None = None,
-            user_attrs: dict[str, Any] | None = None) -> tuple[int, int, dict[str, Any]]:
-        """Sample a configuration; returns (trial number, Optuna trial id, parameters)."""
-        if fixed_params is not None:
+            user_attrs: dict[str, Any] | None = None,
+            structure: dict[str, Any] | None = None) -> tuple[int, int, dict[str, Any]]:
+        """Sample a configuration; returns (trial number, Optuna trial id, parameters).
+
+        A search trial (no ``fixed_params``) is never a configuration the job already has:
+        see :meth:`_sample_new`, which raises :class:`SpaceExhausted` when it finds none.
+        ``structure`` (a pack's companion) fixes those parameters of a search trial and leaves
+        the rest to the sampler.
+        """
+        if fixed_params is not None:  # a retry or a confirmation run: asked for on purpose
             self.memory.enqueue_trial(fixed_params, user_attrs=user_attrs)
-        trial = self.memory.ask()
+            trial, params = self._sample(self.memory)
+        else:
+            trial, params = self._sample_new(structure)
         try:
-            params = suggest_params(trial, self.spec)
             frozen = self.memory._storage.get_trial(trial._trial_id)
             # The record gets what users and a restarted coordinator read: params, distributions
             # and our user attributes. The sampler's system attributes (TPE's relative params,
@@ -67,10 +95,50 @@ class StudyMirror:
             )
             number, trial_id = create_running_trial(self._engine, self.record._study_id, template)
         except BaseException:
-            self.memory.tell(trial, state=OptunaTrialState.FAIL)
+            self._tell_memory(trial.number, None, OptunaTrialState.FAIL)
             raise
         self._memory_number[number] = trial.number
         return number, trial_id, params
+
+    def _sample(self, study: optuna.Study) -> tuple[optuna.Trial, dict[str, Any]]:
+        trial = study.ask()
+        try:
+            return trial, suggest_params(trial, self.spec)
+        except BaseException:
+            self._tell_memory(trial.number, None, OptunaTrialState.FAIL)
+            raise
+
+    def _sample_new(self, structure: dict[str, Any] | None = None) -> tuple[optuna.Trial, dict[str, Any]]:
+        """A search configuration the job does not have yet, or :class:`SpaceExhausted`.
+
+        The job's sampler tries first; a model-based one (TPE) that keeps proposing its favourite
+        would call a space exhausted that it merely stopped exploring, so the later attempts draw
+        uniformly (:attr:`_uniform`). A rejected attempt is told FAIL to the in-memory study only:
+        it never reaches the record, and the samplers' models leave failed trials out, so they hold
+        each configuration once, as it was trained (a copy told COMPLETE would weigh it twice and
+        pull TPE further towards it).
+        """
+        taken = self._taken()
+        for attempt in range(SAMPLER_ATTEMPTS + UNIFORM_ATTEMPTS):
+            if structure:  # the next ask takes it (both studies share the in-memory storage)
+                self.memory.enqueue_trial(structure, skip_if_exists=False)
+            trial, params = self._sample(self.memory if attempt < SAMPLER_ATTEMPTS else self._uniform)
+            if _key(trial.params) not in taken:
+                return trial, params
+            self._tell_memory(trial.number, None, OptunaTrialState.FAIL)
+        raise SpaceExhausted(len(taken))
+
+    def _taken(self) -> set[tuple[tuple[str, Any], ...]]:
+        """The configurations of the job's search trials (retries included, confirmation runs not:
+        those train with another seed) that are in flight, complete or pruned. A failed or
+        cancelled one may be tried again. Every search trial trains with the spec's seed, so equal
+        parameters are the same configuration. The in-memory parameters are the suggested ones
+        (``suggest_params`` adds only the spec's fixed entries, the same for every trial)."""
+        return {
+            _key(frozen.params)
+            for frozen in self.memory.get_trials(deepcopy=False, states=TAKEN_STATES)
+            if CONFIRM_ATTR not in frozen.user_attrs
+        }
 
     def running_in_record(self) -> list[FrozenTrial]:
         """The record's trials that Optuna still counts as running."""
@@ -85,8 +153,17 @@ class StudyMirror:
         memory_number = self._memory_number.get(number)
         if memory_number is not None:
             final, final_values = _optuna_outcome(state, values)
-            self.memory.tell(memory_number, final_values, state=final, skip_if_finished=True)
+            self._tell_memory(memory_number, final_values, final)
         self._told.add(number)
+
+    def _tell_memory(self, memory_number: int, values: list[float] | None, state: OptunaTrialState) -> None:
+        try:
+            self.memory.tell(memory_number, values, state=state, skip_if_finished=True)
+        except RuntimeError as exc:
+            # GridSampler.after_trial calls ``study.stop()`` once every grid point has run, which
+            # raises outside ``optimize``; the outcome was stored before (Optuna's tell, finally).
+            if "Study.stop" not in str(exc):
+                raise
 
     def tell(self, number: int, values: Sequence[float] | None, state: TrialState | str) -> None:
         """Record an outcome the coordinator decided (or recovered) in both studies (idempotent)."""
@@ -106,3 +183,7 @@ def _optuna_outcome(state: TrialState | str,
     if final == OptunaTrialState.COMPLETE:
         return (final, list(values)) if values is not None else (OptunaTrialState.FAIL, None)
     return final, None
+
+
+def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))

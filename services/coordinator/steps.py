@@ -18,12 +18,16 @@
 8. expire    the job's timeout passed: trials not started fail as "not started".
 9. fill      unsent trials go out (retries first), then new ones are asked, until
              ``budget.parallelism`` + ``prepare_ahead`` are in flight or the budget is used.
+             A new search trial is never a configuration the job has in flight, complete or
+             pruned (:meth:`StudyMirror.ask`); when no new one is found the space is exhausted:
+             the search is over, and fill asks again only once a search trial has ended.
 10. confirm  the search over and nothing in flight: with ``confirm`` in the spec, the top-k
              configurations are prepared again with extra training seeds (``confirm_of`` set),
              each once (:func:`regsearch.domain.confirm.confirmation_plan`).
 11. finish   the search over, nothing in flight and no confirmation run missing (or the timeout
              passed): Optuna's record is synced, and the job completes (or fails, when every
-             trial failed).
+             trial failed). A job whose space was exhausted completes with the reason in its
+             ``error`` ("search space exhausted: N distinct configurations").
 
 A maintenance step runs at most every ``MAINTENANCE_EVERY_S`` (on every tick while the job is
 being cancelled). Each step is safe to repeat after a crash: every write is a conditional UPDATE
@@ -38,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from regsearch.services.coordinator.active import ActiveJob
+from regsearch.services.coordinator.mirror import SpaceExhausted
 
 from regsearch.domain.confirm import confirmation_plan
 from regsearch.domain.states import FINAL_TRIAL_STATES, EndReason, JobState, TrialState
@@ -175,11 +180,24 @@ def fill(job: ActiveJob) -> None:
     job.send(to_send)
     in_flight += len(to_send)
     asked = sum(1 for r in rows if r.retry_of is None and r.confirm_of is None)
-    while asked < budget.n_trials and in_flight < capacity:
-        job.send([job.prepare()])
-        asked += 1
-        in_flight += 1
-    job.in_flight, job.search_over = in_flight, asked >= budget.n_trials
+    ended = sum(1 for r in rows if r.confirm_of is None and r.state in FINAL_TRIAL_STATES)
+    if job.exhausted is not None and job.exhausted[0] != ended:
+        job.exhausted = None  # a search trial ended since: a failed one's configuration is free again
+    while asked < budget.n_trials and in_flight < capacity and job.exhausted is None:
+        # With budget.pack, trials go out in groups of one structure, committed and marked sent
+        # together, so the worker that takes the first finds its companions queued.
+        size = min(budget.pack, budget.n_trials - asked, capacity - in_flight)
+        try:
+            trial_ids = job.prepare_pack(size) if size > 1 else [job.prepare()]
+        except SpaceExhausted as exc:
+            job.exhausted = (ended, exc.distinct)
+            log.info("job %s: %s; no more search trials", job.id, exc)
+            break
+        job.send(trial_ids)
+        asked += len(trial_ids)
+        in_flight += len(trial_ids)
+    job.in_flight = in_flight
+    job.search_over = asked >= budget.n_trials or job.exhausted is not None
 
 
 def confirm(job: ActiveJob) -> None:
@@ -209,6 +227,8 @@ def finish(job: ActiveJob) -> None:
     if final and all(r.state == TrialState.FAILED for r in final):
         first = next((r.error for r in final if r.error), "unknown error")
         job.set_status(JobState.FAILED, error=f"all {len(final)} trials failed; first error: {first}")
+    elif job.exhausted is not None:  # ended early: the reason goes where a job's end is explained
+        job.set_status(JobState.COMPLETED, error=f"{EndReason.SPACE_EXHAUSTED}: {job.exhausted[1]} distinct configurations")
     else:
         job.set_status(JobState.COMPLETED)
     log.info("job %s finished", job.id)
