@@ -236,7 +236,7 @@ def train_trial(
         starts.pop()  # BN has no batch statistics for a lone example: drop a trailing batch of one
     epochs: list[EpochMetrics] = []
     best_state: dict[str, torch.Tensor] | None = None
-    best_rank = (math.inf, math.inf)
+    best_rank, best_epoch = (math.inf, math.inf), 0
     stopped_early = False
     for epoch in range(1, training.epochs + 1):
         started = time.perf_counter()
@@ -271,14 +271,18 @@ def train_trial(
         )
         epochs.append(metrics)
         if _rank(metrics) < best_rank:
-            best_rank = _rank(metrics)
+            best_rank, best_epoch = _rank(metrics), epoch
             best_state = _snapshot(model, best_state)
         if on_epoch is not None and on_epoch(metrics):
             stopped_early = True
             break
 
     assert best_state is not None  # at least one epoch ran (TrainingSpec: epochs >= 1)
-    model.load_state_dict(best_state)
+    if best_epoch != epochs[-1].epoch:
+        # the weights still hold the last epoch's: bring back the best one's (as load_state_dict
+        # does, tensor by tensor, without its per-module Python work); when the last epoch is the
+        # best, the model is already exactly best_state
+        snapshot_state(best_state, model.state_dict())
     model.eval()
     x_test = data.x_test.reshape(-1, *shape)
     with torch.inference_mode():
@@ -297,6 +301,6 @@ def snapshot_state(state: dict[str, torch.Tensor], into: dict[str, torch.Tensor]
     if into is None:
         return {k: v.detach().clone() for k, v in state.items()}
     with torch.no_grad():
-        for key, value in state.items():
-            into[key].copy_(value)
+        # one call for every tensor (a C++ loop), not one Python-level copy_ per tensor
+        torch._foreach_copy_([into[key] for key in state], list(state.values()))
     return into

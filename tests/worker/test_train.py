@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 from regsearch.worker.datasets import Splits, input_shape_for
+from regsearch.worker.models import build_model
 from regsearch.worker.train import (
     DeviceData,
     NonFiniteLossError,
     select_device,
+    snapshot_state,
     to_device,
     train_trial,
 )
@@ -127,6 +129,60 @@ def test_test_accuracy_comes_from_the_best_validation_weights(digits: Splits) ->
     assert best < len(result.epochs) and result.epochs[-1].val_acc < result.epochs[best - 1].val_acc
     assert result.summary["test_acc"] == result.epochs[best - 1].val_acc
     assert result.summary["test_acc"] != result.epochs[-1].val_acc
+
+
+def _resnet_recipe(splits: Splits) -> dict[str, Any]:
+    spec = JobSpec(name="t", dataset={"name": "digits"}, model={"family": "resnet", "depth": 8, "width": 8})
+    params = {"placement": "bn-act", "bn_momentum": 0.1}
+    return make_recipe(spec, params, input_shape_for(splits, spec.model), splits.n_classes)
+
+
+def _test_acc_of(recipe: dict[str, Any], state: dict[str, torch.Tensor], data: DeviceData) -> float:
+    # the reference: a fresh module given the state with load_state_dict, the whole split at once
+    model = build_model(recipe)
+    model.load_state_dict(state)
+    model.eval()
+    with torch.inference_mode():
+        logits = model(data.x_test.reshape(-1, *recipe["input_shape"]))
+    return (logits.argmax(dim=1) == data.y_test).sum().item() / len(data.y_test)
+
+
+@pytest.mark.parametrize("flipped", [False, True], ids=["best-is-last", "best-is-earlier"])
+def test_test_accuracy_is_the_best_epochs_as_if_evaluated_then(digits: Splits, flipped: bool) -> None:
+    # A resnet (BN running statistics and num_batches_tracked in its state). The full run's
+    # test_acc (the best epoch's weights brought back, or kept when the last epoch is the best)
+    # equals the test accuracy of a run stopped right after the best epoch (CPU runs with the
+    # same seed are bit-reproducible), i.e. of test evaluated in that epoch, and the weights are
+    # exactly that epoch's.
+    if flipped:  # validation carries the opposite labels: the best epoch comes early
+        splits = replace(digits, y_val=(digits.y_val + 1) % digits.n_classes,
+                         x_test=digits.x_val, y_test=(digits.y_val + 1) % digits.n_classes)
+    else:
+        splits = digits
+    data = to_device(splits)
+    recipe = _resnet_recipe(splits)
+    full = train_trial(recipe, TrainingSpec(epochs=4, batch_size=64, lr=3e-3), data)
+    best = full.summary["best_epoch"]
+    assert (best < len(full.epochs)) == flipped
+    stopped = train_trial(recipe, TrainingSpec(epochs=best, batch_size=64, lr=3e-3), data)
+    assert _curve(stopped.epochs) == _curve(full.epochs[:best])
+    assert full.summary["test_acc"] == stopped.summary["test_acc"]
+    assert full.summary["test_acc"] == _test_acc_of(recipe, full.best_state, data)
+    assert full.best_state is not None and stopped.best_state is not None
+    assert full.best_state.keys() == stopped.best_state.keys()
+    assert all(torch.equal(full.best_state[k], stopped.best_state[k]) for k in full.best_state)
+
+
+def test_snapshot_state_copies_into_the_given_storage() -> None:
+    source = {"w": torch.randn(3, 4), "n": torch.tensor(7)}
+    first = snapshot_state(source, None)
+    assert all(torch.equal(first[k], source[k]) and first[k].data_ptr() != source[k].data_ptr() for k in source)
+    source["w"].add_(1.0)
+    source["n"].add_(1)
+    pointers = {k: v.data_ptr() for k, v in first.items()}
+    again = snapshot_state(source, first)
+    assert again is first and {k: v.data_ptr() for k, v in again.items()} == pointers
+    assert all(torch.equal(again[k], source[k]) for k in source)
 
 
 def test_diverging_training_raises(digits: Splits) -> None:
