@@ -53,8 +53,11 @@ def run(full: bool, backend_request: str) -> dict[str, Any]:
         ours = efficiency.regsearch_run(*e_args, data_dir=root / "e1")
         print("  ... and plain Optuna (study.optimize in 2 processes, same storage kind)", flush=True)
         theirs = efficiency.optuna_run(*e_args, data_dir=root / "e2")
-        out["efficiency"] = {"regsearch": {**ours.__dict__, "efficiency": ours.efficiency(sizes["workers"])},
-                             "optuna": {**theirs.__dict__, "efficiency": theirs.efficiency(sizes["workers"])}}
+        print("  ... and regsearch with budget.pack 4 (each worker trains packs of 4 same-structure trials)", flush=True)
+        packed = efficiency.regsearch_run(*e_args, data_dir=root / "e3", pack=4)
+        out["efficiency"] = {name: {**run.__dict__, "efficiency": run.efficiency(sizes["workers"]),
+                                    "trials_per_hour": 3600 * run.trials / run.wall_s}
+                             for name, run in (("regsearch", ours), ("optuna", theirs), ("regsearch_pack4", packed))}
         print(f"  {out['efficiency']}", flush=True)
 
         why_not = ray_tune.available()
@@ -139,6 +142,16 @@ def markdown(result: dict[str, Any]) -> str:
     ray = f"{e['ray']['efficiency']:.3f}" if "ray" in e else "not installed"
     lines.append(f"| efficiency, {e['regsearch']['trials']}-trial mnist1d search, 2 workers | "
                  f"{e['regsearch']['efficiency']:.3f} | {e['optuna']['efficiency']:.3f} | {ray} |")
+    def cells(key: str) -> str:
+        runs = [e.get(name) for name in ("regsearch", "optuna", "ray")]
+        return " | ".join("not installed" if r is None else _fmt(r.get(key)) for r in runs)
+
+    lines.append(f"| best val_acc found, same search | {cells('best_val_acc')} |")
+    lines.append(f"| share of distinct configurations among its trials | {cells('distinct')} |")
+    p4 = e["regsearch_pack4"]
+    lines.append(f"| regsearch with budget.pack 4: efficiency, best val_acc, trials/hour over unpacked | "
+                 f"{p4['efficiency']:.3f}, {_fmt(p4['best_val_acc'])}, "
+                 f"{p4['trials_per_hour'] / e['regsearch']['trials_per_hour']:.2f}x | | |")
     k = result["packed"]
     lines.append(f"| packed training, trials/hour over one at a time, 8 mnist1d MLP trials | K=4: {k['k4']:.2f}x, "
                  f"K=8: {k['k8']:.2f}x | | |")
@@ -166,6 +179,10 @@ def main() -> None:
           f"efficiency={result['efficiency']['regsearch']['efficiency']:.3f} "
           f"optuna_efficiency={result['efficiency']['optuna']['efficiency']:.3f} "
           f"ray_efficiency={ray_figure(result)} packed_speedup={result['packed']['k8']:.2f}")
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def ray_figure(result: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.service import JobRun, fresh_database, run_job
+from bench.service import JobRun, distinct_share, fresh_database, run_job
 
 SPEC: dict[str, Any] = {
     "name": "bench-efficiency",
@@ -32,8 +32,13 @@ def spec_for(trials: int, workers: int, epochs: int) -> dict[str, Any]:
     return dict(SPEC, training=dict(SPEC["training"], epochs=epochs), budget={"n_trials": trials, "parallelism": workers})
 
 
-def regsearch_run(trials: int, workers: int, epochs: int, backend: str, data_dir: Path) -> JobRun:
-    return run_job(spec_for(trials, workers, epochs), workers=workers, backend=backend, data_dir=data_dir)
+def regsearch_run(trials: int, workers: int, epochs: int, backend: str, data_dir: Path, pack: int = 1) -> JobRun:
+    """The search through the full service; with ``pack`` K, each worker trains packs of K trials
+    of one structure (budget.pack), with room for a pack per worker (parallelism K x workers)."""
+    spec = spec_for(trials, workers, epochs)
+    if pack > 1:
+        spec["budget"] = dict(spec["budget"], pack=pack, parallelism=pack * workers)
+    return run_job(spec, workers=workers, backend=backend, data_dir=data_dir)
 
 
 def _optuna_process(url: str, study_name: str, spec_doc: dict[str, Any], data_dir: str, n_trials: int,
@@ -110,10 +115,13 @@ def optuna_run(trials: int, workers: int, epochs: int, backend: str, data_dir: P
         for p in processes:
             p.join()
         states: dict[str, int] = {}
-        for t in optuna.load_study(study_name=study_name, storage=studies.optuna_storage(url)).trials:
+        done = optuna.load_study(study_name=study_name, storage=studies.optuna_storage(url)).trials
+        for t in done:
             states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
         studies.optuna_storage.cache_clear()
-    return JobRun(wall_s=wall, training_s=training, trials=trials, states=states)
+    complete = [t.value for t in done if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    return JobRun(wall_s=wall, training_s=training, trials=trials, states=states,
+                  best_val_acc=max(complete) if complete else None, distinct=distinct_share([t.params for t in done]))
 
 
 if __name__ == "__main__":

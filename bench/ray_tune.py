@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.efficiency import spec_for
-from bench.service import JobRun
+from bench.service import JobRun, distinct_share
 
 
 def available() -> str | None:
@@ -114,8 +114,10 @@ def ray_run(trials: int, workers: int, epochs: int, data_dir: Path) -> tuple[Job
     training = sum(float(r.metrics.get("training_s", 0.0)) for r in results)
     stopped = sum(1 for r in results if r.metrics.get("training_iteration", epochs) < epochs)
     states = {"complete": len(results) - stopped, "stopped_early": stopped, "errored": trials - len(results)}
-    best = max(float(r.metrics.get("val_acc", 0.0)) for r in results) if results else float("nan")
-    return JobRun(wall_s=wall, training_s=training, trials=trials, states=states), best
+    best = max(float(r.metrics.get("val_acc", 0.0)) for r in results) if results else None
+    configs = [{k: v for k, v in r.config.items()} for r in results]
+    return JobRun(wall_s=wall, training_s=training, trials=trials, states=states, best_val_acc=best,
+                  distinct=distinct_share(configs)), best
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -88,6 +89,8 @@ class JobRun:
     training_s: float  # sum over trials of their epochs' seconds
     trials: int
     states: dict[str, int]
+    best_val_acc: float | None = None  # the search's best complete trial: what it found
+    distinct: float | None = None  # share of the search's trials with a configuration of their own
 
     def overhead_ms_per_trial(self, workers: int) -> float:
         return 1000 * (workers * self.wall_s - self.training_s) / max(1, self.trials)
@@ -149,12 +152,29 @@ def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path,
                 select(Trial.state, Epoch.seconds).join(Epoch, Epoch.trial_id == Trial.id, isouter=True)
                 .where(Trial.job_id == job_id)
             ).all()
-            states_rows = session.execute(select(Trial.number, Trial.state).where(Trial.job_id == job_id)).all()
+            states_rows = session.execute(
+                select(Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.confirm_of)
+                .where(Trial.job_id == job_id)).all()
     training = sum(seconds or 0.0 for _, seconds in rows)
     states: dict[str, int] = {}
-    for _, state in states_rows:
-        states[state] = states.get(state, 0) + 1
-    return JobRun(wall_s=wall, training_s=training, trials=len(states_rows), states=states)
+    for row in states_rows:
+        states[row.state] = states.get(row.state, 0) + 1
+    search = [row for row in states_rows if row.confirm_of is None]
+    return JobRun(wall_s=wall, training_s=training, trials=len(states_rows), states=states,
+                  best_val_acc=best_of(r.metrics for r in search if r.state == "complete"),
+                  distinct=distinct_share([r.params for r in search]))
+
+
+def best_of(metrics: Any) -> float | None:
+    values = [m["val_acc"] for m in metrics if m and isinstance(m.get("val_acc"), (int, float))]
+    return max(values) if values else None
+
+
+def distinct_share(params: list[dict[str, Any]]) -> float | None:
+    """Distinct configurations over trials (1.0: no configuration trained twice)."""
+    if not params:
+        return None
+    return len({json.dumps(p, sort_keys=True) for p in params}) / len(params)
 
 
 def wait_until_ended(db: Database, job_id: str, supervisor: Supervisor) -> dt.datetime:
