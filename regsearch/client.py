@@ -139,7 +139,11 @@ class Client:
         return self._request("GET", "/jobs")
 
     def families(self) -> list[dict[str, Any]]:
-        """The model families on offer: ``[{name, knobs (JSON schema), slots_doc, source}]``."""
+        """The model families on offer: ``[{name, knobs (JSON schema), slots_doc, source}]``.
+
+        The ``auto`` entry also carries ``networks: [{name, entry_point, error}]`` (the installed
+        ``regsearch.networks`` entry points; ``error`` is why one does not load, None when it does)
+        once a live worker has published them; without such a worker the key is absent."""
         return list(self._request("GET", "/families")["items"])
 
     def job(self, job: JobRef) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regsearch.worker.datasets import DatasetError, input_shape_for, load_dataset_cached
+from regsearch.worker.datasets import input_shape_for, load_dataset_cached
 from regsearch.worker.families.auto import NetworkError
 from regsearch.worker.models import build_model, layer_order
 from regsearch.worker.train import TrainResult, select_device, to_device, train_trial
@@ -23,12 +23,6 @@ from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec, parse_layer_selection, parse_placement
 
 PARAM_KEYS = ("placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers")
-
-
-class UnusableNetwork(NetworkError, DatasetError):
-    """An ``auto`` network that cannot be used with the data (not installed, ``make`` raises, it does
-    not trace, no slot): ``model.network: ...``. A DatasetError too, so ``regsearch trial``, which
-    prints a DatasetError and exits 2, does the same for it (no traceback)."""
 
 
 @dataclass
@@ -125,10 +119,9 @@ def run_local_trial(
     try:
         recipe = make_recipe(spec, clean, input_shape, splits.n_classes)
         layers = layer_order(build_model(recipe))
-    except ValueError as exc:
-        network = exc if isinstance(exc, NetworkError) else exc.__cause__  # auto's build: its make
-        if isinstance(network, NetworkError):
-            raise UnusableNetwork(str(network)) from None
+    except ValueError as exc:  # auto's build wraps the NetworkError of its make: raise that one, plain
+        if not isinstance(exc, NetworkError) and isinstance(exc.__cause__, NetworkError):
+            raise exc.__cause__ from None
         raise
     result = train_trial(recipe, spec.training, to_device(splits, target), on_epoch=on_epoch)
     return LocalTrial(recipe=recipe, result=result, layers=layers, params=clean, data=splits.summary())

@@ -99,6 +99,9 @@ def status(
     elif job:  # one job: its model on a line of its own, whatever the width
         console.print(status_table(jobs, console.width, with_model=False), highlight=False)
         console.print(f"model: {job_model(jobs[0]) or '-'}", highlight=False)
+        if jobs[0].get("error"):  # a completed job's is why it ended early (not a failure)
+            label = "ended" if jobs[0]["status"] == "completed" else "error"
+            console.print(f"{label}: {jobs[0]['error']}", highlight=False, markup=False)
     else:
         console.print(status_table(jobs, console.width), highlight=False)
 
@@ -192,6 +195,7 @@ def trial(
     device = _device(device)
     from regsearch.cli.tables import print_trial, trial_document
     from regsearch.worker.datasets import DatasetError
+    from regsearch.worker.families.auto import NetworkError
     from regsearch.worker.local import run_local_trial, validate_params
     from regsearch.worker.train import NonFiniteLossError
 
@@ -207,7 +211,7 @@ def trial(
         fail(str(exc), 2)
     try:
         local = run_local_trial(job_spec, parsed, _settings().data_dir, device=device)
-    except DatasetError as exc:
+    except (DatasetError, NetworkError) as exc:  # the data, or an auto network that cannot be used
         fail(str(exc), 2)
     except NonFiniteLossError as exc:
         fail(str(exc), 1)

@@ -86,7 +86,9 @@ class EndReason(_StrEnum):
     """The message the service writes on a trial it ended itself (not the trial's own error)."""
 
     JOB_CANCELLED = "job cancelled"
-    DATA_UNUSABLE = "not started: the job's data cannot be used (see the job's error)"
+    # A worker found the job cannot run at all: its data, or its ``auto`` network, cannot be used
+    # (regsearch.store.job_data.fail_job_for_data); the job ends failed with the reason as its error.
+    DATA_UNUSABLE = "not started: the job cannot run (its data or its network; see the job's error)"
     TIMEOUT_NOT_STARTED = "not started: the job's timeout passed"
     NOT_ENQUEUED = "coordinator stopped before the trial was enqueued"
     # On a job (its ``error``, though it completed): every new search configuration asked for

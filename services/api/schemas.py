@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from regsearch.domain.confirm import group_interval, planned_confirmations
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import SHOWN_METRICS
+from regsearch.domain.model_label import model_label
 from regsearch.domain.ranking import RankedConfig
 from regsearch.domain.states import JobState, TrialState, WeightsState
 from regsearch.store.jobs import elapsed_seconds
@@ -80,6 +81,8 @@ BEST_DOC = ("the first configuration of the job's ranking, what `/best` lists fi
 class JobItemPublic(JobPublic):
     """A job as ``GET /jobs`` lists it: its counts and its best configuration so far."""
 
+    model: str = Field(description="the job's model in one line, its family then every knob "
+                                   "(`resnet depth=20 width=16 activation=relu`; regsearch.domain.model_label)")
     best: TrialSummary | None = Field(description=BEST_DOC)
 
 
@@ -231,9 +234,15 @@ def trial_summary(best: RankedConfig | None) -> TrialSummary | None:
                         metrics=_blob(best.trial.get("metrics")))
 
 
+def job_model(job: Job) -> str:
+    """The job's model line (``regsearch.domain.model_label``: a stored spec that no longer
+    validates is written as stored); ``-`` for a row without a spec."""
+    return model_label(job.spec or {}) or "-"
+
+
 def job_item(job: Job, counts: dict[str, int], best: RankedConfig | None) -> JobItemPublic:
-    """A job as listed: its counts and its best configuration so far."""
-    return JobItemPublic(**job_public(job, counts).model_dump(), best=trial_summary(best))
+    """A job as listed: its model line, its counts and its best configuration so far."""
+    return JobItemPublic(**job_public(job, counts).model_dump(), model=job_model(job), best=trial_summary(best))
 
 
 def job_detail(job: Job, counts: dict[str, int], best: RankedConfig | None) -> JobDetailPublic:
@@ -241,6 +250,7 @@ def job_detail(job: Job, counts: dict[str, int], best: RankedConfig | None) -> J
     return JobDetailPublic(
         **job_public(job, counts).model_dump(),
         spec=_blob(job.spec) or {},
+        model=job_model(job),
         best=trial_summary(best),
         elapsed_s=_finite(elapsed_seconds(job)),
     )

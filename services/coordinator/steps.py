@@ -81,8 +81,9 @@ def sync(job: ActiveJob) -> None:
 
 
 def cancel(job: ActiveJob) -> None:
-    """A cancelled job stops; so does one a worker stopped because its data cannot be used
-    (``regsearch.store.job_data``: the error is set with the flag), which ends ``failed``."""
+    """A cancelled job stops; so does one a worker stopped because its data or its network cannot
+    be used (``regsearch.store.job_data``: the error is set with the flag), which ends ``failed``
+    and fails its queued trials with ``EndReason.DATA_UNUSABLE``."""
     if not job.row.cancel_requested:
         return
     data_error = job.row.error

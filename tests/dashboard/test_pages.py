@@ -194,6 +194,35 @@ def test_pages_on_an_empty_database(app_on_empty: Settings) -> None:
     assert "No jobs yet" in " ".join(texts(trial, "info"))
 
 
+def test_job_page_shows_an_early_end_as_information_and_a_failure_as_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from regsearch.domain.spec import validate_spec
+    from regsearch.store import jobs as job_store
+    from regsearch.store.db import Database
+    from regsearch.store.migrate import upgrade
+    from tests.dashboard.conftest import BASE_SPEC
+
+    settings = make_settings(tmp_path / "ended")
+    upgrade(settings.sqlalchemy_url)
+    db = Database(settings.sqlalchemy_url)
+    exhausted, broken = "search space exhausted: 5 distinct configurations", "NetworkError: model.network: 'x'"
+    ids = {}
+    for name, status, error in (("exhausted", "completed", exhausted), ("broken", "failed", broken)):
+        ids[name] = job_store.create_job(db, spec=validate_spec({**BASE_SPEC, "name": name})).job.id
+        job_store.set_job_status(db, job_id=ids[name], status=status, error=error)
+    db.dispose()
+    point_app_at(monkeypatch, settings)
+    try:
+        ended = run("app_pages/job.py", job=ids["exhausted"])
+        assert f"The job ended: {exhausted}" in texts(ended, "info") and not ended.error
+        failed = run("app_pages/job.py", job=ids["broken"])
+        assert texts(failed, "error") == [f"The job failed: {broken}"]
+        assert not any(broken in t for t in texts(failed, "info"))
+    finally:
+        get_settings.cache_clear()
+
+
 @pytest.fixture
 def app_on_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
     settings = make_settings(tmp_path / "nothing-here")

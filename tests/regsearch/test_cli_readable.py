@@ -132,6 +132,47 @@ def test_status_of_one_job_prints_its_model(monkeypatch: pytest.MonkeyPatch) -> 
     assert f"model: {RESNET}" in result.output and "3/3" in result.output
 
 
+def test_the_status_list_shows_the_model_line_of_get_jobs_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from regsearch.cli.app import app
+    from regsearch.cli.common import console
+    from regsearch.client import Client
+
+    item = {**{k: v for k, v in STATUS_JOB.items() if k != "spec"}, "model": RESNET}  # GET /jobs: no spec
+    monkeypatch.setattr(Client, "jobs", lambda self, *a, **k: {"items": [item], "count": 1})
+    monkeypatch.setattr(console, "width", 160)
+    wide = CliRunner().invoke(app, ["status"])
+    assert wide.exit_code == 0, wide.output
+    assert RESNET in wide.output and "Not shown" not in wide.output
+    monkeypatch.setattr(console, "width", 80)
+    narrow = CliRunner().invoke(app, ["status"])
+    assert narrow.exit_code == 0, narrow.output
+    _assert_fits(narrow.output, 80)
+    assert RESNET not in narrow.output and "0123456789ab" in narrow.output
+    assert "model" in narrow.output.split("Not shown at this width:")[-1], "dropped, and named in the caption"
+
+
+@pytest.mark.parametrize(("status", "line"), [
+    ("completed", "ended: search space exhausted: 5 distinct configurations"),
+    ("failed", "error: search space exhausted: 5 distinct configurations"),
+])
+def test_status_of_one_job_prints_why_it_ended(monkeypatch: pytest.MonkeyPatch, status: str, line: str) -> None:
+    from typer.testing import CliRunner
+
+    from regsearch.cli.app import app
+    from regsearch.client import Client
+
+    job = {**STATUS_JOB, "status": status, "error": "search space exhausted: 5 distinct configurations"}
+    monkeypatch.setattr(Client, "job", lambda self, job_id: job)
+    result = CliRunner().invoke(app, ["status", "0123456789ab"])
+    assert result.exit_code == 0, result.output
+    assert line in result.output and f"model: {RESNET}" in result.output
+    monkeypatch.setattr(Client, "job", lambda self, job_id: {**job, "error": None})
+    quiet = CliRunner().invoke(app, ["status", "0123456789ab"])
+    assert "ended:" not in quiet.output and "error:" not in quiet.output
+
+
 def test_the_trial_tables_fit_80_columns() -> None:
     document = {"device": "cpu", "params": {"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1},
                 "metrics": {"val_acc": 0.71234, "test_acc": 0.7, "gap": 0.05, "epochs_to_converge": 2, "val_auc": 0.6,

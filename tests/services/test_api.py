@@ -364,7 +364,7 @@ def test_list_jobs_pages_newest_first(client: TestClient) -> None:
     ids = [submit(client, spec_with(name=f"job-{i}"))["id"] for i in range(3)]
     page = client.get("/jobs", params={"limit": 2}).json()
     assert page["count"] == 3 and len(page["items"]) == 2
-    assert set(page["items"][0]) == JOB_KEYS | {"best"}  # like GET /jobs/{id}: the ranking's first
+    assert set(page["items"][0]) == JOB_KEYS | {"model", "best"}  # like GET /jobs/{id}: the ranking's first
     assert page["items"][0]["best"] is None  # no complete trial yet
     rest = client.get("/jobs", params={"limit": 2, "offset": 2}).json()
     assert {j["id"] for j in page["items"] + rest["items"]} == set(ids)
@@ -373,6 +373,26 @@ def test_list_jobs_pages_newest_first(client: TestClient) -> None:
         response = client.get("/jobs", params=bad)
         assert response.status_code == 422, bad
         assert response.json()["detail"][0]["field"].startswith("query.")
+
+
+def test_jobs_carry_their_model_line_even_when_the_stored_spec_no_longer_validates(
+    client: TestClient, db: Database
+) -> None:
+    from regsearch.store.models import Job
+
+    mlp = submit(client)["id"]
+    default = submit(client, {k: v for k, v in SPEC.items() if k != "model"})["id"]
+    stale = submit(client, spec_with(name="stale"))["id"]
+    stored = {"family": "notinstalled", "channels": [8, 8], "hidden": [64]}  # a plugin this API cannot see
+    with db.session() as session:
+        row = session.get(Job, stale)
+        assert row is not None
+        row.spec = {**row.spec, "model": stored}
+    listed = {j["id"]: j["model"] for j in client.get("/jobs").json()["items"]}
+    assert listed == {mlp: "mlp hidden=[16,16] activation=relu", default: "mlp hidden=[256,256,256] activation=relu",
+                      stale: "notinstalled channels=[8,8] hidden=[64]"}
+    for job_id, line in listed.items():  # GET /jobs/{id} carries the same line
+        assert client.get(f"/jobs/{job_id}").json()["model"] == line
 
 
 def test_job_detail_counts_best_and_timing(client: TestClient, db: Database) -> None:
@@ -385,7 +405,7 @@ def test_job_detail_counts_best_and_timing(client: TestClient, db: Database) -> 
     add_trial(db, job_id, 5, "queued")
     set_job_status(db, job_id=job_id, status="running")
     job = client.get(f"/jobs/{job_id}").json()
-    assert set(job) == JOB_KEYS | {"spec", "best", "elapsed_s"}
+    assert set(job) == JOB_KEYS | {"model", "spec", "best", "elapsed_s"}
     assert job["counts"] == {"queued": 1, "running": 1, "complete": 2, "pruned": 1, "failed": 1, "cancelled": 0}
     assert job["best"] == {
         "number": 1,

@@ -197,3 +197,37 @@ def test_bad_networks_through_a_real_worker(embedded_settings: Settings, tmp_pat
         assert not stack.supervisor.dead(), stack.logs()
         ok = stack.client.submit(auto_spec("ok", "vgg_seq", training={"epochs": 1}, budget={"n_trials": 1}))
         assert stack.wait_job(ok["id"], 180)["status"] == "completed", "the worker goes on"
+
+
+def test_regsearch_trial_prints_a_plain_network_error_and_exits_2(data_dir: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run_local_trial`` raises the plain NetworkError (no DatasetError subclass); the CLI catches it."""
+    pytest.importorskip("torch")
+    import yaml
+    from regsearch.worker import local
+    from regsearch.worker.datasets import DatasetError
+    from regsearch.worker.families.auto import NetworkError
+    from typer.testing import CliRunner
+
+    from regsearch.cli.app import app
+    from regsearch.domain.spec import JobSpec
+
+    job = JobSpec.model_validate(spec("not_installed_xyz"))
+    with pytest.raises(NetworkError, match="^model.network: 'not_installed_xyz' is not an installed") as info:
+        local.run_local_trial(job, {"placement": "bn-act", "bn_momentum": 0.1}, data_dir, device="cpu")
+    assert type(info.value) is NetworkError and not isinstance(info.value, DatasetError)
+    assert not hasattr(local, "UnusableNetwork")
+
+    monkeypatch.setenv("REGSEARCH_DATA_DIR", str(data_dir))
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml.safe_dump(spec("vgg_seq")))
+    message = "model.network: 'vgg_seq': no slot found"
+
+    def no_slot(*_: Any, **__: Any) -> Any:
+        raise NetworkError(message)
+
+    monkeypatch.setattr(local, "run_local_trial", no_slot)
+    result = CliRunner().invoke(app, ["trial", str(path), "--device", "cpu", "--params",
+                                      '{"placement": "bn-act", "bn_momentum": 0.1}'])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert f"error: {message}" in " ".join(result.output.split()) and "Traceback" not in result.output

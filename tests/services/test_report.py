@@ -117,7 +117,7 @@ def submit(client: TestClient, spec: dict[str, Any] | None = None) -> str:
 
 def add_trial(db: Database, job_id: str, number: int, params: dict[str, Any], state: str = "complete",
               metrics: dict[str, Any] | None = None, *, confirm_of: int | None = None, seed: int | None = None,
-              retried: bool = False) -> int:
+              retried: bool = False, recipe: dict[str, Any] | None = None) -> int:
     """A trial row taken through the worker's lifecycle up to ``state``."""
     trial_id = store_trials.add_trial(db, job_id=job_id, number=number, optuna_trial_id=number, params=params)
     if confirm_of is not None or seed is not None:
@@ -129,7 +129,7 @@ def add_trial(db: Database, job_id: str, number: int, params: dict[str, Any], st
     assert claim is not None
     if state != "running":
         store_trials.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
-                            error="boom" if state == "failed" else None)
+                            error="boom" if state == "failed" else None, recipe=recipe)
     if retried:
         assert store_trials.mark_retried(db, trial_id=trial_id)
     return trial_id
@@ -212,6 +212,32 @@ def test_report_of_a_job_without_complete_trials(client: TestClient, db: Databas
     report = client.get(f"/jobs/{job_id}/report").json()
     assert report["status"] == "failed"
     assert {w["code"] for w in report["warnings"]} == {"no_complete_trials", "pruned_left_out"}
+
+
+AUTO_SLOTS = "Slots (3, by layer name): 0 `conv1`, 1 `features.3`, 2 `slot 2`."
+
+
+def test_the_report_of_an_auto_job_names_its_slots_by_layer(client: TestClient, db: Database,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from regsearch.cli.app import app
+    from regsearch.client import Client
+
+    job_id = submit(client, {**SPEC, "model": {"family": "auto", "network": "vgg_seq"}})
+    recipe = {"version": 2, "family": "auto", "slots": [{"order": ["bn", "act"], "name": "conv1"},
+                                                        {"order": ["act"], "name": "features.3"}, {"order": ["act"]}]}
+    add_trial(db, job_id, 0, {"placement": "act"}, "failed")  # no recipe: the complete trial's is read
+    add_trial(db, job_id, 1, {"placement": "act"}, metrics=summary(1, 0.7), recipe=recipe)
+    report = client.get(f"/jobs/{job_id}/report").json()
+    assert (report["family"], report["slots"]) == ("auto", ["conv1", "features.3", "slot 2"])
+    monkeypatch.setattr(Client, "report", lambda self, job: report)
+    shown = CliRunner().invoke(app, ["report", job_id])  # not a terminal: plain Markdown
+    assert shown.exit_code == 0, shown.output
+    assert AUTO_SLOTS in shown.output
+    mlp = submit(client)  # a family without layer names: no slots line
+    add_trial(db, mlp, 0, {"placement": "act"}, metrics=summary(0, 0.7), recipe={"slots": [{"order": ["act"]}]})
+    assert client.get(f"/jobs/{mlp}/report").json()["slots"] is None
 
 
 def test_unknown_job_is_404(client: TestClient) -> None:
