@@ -115,7 +115,7 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: i
         excess -= 1
     dropped = [col.header for i, col in enumerate(columns) if i not in kept]
     caption = f"Not shown at this width: {', '.join(dropped)}" + (f" ({hint})." if hint else ".") if dropped else None
-    table = Table(title=title, caption=caption)
+    table = Table(title=title, caption=caption, caption_justify="left")  # a wrapped caption reads as prose
     for i in kept:  # overflow="fold": should a cell still not fit (a tiny terminal), it folds, never "…"
         table.add_column(columns[i].header, justify=columns[i].justify, width=widths[i], overflow="fold")  # type: ignore[arg-type]
     for row in rows:
