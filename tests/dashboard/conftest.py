@@ -40,6 +40,21 @@ from regsearch.store.migrate import upgrade
 from regsearch.store.models import Trial
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+APP_TIMEOUT_S = 120  # the first run imports plotly, optuna, pandas: slow on a loaded CI machine
+
+
+def run_app(page: str | None = None, **query: str) -> Any:
+    """The dashboard run in streamlit's AppTest, on ``page`` with ``query``; no exception raised."""
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
+    if page:
+        app.run()
+        app.switch_page(page)
+    app.query_params.update(query)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
 WORKER = "test-host:4242"
 
 BASE_SPEC: dict[str, Any] = {

@@ -9,14 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from regsearch.dashboard import charts, comparison, data, frames
-from streamlit.testing.v1 import AppTest
 
 from regsearch.store import jobs as job_store
 from regsearch.store.db import Database
-from tests.dashboard.conftest import APP, FilledDb
+from tests.dashboard.conftest import FilledDb, run_app
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.xdist_group("dashboard")]
-TIMEOUT_S = 120
 TOC = ["Evidence", "Generalization", "Convergence", "Placement comparison", "Search space", "Parallel coordinates",
        "Best configurations", "All trials"]
 
@@ -26,18 +24,10 @@ def _fresh_caches() -> None:
     data.clear_caches()
 
 
-def run(page: str, **query: str) -> AppTest:
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
-    app.run()
-    app.switch_page(page)
-    app.query_params.update(query)
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
 
 
 def test_the_job_page_opens_with_a_table_of_contents(app_on_filled: FilledDb) -> None:
-    app = run("app_pages/job.py", job=app_on_filled.jobs["digits-placements"])
+    app = run_app("app_pages/job.py", job=app_on_filled.jobs["digits-placements"])
     toc = next(m.value for m in app.markdown if str(m.value).startswith("**On this page:**"))
     assert toc == "**On this page:** " + " · ".join(f"[{s}](#{s.lower().replace(' ', '-')})" for s in TOC)
     assert [h.value for h in app.header] == [s for s in TOC if s != "Parallel coordinates"]
@@ -71,7 +61,7 @@ def test_parallel_coordinates_run_through_the_parameters_and_the_objective(fille
 
 def test_compare_overlays_the_reports_and_the_rankings(app_on_filled: FilledDb) -> None:
     ids = [app_on_filled.jobs["digits-placements"], app_on_filled.jobs["digits-confirmed"]]
-    app = run("app_pages/compare.py", jobs=",".join(ids))
+    app = run_app("app_pages/compare.py", jobs=",".join(ids))
     assert [t.value for t in app.title] == ["Compare jobs"]
     assert [h.value for h in app.header] == ["Placement comparison", "Leaders"]
     assert app.multiselect[0].value == ids
@@ -113,15 +103,15 @@ def test_compare_overlays_the_reports_and_the_rankings(app_on_filled: FilledDb) 
 
 
 def test_compare_asks_for_two_jobs_and_explains_empty_ones(app_on_filled: FilledDb) -> None:
-    app = run("app_pages/compare.py", jobs=app_on_filled.jobs["digits-placements"])
+    app = run_app("app_pages/compare.py", jobs=app_on_filled.jobs["digits-placements"])
     assert [i.value for i in app.info] == ["Choose two or more jobs to compare their placements and their leaders."]
-    app = run("app_pages/compare.py", jobs=",".join([app_on_filled.jobs["nothing-finished"],
+    app = run_app("app_pages/compare.py", jobs=",".join([app_on_filled.jobs["nothing-finished"],
                                                       app_on_filled.jobs["digits-pareto"]]))
     assert [h.value for h in app.header] == ["Placement comparison", "Leaders"]
     leaders = app.dataframe[-1].value
     assert set(leaders["job"]) == {"digits-pareto"}  # nothing finished: no leader
     # the default: the two newest jobs with a complete trial
-    app = run("app_pages/compare.py")
+    app = run_app("app_pages/compare.py")
     assert app.multiselect[0].value == [app_on_filled.jobs["digits-confirmed"], app_on_filled.jobs["digits-pareto"]]
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from regsearch.dashboard import data, frames
-from streamlit.testing.v1 import AppTest
 
 from regsearch.config import Settings, get_settings
 from regsearch.domain import families
@@ -20,10 +19,9 @@ from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.migrate import upgrade
-from tests.dashboard.conftest import APP, make_settings, point_app_at
+from tests.dashboard.conftest import make_settings, point_app_at, run_app
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.xdist_group("dashboard")]
-TIMEOUT_S = 120
 
 PLUGIN = {
     "name": "twinnet", "source": "plugin", "slots_doc": "each conv of the conv branch, then each MLP Linear",
@@ -100,15 +98,6 @@ def app_on_plugin(monkeypatch: pytest.MonkeyPatch,
     get_settings.cache_clear()
 
 
-def _run(page: str | None = None, **query: str) -> AppTest:
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
-    if page:
-        app.run()
-        app.switch_page(page)
-    app.query_params.update(query)
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
 
 
 def test_the_plugin_spec_needs_the_published_catalog(plugin_db: tuple[Settings, dict[str, str]],
@@ -151,21 +140,21 @@ def test_slots_table_without_a_recipe_or_names() -> None:
 
 def test_pages_show_the_model_and_the_layer_names(app_on_plugin: tuple[Settings, dict[str, str]]) -> None:
     _, ids = app_on_plugin
-    jobs = _run()
+    jobs = run_app()
     table = jobs.dataframe[0].value.set_index("name")
     assert table.loc["plugin-job", "model"] == PLUGIN_LABEL and table.loc["mlp-job", "model"] == MLP_LABEL
 
-    job = _run("app_pages/job.py", job=ids["plugin-job"])
+    job = run_app("app_pages/job.py", job=ids["plugin-job"])
     assert f"model `{PLUGIN_LABEL}`" in str(job.caption[0].value)
     assert any(f"Model: `{PLUGIN_LABEL}`" in str(c.value) and "`branch.conv1`" in str(c.value) for c in job.code)
 
-    trial = _run("app_pages/trial.py", job=ids["plugin-job"], trial="1")
+    trial = run_app("app_pages/trial.py", job=ids["plugin-job"], trial="1")
     assert f"model `{PLUGIN_LABEL}`" in [str(c.value) for c in trial.caption]
     assert "Slots" in [str(h.value) for h in trial.header]
     slots = next(d.value for d in trial.dataframe if "layer" in d.value.columns)
     assert list(slots["layer"]) == [*LAYERS, "slot 2"] and list(slots["order"]) == ["act-drop"] * 3
 
-    compare = _run("app_pages/compare.py", jobs=f"{ids['plugin-job']},{ids['mlp-job']}")
+    compare = run_app("app_pages/compare.py", jobs=f"{ids['plugin-job']},{ids['mlp-job']}")
     models = next(str(c.value) for c in compare.caption if str(c.value).startswith("Models:"))
     assert f"`{PLUGIN_LABEL}`" in models and f"`{MLP_LABEL}`" in models
     assert any(f"(`{PLUGIN_LABEL}`)" in str(m.value) for m in compare.markdown)

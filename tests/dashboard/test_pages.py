@@ -13,23 +13,13 @@ from regsearch.dashboard import data, frames
 from streamlit.testing.v1 import AppTest
 
 from regsearch.config import Settings, get_settings
-from tests.dashboard.conftest import APP, FilledDb, make_settings, point_app_at
+from tests.dashboard.conftest import FilledDb, make_settings, point_app_at, run_app
 
 # one xdist worker builds the trained fixture database once for every dashboard test
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.xdist_group("dashboard")]
 SECTIONS = ["Evidence", "Generalization", "Convergence", "Placement comparison", "Search space", "Best configurations"]
-TIMEOUT_S = 120  # the first run imports plotly, optuna, pandas: slow on a loaded CI machine
 
 
-def run(page: str | None = None, **query: str) -> AppTest:
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
-    if page:
-        app.run()
-        app.switch_page(page)
-    app.query_params.update(query)
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
 
 
 def texts(app: AppTest, kind: str) -> list[str]:
@@ -46,7 +36,7 @@ def _fresh_caches() -> None:
 
 
 def test_jobs_page_lists_every_job(app_on_filled: FilledDb) -> None:
-    app = run()
+    app = run_app()
     assert texts(app, "title") == ["Search jobs"]
     assert metrics(app) == {"Jobs": "4", "Queued or running": "2", "Trials finished": "24", "Trials running": "1"}
     table = app.dataframe[0].value.set_index("name")
@@ -58,13 +48,13 @@ def test_jobs_page_lists_every_job(app_on_filled: FilledDb) -> None:
 
 
 def test_root_with_a_job_id_opens_the_job_page(app_on_filled: FilledDb) -> None:
-    app = run(job=app_on_filled.jobs["digits-placements"])  # the link `regsearch demo` prints
+    app = run_app(job=app_on_filled.jobs["digits-placements"])  # the link `regsearch demo` prints
     assert texts(app, "title") == ["digits-placements"]
 
 
 def test_job_page_compares_the_configurations(app_on_filled: FilledDb) -> None:
     job_id = app_on_filled.jobs["digits-placements"]
-    app = run("app_pages/job.py", job=job_id)
+    app = run_app("app_pages/job.py", job=job_id)
     assert texts(app, "title") == ["digits-placements"]
     assert "model `mlp hidden=[32,32] activation=relu`" in texts(app, "caption")[0]
     assert texts(app, "header")[:6] == SECTIONS
@@ -101,7 +91,7 @@ def test_job_page_compares_the_configurations(app_on_filled: FilledDb) -> None:
 
 
 def test_multi_objective_job_shows_its_pareto_front(app_on_filled: FilledDb) -> None:
-    app = run("app_pages/job.py", job=app_on_filled.jobs["digits-pareto"])
+    app = run_app("app_pages/job.py", job=app_on_filled.jobs["digits-pareto"])
     assert texts(app, "title") == ["digits-pareto"]
     assert texts(app, "header")[:6] == SECTIONS
     assert "Pareto front: val_acc and gap" in " ".join(texts(app, "markdown"))
@@ -110,7 +100,7 @@ def test_multi_objective_job_shows_its_pareto_front(app_on_filled: FilledDb) -> 
 
 
 def test_job_without_finished_trials_explains_itself(app_on_filled: FilledDb) -> None:
-    app = run("app_pages/job.py", job=app_on_filled.jobs["nothing-finished"])
+    app = run_app("app_pages/job.py", job=app_on_filled.jobs["nothing-finished"])
     assert texts(app, "title") == ["nothing-finished"]
     assert texts(app, "header")[:6] == SECTIONS
     assert metrics(app)["Best val_acc"] == "–" and metrics(app)["Failed"] == "1" and metrics(app)["Pruned"] == "1"
@@ -122,7 +112,7 @@ def test_job_without_finished_trials_explains_itself(app_on_filled: FilledDb) ->
 
 def test_job_page_shows_the_confirmation_runs(app_on_filled: FilledDb) -> None:
     job_id = app_on_filled.jobs["digits-confirmed"]
-    app = run("app_pages/job.py", job=job_id)
+    app = run_app("app_pages/job.py", job=job_id)
     report = data.report(app_on_filled.url, job_id)
     assert report is not None and report["recommendation"]["basis"] == "confirmed"
     assert texts(app, "success") == [f"**Recommendation.** {report['recommendation']['sentence']}"]
@@ -134,11 +124,11 @@ def test_job_page_shows_the_confirmation_runs(app_on_filled: FilledDb) -> None:
 
 
 def test_job_page_without_or_with_an_unknown_job(app_on_filled: FilledDb) -> None:
-    app = run("app_pages/job.py")
+    app = run_app("app_pages/job.py")
     assert texts(app, "title") == ["Job"] and app.selectbox[0].label == "Job"
     app.selectbox[0].set_value(app_on_filled.jobs["digits-pareto"]).run()
     assert texts(app, "title") == ["digits-pareto"]
-    app = run("app_pages/job.py", job="nope")
+    app = run_app("app_pages/job.py", job="nope")
     assert "no job with id `nope`" in texts(app, "warning")[0]
 
 
@@ -147,7 +137,7 @@ def test_trial_page_shows_curves_parameters_recipe_and_history(app_on_filled: Fi
     number = app_on_filled.numbers["main/retry"][0]
     trial = data.trial(app_on_filled.url, job_id, number)
     assert trial is not None
-    app = run("app_pages/trial.py", job=job_id, trial=str(number))
+    app = run_app("app_pages/trial.py", job=job_id, trial=str(number))
     assert texts(app, "title") == [f"Trial {number} · digits-placements"]
     assert texts(app, "header") == ["Curves", "Parameters", "Where it ran", "Slots", "Recipe", "State history"]
     assert "model `mlp hidden=[32,32] activation=relu`" in texts(app, "caption")
@@ -165,32 +155,32 @@ def test_trial_page_shows_curves_parameters_recipe_and_history(app_on_filled: Fi
 
 def test_trial_page_for_lost_failed_pruned_running_and_missing_trials(app_on_filled: FilledDb) -> None:
     main, pareto = app_on_filled.jobs["digits-placements"], app_on_filled.jobs["digits-pareto"]
-    lost = run("app_pages/trial.py", job=main, trial=str(app_on_filled.numbers["main/lost"][0]))
+    lost = run_app("app_pages/trial.py", job=main, trial=str(app_on_filled.numbers["main/lost"][0]))
     assert "heartbeat lost" in texts(lost, "error")[0] and "late result" in texts(lost, "warning")[0]
     assert len(lost.code) == 3  # params, recipe, the superseded result
-    failed = run("app_pages/trial.py", job=main, trial=str(app_on_filled.numbers["main/failed"][0]))
+    failed = run_app("app_pages/trial.py", job=main, trial=str(app_on_filled.numbers["main/failed"][0]))
     assert "NonFiniteLossError" in texts(failed, "error")[0] and metrics(failed)["test_acc"] == "–"
     assert metrics(failed)["val_acc (from its epochs)"] != "–"  # it ran one epoch before failing
-    pruned = run("app_pages/trial.py", job=main, trial=str(app_on_filled.numbers["main/pruned"][1]))
+    pruned = run_app("app_pages/trial.py", job=main, trial=str(app_on_filled.numbers["main/pruned"][1]))
     assert metrics(pruned)["State"] == "pruned"
     assert "No epoch recorded for this trial." in texts(pruned, "info")
-    running = run("app_pages/trial.py", job=pareto, trial=str(app_on_filled.numbers["pareto/running"][0]))
+    running = run_app("app_pages/trial.py", job=pareto, trial=str(app_on_filled.numbers["pareto/running"][0]))
     assert metrics(running)["State"] == "running" and not running.info  # one epoch: the curve shows
     epoch = data.trial(app_on_filled.url, pareto, app_on_filled.numbers["pareto/running"][0])["epochs"].iloc[0]  # type: ignore[index]
     assert metrics(running)["val_acc (so far)"] == f"{epoch['val_acc']:.4f}"
     assert metrics(running)["gap (so far)"] == f"{epoch['train_acc'] - epoch['val_acc']:.4f}"
-    missing = run("app_pages/trial.py", job=main, trial="999")
+    missing = run_app("app_pages/trial.py", job=main, trial="999")
     assert "has no trial 999" in texts(missing, "warning")[0]
-    picker = run("app_pages/trial.py")
+    picker = run_app("app_pages/trial.py")
     assert texts(picker, "title") == ["Trial"] and picker.selectbox[0].label == "Job"
 
 
 def test_pages_on_an_empty_database(app_on_empty: Settings) -> None:
-    jobs = run()
+    jobs = run_app()
     assert "No jobs yet" in texts(jobs, "info")[0]
-    job = run("app_pages/job.py", job="abc")
+    job = run_app("app_pages/job.py", job="abc")
     assert "No jobs yet" in " ".join(texts(job, "info"))
-    trial = run("app_pages/trial.py", job="abc", trial="1")
+    trial = run_app("app_pages/trial.py", job="abc", trial="1")
     assert "No jobs yet" in " ".join(texts(trial, "info"))
 
 
@@ -214,9 +204,9 @@ def test_job_page_shows_an_early_end_as_information_and_a_failure_as_an_error(
     db.dispose()
     point_app_at(monkeypatch, settings)
     try:
-        ended = run("app_pages/job.py", job=ids["exhausted"])
+        ended = run_app("app_pages/job.py", job=ids["exhausted"])
         assert f"The job ended: {exhausted}" in texts(ended, "info") and not ended.error
-        failed = run("app_pages/job.py", job=ids["broken"])
+        failed = run_app("app_pages/job.py", job=ids["broken"])
         assert texts(failed, "error") == [f"The job failed: {broken}"]
         assert not any(broken in t for t in texts(failed, "info"))
     finally:
@@ -234,6 +224,6 @@ def app_on_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
 def test_pages_without_a_database(app_on_missing: Settings) -> None:
     settings = app_on_missing
     for page in (None, "app_pages/job.py", "app_pages/trial.py"):
-        app = run(page)
+        app = run_app(page)
         assert "no database" in texts(app, "info")[0]
     assert not (settings.data_dir / "regsearch.db").exists()
