@@ -112,15 +112,12 @@ def packed_speedups(*, epochs: int, repeats: int, data_dir: Path) -> dict[str, f
 def train_loop_ratio(*, epochs: int, repeats: int, data_dir: Path) -> dict[str, float]:
     """Run bench/bench_train_loop.py (its own process: its own torch threads) and read its medians."""
     import re
-    import subprocess
-    import sys
 
     script = Path(__file__).with_name("bench_train_loop.py")
-    done = subprocess.run([sys.executable, str(script), "--epochs", str(epochs), "--repeats", str(repeats),
-                           "--data-dir", str(data_dir)], capture_output=True, text=True, check=True)
-    match = re.search(r"median seconds/epoch: train_trial=([0-9.]+) minimal=([0-9.]+) ratio=([0-9.]+)", done.stdout)
+    text = _script_output([str(script), "--epochs", str(epochs), "--repeats", str(repeats), "--data-dir", str(data_dir)])
+    match = re.search(r"median seconds/epoch: train_trial=([0-9.]+) minimal=([0-9.]+) ratio=([0-9.]+)", text)
     if match is None:
-        raise RuntimeError(f"unexpected output from {script.name}:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"unexpected output from {script.name}:\n{text}")
     service, minimal, ratio = (float(g) for g in match.groups())
     return {"train_trial_s_per_epoch": service, "minimal_s_per_epoch": minimal, "ratio": ratio}
 

@@ -36,7 +36,6 @@ from regsearch.config import Settings
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import StopReason, TrialState, WeightsState
-from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.packs import claim_companions
 from regsearch.store.retry import with_retry
@@ -130,11 +129,7 @@ def _conclude_member(db: Database, settings: Settings, end: dict[str, Any],
                      on_finished: Callable[[str], None] | None) -> dict[str, Any]:
     claim: Claim = end["claim"]
     if end["state"] is None:
-        released = with_retry(lambda: trial_store.release(db, trial_id=claim.trial_id, lease=claim.lease),
-                              what="releasing the trial")
-        log.info("trial %d released back to the queue (worker shutting down): %s", claim.trial_id, released)
-        runner._notify(on_finished, claim.job_id)
-        return {"trial_id": claim.trial_id, "job_id": claim.job_id, "outcome": "released"}
+        return runner.release(db, claim, on_finished)
     weights: WeightsState | None = end["weights"]
     return conclude(db, settings, claim, end["spec"], end["reporter"], state=end["state"], metrics=end["metrics"],
                     error=end["error"], retryable=end["retryable"], weights=weights, on_finished=on_finished)

@@ -222,10 +222,7 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
             result = train_trial(recipe, spec.training, _on_device(splits, torch_device), on_epoch=reporter)
             metrics = result.summary
             if reporter.stop_reason == StopReason.DRAINING:
-                released = with_retry(lambda: trial_store.release(db, trial_id=trial_id, lease=claim.lease), what="releasing the trial")
-                log.info("trial %d released back to the queue (worker shutting down): %s", trial_id, released)
-                _notify(on_finished, claim.job_id)
-                return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "released"}
+                return release(db, claim, on_finished)
             state, error = _outcome(spec, reporter.stop_reason, metrics)
             if state == TrialState.COMPLETE:
                 weights = trial_weights.save_trial_weights(db, settings, claim, spec, result.best_state, recipe, metrics)
@@ -234,6 +231,15 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
 
     return conclude(db, settings, claim, spec, reporter, state=state, metrics=metrics, error=error,
                     retryable=retryable, weights=weights, on_finished=on_finished)
+
+
+def release(db: Database, claim: Claim, on_finished: Callable[[str], None] | None) -> dict[str, Any]:
+    """Give a trial stopped by this worker's shutdown back to the queue, unended."""
+    released = with_retry(lambda: trial_store.release(db, trial_id=claim.trial_id, lease=claim.lease),
+                          what="releasing the trial")
+    log.info("trial %d released back to the queue (worker shutting down): %s", claim.trial_id, released)
+    _notify(on_finished, claim.job_id)
+    return {"trial_id": claim.trial_id, "job_id": claim.job_id, "outcome": "released"}
 
 
 def conclude(db: Database, settings: Settings, claim: Claim, spec: JobSpec, reporter: EpochReporter | None, *,

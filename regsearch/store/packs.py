@@ -18,13 +18,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from regsearch.domain.space import structure_of
 from regsearch.domain.states import TrialState
 from regsearch.store.db import Database
 from regsearch.store.models import Job, Trial, utcnow
-from regsearch.store.trials import Claim
+from regsearch.store.trials import Claim, parallelism_room
 
 _TRIALS, _JOBS = Trial.__table__, Job.__table__
 _LOOK_AHEAD = 256  # queued rows read to find companions: far more than a job keeps queued
@@ -43,14 +43,8 @@ def claim_companions(db: Database, *, first: Claim, worker: str, device: str, k:
         ).one_or_none()
         if job is None:
             return []
-        parallelism = ((job.spec or {}).get("budget") or {}).get("parallelism")
-        room = k - 1
-        if isinstance(parallelism, int):
-            running = session.scalar(
-                select(func.count()).select_from(_TRIALS)
-                .where(_TRIALS.c.job_id == first.job_id, _TRIALS.c.state == TrialState.RUNNING)
-            ) or 0
-            room = min(room, parallelism - running)
+        limit = parallelism_room(session, first.job_id, job.spec)
+        room = k - 1 if limit is None else min(k - 1, limit)
         if room <= 0:
             return []
         queued = session.execute(

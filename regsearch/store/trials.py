@@ -131,19 +131,12 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
         ).one_or_none()
         if trial is None or trial.state != TrialState.QUEUED:
             return None
-        parallelism = ((trial.spec or {}).get("budget") or {}).get("parallelism")
-        if isinstance(parallelism, int):
-            # Its own statement, after the lock: under READ COMMITTED it sees the claims that
-            # held the lock before this one (a subquery of the locking SELECT might not).
-            running = session.scalar(
-                select(func.count()).select_from(_TRIALS)
-                .where(_TRIALS.c.job_id == trial.job_id, _TRIALS.c.state == TrialState.RUNNING)
-            ) or 0
-            if running >= parallelism:
-                session.execute(
-                    update(_TRIALS).where(_TRIALS.c.id == trial_id, _TRIALS.c.state == TrialState.QUEUED).values(enqueued_at=None)
-                )
-                return Deferred()
+        room = parallelism_room(session, trial.job_id, trial.spec)
+        if room is not None and room <= 0:
+            session.execute(
+                update(_TRIALS).where(_TRIALS.c.id == trial_id, _TRIALS.c.state == TrialState.QUEUED).values(enqueued_at=None)
+            )
+            return Deferred()
         now = utcnow()  # after the lock: a trial starts once the one it waited for has ended
         result = session.execute(
             update(_TRIALS)
@@ -157,6 +150,21 @@ def claim(db: Database, *, trial_id: int, worker: str, device: str) -> Claim | D
             optuna_trial_id=trial.optuna_trial_id, params=dict(trial.params), spec=dict(trial.spec),
             study_name=trial.study_name, seed=trial.seed, confirm_of=trial.confirm_of,
         )
+
+
+def parallelism_room(session: Any, job_id: str, spec: dict[str, Any] | None) -> int | None:
+    """How many more of the job's trials may start now (``budget.parallelism`` minus those
+    running); None when the spec sets no limit. Call it holding the job row's lock: its own
+    statement, after the lock, so under READ COMMITTED it sees the claims that held the lock
+    before this one (a subquery of the locking SELECT might not)."""
+    parallelism = ((spec or {}).get("budget") or {}).get("parallelism")
+    if not isinstance(parallelism, int):
+        return None
+    running = session.scalar(
+        select(func.count()).select_from(_TRIALS)
+        .where(_TRIALS.c.job_id == job_id, _TRIALS.c.state == TrialState.RUNNING)
+    ) or 0
+    return parallelism - running
 
 
 def _control(session: Any, trial_id: int, lease: str, now: dt.datetime) -> Control:
