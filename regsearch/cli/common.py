@@ -28,7 +28,8 @@ console = make_console(sys.stdout)
 err = make_console(sys.stderr, stderr=True)
 API_URL_HINT = "set the API's address with --api-url URL or REGSEARCH_API_URL"
 _api_url: str | None = None  # the global --api-url, when given
-EXAMPLE_SPEC = Path(__file__).with_name("examples") / "mnist1d-mlp.yaml"
+# The bundled example ships inside the package (regsearch/examples), beside this cli/ folder.
+EXAMPLE_SPEC = Path(__file__).resolve().parents[1] / "examples" / "mnist1d-mlp.yaml"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

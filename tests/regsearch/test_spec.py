@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from regsearch.cli.common import EXAMPLE_SPEC
 from regsearch.domain.spec import (
     JobSpec,
     SpecError,
@@ -17,7 +18,8 @@ from regsearch.domain.spec import (
     validate_spec,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "regsearch" / "examples" / "mnist1d-mlp.yaml"
+# the spec `regsearch demo` runs when given none (a wrong path here broke `make demo` once)
+EXAMPLE = EXAMPLE_SPEC
 INTERFACE_EXAMPLE = {
     "name": "mnist1d-mlp",
     "dataset": {"name": "mnist1d"},
