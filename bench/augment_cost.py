@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import numpy as np
+from regsearch.worker.augment import make_augment
 from regsearch.worker.datasets import Splits
 from regsearch.worker.train import select_device, to_device, train_trial
 
@@ -37,6 +39,20 @@ def seconds_per_epoch(data, recipe, training: TrainingSpec) -> float:
     return statistics.fmean(e.seconds for e in result.epochs)
 
 
+def transform_seconds_per_epoch(data, batch_size: int, repeats: int) -> float:
+    """The augmentation alone over one epoch's batches: steadier than the difference of two
+    noisy training runs on a shared machine."""
+    augment = make_augment(AugmentSpec(crop_padding=4, hflip=True), (3, 32, 32), seed=0, device=data.device)
+    assert augment is not None
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for begin in range(0, data.x_train.shape[0], batch_size):
+            augment(data.x_train[begin:begin + batch_size])
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=4096)
@@ -57,9 +73,11 @@ def main() -> None:
         for name, training in order if repeat % 2 == 0 else order[::-1]:
             runs[name].append(seconds_per_epoch(data, recipe, training))
     plain_s, augmented_s = (statistics.median(runs[k]) for k in ("plain", "augmented"))
+    transform_s = transform_seconds_per_epoch(data, plain.batch_size, args.repeats)
     print(f"augment: {args.examples} examples 3x32x32, cnn [16, 32], {args.epochs} epochs x {args.repeats} "
           f"on {data.device}: plain {plain_s:.3f} s/epoch, crop_padding=4 + hflip {augmented_s:.3f} s/epoch, "
-          f"cost {augmented_s / plain_s - 1:+.1%} (ratio {augmented_s / plain_s:.3f})")
+          f"cost {augmented_s / plain_s - 1:+.1%} (ratio {augmented_s / plain_s:.3f}); the transform alone "
+          f"{transform_s * 1000:.1f} ms/epoch ({transform_s / plain_s:.1%} of a plain epoch)")
 
 
 if __name__ == "__main__":
