@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 from regsearch.dashboard import charts, data, frames
 
-from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState
+from regsearch.domain.states import FINAL_TRIAL_STATES, JobState, TrialState
 
 REFRESH_S = 3
 TRIAL_PAGE = "app_pages/trial.py"
@@ -87,7 +87,7 @@ def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> Non
     cols[6].metric("Elapsed", frames.format_seconds(job["elapsed_s"]))
     runs = f" ({job['n_trials']} search trials + {job['n_confirm']} confirmation runs)" if job.get("n_confirm") else ""
     st.progress(min(1.0, finished / max(1, planned)), text=f"{finished} of {planned} trials finished{runs}")
-    if job.get("error") and job.get("status") == "completed":  # why it ended early: not a failure
+    if job.get("error") and job.get("status") == JobState.COMPLETED:  # why it ended early: not a failure
         st.info(f"The job ended: {job['error']}")
     elif job.get("error"):
         st.error(f"The job failed: {job['error']}")

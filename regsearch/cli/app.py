@@ -29,6 +29,7 @@ from regsearch.cli.common import (
     fail,
 )
 from regsearch.domain.spec import SpecError, load_spec
+from regsearch.domain.states import JobState
 
 
 def _wait(client: Any, job_id: str, poll_s: float = 1.0) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def status(
         console.print(status_table(jobs, console.width, with_model=False), highlight=False)
         console.print(f"model: {job_model(jobs[0]) or '-'}", highlight=False)
         if jobs[0].get("error"):  # a completed job's is why it ended early (not a failure)
-            label = "ended" if jobs[0]["status"] == "completed" else "error"
+            label = "ended" if jobs[0]["status"] == JobState.COMPLETED else "error"
             console.print(f"{label}: {jobs[0]['error']}", highlight=False, markup=False)
     else:
         console.print(status_table(jobs, console.width), highlight=False)
