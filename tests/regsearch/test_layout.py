@@ -82,7 +82,8 @@ def test_pyproject_lists_every_package_folder() -> None:
                             re.MULTILINE))
     on_disk = set()
     for folder, name in FOLDERS.items():
-        for init in (ROOT / folder).rglob("*.py"):
+        # a folder of Python modules, or of the yaml specs shipped as package data (examples/)
+        for init in [*(ROOT / folder).rglob("*.py"), *(ROOT / folder).rglob("*.yaml")]:
             if "__pycache__" in init.parts:
                 continue
             rel = init.parent.relative_to(ROOT / folder).parts
@@ -99,7 +100,8 @@ def test_the_wheel_installs_only_regsearch_names(tmp_path: Path) -> None:
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"regsearch"}
     for module in ("regsearch/services/api/main.py", "regsearch/worker/train.py", "regsearch/dashboard/app.py",
-                   "regsearch/dashboard/app_pages/job.py", "regsearch/store/migrations/env.py"):
+                   "regsearch/dashboard/app_pages/job.py", "regsearch/store/migrations/env.py",
+                   "regsearch/examples/mnist1d-mlp.yaml"):
         assert module in names
 
 
