@@ -6,8 +6,9 @@ Per member, exactly as :func:`regsearch.worker.runner.run_trial` does for one tr
 claim and lease (:mod:`regsearch.store.packs`), heartbeat thread, :class:`EpochReporter` (its
 epochs, its pruner, its cancel and lease checks), training seed, result row, Optuna record and
 weights (:func:`regsearch.worker.runner.conclude`). A member that is pruned, cancelled or loses
-its lease leaves the pack at that epoch (its compute is reclaimed; the others go on); its result
-is written when the pack's training returns. A process that dies takes every member's heartbeat
+its lease leaves the pack at that epoch (its compute is reclaimed; the others go on) and ends
+there: its heartbeat stops, its result is written and the coordinator is told, so the job's next
+trial can start while the pack trains on. A process that dies takes every member's heartbeat
 with it, so the reaper fails each for retry, as it does a lone trial.
 
 A pack forms only when the structure has a packed form (``can_pack``) and companions are queued;
@@ -81,24 +82,38 @@ def run_pack(db: Database, settings: Settings, claims: list[Claim], splits: Any,
     shape = input_shape_for(splits, specs[0].model)
     recipes = [make_recipe(s, c.params, shape, splits.n_classes) for s, c in zip(specs, claims, strict=True)]
     log.info("trials %s of job %s train as one pack", [c.number for c in claims], claims[0].job_id)
-    ends: list[dict[str, Any]] = []
+    outcomes: dict[int, dict[str, Any]] = {}
+    errors: list[Exception] = []  # a member whose result could not be written (the store is down)
     with contextlib.ExitStack() as stack:
         beats = [stack.enter_context(Heartbeat(db, c, settings.heartbeat_interval_s)) for c in claims]
         reporters = [EpochReporter(db, c, s, job_pruner(db.url, c.job_id, c.study_name, s.model_dump_json()), b,
                                    recipe=r)
                      for c, s, b, r in zip(claims, specs, beats, recipes, strict=True)]
-        failure: tuple[str, bool] | None = None
-        results: list[Any] = []
+
+        def end_member(i: int, result: Any, failure: tuple[str, bool] | None = None) -> None:
+            """Member ``i`` ends now, as a lone trial ends, whatever the rest of the pack does."""
+            beats[i].stop()
+            outcomes[i] = {}  # attempted: never ended twice
+            try:
+                end = _member_end(db, settings, claims[i], specs[i], reporters[i], recipes[i], result, failure)
+                outcomes[i] = _conclude_member(db, settings, end, on_finished)
+            except Exception as exc:  # the others still end; raised after them
+                log.exception("trial %d: its result could not be written", claims[i].trial_id)
+                errors.append(exc)
+
         try:
             runner._record_data(db, claims[0].job_id, splits)
-            results = train_packed(recipes, specs[0].training, runner._on_device(splits, torch_device),
-                                   [s.training.seed for s in specs], on_epoch=lambda i, m: reporters[i](m))
-        except Exception as exc:  # noqa: BLE001 - every member fails alike, as one trial would
+            train_packed(recipes, specs[0].training, runner._on_device(splits, torch_device),
+                         [s.training.seed for s in specs], on_epoch=lambda i, m: reporters[i](m),
+                         on_result=end_member)
+        except Exception as exc:  # noqa: BLE001 - every member still training fails alike, as one trial would
             failure = runner.classify_failure(exc, db, claims[0])
-        for i, claim in enumerate(claims):
-            ends.append(_member_end(db, settings, claim, specs[i], reporters[i], recipes[i],
-                                    results[i] if failure is None else None, failure))
-    return [_conclude_member(db, settings, end, on_finished) for end in ends]
+            for i in range(len(claims)):
+                if i not in outcomes:
+                    end_member(i, None, failure)
+    if errors:  # as for a lone trial whose result cannot be written: the reaper meets its row
+        raise errors[0]
+    return [outcomes[i] for i in range(len(claims))]
 
 
 def _member_end(db: Database, settings: Settings, claim: Claim, spec: JobSpec, reporter: EpochReporter,

@@ -24,6 +24,10 @@ optimizer state are carried over exactly), and the others go on. A member whose 
 non-finite leaves the same way; its entry in the results is the :class:`NonFiniteLossError`
 ``train_trial`` would have raised.
 
+``on_result(member, result)`` is called with each member's result as soon as it is known: a
+member that leaves early gets it at the epoch it leaves, so its trial can end (its row written,
+its slot freed for the job's next trial) while the rest of the pack trains on.
+
 ``EpochMetrics.seconds`` is a member's share of the pack's epoch (wall time / members in the pack).
 """
 
@@ -154,10 +158,12 @@ def train_packed(
     data: DeviceData,
     seeds: Sequence[int],
     on_epoch: Callable[[int, EpochMetrics], bool | None] | None = None,
+    on_result: Callable[[int, TrainResult | NonFiniteLossError], None] | None = None,
 ) -> list[TrainResult | NonFiniteLossError]:
     """Train ``recipes`` as one pack, member ``i`` with training seed ``seeds[i]``; one result each.
 
-    ``on_epoch(i, metrics)`` returning True stops member ``i`` after that epoch.
+    ``on_epoch(i, metrics)`` returning True stops member ``i`` after that epoch;
+    ``on_result(i, result)`` receives member ``i``'s result the moment it is known.
     """
     if len(seeds) != len(recipes):
         raise ValueError(f"seeds: {len(seeds)} given for {len(recipes)} recipes")
@@ -208,6 +214,11 @@ def train_packed(
     ]
     results: list[TrainResult | NonFiniteLossError | None] = [None] * len(recipes)
 
+    def deliver(index: int, result: TrainResult | NonFiniteLossError) -> None:
+        results[index] = result
+        if on_result is not None:
+            on_result(index, result)
+
     x_train, y_train = data.x_train.reshape(-1, *shape), data.y_train
     x_sample, y_sample = data.x_train_sample.reshape(-1, *shape), data.y_train_sample
     x_val, y_val = data.x_val.reshape(-1, *shape), data.y_val
@@ -245,7 +256,7 @@ def train_packed(
         for position, (member, row) in enumerate(zip(active, stats, strict=True)):
             running, sample_loss, sample_correct, val_loss, val_correct = row
             if not math.isfinite(running):
-                results[member.index] = NonFiniteLossError(epoch, running)
+                deliver(member.index, NonFiniteLossError(epoch, running))
                 leaving.append(position)
                 continue
             metrics = EpochMetrics(
@@ -265,9 +276,7 @@ def train_packed(
                 leaving.append(position)
         for position in leaving:
             if results[active[position].index] is None:
-                results[active[position].index] = _finish(
-                    active[position], model, position, data, autocast
-                )
+                deliver(active[position].index, _finish(active[position], model, position, data, autocast))
         if leaving:
             keep = [p for p in range(len(active)) if p not in leaving]
             if not keep:
@@ -280,6 +289,6 @@ def train_packed(
             model, active = smaller, [active[p] for p in keep]
 
     for position, member in enumerate(active):
-        results[member.index] = _finish(member, model, position, data, autocast)
+        deliver(member.index, _finish(member, model, position, data, autocast))
     assert all(r is not None for r in results)  # every member ended one way or another
     return results  # type: ignore[return-value]

@@ -92,6 +92,7 @@ def test_a_member_that_loses_its_lease_stops_alone(sqlite_db: Database, sqlite_s
     coordinator, queue, job_id = _job(sqlite_db, settings, pack=3, placements=["bn-act-drop"], n_trials=3, epochs=40)
     coordinator.tick()
     victim = queue.sent[1]
+    when_victim_ended: dict[int, Any] = {}  # the others' states the moment the victim's result is written
 
     def reassign() -> None:  # what the reaper and a new claim do to a trial presumed dead
         deadline = time.monotonic() + 60
@@ -102,6 +103,12 @@ def test_a_member_that_loses_its_lease_stops_alone(sqlite_db: Database, sqlite_s
                 time.sleep(0.3)  # a few epochs in
                 with sqlite_db.session() as session:
                     session.execute(update(Trial).where(Trial.id == victim).values(lease="someone-else"))
+                break
+            time.sleep(0.01)
+        while time.monotonic() < deadline:
+            rows = _rows(sqlite_db, job_id)
+            if rows[victim].superseded_result is not None:
+                when_victim_ended.update({i: rows[i].state for i in queue.sent if i != victim})
                 return
             time.sleep(0.01)
 
@@ -116,6 +123,8 @@ def test_a_member_that_loses_its_lease_stops_alone(sqlite_db: Database, sqlite_s
     others = [rows[i] for i in queue.sent if i != victim]
     assert all(r.state == TrialState.COMPLETE for r in others)
     assert all(_epochs(sqlite_db, r.id) == 40 for r in others), "the others trained to the end"
+    # it ended at the epoch it left, not when the pack finished
+    assert set(when_victim_ended.values()) == {TrialState.RUNNING}, when_victim_ended
 
 
 def test_pack_one_trains_alone(sqlite_db: Database, sqlite_settings: Settings) -> None:
