@@ -4,9 +4,10 @@
     .venv/bin/python -m bench --full     # larger sizes; writes a markdown table to bench/results/
 
 Last line: ``bench: overhead_ms_per_trial=X prune_ms_per_epoch_at_5000=Y efficiency=Z optuna_efficiency=W
-ray_efficiency=R packed_speedup=P`` (R is ``-`` when Ray Tune is not installed: ``pip install -e
+ray_efficiency=R packed_ceiling=C packed_speedup=P`` (R is ``-`` when Ray Tune is not installed: ``pip install -e
 '.[bench]'``; P is the packed trainer's trials per hour over one trial at a time, K = 8, same
-configurations, same run: ``bench/packed_throughput.py``).
+configurations, same run: ``bench/packed_throughput.py``; C, before it, the most packing could
+give this model on this CPU: ``bench/packed_ceiling.py``).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def run(full: bool, backend_request: str) -> dict[str, Any]:
 
         print("packed training: 8 same-structure mnist1d trials, one at a time vs packs of 4 and 8 ...", flush=True)
         out["packed"] = packed_speedups(epochs=5 if full else 3, repeats=3, data_dir=root / "k")
-        print(f"  {out['packed']}", flush=True)
+        out["packed"]["ceiling"] = packed_ceiling(epochs=3, data_dir=root / "k")
+        print(f"  {out['packed']} (ceiling: the unpacked trial over its matmuls at the core's peak)", flush=True)
 
         print("training loop: train_trial vs a minimal hand-written PyTorch loop, same run ...", flush=True)
         out["train_loop"] = train_loop_ratio(epochs=5 if full else 3, repeats=11 if full else 5, data_dir=root / "t")
@@ -107,6 +109,19 @@ def packed_speedups(*, epochs: int, repeats: int, data_dir: Path) -> dict[str, f
     if match is None:
         raise RuntimeError(f"unexpected output from packed_throughput.py:\n{text}")
     return {"k4": float(match.group(1)), "k8": float(match.group(2))}
+
+
+def packed_ceiling(*, epochs: int, data_dir: Path) -> float:
+    """bench/packed_ceiling.py's bound on packed_speedup: no pack trains a member faster than its
+    matrix multiplications at the core's peak."""
+    import re
+
+    text = _script_output([str(Path(__file__).with_name("packed_ceiling.py")), "--epochs", str(epochs),
+                           "--data-dir", str(data_dir)])
+    match = re.search(r"packed_speedup_ceiling=([0-9.]+)", text)
+    if match is None:
+        raise RuntimeError(f"unexpected output from packed_ceiling.py:\n{text}")
+    return float(match.group(1))
 
 
 def train_loop_ratio(*, epochs: int, repeats: int, data_dir: Path) -> dict[str, float]:
@@ -151,7 +166,7 @@ def markdown(result: dict[str, Any]) -> str:
                  f"{p4['trials_per_hour'] / e['regsearch']['trials_per_hour']:.2f}x | | |")
     k = result["packed"]
     lines.append(f"| packed training, trials/hour over one at a time, 8 mnist1d MLP trials | K=4: {k['k4']:.2f}x, "
-                 f"K=8: {k['k8']:.2f}x | | |")
+                 f"K=8: {k['k8']:.2f}x (ceiling {k['ceiling']:.2f}x: matmuls at peak) | | |")
     t = result["train_loop"]
     lines.append(f"| training loop, s/epoch, 40-256-256-256-10 MLP on mnist1d (minimal hand-written loop in the right column) | "
                  f"{t['train_trial_s_per_epoch']:.4f} | {t['minimal_s_per_epoch']:.4f} (ratio {t['ratio']:.3f}) | |")
@@ -175,7 +190,8 @@ def main() -> None:
           f"prune_ms_per_epoch_at_5000={prune_5000:.2f} "
           f"efficiency={result['efficiency']['regsearch']['efficiency']:.3f} "
           f"optuna_efficiency={result['efficiency']['optuna']['efficiency']:.3f} "
-          f"ray_efficiency={ray_figure(result)} packed_speedup={result['packed']['k8']:.2f}")
+          f"ray_efficiency={ray_figure(result)} packed_ceiling={result['packed']['ceiling']:.2f} "
+          f"packed_speedup={result['packed']['k8']:.2f}")
 
 
 def _fmt(value: Any) -> str:

@@ -156,7 +156,14 @@ def test_a_stopped_member_leaves_and_the_others_go_on(digits: Splits, data: Devi
         calls.append((member, metrics.epoch))
         return member == 1 and metrics.epoch == 2  # pruned after its second epoch
 
-    stopped = [_result(r) for r in train_packed(recipes, training, data, [0, 1, 2], on_epoch)]
+    delivered: list[tuple[int, int]] = []  # (member, epochs the others had run by then)
+
+    def on_result(member: int, result: object) -> None:
+        delivered.append((member, max(e for m, e in calls if m != member)))
+
+    stopped = [_result(r) for r in train_packed(recipes, training, data, [0, 1, 2], on_epoch, on_result)]
+    # the stopped member's result comes at the epoch it left, the others' at the end
+    assert delivered == [(1, 2), (0, 4), (2, 4)]
     assert [len(r.epochs) for r in stopped] == [4, 2, 4]
     assert [r.stopped_early for r in stopped] == [False, True, False]
     assert [r.summary["epochs_run"] for r in stopped] == [4, 2, 4]
