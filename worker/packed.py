@@ -10,13 +10,16 @@ pack of several takes Adam's fused step). What stays per member:
 - its weights' initialization (``build_model`` under its seed, as ``train_trial`` does),
 - its batch order (its own ``randperm`` generator; the pack gathers a ``(K, B, ...)`` batch),
 - its dropout masks (its own generator, on CPU continuing where its build left the global RNG,
-  as ``train_trial``'s ``nn.Dropout`` does), its BN momentum and running statistics,
+  as ``train_trial``'s ``nn.Dropout`` does; in a pack of several on CPU drawn as uniforms, the
+  same distribution at a third of the cost: ``packed_layers``), its BN momentum and running
+  statistics,
 - its epochs, best-validation weights, test accuracy and ending.
 
 So a member trains as it would alone: on CPU a pack of one takes the packed path (these layers,
-this loop) and reproduces ``train_trial`` bit for bit; in a larger pack a member matches its
-unpacked run within float tolerance (the fused Adam step and a grouped convolution round
-differently), and its dropout masks are exactly those its unpacked run draws.
+this loop) and reproduces ``train_trial`` bit for bit; in a larger pack a member without
+dropout matches its unpacked run within float tolerance (the fused Adam step and a grouped
+convolution round differently), and one with dropout matches it in distribution (its masks are
+its own stream's, drawn another way on CPU; on CUDA they are ``bernoulli_``'s).
 
 ``on_epoch(member, metrics)`` returning True stops that member: it leaves the pack, which is
 rebuilt without it (its compute is reclaimed: the remaining members' parameters, BN state and

@@ -14,9 +14,11 @@ layers' stacked on a leading dim, under the plain names, so member ``i``'s state
   writes the batch statistics (momentum 1) to scratch buffers and the running update is done
   here with each member's momentum, in the kernel's own arithmetic (float32 mean; the variance
   summed in float64), which keeps a member's running statistics bit-identical to ``nn.BatchNorm``.
-- Dropout: a per-member rate; each member's mask comes from its own generator with the same
-  ``bernoulli_`` + scale ``nn.Dropout`` uses on CPU, so a member's masks are those its unpacked
-  trial would draw, whatever pack it is in.
+- Dropout: a per-member rate; each member's mask comes from its own generator. A pack of one
+  draws with the ``bernoulli_`` + scale ``nn.Dropout`` uses (bit-identical to its unpacked
+  trial); a larger pack on CPU draws uniforms and compares (``uniform_`` is ~3x cheaper than
+  CPU ``bernoulli_``, which was a quarter of a pack's time), the same distribution from the
+  member's own stream, so a member matches its unpacked run in distribution, not mask for mask.
 - Pooling (per channel): the plain module over the channel-concatenated tensor.
 """
 
@@ -255,13 +257,24 @@ class PackedDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not any(self.rates):
             return x
+        keep = self.keep.view(-1, *[1] * (x.ndim - 1))
+        if len(self.rates) > 1 and x.device.type == "cpu":
+            # uniform draws and a compare: half the cost of CPU bernoulli_, same distribution
+            # (a pack of one keeps F.dropout's bernoulli_ below, to stay bit-identical)
+            uniform = torch.empty_like(x)
+            for i, generator in enumerate(self.generators):
+                if self.rates[i] > 0:
+                    uniform[i].uniform_(generator=generator)
+                else:
+                    uniform[i].zero_()  # always kept (its keep is 1), nothing drawn
+            return x * ((uniform < keep) / keep)
         noise = torch.empty_like(x)
         for i, (p, generator) in enumerate(zip(self.rates, self.generators, strict=True)):
             if p > 0:
                 noise[i].bernoulli_(1 - p, generator=generator)  # what F.dropout draws on CPU
             else:
                 noise[i].fill_(1.0)  # F.dropout(p=0) draws nothing
-        noise.div_(self.keep.view(-1, *[1] * (x.ndim - 1)))
+        noise.div_(keep)
         return x * noise
 
     def select(self, keep: torch.Tensor) -> PackedDropout:
