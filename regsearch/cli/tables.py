@@ -143,7 +143,10 @@ def comparison_table(document: dict[str, Any], width: int | None = None) -> Tabl
             for group in report.grouping("placement").groups]
     table = fitted_table(columns, rows, width, hint="a wider terminal shows them",
                          title=f"Placements compared (ranked by mean {report.metric}, 95% intervals)")
-    shown = (report.metric, "test_acc", "gap", "epochs_to_converge")
+    # the note explains a mark, so only the metrics of columns the width kept count
+    headers = {str(c.header) for c in table.columns}
+    shown = [m for m, head in ((report.metric, f"{report.metric} mean"), ("test_acc", "test_acc"), ("gap", "gap"),
+                               ("epochs_to_converge", "converge ep.")) if head in headers]
     if any(g.metrics[m].clipped for g in report.grouping("placement").groups for m in shown if m in g.metrics):
         _add_caption(table, CLIPPED_NOTE)
     return table
@@ -187,8 +190,10 @@ def best_table(items: list[dict[str, Any]], width: int | None = None) -> Table:
                     _over_seeds(confirmation, "test_acc")]
         rows.append(row)
     table = fitted_table(columns, rows, width, title=title, hint="a wider terminal or --json shows them")
+    headers = {str(c.header) for c in table.columns}  # a cut mark in a column the width left out needs no note
+    shown = [m for m in ("val_acc", "test_acc") if f"{m} over seeds" in headers]
     if confirmed and any((((item.get("confirmation") or {}).get("metrics") or {}).get(m) or {}).get("clipped")
-                         for item in items for m in ("val_acc", "test_acc")):
+                         for item in items for m in shown):
         from regsearch.evidence.markdown import CLIPPED_NOTE
 
         _add_caption(table, CLIPPED_NOTE)

@@ -450,6 +450,16 @@ def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_
     console.print(comparison_table(document))
     shown = console.export_text()
     assert "0.500 (too few runs)" in shown and "1.000]†" in shown and "is cut there" in shown
+    # the note explains a mark: when the only cut interval is in a column the width left out, no note
+    for group in placement["groups"]:
+        for metric, stat in group["metrics"].items():
+            stat["clipped"] = metric == "epochs_to_converge" and stat["low"] is not None
+    def rendered(width: int) -> str:
+        console = Console(width=width, record=True)
+        console.print(comparison_table(document, width=width))
+        return console.export_text()
+    assert "[1.0, 2.0]†" in rendered(220) and "is cut there" in rendered(220)
+    assert "†" not in rendered(64) and "is cut there" not in rendered(64)
 
 
 def test_the_report_names_the_model_and_its_slots(study: Trials) -> None:
