@@ -82,6 +82,7 @@ def run_pack(db: Database, settings: Settings, claims: list[Claim], splits: Any,
     shape = input_shape_for(splits, specs[0].model)
     recipes = [make_recipe(s, c.params, shape, splits.n_classes) for s, c in zip(specs, claims, strict=True)]
     log.info("trials %s of job %s train as one pack", [c.number for c in claims], claims[0].job_id)
+    ended: set[int] = set()  # members whose end was attempted: none ends twice
     outcomes: dict[int, dict[str, Any]] = {}
     errors: list[Exception] = []  # a member whose result could not be written (the store is down)
     with contextlib.ExitStack() as stack:
@@ -93,7 +94,7 @@ def run_pack(db: Database, settings: Settings, claims: list[Claim], splits: Any,
         def end_member(i: int, result: Any, failure: tuple[str, bool] | None = None) -> None:
             """Member ``i`` ends now, as a lone trial ends, whatever the rest of the pack does."""
             beats[i].stop()
-            outcomes[i] = {}  # attempted: never ended twice
+            ended.add(i)
             try:
                 end = _member_end(db, settings, claims[i], specs[i], reporters[i], recipes[i], result, failure)
                 outcomes[i] = _conclude_member(db, settings, end, on_finished)
@@ -109,7 +110,7 @@ def run_pack(db: Database, settings: Settings, claims: list[Claim], splits: Any,
         except Exception as exc:  # noqa: BLE001 - every member still training fails alike, as one trial would
             failure = runner.classify_failure(exc, db, claims[0])
             for i in range(len(claims)):
-                if i not in outcomes:
+                if i not in ended:
                     end_member(i, None, failure)
     if errors:  # as for a lone trial whose result cannot be written: the reaper meets its row
         raise errors[0]

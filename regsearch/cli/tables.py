@@ -88,12 +88,14 @@ def _wrap_interval(cell: str, width: int) -> str:
 
 
 def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: int | None, *,
-                 title: str | None = None, hint: str = "") -> Table:
+                 title: str | None = None, hint: str = "", notes: dict[str, str] | None = None) -> Table:
     """A table that fits ``width`` columns without cutting a cell (None: no limit).
 
     Cells wrap at spaces (an interval moves to its own line) down to their longest unbreakable
     piece; where even that does not fit, the columns with the largest ``priority`` are left out
     (the rightmost first among equals) and the caption names them. ``KEEP`` columns always stay.
+    ``notes`` maps a mark to the note explaining it: the caption carries a note only when its
+    mark is in a cell on screen (not in a column the width left out).
     """
     cells = [[col.header, *(str(row[i]) for row in rows)] for i, col in enumerate(columns)]
     natural = [max(cell_len(c) for c in column) for column in cells]
@@ -115,6 +117,8 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: i
         excess -= 1
     dropped = [col.header for i, col in enumerate(columns) if i not in kept]
     caption = f"Not shown at this width: {', '.join(dropped)}" + (f" ({hint})." if hint else ".") if dropped else None
+    marked = [note for mark, note in (notes or {}).items() if any(mark in str(row[i]) for row in rows for i in kept)]
+    caption = " ".join(filter(None, [caption, *marked])) or None
     table = Table(title=title, caption=caption, caption_justify="left")  # a wrapped caption reads as prose
     for i in kept:  # overflow="fold": should a cell still not fit (a tiny terminal), it folds, never "…"
         table.add_column(columns[i].header, justify=columns[i].justify, width=widths[i], overflow="fold")  # type: ignore[arg-type]
@@ -123,17 +127,13 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: i
     return table
 
 
-def _add_caption(table: Table, note: str) -> None:
-    table.caption = f"{table.caption} {note}" if table.caption else note
-
-
 def comparison_table(document: dict[str, Any], width: int | None = None) -> Table:
     """The report's placements (``GET /jobs/{id}/report``), ranked, with their 95% intervals.
 
     Where the width is short, left out first: failed, pruned, done, converge ep., gap, test_acc.
     """
     from regsearch.evidence import Report, format_stat
-    from regsearch.evidence.markdown import CLIPPED_NOTE
+    from regsearch.evidence.markdown import CLIPPED_MARK, CLIPPED_NOTE
 
     report = Report.model_validate(document)
     columns = [Col("placement", KEEP, "left"), Col("done", 6), Col("pruned", 7), Col("failed", 8),
@@ -141,15 +141,8 @@ def comparison_table(document: dict[str, Any], width: int | None = None) -> Tabl
     rows = [[group.key, str(group.n_complete), str(group.n_pruned), str(group.n_failed),
              *(format_stat(m, group.metrics.get(m)) for m in (report.metric, "test_acc", "gap", "epochs_to_converge"))]
             for group in report.grouping("placement").groups]
-    table = fitted_table(columns, rows, width, hint="a wider terminal shows them",
-                         title=f"Placements compared (ranked by mean {report.metric}, 95% intervals)")
-    # the note explains a mark, so only the metrics of columns the width kept count
-    headers = {str(c.header) for c in table.columns}
-    shown = [m for m, head in ((report.metric, f"{report.metric} mean"), ("test_acc", "test_acc"), ("gap", "gap"),
-                               ("epochs_to_converge", "converge ep.")) if head in headers]
-    if any(g.metrics[m].clipped for g in report.grouping("placement").groups for m in shown if m in g.metrics):
-        _add_caption(table, CLIPPED_NOTE)
-    return table
+    return fitted_table(columns, rows, width, hint="a wider terminal shows them", notes={CLIPPED_MARK: CLIPPED_NOTE},
+                        title=f"Placements compared (ranked by mean {report.metric}, 95% intervals)")
 
 
 def _over_seeds(confirmation: dict[str, Any] | None, metric: str) -> str:
@@ -189,15 +182,10 @@ def best_table(items: list[dict[str, Any]], width: int | None = None) -> Table:
             row += [str(confirmation["n"]) if confirmation else "1", _over_seeds(confirmation, "val_acc"),
                     _over_seeds(confirmation, "test_acc")]
         rows.append(row)
-    table = fitted_table(columns, rows, width, title=title, hint="a wider terminal or --json shows them")
-    headers = {str(c.header) for c in table.columns}  # a cut mark in a column the width left out needs no note
-    shown = [m for m in ("val_acc", "test_acc") if f"{m} over seeds" in headers]
-    if confirmed and any((((item.get("confirmation") or {}).get("metrics") or {}).get(m) or {}).get("clipped")
-                         for item in items for m in shown):
-        from regsearch.evidence.markdown import CLIPPED_NOTE
+    from regsearch.evidence.markdown import CLIPPED_MARK, CLIPPED_NOTE
 
-        _add_caption(table, CLIPPED_NOTE)
-    return table
+    return fitted_table(columns, rows, width, title=title, hint="a wider terminal or --json shows them",
+                        notes={CLIPPED_MARK: CLIPPED_NOTE})
 
 
 def print_best(console: Console, items: list[dict[str, Any]], *, with_recipe: bool = True) -> None:
