@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     backend, why = pick_backend(args.backend)
     spec = spec_for(args.trials, args.workers, args.epochs)
-    spec["training"]["lr"] = 0.001  # INTERFACE.md's example job
+    spec["training"]["lr"] = 0.001  # docs/interface.md's example job
     with tempfile.TemporaryDirectory() as tmp:
         job = run_job(spec, workers=args.workers, backend=backend, data_dir=Path(tmp))
     print(json.dumps({"backend": why, "workers": args.workers, **job.__dict__,

@@ -1,6 +1,6 @@
 """regsearch: find where dropout and batch normalization belong in a network, and how strong.
 
-The package's face for users' own code (INTERFACE.md "Python"). The rest is laid out by layer:
+The package's face for users' own code (docs/interface.md "Python"). The rest is laid out by layer:
 
 - ``regsearch.domain``     the job spec, the search space, states, metrics, the ranking, statistics
 - ``regsearch.evidence``   the job report (groups, comparisons, the recommendation)

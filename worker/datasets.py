@@ -52,7 +52,7 @@ class Splits:
     name: str
 
     def summary(self) -> dict[str, Any]:
-        """What the job's ``data`` says (INTERFACE.md "Datasets")."""
+        """What the job's ``data`` says (docs/interface.md "Datasets")."""
         return {"n_train": len(self.y_train), "n_val": len(self.y_val), "n_test": len(self.y_test),
                 "sample_shape": list(self.sample_shape), "n_classes": self.n_classes}
 

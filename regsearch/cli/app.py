@@ -1,6 +1,6 @@
 """``regsearch``: the composition root. Starts components as processes and speaks HTTP to the API.
 
-Components are imported lazily inside their commands (DESIGN.md import rules); nothing imports
+Components are imported lazily inside their commands (docs/architecture.md, import rules); nothing imports
 this module. Exit status: 0 success, 2 bad input (the message names the field), 1 otherwise.
 """
 

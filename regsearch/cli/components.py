@@ -1,5 +1,5 @@
 """The component commands: ``api``, ``coordinator``, ``worker``, ``dashboard``, ``up``, ``demo``
-and ``db upgrade``. Each imports its component lazily (DESIGN.md import rules)."""
+and ``db upgrade``. Each imports its component lazily (docs/architecture.md, import rules)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a trial measures: one definition (DESIGN.md), used by the worker, the API and the dashboard.
+"""What a trial measures: one definition (docs/interface.md "Metrics"), used by the worker, the API and the dashboard.
 
 Per epoch: ``train_loss``, ``train_acc`` (a fixed training sample as large as the validation
 split, evaluated in eval mode), ``val_loss``, ``val_acc``, ``seconds``.

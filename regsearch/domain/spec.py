@@ -1,7 +1,7 @@
 """The job spec: what a user submits, validated completely before anything is written.
 
 Every model is strict (``extra="forbid"``) so a misspelt field is an error naming it, never a
-silently ignored setting. Bounds follow INTERFACE.md: 0 <= dropout < 1, 0 < bn_momentum <= 1
+silently ignored setting. Bounds follow docs/interface.md: 0 <= dropout < 1, 0 < bn_momentum <= 1
 (PyTorch convention: running = (1 - m) * running + m * batch), low <= high, counts >= 1.
 """
 
@@ -267,7 +267,7 @@ class ConfirmSpec(_Strict):
 
 
 class JobSpec(_Strict):
-    """A complete search job (INTERFACE.md "Job spec")."""
+    """A complete search job (docs/interface.md "Job spec")."""
 
     name: str = Field(min_length=1, max_length=200)
     dataset: DatasetSpec

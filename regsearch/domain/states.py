@@ -1,6 +1,6 @@
 """The states of a job and of a trial, and why a trial stopped: one definition each.
 
-The values are the strings of the public interface (INTERFACE.md: job states, trial states) and
+The values are the strings of the public interface (docs/interface.md: job states, trial states) and
 of the database columns, so a state compares equal to the string read back from a row
 (``TrialState.COMPLETE == "complete"``). Optuna has a ``TrialState`` of its own; modules that
 need both import Optuna's as ``OptunaTrialState``, and :func:`optuna_state` is the only mapping
@@ -65,7 +65,7 @@ FINAL_TRIAL_STATES: frozenset[TrialState] = frozenset(
 # The states that are not final: a job or trial still to be (or being) worked on.
 ACTIVE_JOB_STATES: frozenset[JobState] = frozenset({JobState.QUEUED, JobState.RUNNING})
 ACTIVE_TRIAL_STATES: frozenset[TrialState] = frozenset({TrialState.QUEUED, TrialState.RUNNING})
-# The keys of a job's trial counts, in order (INTERFACE.md, GET /jobs/{id}: counts; the API's
+# The keys of a job's trial counts, in order (docs/interface.md, GET /jobs/{id}: counts; the API's
 # TrialCounts, the dashboard's and the report's counts). ``cancelled`` is not among them: the
 # interface's counts list five states.
 COUNTED_TRIAL_STATES: tuple[TrialState, ...] = (

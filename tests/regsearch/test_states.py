@@ -1,6 +1,6 @@
-"""The states are the interface's (INTERFACE.md: job states, trial states), defined once.
+"""The states are the interface's (docs/interface.md: job states, trial states), defined once.
 
-The lists below are written out from INTERFACE.md on purpose: a state added to or dropped from
+The lists below are written out from docs/interface.md on purpose: a state added to or dropped from
 the enums without the interface (or the other way round) fails here.
 """
 
@@ -30,10 +30,10 @@ from regsearch.store.db import Database
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-# INTERFACE.md, "Job states" and "Trial states".
+# docs/interface.md, "Job states" and "Trial states".
 INTERFACE_JOB_STATES = ["queued", "running", "completed", "failed", "cancelled"]
 INTERFACE_TRIAL_STATES = ["queued", "running", "complete", "pruned", "failed", "cancelled"]
-# INTERFACE.md, GET /jobs/{id}: counts.
+# docs/interface.md, GET /jobs/{id}: counts.
 INTERFACE_COUNTS = ["queued", "running", "complete", "pruned", "failed", "cancelled"]
 
 

@@ -1,4 +1,4 @@
-"""The REST API's contract (INTERFACE.md), on real SQLite and PostgreSQL, with real trial rows.
+"""The REST API's contract (docs/interface.md), on real SQLite and PostgreSQL, with real trial rows.
 
 Trials are filled through ``regsearch.store.trials`` exactly as a worker would; nothing in the
 store is mocked. The TestClient re-raises any unhandled exception, so a hidden 500 fails here.

@@ -2,7 +2,7 @@
 
 A family is an object with ``Knobs`` (a pydantic model: the spec's ``model.*`` fields besides
 ``family``), ``slots(knobs, input_shape) -> int`` and ``build(knobs, input_shape, n_classes,
-slot) -> nn.Module`` (INTERFACE.md "Model families"; docs/networks.md). Optional:
+slot) -> nn.Module`` (docs/interface.md "Model families"; docs/networks.md). Optional:
 ``input_shape(knobs, sample_shape)`` (default: the data's sample shape, ``[C, L]`` or
 ``[C, H, W]``) and ``slots_doc`` (one line; default: the first line of its docstring).
 

@@ -111,7 +111,7 @@ class BuiltinFamily:
     info: FamilyInfo
 
     @property
-    def Knobs(self) -> type[Any]:  # the protocol's name (INTERFACE.md)
+    def Knobs(self) -> type[Any]:  # the protocol's name (docs/interface.md)
         return self.info.knobs
 
     def slots(self, knobs: Any, input_shape: Sequence[int] | None) -> int:
