@@ -15,13 +15,13 @@ import statistics
 import time
 
 import numpy as np
-from regsearch.worker.augment import make_augment
-from regsearch.worker.datasets import Splits
-from regsearch.worker.train import select_device, to_device, train_trial
 
 from regsearch.domain.data import AugmentSpec
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec, TrainingSpec
+from regsearch.worker.augment import make_augment
+from regsearch.worker.datasets import Splits
+from regsearch.worker.train import select_device, to_device, train_trial
 
 PARAMS = {"placement": "bn-act-drop", "dropout": 0.2, "bn_momentum": 0.1}
 

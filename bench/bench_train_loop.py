@@ -24,13 +24,13 @@ except ImportError:  # run from a checkout that is not pip-installed
 
 import torch
 import torch.nn.functional as F
-from regsearch.worker.datasets import input_shape_for, load_dataset
-from regsearch.worker.train import DeviceData, select_device, to_device, train_trial
 from torch import nn
 
 from regsearch.config import get_settings
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
+from regsearch.worker.datasets import input_shape_for, load_dataset
+from regsearch.worker.train import DeviceData, select_device, to_device, train_trial
 
 PARAMS = {"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1}
 

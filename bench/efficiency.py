@@ -46,12 +46,12 @@ def _optuna_process(url: str, study_name: str, spec_doc: dict[str, Any], data_di
     """One plain-Optuna process: ``study.optimize`` with the same trainer and pruner."""
     import optuna
     import torch
-    from regsearch.worker.datasets import input_shape_for, load_dataset
-    from regsearch.worker.train import to_device, train_trial
 
     from regsearch.domain.space import make_recipe, suggest_params
     from regsearch.domain.spec import JobSpec
     from regsearch.store import studies
+    from regsearch.worker.datasets import input_shape_for, load_dataset
+    from regsearch.worker.train import to_device, train_trial
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -85,11 +85,11 @@ def _optuna_process(url: str, study_name: str, spec_doc: dict[str, Any], data_di
 
 def optuna_run(trials: int, workers: int, epochs: int, backend: str, data_dir: Path) -> JobRun:
     import optuna
-    from regsearch.worker.datasets import load_dataset
 
     from regsearch.domain.spec import JobSpec
     from regsearch.store import studies
     from regsearch.store.migrate import upgrade
+    from regsearch.worker.datasets import load_dataset
 
     spec_doc = spec_for(trials, workers, epochs)
     spec = JobSpec.model_validate(spec_doc)

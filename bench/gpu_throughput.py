@@ -37,12 +37,12 @@ PARAMS = [
 
 def _trial_process(spec_doc: dict[str, Any], data_dir: str, ready: Any, start: Any, stop_at: Any, out: Any) -> None:
     import torch
-    from regsearch.worker.datasets import input_shape_for, load_dataset
-    from regsearch.worker.local import validate_params
-    from regsearch.worker.train import to_device, train_trial
 
     from regsearch.domain.space import make_recipe
     from regsearch.domain.spec import JobSpec
+    from regsearch.worker.datasets import input_shape_for, load_dataset
+    from regsearch.worker.local import validate_params
+    from regsearch.worker.train import to_device, train_trial
 
     spec = JobSpec.model_validate(spec_doc)
     splits = load_dataset(spec.dataset, Path(data_dir))
@@ -91,9 +91,8 @@ def main() -> int:
         return 0
     print(f"gpu: {torch.cuda.get_device_name(0)}; mnist1d MLP 40-256-256-256-10, {args.epochs} epochs per trial")
     with tempfile.TemporaryDirectory() as tmp:
-        from regsearch.worker.datasets import load_dataset
-
         from regsearch.domain.spec import JobSpec
+        from regsearch.worker.datasets import load_dataset
 
         load_dataset(JobSpec.model_validate(SPEC).dataset, Path(tmp))  # generate once
         base = None

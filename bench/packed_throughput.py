@@ -26,13 +26,13 @@ except ImportError:  # run from a checkout that is not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from regsearch.worker.datasets import input_shape_for, load_dataset
-from regsearch.worker.packed import can_pack, train_packed
-from regsearch.worker.train import DeviceData, select_device, to_device, train_trial
 
 from regsearch.config import get_settings
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
+from regsearch.worker.datasets import input_shape_for, load_dataset
+from regsearch.worker.packed import can_pack, train_packed
+from regsearch.worker.train import DeviceData, select_device, to_device, train_trial
 
 DROPOUT = [0.1, 0.2, 0.3, 0.4, 0.15, 0.25, 0.35, 0.05]
 MOMENTUM = [0.1, 0.01, 0.05, 0.3, 0.2, 0.02, 0.5, 0.1]

@@ -22,12 +22,12 @@ except ImportError:  # run from a checkout that is not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from regsearch.worker.datasets import input_shape_for, load_dataset
-from regsearch.worker.train import select_device, to_device, train_trial
 
 from regsearch.config import get_settings
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import DatasetSpec, JobSpec, TrainingSpec
+from regsearch.worker.datasets import input_shape_for, load_dataset
+from regsearch.worker.train import select_device, to_device, train_trial
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "bn-act-drop": {"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1},

@@ -44,11 +44,11 @@ def _trainable(config: dict[str, Any], *, spec_doc: dict[str, Any], data_dir: st
     import optuna
     import torch
     from ray import tune
-    from regsearch.worker.datasets import input_shape_for, load_dataset_cached
-    from regsearch.worker.train import to_device, train_trial
 
     from regsearch.domain.space import make_recipe, suggest_params
     from regsearch.domain.spec import JobSpec
+    from regsearch.worker.datasets import input_shape_for, load_dataset_cached
+    from regsearch.worker.train import to_device, train_trial
 
     torch.set_num_threads(1)
     spec = JobSpec.model_validate(spec_doc)
@@ -83,9 +83,9 @@ def ray_run(trials: int, workers: int, epochs: int, data_dir: Path) -> tuple[Job
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
-    from regsearch.worker.datasets import load_dataset
 
     from regsearch.domain.spec import JobSpec
+    from regsearch.worker.datasets import load_dataset
 
     spec_doc = spec_for(trials, workers, epochs)
     spec = JobSpec.model_validate(spec_doc)

@@ -31,14 +31,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from regsearch.worker.datasets import input_shape_for, load_dataset
-from regsearch.worker.models import build_model
-from regsearch.worker.train import DeviceData, select_device, to_device, train_trial
 
 from bench.bench_train_loop import service_loop
 from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec, TrainingSpec
+from regsearch.worker.datasets import input_shape_for, load_dataset
+from regsearch.worker.models import build_model
+from regsearch.worker.train import DeviceData, select_device, to_device, train_trial
 
 PARAMS = {"placement": "bn-act", "bn_momentum": 0.1}
 

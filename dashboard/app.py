@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import streamlit as st
-from regsearch.dashboard.auth import require_login
 
 # The pages import `regsearch.dashboard.*`, which the installed distribution provides.
 from regsearch.config import get_settings
+from regsearch.dashboard.auth import require_login
 
 st.set_page_config(page_title="regsearch", page_icon=":material/tune:", layout="wide")
 # With REGSEARCH_API_TOKEN set, nothing but the token form shows until the session holds it;

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from regsearch.dashboard.frames import ARROWS
 
+from regsearch.dashboard.frames import ARROWS
 from regsearch.domain.ranking import RankedConfig
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import all_placements

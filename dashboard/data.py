@@ -20,13 +20,13 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from regsearch.dashboard import frames
-from regsearch.dashboard.catalog import known_families
 from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import aliased
 
 from regsearch.config import get_settings
+from regsearch.dashboard import frames
+from regsearch.dashboard.catalog import known_families
 from regsearch.domain.model_label import model_label
 from regsearch.domain.ranking import RankedConfig, objectives_of, rank_jobs
 from regsearch.domain.space import suggest_params
@@ -347,7 +347,6 @@ def leaders_of_jobs(url: str, job_ids: tuple[str, ...], k: int = 5) -> pd.DataFr
     """The first ``k`` configurations of each job by the one ranking (``regsearch.domain.ranking``,
     the API's ``/best``), for the jobs compared side by side; two queries whatever their number."""
     from regsearch.dashboard.comparison import job_labels, leaders_frame
-
     from regsearch.domain.ranking import objectives_of, rank_jobs
     from regsearch.store.jobs import ranking_query
 

@@ -12,9 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from regsearch.dashboard.auth import configured_token
-
 from regsearch.config import Settings, is_loopback
+from regsearch.dashboard.auth import configured_token
 
 APP = Path(__file__).with_name("app.py")
 THEME = {

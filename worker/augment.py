@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from regsearch.worker.datafiles import DatasetError
 
 from regsearch.domain.data import AugmentSpec
+from regsearch.worker.datafiles import DatasetError
 
 AUGMENT_SEED_OFFSET = 7919  # keeps the augmentation stream apart from the batch-order stream
 Augment = Callable[[torch.Tensor], torch.Tensor]

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from regsearch.domain.spec import DatasetSpec
 from regsearch.worker.datafiles import (
     DatasetError,
     RawDataset,
@@ -25,8 +27,6 @@ from regsearch.worker.datafiles import (
     write_npz_atomically,
 )
 from regsearch.worker.imagefolder import load_images
-
-from regsearch.domain.spec import DatasetSpec
 
 # The mnist1d package's defaults (5000 examples, 4000/1000 train/test, seed 42), pinned here so
 # the cache file name says what is in it without importing the package (which pulls matplotlib).

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
 from regsearch.worker.datafiles import DatasetError, RawDataset, write_npz_atomically
 
 log = logging.getLogger("regsearch.worker.images")

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regsearch.domain.metrics import EpochMetrics
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import JobSpec, parse_layer_selection, parse_placement
 from regsearch.worker.datasets import input_shape_for, load_dataset_cached
 from regsearch.worker.families.auto import NetworkError
 from regsearch.worker.models import build_model, layer_order
 from regsearch.worker.train import TrainResult, select_device, to_device, train_trial
-
-from regsearch.domain.metrics import EpochMetrics
-from regsearch.domain.space import make_recipe
-from regsearch.domain.spec import JobSpec, parse_layer_selection, parse_placement
 
 PARAM_KEYS = ("placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers")
 

@@ -16,13 +16,13 @@ import re
 from typing import Any
 
 from pydantic import ValidationError
-from regsearch.worker import families
-from regsearch.worker.families.base import ACTIVATIONS, SlotFactory
 from torch import nn
 
 from regsearch.domain.space import RECIPE_VERSION, upgrade_recipe
 from regsearch.domain.spec import PLACEMENT_TOKENS, parse_placement
 from regsearch.domain.validation import field_errors
+from regsearch.worker import families
+from regsearch.worker.families.base import ACTIVATIONS, SlotFactory
 
 RECIPE_KEYS = ("version", "family", "knobs", "input_shape", "n_classes", "slots")
 SLOT_KEYS = {"order", "dropout", "bn_momentum", "name"}  # name: optional, the user's layer (auto)

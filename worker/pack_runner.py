@@ -22,6 +22,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from regsearch.config import Settings
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import StopReason, TrialState, WeightsState
+from regsearch.store.db import Database
+from regsearch.store.packs import claim_companions
+from regsearch.store.retry import with_retry
+from regsearch.store.trials import Claim
 from regsearch.worker import runner
 from regsearch.worker import weights as trial_weights
 from regsearch.worker.runner import (
@@ -32,15 +40,6 @@ from regsearch.worker.runner import (
     run_spec,
     worker_name,
 )
-
-from regsearch.config import Settings
-from regsearch.domain.space import make_recipe
-from regsearch.domain.spec import JobSpec
-from regsearch.domain.states import StopReason, TrialState, WeightsState
-from regsearch.store.db import Database
-from regsearch.store.packs import claim_companions
-from regsearch.store.retry import with_retry
-from regsearch.store.trials import Claim
 
 log = logging.getLogger("regsearch.worker")
 

@@ -45,6 +45,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.domain.spec import TrainingSpec
 from regsearch.worker.augment import Augment, make_augment
 from regsearch.worker.models import build_model
 from regsearch.worker.packed_model import PackedModel, can_pack, carry_optimizer, unpack_member
@@ -58,10 +62,6 @@ from regsearch.worker.train import (
     make_optimizer,
     snapshot_state,
 )
-from torch import nn
-
-from regsearch.domain.metrics import EpochMetrics, summarize
-from regsearch.domain.spec import TrainingSpec
 
 PACKED_EVAL_CHUNK = 256  # examples per member per forward pass when a pack evaluates on CPU
 

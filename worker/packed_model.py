@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
+
+from regsearch.domain.space import upgrade_recipe
 from regsearch.worker.families.base import ACTIVATIONS
 from regsearch.worker.models import build_model
 from regsearch.worker.packed_layers import (
@@ -28,9 +31,6 @@ from regsearch.worker.packed_layers import (
     PackError,
     PerChannel,
 )
-from torch import nn
-
-from regsearch.domain.space import upgrade_recipe
 
 ELEMENTWISE = (*ACTIVATIONS.values(), nn.Identity)  # stateless, applied to the packed tensor as is
 PER_CHANNEL = (

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from regsearch.worker import weights as trial_weights
-from regsearch.worker.shutdown import draining
 from typing_extensions import Self
 
 from regsearch import failpoints
@@ -36,6 +34,8 @@ from regsearch.store.db import Database
 from regsearch.store.pruning import Pruner, make_pruner
 from regsearch.store.retry import with_retry
 from regsearch.store.trials import Claim, OptunaOutcome
+from regsearch.worker import weights as trial_weights
+from regsearch.worker.shutdown import draining
 
 log = logging.getLogger("regsearch.worker")
 

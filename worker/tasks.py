@@ -20,10 +20,10 @@ def run_trial(trial_id: int) -> dict[str, object]:
     """``regsearch.run_trial``: train one trial; duplicates are acknowledged and skipped."""
     from celery import current_app
     from celery.exceptions import Reject
-    from regsearch.worker.runner import run_trial as run
-    from regsearch.worker.shutdown import draining
 
     from regsearch.messaging.events import publish_trial_finished
+    from regsearch.worker.runner import run_trial as run
+    from regsearch.worker.shutdown import draining
 
     if draining():  # this worker is going away: another one should take the trial
         raise Reject("worker shutting down", requeue=True)
@@ -53,6 +53,7 @@ def forget_inherited_connections(**_: object) -> None:
 def create_worker_app(settings: Settings) -> Celery:
     """The Celery app with the worker's task registered under its public name."""
     from celery.signals import worker_process_init
+
     from regsearch.worker import shutdown
 
     app = make_celery(settings)

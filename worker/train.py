@@ -18,15 +18,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from regsearch.worker.augment import make_augment
-from regsearch.worker.datafiles import DatasetError
-from regsearch.worker.datasets import Splits
-from regsearch.worker.models import build_model
 from torch import nn
 
 from regsearch.domain.devices import parse_device
 from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.spec import TrainingSpec
+from regsearch.worker.augment import make_augment
+from regsearch.worker.datafiles import DatasetError
+from regsearch.worker.datasets import Splits
+from regsearch.worker.models import build_model
 
 EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
 TRAIN_SAMPLE_SEED = 0  # the fixed training sample is the same for every trial of a dataset

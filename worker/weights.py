@@ -113,9 +113,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     the recipe). The module is rebuilt from the recipe by the worker's ``build_model`` (the
     installed model families), then the weights are loaded strictly.
     """
-    from regsearch.worker.models import build_model
     from safetensors import safe_open
     from safetensors.torch import load_file
+
+    from regsearch.worker.models import build_model
 
     path = Path(path).expanduser()
     weights = path / WEIGHTS_FILE if path.is_dir() else path

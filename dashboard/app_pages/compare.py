@@ -8,6 +8,7 @@ one win on the other, and by how much?
 from __future__ import annotations
 
 import streamlit as st
+
 from regsearch.dashboard import charts, comparison, data
 
 JOB_PAGE = "app_pages/job.py"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from regsearch.dashboard import charts, data, frames
 
+from regsearch.dashboard import charts, data, frames
 from regsearch.domain.states import FINAL_TRIAL_STATES, JobState, TrialState
 
 REFRESH_S = 3

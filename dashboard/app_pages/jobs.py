@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from regsearch.dashboard import data
 
+from regsearch.dashboard import data
 from regsearch.domain.states import ACTIVE_JOB_STATES
 
 JOB_PAGE = "app_pages/job.py"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from regsearch.dashboard import charts, data, frames
 
+from regsearch.dashboard import charts, data, frames
 from regsearch.domain.states import ACTIVE_TRIAL_STATES
 
 REFRESH_S = 3

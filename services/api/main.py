@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Security
 from fastapi.security import HTTPBearer
+
+import regsearch
+from regsearch.config import Settings, get_settings
 from regsearch.services.api.docs import install_docs
 from regsearch.services.api.errors import install_error_handlers
 from regsearch.services.api.routes import families, health, jobs, report, weights
@@ -16,9 +19,6 @@ from regsearch.services.api.security import (
     BodySizeLimitMiddleware,
     configured_token,
 )
-
-import regsearch
-from regsearch.config import Settings, get_settings
 from regsearch.store.artifacts import open_artifact_store
 from regsearch.store.db import Database
 from regsearch.store.families import catalog as published_catalog

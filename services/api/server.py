@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from regsearch.services.api.security import configured_token
-
 from regsearch.config import Settings, is_loopback
+from regsearch.services.api.security import configured_token
 
 
 class UnsafeBindError(ValueError):
@@ -26,6 +25,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
     """Serve the API until interrupted (checks the bind first, whoever calls)."""
     check_bind(settings, host)
     import uvicorn
+
     from regsearch.services.api.main import create_app
 
     uvicorn.run(

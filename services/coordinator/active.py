@@ -17,8 +17,6 @@ import logging
 from typing import Any
 
 from optuna.trial import FrozenTrial
-from regsearch.services.coordinator.mirror import SpaceExhausted, StudyMirror
-from regsearch.services.coordinator.rows import JobRows
 
 from regsearch import failpoints
 from regsearch.config import Settings
@@ -26,6 +24,8 @@ from regsearch.domain.space import structure_of
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import FINAL_JOB_STATES, EndReason, JobState, TrialState
 from regsearch.messaging.queue import DEFAULT_QUEUE, TrialQueue
+from regsearch.services.coordinator.mirror import SpaceExhausted, StudyMirror
+from regsearch.services.coordinator.rows import JobRows
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database

@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable
 
 from optuna.exceptions import UpdateFinishedTrialError
-from regsearch.services.coordinator.active import ActiveJob
-from regsearch.services.coordinator.steps import run_tick
 
 from regsearch.config import Settings
 from regsearch.domain.states import JobState, TrialState, optuna_state
 from regsearch.messaging.events import EventListener
 from regsearch.messaging.queue import TrialQueue
+from regsearch.services.coordinator.active import ActiveJob
+from regsearch.services.coordinator.steps import run_tick
 from regsearch.store import jobs as job_store
 from regsearch.store import studies
 from regsearch.store import trials as trial_store

@@ -41,11 +41,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from regsearch.services.coordinator.active import ActiveJob
-from regsearch.services.coordinator.mirror import SpaceExhausted
-
 from regsearch.domain.confirm import confirmation_plan
 from regsearch.domain.states import FINAL_TRIAL_STATES, EndReason, JobState, TrialState
+from regsearch.services.coordinator.active import ActiveJob
+from regsearch.services.coordinator.mirror import SpaceExhausted
 from regsearch.store.jobs import trial_dict
 from regsearch.store.models import Trial, as_utc
 

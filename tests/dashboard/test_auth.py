@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from regsearch.dashboard import auth, data
-from regsearch.dashboard.run import bind_refusal, run_dashboard
 from streamlit.testing.v1 import AppTest
 
 from regsearch.config import Settings, get_settings
+from regsearch.dashboard import auth, data
+from regsearch.dashboard.run import bind_refusal, run_dashboard
 from tests.dashboard.conftest import APP, FilledDb, point_app_at
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.xdist_group("dashboard")]

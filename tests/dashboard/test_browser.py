@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from regsearch.dashboard.run import dashboard_command, dashboard_env
 
+from regsearch.dashboard.run import dashboard_command, dashboard_env
 from tests.dashboard.conftest import FilledDb
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("dashboard")]

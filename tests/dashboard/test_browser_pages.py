@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from regsearch.dashboard.run import dashboard_command, dashboard_env
 
 from regsearch.config import Settings
+from regsearch.dashboard.run import dashboard_command, dashboard_env
 from tests.dashboard.conftest import FilledDb
 from tests.dashboard.test_browser import (
     CHROMIUM,

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from regsearch.dashboard import charts, comparison, data, frames
 
+from regsearch.dashboard import charts, comparison, data, frames
 from regsearch.store import jobs as job_store
 from regsearch.store.db import Database
 from tests.dashboard.conftest import FilledDb, run_app

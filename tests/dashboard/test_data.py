@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from regsearch.dashboard import charts, data, frames
 from scipy import stats as scipy_stats
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from regsearch.config import Settings
+from regsearch.dashboard import charts, data, frames
 from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.store import jobs as job_store
 from regsearch.store.db import Database

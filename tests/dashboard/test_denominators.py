@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-from regsearch.dashboard import frames
 
+from regsearch.dashboard import frames
 from regsearch.domain.confirm import planned_confirmations
 
 SPEC = {"name": "d", "dataset": {"name": "digits"}, "budget": {"n_trials": 30},

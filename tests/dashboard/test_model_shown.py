@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from regsearch.dashboard import data, frames
 
 from regsearch.config import Settings, get_settings
+from regsearch.dashboard import data, frames
 from regsearch.domain import families
 from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.spec import JobSpec

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from regsearch.dashboard import data, frames
 from streamlit.testing.v1 import AppTest
 
 from regsearch.config import Settings, get_settings
+from regsearch.dashboard import data, frames
 from tests.dashboard.conftest import FilledDb, make_settings, point_app_at, run_app
 
 # one xdist worker builds the trained fixture database once for every dashboard test

@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from regsearch.dashboard.run import dashboard_command, dashboard_env
 
 from regsearch.config import Settings
+from regsearch.dashboard.run import dashboard_command, dashboard_env
 from tests.dashboard.test_browser import ROOT, _free_port, _wait_healthy
 
 pytestmark = pytest.mark.xdist_group("dashboard")

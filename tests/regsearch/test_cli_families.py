@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from regsearch.services.api.routes.families import offered_families
 from typer.testing import CliRunner
 
 from regsearch.client import Client
+from regsearch.services.api.routes.families import offered_families
 from regsearch.store import families as store
 from regsearch.store.db import Database
 

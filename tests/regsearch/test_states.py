@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 from optuna.trial import TrialState as OptunaTrialState
-from regsearch.services.api.main import create_app
-from regsearch.services.api.schemas import TrialCounts
 
 from regsearch.config import Settings
 from regsearch.domain.states import (
@@ -26,6 +24,8 @@ from regsearch.domain.states import (
     TrialState,
     optuna_state,
 )
+from regsearch.services.api.main import create_app
+from regsearch.services.api.schemas import TrialCounts
 from regsearch.store.db import Database
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

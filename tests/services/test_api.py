@@ -19,13 +19,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from regsearch.services.api.main import create_app
-from regsearch.services.api.security import declared_length
-from regsearch.services.api.server import UnsafeBindError, check_bind
 from sqlalchemy import inspect, text, update
 
 from regsearch.config import Settings
 from regsearch.domain.metrics import EpochMetrics
+from regsearch.services.api.main import create_app
+from regsearch.services.api.security import declared_length
+from regsearch.services.api.server import UnsafeBindError, check_bind
 from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 from regsearch.store.jobs import set_job_status

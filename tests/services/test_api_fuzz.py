@@ -20,13 +20,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from regsearch.services.api.main import create_app
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import text
 
 from regsearch.config import Settings
 from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.spec import validate_spec
+from regsearch.services.api.main import create_app
 from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 from regsearch.store.jobs import create_job

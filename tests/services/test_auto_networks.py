@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from regsearch.services.api.main import create_app
 from sqlalchemy import update
 
 from regsearch.config import Settings
+from regsearch.services.api.main import create_app
 from regsearch.store import families as store
 from regsearch.store.db import Database
 from regsearch.store.models import PublishedFamily, utcnow
@@ -204,13 +204,13 @@ def test_regsearch_trial_prints_a_plain_network_error_and_exits_2(data_dir: Path
     """``run_local_trial`` raises the plain NetworkError (no DatasetError subclass); the CLI catches it."""
     pytest.importorskip("torch")
     import yaml
-    from regsearch.worker import local
-    from regsearch.worker.datasets import DatasetError
-    from regsearch.worker.families.auto import NetworkError
     from typer.testing import CliRunner
 
     from regsearch.cli.app import app
     from regsearch.domain.spec import JobSpec
+    from regsearch.worker import local
+    from regsearch.worker.datasets import DatasetError
+    from regsearch.worker.families.auto import NetworkError
 
     job = JobSpec.model_validate(spec("not_installed_xyz"))
     with pytest.raises(NetworkError, match="^model.network: 'not_installed_xyz' is not an installed") as info:

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from regsearch.services.api.main import create_app
 
 from regsearch.client import Client
 from regsearch.config import Settings
 from regsearch.domain.ranking import objectives_of
+from regsearch.services.api.main import create_app
 from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 

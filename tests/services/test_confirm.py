@@ -10,17 +10,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from regsearch.services.api.main import create_app
-from regsearch.services.coordinator import Coordinator
-from regsearch.worker.runner import run_spec
 from scipy import stats
 
 from regsearch.config import Settings
 from regsearch.domain.confirm import confirmation_plan, rank_by_seed_mean, seed_groups
 from regsearch.domain.spec import SpecError, validate_spec
+from regsearch.services.api.main import create_app
+from regsearch.services.coordinator import Coordinator
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
+from regsearch.worker.runner import run_spec
 from tests.services.test_coordinator import Clock, RecordingQueue, study_of
 
 SEARCH_VALUES = [0.60, 0.80, 0.70, 0.75]  # trial 1 leads, then 3, then 2

@@ -7,11 +7,11 @@ from typing import Any
 
 import optuna
 import pytest
-from regsearch.services.coordinator import Coordinator
 
 from regsearch.config import Settings
 from regsearch.domain.spec import validate_spec
 from regsearch.messaging.queue import TrialQueue
+from regsearch.services.coordinator import Coordinator
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
@@ -212,8 +212,9 @@ def test_a_database_outage_in_optunas_storage_never_fails_the_job(db: Database) 
     """Optuna wraps a lost connection in StorageInternalError; like our own StoreUnavailable it
     is an outage the tick waits out, however long, not an error counted against the job."""
     from optuna.exceptions import StorageInternalError
-    from regsearch.services.coordinator.coordinator import FAIL_JOB_AFTER
     from sqlalchemy.exc import OperationalError
+
+    from regsearch.services.coordinator.coordinator import FAIL_JOB_AFTER
 
     coordinator, _, _, job_id = make(db)
     coordinator.tick()

@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from regsearch.services.api.main import create_app
 
 from regsearch.config import Settings
 from regsearch.domain.spec import SpecError, validate_spec
+from regsearch.services.api.main import create_app
 from regsearch.store.db import Database
 
 

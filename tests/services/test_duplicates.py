@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from optuna.trial import TrialState as OptunaTrialState
-from regsearch.services.coordinator import Coordinator
 
 from regsearch.config import Settings
 from regsearch.domain.spec import validate_spec
 from regsearch.domain.states import EndReason
+from regsearch.services.coordinator import Coordinator
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database

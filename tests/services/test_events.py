@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from regsearch.services.api.main import create_app
 
 from regsearch.config import Settings
 from regsearch.messaging.events import EventListener, publish_trial_finished
 from regsearch.messaging.queue import make_celery
+from regsearch.services.api.main import create_app
 from regsearch.store.db import Database
 from tests.services.test_api import SPEC
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from regsearch.services.api.main import create_app
 from sqlalchemy import update
 
 from regsearch.config import Settings
 from regsearch.domain import families as domain
 from regsearch.domain.published import knobs_model
+from regsearch.services.api.main import create_app
 from regsearch.store import families as store
 from regsearch.store.db import Database
 from regsearch.store.models import PublishedFamily, utcnow

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from regsearch.services.api.main import create_app
 from sqlalchemy import update
 
 from regsearch.config import Settings
 from regsearch.evidence import REPORT_METRICS
+from regsearch.services.api.main import create_app
 from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
 from regsearch.store.jobs import set_job_status

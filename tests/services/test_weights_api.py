@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from regsearch.services.api.main import create_app
 
 from regsearch.config import Settings
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import TrialState, WeightsState
+from regsearch.services.api.main import create_app
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.artifacts import open_artifact_store, weights_key

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from regsearch.worker.datasets import load_dataset_cached
-from regsearch.worker.train import to_device
 
 from regsearch import ApiError, Client, load_model
 from regsearch.config import Settings
@@ -22,6 +20,8 @@ from regsearch.domain.spec import JobSpec
 from regsearch.store import trials as trial_store
 from regsearch.store.artifacts import open_artifact_store, weights_key
 from regsearch.store.models import Trial
+from regsearch.worker.datasets import load_dataset_cached
+from regsearch.worker.train import to_device
 from tests.services.stack import Stack, running_stack, small_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]

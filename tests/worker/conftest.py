@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from regsearch.worker.datasets import Splits, load_dataset
 
 from regsearch.domain.spec import DatasetSpec
+from regsearch.worker.datasets import Splits, load_dataset
 
 
 @pytest.fixture(scope="module")

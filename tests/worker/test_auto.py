@@ -15,11 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 install_example("networks", "regsearch-example-networks")
 
+from regsearch.domain.spec import JobSpec
 from regsearch.worker.families import auto
 from regsearch.worker.local import run_local_trial
 from regsearch.worker.models import build_model
-
-from regsearch.domain.spec import JobSpec
 
 SHAPE = [1, 8, 8]  # sklearn digits
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from regsearch.domain.spec import DatasetSpec
 from regsearch.worker.datasets import (
     MNIST1D_CACHE,
     DatasetError,
@@ -16,8 +18,6 @@ from regsearch.worker.datasets import (
     load_dataset_cached,
     resolve_data_path,
 )
-
-from regsearch.domain.spec import DatasetSpec
 
 
 def _npz(data_dir: Path, name: str = "d.npz", **arrays: np.ndarray) -> DatasetSpec:

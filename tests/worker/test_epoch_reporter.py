@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from regsearch.worker.runner import EpochReporter, Heartbeat
 from sqlalchemy import func, select
 
 from regsearch.domain.metrics import EpochMetrics
@@ -14,6 +13,7 @@ from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.models import Epoch
 from regsearch.store.pruning import NoPruning
+from regsearch.worker.runner import EpochReporter, Heartbeat
 
 SPEC = validate_spec({"name": "r", "dataset": {"name": "digits"}, "training": {"epochs": 4}, "pruner": "median"})
 

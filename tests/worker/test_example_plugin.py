@@ -31,9 +31,8 @@ def example_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     Installed here only when it is not already; then it is uninstalled afterwards, and this
     process's registrations end with the test, so no other test sees an extra family.
     """
-    from regsearch.worker import families
-
     from regsearch.domain import families as domain
+    from regsearch.worker import families
 
     installed_here = install_example("plugin", DISTRIBUTION)
     monkeypatch.setattr(domain, "_registry", dict(domain._registry))
@@ -53,8 +52,9 @@ def test_the_example_plugin_searches_end_to_end_and_its_recipe_rebuilds(
     example_plugin: None, sqlite_settings: Settings, tmp_path: Path
 ) -> None:
     import torch
-    from regsearch.worker.models import build_model
     from safetensors.torch import load_file
+
+    from regsearch.worker.models import build_model
 
     with running_stack(sqlite_settings, tmp_path / "logs", workers=2) as stack:
         stack.wait_for(lambda: "twobranch" in {f["name"] for f in stack.client.families()}, 120,

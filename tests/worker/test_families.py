@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 import torch
-from regsearch.worker.families.resnet import Add
-from regsearch.worker.local import run_local_trial
-from regsearch.worker.models import build_model, layer_order
 from torch import nn
 
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec, all_placements
+from regsearch.worker.families.resnet import Add
+from regsearch.worker.local import run_local_trial
+from regsearch.worker.models import build_model, layer_order
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,11 +6,11 @@ import multiprocessing
 import os
 
 import pytest
-from regsearch.worker.tasks import forget_inherited_connections
 from sqlalchemy import text
 
 from regsearch.store.migrate import upgrade
 from regsearch.store.studies import optuna_storage
+from regsearch.worker.tasks import forget_inherited_connections
 
 
 def _child(url: str, parent_backend_pid: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from regsearch.worker import train
-from regsearch.worker.augment import make_augment
-from regsearch.worker.datasets import load_dataset
 
 from regsearch.domain.data import AugmentSpec, DatasetError
 from regsearch.domain.spec import DatasetSpec, SpecError, validate_spec
+from regsearch.worker import train
+from regsearch.worker.augment import make_augment
+from regsearch.worker.datasets import load_dataset
 
 
 def write_images(root: Path, classes: int = 2, per_class: int = 12, size: int = 10, mode: str = "L",

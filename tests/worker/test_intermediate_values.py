@@ -11,7 +11,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from regsearch.worker import runner
 from sqlalchemy import event, select
 
 from regsearch.config import Settings
@@ -22,6 +21,7 @@ from regsearch.store import studies
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.models import Epoch
+from regsearch.worker import runner
 
 SPEC = {"name": "curves", "dataset": {"name": "digits"}, "model": {"family": "mlp", "hidden": [16]},
         "space": {"placement": ["bn-act-drop"], "dropout": 0.1, "bn_momentum": 0.1},

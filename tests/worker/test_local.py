@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import torch
-from regsearch.worker.datasets import DatasetError
-from regsearch.worker.local import run_local_trial, validate_params
 
 from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.spec import JobSpec
+from regsearch.worker.datasets import DatasetError
+from regsearch.worker.local import run_local_trial, validate_params
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 import torch
-from regsearch.worker.models import build_model, layer_order
 from torch import nn
 
 from regsearch.domain.space import make_recipe, upgrade_recipe
 from regsearch.domain.spec import JobSpec, all_placements
+from regsearch.worker.models import build_model, layer_order
 
 WIDTHS = [12, 10, 8]
 # family, input shape, what build_model must use for the block layer and its BN

@@ -10,17 +10,17 @@ from typing import Any
 
 import optuna
 import pytest
-from regsearch.services.coordinator import Coordinator
-from regsearch.worker import runner
 from sqlalchemy import func, select, update
 
 from regsearch.config import Settings
 from regsearch.domain.spec import validate_spec
 from regsearch.domain.states import TrialState
+from regsearch.services.coordinator import Coordinator
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.models import Epoch, Trial
+from regsearch.worker import runner
 from tests.services.test_coordinator import Clock, RecordingQueue, study_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/worker/conftest.py

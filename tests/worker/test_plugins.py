@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import torch
-from regsearch.worker import families
-from regsearch.worker.local import run_local_trial
-from regsearch.worker.models import BuildError, build_model, layer_order
 
 from regsearch.domain import families as domain
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import SpecError, validate_spec
+from regsearch.worker import families
+from regsearch.worker.local import run_local_trial
+from regsearch.worker.models import BuildError, build_model, layer_order
 
 PLUGIN = '''
 import math

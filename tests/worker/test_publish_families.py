@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
-from regsearch.worker.publish import FamilyPublisher, describe_families
-
 from regsearch.config import Settings
 from regsearch.store import families as store
 from regsearch.store.db import Database
+from regsearch.worker.publish import FamilyPublisher, describe_families
 
 
 def test_describe_families_gives_every_built_in_with_its_schema() -> None:

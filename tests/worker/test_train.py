@@ -8,6 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
+from regsearch.domain.metrics import SUMMARY_FIELDS, EpochMetrics
+from regsearch.domain.space import make_recipe
+from regsearch.domain.spec import JobSpec, TrainingSpec
 from regsearch.worker.datasets import Splits, input_shape_for
 from regsearch.worker.models import build_model
 from regsearch.worker.train import (
@@ -18,10 +22,6 @@ from regsearch.worker.train import (
     to_device,
     train_trial,
 )
-
-from regsearch.domain.metrics import SUMMARY_FIELDS, EpochMetrics
-from regsearch.domain.space import make_recipe
-from regsearch.domain.spec import JobSpec, TrainingSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/worker/conftest.py
 

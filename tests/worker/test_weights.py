@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from regsearch.domain.spec import JobSpec
 from regsearch.worker.datasets import load_dataset_cached
 from regsearch.worker.local import run_local_trial
 from regsearch.worker.train import to_device
 from regsearch.worker.weights import RECIPE_FILE, WEIGHTS_FILE, load_model, to_safetensors
-
-from regsearch.domain.spec import JobSpec
 
 SPEC = JobSpec(name="weights", dataset={"name": "digits"}, model={"family": "mlp", "hidden": [32, 16]},
                training={"epochs": 3, "batch_size": 64})
@@ -85,13 +85,12 @@ def test_a_trial_the_top_would_evict_at_once_is_never_written(sqlite_settings, s
     """The worker's path (save_trial_weights, finish with retention, after_result): once the job
     keeps ``keep_weights`` configurations, a worse trial's file is never written (``evicted``),
     a better one's is (``kept``, and the worst kept one goes), and the books hold throughout."""
-    from regsearch.worker import weights as trial_weights
-
     from regsearch.domain.states import TrialState, WeightsState
     from regsearch.store import jobs as job_store
     from regsearch.store import trials as trial_store
     from regsearch.store.artifacts import weights_key
     from regsearch.store.weights import kept_configurations
+    from regsearch.worker import weights as trial_weights
 
     spec = SPEC.model_copy(update={"budget": SPEC.budget.model_copy(update={"keep_weights": 2, "parallelism": 9})})
     job_id = job_store.create_job(sqlite_db, spec=spec).job.id

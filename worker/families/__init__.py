@@ -22,13 +22,13 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel
+
+from regsearch.domain import families as domain
 from regsearch.worker.families.auto import Auto
 from regsearch.worker.families.cnn import CNN
 from regsearch.worker.families.mlp import MLP
 from regsearch.worker.families.resnet import ResNet
 from regsearch.worker.families.vgg import VGG
-
-from regsearch.domain import families as domain
 
 ENTRY_POINT_GROUP = "regsearch.models"
 log = logging.getLogger(__name__)

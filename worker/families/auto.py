@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from regsearch.worker.families.base import BuiltinFamily
 from torch import fx, nn
 
 from regsearch.domain import families as domain
 from regsearch.domain.families import BUILTIN, AutoKnobs
+from regsearch.worker.families.base import BuiltinFamily
 
 NETWORKS_GROUP = "regsearch.networks"
 WEIGHT_LAYERS: dict[type[nn.Module], int] = {nn.Linear: 0, nn.Conv1d: 1, nn.Conv2d: 2}

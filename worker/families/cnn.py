@@ -18,10 +18,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from regsearch.worker.families.base import CONVS, BuiltinFamily, with_layer
 from torch import nn
 
 from regsearch.domain.families import BUILTIN, CNNKnobs
+from regsearch.worker.families.base import CONVS, BuiltinFamily, with_layer
 
 
 class CNN(BuiltinFamily):

@@ -13,10 +13,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from regsearch.worker.families.base import BuiltinFamily, with_layer
 from torch import nn
 
 from regsearch.domain.families import BUILTIN, MLPKnobs
+from regsearch.worker.families.base import BuiltinFamily, with_layer
 
 
 class MLP(BuiltinFamily):

@@ -37,6 +37,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
+
+from regsearch.domain.families import BUILTIN, ResNetKnobs
 from regsearch.worker.families.base import (
     BATCH_NORMS,
     CONVS,
@@ -45,9 +48,6 @@ from regsearch.worker.families.base import (
     starts_with_bn,
     with_layer,
 )
-from torch import nn
-
-from regsearch.domain.families import BUILTIN, ResNetKnobs
 
 
 class Add(nn.Module):

@@ -25,10 +25,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from regsearch.worker.families.base import CONVS, BuiltinFamily, starts_with_bn, with_layer
 from torch import nn
 
 from regsearch.domain.families import BUILTIN, VGGKnobs
+from regsearch.worker.families.base import CONVS, BuiltinFamily, starts_with_bn, with_layer
 
 
 class VGG(BuiltinFamily):

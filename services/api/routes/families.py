@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from regsearch.services.api.deps import DatabaseDep
 
 from regsearch.domain import families as domain
+from regsearch.services.api.deps import DatabaseDep
 from regsearch.store import families as published
 from regsearch.store.db import Database
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import APIRouter, HTTPException
+
 from regsearch.services.api.deps import BrokerPingDep, DatabaseDep
 from regsearch.services.api.errors import MAX_MESSAGE_CHARS, RETRY_AFTER_S
 from regsearch.services.api.schemas import ErrorPublic, HealthPublic
-
 from regsearch.store.db import Database
 
 router = APIRouter(tags=["health"])

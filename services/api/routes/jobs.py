@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Path, Query, Response
+
+from regsearch.domain.spec import JobSpec
+from regsearch.domain.states import ACTIVE_JOB_STATES, TrialState
 from regsearch.services.api.data_check import check_dataset_files
 from regsearch.services.api.deps import DatabaseDep, JobDep, NotifyDep, SettingsDep
 from regsearch.services.api.schemas import (
@@ -25,9 +28,6 @@ from regsearch.services.api.schemas import (
     trial_public,
 )
 from regsearch.services.api.security import StrictJSONRoute
-
-from regsearch.domain.spec import JobSpec
-from regsearch.domain.states import ACTIVE_JOB_STATES, TrialState
 from regsearch.store.db import Database
 from regsearch.store.jobs import (
     JobCreated,

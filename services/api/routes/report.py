@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
+from regsearch.domain.states import TrialState
+from regsearch.evidence import build_report
 from regsearch.services.api.deps import DatabaseDep, JobDep
 from regsearch.services.api.report_schemas import ReportPublic
 from regsearch.services.api.schemas import ErrorPublic, trial_public
 from regsearch.services.api.security import StrictJSONRoute
-
-from regsearch.domain.states import TrialState
-from regsearch.evidence import build_report
 from regsearch.store.db import Database
 from regsearch.store.models import Job
 from regsearch.store.trials import job_trials

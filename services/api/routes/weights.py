@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+
+from regsearch.domain.spec import BudgetSpec
+from regsearch.domain.states import TrialState, WeightsState
 from regsearch.services.api.deps import DatabaseDep, JobDep
 from regsearch.services.api.errors import RETRY_AFTER_S
 from regsearch.services.api.routes.jobs import TrialNumber
 from regsearch.services.api.schemas import ErrorPublic
 from regsearch.services.api.security import StrictJSONRoute
-
-from regsearch.domain.spec import BudgetSpec
-from regsearch.domain.states import TrialState, WeightsState
 from regsearch.store.artifacts import (
     ArtifactNotFound,
     ArtifactStore,
