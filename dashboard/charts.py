@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from regsearch.dashboard.frames import objective_label
 
 from regsearch.domain.spec import all_placements
 
@@ -31,7 +32,7 @@ LABELS = {
     "val_acc": "validation accuracy (val_acc)", "test_acc": "test accuracy (test_acc)",
     "train_acc": "training accuracy at the best epoch", "gap": "gap (train_acc − val_acc)",
     "epochs_to_converge": "epochs_to_converge", "seconds_per_epoch": "seconds_per_epoch",
-    "val_auc": "val_auc (mean val_acc)", "dropout": "dropout", "bn_momentum": "bn_momentum",
+    "mean_val_acc": "mean_val_acc (over the epochs run)", "dropout": "dropout", "bn_momentum": "bn_momentum",
     "val_loss": "val_loss",
 }
 
@@ -273,7 +274,6 @@ def placement_intervals(intervals: pd.DataFrame, metric: str) -> go.Figure:
 
 # -- parallel coordinates and the comparison of jobs -------------------------------------------
 NONE_LABEL = "none"  # a parameter a trial does not have (no dropout rate without dropout placed)
-ARROWS = {"maximize": "↑", "minimize": "↓"}
 
 
 def _categorical_dimension(values: pd.Series, name: str, order: Sequence[str] | None = None) -> dict[str, object]:
@@ -338,7 +338,7 @@ def parallel_coordinates(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]
             dimensions.append(_categorical_dimension(data[name], name))
     for metric, direction in objectives:
         values = data[metric].astype(float)
-        dimensions.append({"label": f"{metric} {ARROWS.get(direction, '')}".strip(), "tickformat": ".3f",
+        dimensions.append({"label": objective_label(metric, direction), "tickformat": ".3f",
                            "values": values.fillna(values.min()).to_numpy(dtype=float)})
     metric, direction = objectives[0]
     fig = go.Figure(go.Parcoords(

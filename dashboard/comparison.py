@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from regsearch.dashboard.frames import ARROWS
+from regsearch.dashboard.frames import objective_label
 from regsearch.domain.ranking import RankedConfig
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import all_placements
@@ -92,7 +92,7 @@ def leaders_frame(ranking: Mapping[str, Sequence[RankedConfig]], labels: Mapping
             rows.append({
                 "job": labels.get(job_id, job_id), "rank": entry.rank, "number": entry.number, "config": config,
                 "placement": params.get("placement"), "dropout": params.get("dropout"),
-                "bn_momentum": params.get("bn_momentum"), "objective": f"{metric} {ARROWS.get(direction, '')}".strip(),
+                "bn_momentum": params.get("bn_momentum"), "objective": objective_label(metric, direction),
                 "score": entry.score, "runs": len(entry.runs), "confirmed": entry.confirmed, "front": entry.front,
                 **{m: metrics.get(m) for m in ("val_acc", "test_acc", "gap")}, "job_id": job_id,
             })

@@ -1,7 +1,7 @@
 """The analysis tables behind the pages: pure functions of rows and DataFrames (no I/O, no Streamlit).
 
 Metric names are the project's own (``regsearch.domain.metrics``): ``val_acc``, ``test_acc``, ``gap``
-(train_acc - val_acc at the best epoch), ``epochs_to_converge``, ``val_auc``,
+(train_acc - val_acc at the best epoch), ``epochs_to_converge``, ``mean_val_acc``,
 ``seconds_per_epoch``; parameters are ``placement``, ``dropout``, ``bn_momentum``,
 ``dropout_layers``, ``bn_layers``. ``train_acc`` here is the training accuracy at the best
 epoch, ``val_acc + gap``.
@@ -43,6 +43,11 @@ JOB_COLUMNS = (
     "elapsed_s", "elapsed", "created_at", "dataset", "model", "objective", "error",
 )
 ARROWS = {"maximize": "↑", "minimize": "↓"}
+
+
+def objective_label(metric: str, direction: str) -> str:
+    """``val_acc ↑``: an objective as every page and chart names it."""
+    return f"{metric} {ARROWS.get(direction, '')}".strip()
 
 
 def _number(value: Any) -> float:
@@ -90,7 +95,7 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
         epochs = int((spec.get("training") or {}).get("epochs") or 0)
     return {
         "objectives": list(zip(metrics, directions)),
-        "objective": ", ".join(f"{m} {ARROWS.get(d, '')}".strip() for m, d in zip(metrics, directions)),
+        "objective": ", ".join(objective_label(m, d) for m, d in zip(metrics, directions)),
         "n_trials": n_trials, "dataset": dataset, "model": model, "sampler": sampler, "pruner": pruner,
         "epochs": epochs, "n_confirm": planned_confirmations(spec),
         # the one denominator of every progress count: search trials + confirmation runs

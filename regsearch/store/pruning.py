@@ -31,6 +31,9 @@ from regsearch.store.db import Database
 from regsearch.store.models import RungValue, StepValue
 from regsearch.store.trials import dialect_insert
 
+MEDIAN_STARTUP_TRIALS = 5  # complete trials before the median pruner judges anyone
+HYPERBAND_REDUCTION_FACTOR = 3  # successive halving keeps the top third at each rung
+
 
 class Pruner(Protocol):
     def should_prune(self, number: int, history: Mapping[int, float]) -> bool:
@@ -69,7 +72,7 @@ class SqlMedianPruner:
     db: Database
     job_id: str
     maximize: bool
-    n_startup_trials: int = 5
+    n_startup_trials: int = MEDIAN_STARTUP_TRIALS
     n_warmup_steps: int = 0
     interval_steps: int = 1
     n_min_trials: int = 1
@@ -136,7 +139,7 @@ class SqlHyperbandPruner:
     maximize: bool
     min_resource: int
     max_resource: int
-    reduction_factor: int = 3
+    reduction_factor: int = HYPERBAND_REDUCTION_FACTOR
     bootstrap_count: int = 0
 
     def __post_init__(self) -> None:
@@ -210,23 +213,40 @@ class SqlHyperbandPruner:
         return value <= competing[promotable_idx]
 
 
-def median_warmup(epochs: int) -> int:
-    """Regularized configurations learn more slowly at first; judging them before half the
-    epochs would prune exactly the dropout-heavy trials this search exists to compare."""
-    return epochs // 2
+@dataclass(frozen=True)
+class PrunerSettings:
+    """A job's pruner settings, the one place they are derived from the spec: both the SQL
+    pruners here and Optuna's own (:func:`regsearch.store.studies.make_pruner`) are built from it."""
+
+    kind: str  # "none", "median" or "hyperband"
+    n_startup_trials: int = MEDIAN_STARTUP_TRIALS
+    n_warmup_steps: int = 0
+    min_resource: int = 1
+    max_resource: int = 1
+    reduction_factor: int = HYPERBAND_REDUCTION_FACTOR
 
 
-def hyperband_min_resource(epochs: int) -> int:
-    return max(1, epochs // 10)
+def pruner_settings(spec: JobSpec) -> PrunerSettings:
+    """What the spec asks for: median waits half the epochs (regularized configurations learn
+    more slowly at first; judging them earlier would prune exactly the dropout-heavy trials this
+    search exists to compare); hyperband's smallest budget is a tenth of the epochs. Several
+    objectives are never pruned."""
+    epochs = spec.training.epochs
+    if spec.pruner == "none" or len(spec.objective.metrics) > 1:
+        return PrunerSettings("none")
+    if spec.pruner == "median":
+        return PrunerSettings("median", n_warmup_steps=epochs // 2)
+    return PrunerSettings("hyperband", min_resource=max(1, epochs // 10), max_resource=epochs)
 
 
 def make_pruner(db: Database, spec: JobSpec, job_id: str, study_name: str) -> Pruner:
     """The job's pruner; the same settings as :func:`regsearch.store.studies.make_pruner` gives Optuna."""
-    if spec.pruner == "none" or len(spec.objective.metrics) > 1:
-        return NoPruning()
+    settings = pruner_settings(spec)
     maximize = spec.directions[0] == "maximize"
-    epochs = spec.training.epochs
-    if spec.pruner == "median":
-        return SqlMedianPruner(db, job_id, maximize, n_startup_trials=5, n_warmup_steps=median_warmup(epochs))
-    return SqlHyperbandPruner(db, job_id, study_name, maximize, min_resource=hyperband_min_resource(epochs),
-                              max_resource=epochs, reduction_factor=3)
+    if settings.kind == "median":
+        return SqlMedianPruner(db, job_id, maximize, n_startup_trials=settings.n_startup_trials,
+                               n_warmup_steps=settings.n_warmup_steps)
+    if settings.kind == "hyperband":
+        return SqlHyperbandPruner(db, job_id, study_name, maximize, min_resource=settings.min_resource,
+                                  max_resource=settings.max_resource, reduction_factor=settings.reduction_factor)
+    return NoPruning()

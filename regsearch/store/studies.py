@@ -96,14 +96,15 @@ def make_pruner(spec: JobSpec) -> optuna.pruners.BasePruner:
     decide with the SQL pruners; this one is what the study records and what tests compare)."""
     import optuna
 
-    from regsearch.store.pruning import hyperband_min_resource, median_warmup
+    from regsearch.store.pruning import pruner_settings
 
-    epochs = spec.training.epochs
-    if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=median_warmup(epochs))
-    if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=hyperband_min_resource(epochs), max_resource=epochs,
-                                              reduction_factor=3)
+    settings = pruner_settings(spec)
+    if settings.kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=settings.n_startup_trials,
+                                           n_warmup_steps=settings.n_warmup_steps)
+    if settings.kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=settings.min_resource, max_resource=settings.max_resource,
+                                              reduction_factor=settings.reduction_factor)
     return optuna.pruners.NopPruner()
 
 
