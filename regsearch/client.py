@@ -244,6 +244,11 @@ class Client:
     def cancel(self, job: JobRef) -> dict[str, Any]:
         return self._request("POST", f"/jobs/{job_id_of(job)}/cancel")
 
+    def delete(self, job: JobRef) -> None:
+        """Delete a finished job with its trials, study and weights (``DELETE /jobs/{id}``);
+        a queued or running job is an :class:`ApiError` 409: cancel it first."""
+        self._request("DELETE", f"/jobs/{job_id_of(job)}", raw=True)
+
     def ready(self) -> bool:
         try:
             return self._http.get("/readyz", timeout=2).status_code == 200

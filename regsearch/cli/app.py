@@ -186,6 +186,28 @@ def cancel(job: str) -> None:
 
 
 @app.command()
+def delete(
+    job: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="delete without asking")] = False,
+) -> None:
+    """Delete a finished job: its trials, epochs, Optuna study and kept weights (cancel a running one first)."""
+    with _client(_settings()) as client:
+        found = _api_call(lambda: client.job(job))
+        if not yes:
+            counts = found.get("counts") or {}
+            question = (f"Delete job {found['id']} ({found['name']}, {found['status']}, "
+                        f"{sum(counts.values())} trial(s)) with its weights? This cannot be undone.")
+            try:
+                confirmed = typer.confirm(question, default=False)
+            except typer.Abort:  # end of input: no answer is not a yes
+                confirmed = False
+            if not confirmed:
+                fail(f"job {found['id']} not deleted", 1)
+        _api_call(lambda: client.delete(job))
+    console.print(f"job {found['id']} deleted", highlight=False)
+
+
+@app.command()
 def trial(
     spec: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")],
     params: Annotated[str, typer.Option(help='JSON, e.g. \'{"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1}\'')],

@@ -1,15 +1,25 @@
-"""Jobs and what they found: submit, list, inspect, trials, best configurations, cancel."""
+"""Jobs and what they found: submit, list, inspect, trials, best configurations, cancel, delete."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Path, Query, Response
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+)
 
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_JOB_STATES, TrialState
 from regsearch.services.api.data_check import check_dataset_files
 from regsearch.services.api.deps import DatabaseDep, JobDep, NotifyDep, SettingsDep
+from regsearch.services.api.errors import RETRY_AFTER_S
 from regsearch.services.api.schemas import (
     BestConfigsPublic,
     ErrorPublic,
@@ -28,7 +38,9 @@ from regsearch.services.api.schemas import (
     trial_public,
 )
 from regsearch.services.api.security import StrictJSONRoute
+from regsearch.store.artifacts import ArtifactStoreUnavailable
 from regsearch.store.db import Database
+from regsearch.store.deletion import JobActive, JobNotFound, delete_job
 from regsearch.store.jobs import (
     JobCreated,
     best_configurations,
@@ -192,3 +204,23 @@ def cancel_job(job: JobDep, db: DatabaseDep, notify: NotifyDep, background: Back
     return JobCancelPublic(
         id=current.id, status=current.status, cancel_requested=current.cancel_requested
     )
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    responses={409: {"model": ErrorPublic, "description": "the job is queued or running: cancel it first"}},
+)
+def remove_job(job: JobDep, db: DatabaseDep, request: Request) -> Response:
+    """Delete a finished job: its trials, epochs, Optuna study and kept weights
+    (``regsearch.store.deletion.delete_job``). A queued or running job is a 409: cancel it first."""
+    try:
+        delete_job(db, request.app.state.artifacts, job.id)
+    except JobNotFound as exc:  # deleted by another request since JobDep read it
+        raise HTTPException(404, str(exc)) from None
+    except JobActive as exc:
+        raise HTTPException(409, str(exc)) from None
+    except ArtifactStoreUnavailable as exc:
+        raise HTTPException(503, f"artifact store unavailable: {exc}", {"Retry-After": str(RETRY_AFTER_S)}) from None
+    return Response(status_code=204)
