@@ -260,13 +260,13 @@ def _best_configurations(board: pd.DataFrame) -> None:
                                      "objectives in order" if len(objectives) > 1 else "") + "; ties: trial number.")
     columns = ["rank", *(["front"] if len(objectives) > 1 else []), "number", "placement", "dropout", "bn_momentum",
                "dropout_layers", "bn_layers", "score", "runs", "val_acc", "test_acc", "gap", "epochs_to_converge",
-               "val_auc", "seconds_per_epoch", "val_acc_std"]
+               "mean_val_acc", "seconds_per_epoch", "val_acc_std"]
     st.dataframe(board[columns], hide_index=True, width="stretch", column_config={
         "score": st.column_config.NumberColumn(f"{metric} (ranked)", format="%.4f",
                                                help="the mean over the seed group when confirmed, else the single run"),
         "runs": st.column_config.NumberColumn("runs", help="the search run and its complete confirmation runs"),
         **{c: st.column_config.NumberColumn(c, format="%.4f")
-           for c in ("val_acc", "test_acc", "gap", "val_auc", "seconds_per_epoch", "val_acc_std")},
+           for c in ("val_acc", "test_acc", "gap", "mean_val_acc", "seconds_per_epoch", "val_acc_std")},
     })
     found = data.recipes(url, job_id, tuple(int(n) for n in board["number"]))
     for rank, row in zip(board["rank"], board.itertuples(index=False)):

@@ -5,7 +5,7 @@ split, evaluated in eval mode), ``val_loss``, ``val_acc``, ``seconds``.
 
 Per trial: ``val_acc`` (best epoch), ``test_acc`` (test split, best-validation weights),
 ``gap`` (train_acc - val_acc at the best epoch), ``epochs_to_converge`` (first epoch whose
-val_acc reaches 95% of the best), ``val_auc`` (mean val_acc over the epochs run),
+val_acc reaches 95% of the best), ``mean_val_acc`` (mean val_acc over the epochs run),
 ``seconds_per_epoch``, ``epochs_run``.
 """
 
@@ -44,7 +44,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("test_acc", "maximize", False, 0.0, 1.0),
     Metric("gap", "minimize", True, -1.0, 1.0),
     Metric("epochs_to_converge", "minimize", True, 1.0, None, bounded_by_epochs=True),
-    Metric("val_auc", "maximize", True, 0.0, 1.0),
+    Metric("mean_val_acc", "maximize", True, 0.0, 1.0),
     Metric("seconds_per_epoch", "minimize", True, 0.0, None),
     Metric("val_loss", "minimize", True, 0.0, None, shown=False),
 )}
@@ -52,6 +52,15 @@ SHOWN_METRICS = tuple(name for name, m in METRICS.items() if m.shown)
 OBJECTIVE_METRICS = tuple(name for name, m in METRICS.items() if m.objective)
 DIRECTIONS: dict[str, Direction] = {name: m.direction for name, m in METRICS.items()}
 SUMMARY_FIELDS = (*METRICS, "epochs_run")
+
+# Former metric names, still read: a spec's objective naming one means the new name (migration
+# 0007 renamed them in stored trials and specs). ``val_auc`` read like a ROC AUC.
+RENAMED_METRICS: dict[str, str] = {"val_auc": "mean_val_acc"}
+
+
+def current_metric_name(name: str) -> str:
+    """``name``, or the metric's current name where ``name`` is a former one (RENAMED_METRICS)."""
+    return RENAMED_METRICS.get(name, name)
 
 
 def metric_bounds(name: str | None, *, epochs: int | None = None) -> tuple[float, float]:
@@ -122,7 +131,7 @@ def summarize(epochs: Sequence[EpochMetrics], test_acc: float | None) -> dict[st
         "gap": best.train_acc - best.val_acc,
         "best_epoch": best.epoch,
         "epochs_to_converge": epochs_to_converge(val_accs),
-        "val_auc": sum(val_accs) / len(val_accs),
+        "mean_val_acc": sum(val_accs) / len(val_accs),
         "seconds_per_epoch": sum(e.seconds for e in epochs) / len(epochs),
         "epochs_run": len(epochs),
     }

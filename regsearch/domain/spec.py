@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from regsearch.domain import families
 from regsearch.domain.data import NOT_IMAGE_DATASETS, AugmentSpec, DatasetSpec
-from regsearch.domain.metrics import DIRECTIONS, OBJECTIVE_METRICS
+from regsearch.domain.metrics import DIRECTIONS, OBJECTIVE_METRICS, current_metric_name
 from regsearch.domain.strict import Strict
 
 PLACEMENT_TOKENS = ("bn", "act", "drop")
@@ -230,6 +230,14 @@ class TrainingSpec(_Strict):
 class ObjectiveSpec(_Strict):
     metrics: list[Literal[OBJECTIVE_METRICS]] = Field(default_factory=lambda: ["val_acc"])  # type: ignore[valid-type]
     directions: list[Literal["maximize", "minimize"]] | None = None
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _current_names(cls, value: Any) -> Any:
+        # A former metric name (val_auc) keeps old specs and stored jobs valid.
+        if isinstance(value, list):
+            return [current_metric_name(m) if isinstance(m, str) else m for m in value]
+        return value
 
     @model_validator(mode="after")
     def _paired(self) -> ObjectiveSpec:

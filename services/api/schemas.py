@@ -155,7 +155,7 @@ class BestMetrics(BaseModel):
     test_acc: float | None = None
     gap: float | None = None
     epochs_to_converge: int | float | None = None
-    val_auc: float | None = None
+    mean_val_acc: float | None = None
     seconds_per_epoch: float | None = None
 
 

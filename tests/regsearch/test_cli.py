@@ -41,7 +41,7 @@ def test_trial_prints_metrics_curve_recipe_and_layer_order(tmp_path: Path, data_
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert [e["epoch"] for e in doc["epochs"]] == [1, 2]
-    assert set(doc["metrics"]) >= {"val_acc", "test_acc", "gap", "epochs_to_converge", "val_auc", "seconds_per_epoch"}
+    assert set(doc["metrics"]) >= {"val_acc", "test_acc", "gap", "epochs_to_converge", "mean_val_acc", "seconds_per_epoch"}
     assert doc["layers"][:4] == ["Linear(64->32)", "BatchNorm1d(m=0.1)", "ReLU", "Dropout(p=0.3)"]
     assert doc["recipe"]["slots"][0]["order"] == ["bn", "act", "drop"]
     human = regsearch("trial", str(spec), "--params", params, env={"REGSEARCH_DATA_DIR": str(data_dir)})

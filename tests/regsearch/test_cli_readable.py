@@ -175,7 +175,7 @@ def test_status_of_one_job_prints_why_it_ended(monkeypatch: pytest.MonkeyPatch, 
 
 def test_the_trial_tables_fit_80_columns() -> None:
     document = {"device": "cpu", "params": {"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1},
-                "metrics": {"val_acc": 0.71234, "test_acc": 0.7, "gap": 0.05, "epochs_to_converge": 2, "val_auc": 0.6,
+                "metrics": {"val_acc": 0.71234, "test_acc": 0.7, "gap": 0.05, "epochs_to_converge": 2, "mean_val_acc": 0.6,
                             "seconds_per_epoch": 0.0123, "epochs_run": 2},
                 "epochs": [{"epoch": 1, "train_loss": 1.2, "train_acc": 0.5, "val_loss": 1.3, "val_acc": 0.45,
                             "seconds": 0.1}],

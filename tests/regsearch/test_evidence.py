@@ -51,7 +51,7 @@ class Trials:
         if state in ("complete", "pruned") and val is not None:
             values = {"val_acc": val, "test_acc": val - 0.02 - number / 1000, "gap": 0.1 + number / 100,
                       "epochs_to_converge": 3 + number % 4, "seconds_per_epoch": 0.2 + number / 50,
-                      "val_auc": val - 0.1, **metrics}
+                      "mean_val_acc": val - 0.1, **metrics}
         trial = {"number": number, "state": state, "params": params, "metrics": values, "attempt": 1,
                  "role": "confirm" if confirm_of is not None else "search", "seed": seed, "confirm_of": confirm_of,
                  "retried": retried}
@@ -60,7 +60,7 @@ class Trials:
 
 
 # What each metric can be (written out here, not read from regsearch.domain.metrics).
-RANGES = {"val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "val_auc": (0.0, 1.0), "gap": (-1.0, 1.0),
+RANGES = {"val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "mean_val_acc": (0.0, 1.0), "gap": (-1.0, 1.0),
           "epochs_to_converge": (1.0, math.inf), "seconds_per_epoch": (0.0, math.inf)}
 
 
@@ -418,7 +418,7 @@ def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_
 
     trials = Trials()
     for seed, val in enumerate((0.99, 1.0, 1.0), start=1):
-        trials.add("act", val=val, seed=seed, test_acc=val, val_auc=val, epochs_to_converge=1 + seed % 2,
+        trials.add("act", val=val, seed=seed, test_acc=val, mean_val_acc=val, epochs_to_converge=1 + seed % 2,
                    epochs_run=2)
     for seed, val in enumerate((0.1, 0.9), start=1):
         trials.add("act-drop", val=val, seed=seed)

@@ -14,13 +14,13 @@ from regsearch.domain.metrics import metric_bounds
 from regsearch.domain.stats import MIN_RUNS, mean_interval
 
 # What each metric can be, written out here (not read from regsearch.domain.metrics).
-RANGES = {"val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "val_auc": (0.0, 1.0), "gap": (-1.0, 1.0),
+RANGES = {"val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "mean_val_acc": (0.0, 1.0), "gap": (-1.0, 1.0),
           "seconds_per_epoch": (0.0, math.inf)}
 
 ADVERSARIAL = {
     "val_acc": [[0.99, 1.0, 1.0], [0.0, 0.0, 0.02], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.5], [0.97, 0.999, 1.0, 1.0]],
     "test_acc": [[0.99, 1.0, 1.0], [0.01, 0.0, 0.0]],
-    "val_auc": [[0.98, 1.0, 0.995], [0.0, 0.5, 0.0]],
+    "mean_val_acc": [[0.98, 1.0, 0.995], [0.0, 0.5, 0.0]],
     "gap": [[0.99, 1.0, 1.0], [-1.0, -0.98, -1.0], [-1.0, 1.0, 1.0]],
     "seconds_per_epoch": [[0.0, 0.0, 0.5], [0.001, 0.002, 0.9]],
 }

@@ -551,7 +551,7 @@ def test_best_maximizes_val_acc_and_ranks_unknown_last(client: TestClient, db: D
                 "test_acc": 0.5,
                 "gap": 0.1,
                 "epochs_to_converge": 2,
-                "val_auc": 0.6,
+                "mean_val_acc": 0.6,
                 "seconds_per_epoch": 0.2,
             },
         )
@@ -566,7 +566,7 @@ def test_best_maximizes_val_acc_and_ranks_unknown_last(client: TestClient, db: D
         "test_acc",
         "gap",
         "epochs_to_converge",
-        "val_auc",
+        "mean_val_acc",
         "seconds_per_epoch",
     } <= set(top["metrics"])
     assert top["metrics"]["epochs_to_converge"] == 2 and top["recipe"] == {"blocks": 1}
