@@ -2,8 +2,9 @@
 
 A search trial's configuration re-runs with ``confirm.seeds`` extra training seeds; together with
 the search trial itself these runs are the configuration's *seed group*. The one ranking of
-configurations (regsearch.domain.ranking) ranks confirmed configurations by the mean of the
-objective over their group (regsearch.domain.stats).
+configurations (regsearch.domain.ranking, which imports this module: never the other way round)
+ranks confirmed configurations by the mean of the objective over their group
+(regsearch.domain.stats).
 Everything here works on plain trial dicts with the keys of the API's trial items (``number``,
 ``state``, ``params``, ``metrics``, ``confirm_of``, ``seed``), so the API, the coordinator, the
 report and the dashboard share one definition.
@@ -98,17 +99,6 @@ def group_interval(group: Sequence[TrialDict], metric: str) -> Interval:
     """Mean, std and 95% interval of ``metric`` over a set of runs (a seed group, a report group),
     cut at the metric's range (regsearch.domain.stats.mean_interval)."""
     return mean_interval((_objective(t, metric) for t in group), metric, epochs=runs_epochs(group))
-
-
-def rank_by_seed_mean(
-    trials: Sequence[TrialDict], *, metric: str, direction: str
-) -> list[tuple[TrialDict, list[TrialDict]]]:
-    """The ranking (:func:`regsearch.domain.ranking.rank_configurations`) on one objective, as
-    (search trial, its seed group) pairs: confirmed configurations by their seed-group mean first,
-    then the unconfirmed ones by their single value (a group of one)."""
-    from regsearch.domain.ranking import rank_configurations
-
-    return [(ranked.trial, list(ranked.runs)) for ranked in rank_configurations(trials, [(metric, direction)])]
 
 
 def planned_confirmations(spec: dict[str, Any]) -> int:

@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from regsearch.domain import families
+
 
 def _value(value: Any) -> str:
     if isinstance(value, str):
@@ -29,22 +31,25 @@ def format_model(model: Mapping[str, Any]) -> str:
 def model_label(spec: Any) -> str | None:
     """The line for a job spec (a ``JobSpec``, or a stored spec read leniently), None without one.
 
-    A stored spec is validated first, so defaults show as the job ran with them; one that no
-    longer validates (an old spec, a plugin family whose catalog this process cannot see) is
-    written as stored.
+    A stored spec's model is checked by its family's knobs first (``families.validate_model``,
+    what ``ModelSpec`` runs), so defaults show as the job ran with them; one that no longer
+    validates (an old spec, a plugin family whose catalog this process cannot see) is written as
+    stored. This module sits below ``spec`` (whose ``ModelSpec.describe`` writes its line here), so
+    a ``JobSpec`` is recognised by its ``model.describe``, not imported.
     """
-    from regsearch.domain.spec import JobSpec, ModelSpec
-
-    if isinstance(spec, JobSpec):
-        return spec.model.describe()
-    model = spec.get("model") if isinstance(spec, Mapping) else None
-    if model is None:
-        return ModelSpec().describe() if isinstance(spec, Mapping) and spec else None
+    described = getattr(getattr(spec, "model", None), "describe", None)
+    if callable(described):  # a JobSpec
+        return str(described())
+    if not isinstance(spec, Mapping) or not spec:
+        return None
+    model = spec.get("model")
+    if model is None:  # the default model, as the job ran with it
+        model = {}
     if not isinstance(model, Mapping):
         return None
     try:
-        return ModelSpec.model_validate(dict(model)).describe()
-    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        return format_model(families.validate_model(dict(model)))
+    except (ValueError, TypeError):  # KnobsError and pydantic's ValidationError are ValueErrors
         return format_model(model)
 
 

@@ -53,7 +53,7 @@ from regsearch.domain.stats import mean_interval
 TrialDict = Mapping[str, Any]
 Objectives = Sequence[tuple[str, str]]  # (metric, "maximize" | "minimize"), the spec's order
 
-__all__ = ["RankedConfig", "objectives_of", "pareto_fronts", "rank_configurations", "rank_jobs"]
+__all__ = ["RankedConfig", "objectives_of", "pareto_fronts", "rank_by_seed_mean", "rank_configurations", "rank_jobs"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,15 @@ def rank_configurations(trials: Iterable[TrialDict], objectives: Objectives, *,
         RankedConfig(rank=i + 1, trial=trial, runs=runs, confirmed=tier == 0, scores=scores, front=fronts[number])
         for i, (tier, _, number, trial, runs, scores) in enumerate(entries[:k] if k is not None else entries)
     ]
+
+
+def rank_by_seed_mean(
+    trials: Sequence[TrialDict], *, metric: str, direction: str
+) -> list[tuple[TrialDict, list[TrialDict]]]:
+    """:func:`rank_configurations` on one objective, as (search trial, its seed group) pairs:
+    confirmed configurations by their seed-group mean first, then the unconfirmed ones by their
+    single value (a group of one)."""
+    return [(ranked.trial, list(ranked.runs)) for ranked in rank_configurations(trials, [(metric, direction)])]
 
 
 def rank_jobs(trials: Iterable[TrialDict], objectives: Mapping[str, Objectives], *,

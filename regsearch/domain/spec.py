@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from regsearch.domain import families
 from regsearch.domain.data import NOT_IMAGE_DATASETS, AugmentSpec, DatasetSpec
 from regsearch.domain.metrics import DIRECTIONS, OBJECTIVE_METRICS, current_metric_name
+from regsearch.domain.model_label import format_model
 from regsearch.domain.strict import Strict
 
 PLACEMENT_TOKENS = ("bn", "act", "drop")
@@ -38,8 +39,6 @@ class SpecError(ValueError):
         self.message = message
         self.source = source
 
-
-_Strict = Strict
 
 
 def parse_placement(value: str) -> tuple[str, ...]:
@@ -88,7 +87,7 @@ def selected_layers(selection: str, n_blocks: int) -> list[int]:
     return list(range(max(0, n_blocks - k), n_blocks))
 
 
-class FloatRange(_Strict):
+class FloatRange(Strict):
     """A searched float: uniform (or log-uniform) between ``low`` and ``high``."""
 
     low: float
@@ -156,12 +155,10 @@ class ModelSpec(BaseModel):
 
     def describe(self) -> str:
         """One line for people: ``resnet depth=8 width=16 activation=relu`` (regsearch.domain.model_label)."""
-        from regsearch.domain.model_label import format_model
-
         return format_model({"family": self.family, **(self.model_extra or {})})
 
 
-class SpaceSpec(_Strict):
+class SpaceSpec(Strict):
     """What is searched; any entry may be fixed (a single value) instead of searched."""
 
     placement: ChoiceParam = Field(default_factory=lambda: ["bn-act-drop", "act-bn-drop", "bn-act", "act-drop", "act"])
@@ -209,7 +206,7 @@ class SpaceSpec(_Strict):
         return [value] if isinstance(value, str) else list(value)
 
 
-class TrainingSpec(_Strict):
+class TrainingSpec(Strict):
     epochs: int = Field(default=30, ge=1, le=10_000)
     batch_size: int = Field(default=128, ge=1, le=1_000_000)
     lr: float = Field(default=1e-3, gt=0, le=10)
@@ -227,7 +224,7 @@ class TrainingSpec(_Strict):
         return value
 
 
-class ObjectiveSpec(_Strict):
+class ObjectiveSpec(Strict):
     metrics: list[Literal[OBJECTIVE_METRICS]] = Field(default_factory=lambda: ["val_acc"])  # type: ignore[valid-type]
     directions: list[Literal["maximize", "minimize"]] | None = None
 
@@ -254,7 +251,7 @@ class ObjectiveSpec(_Strict):
         return self
 
 
-class BudgetSpec(_Strict):
+class BudgetSpec(Strict):
     n_trials: int = Field(default=20, ge=1, le=100_000)
     parallelism: int = Field(default=2, ge=1, le=1024)
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
@@ -263,7 +260,7 @@ class BudgetSpec(_Strict):
     pack: int = Field(default=1, ge=1, le=64, description="trials of one structure a worker trains as one packed model")
 
 
-class ConfirmSpec(_Strict):
+class ConfirmSpec(Strict):
     """Re-run the search's ``top_k`` configurations with ``seeds`` extra training seeds each.
 
     The extra runs use training seeds ``training.seed + 1 .. training.seed + seeds`` and the same
@@ -274,7 +271,7 @@ class ConfirmSpec(_Strict):
     seeds: int = Field(default=3, ge=1, le=100, description="extra training seeds per configuration")
 
 
-class JobSpec(_Strict):
+class JobSpec(Strict):
     """A complete search job (docs/interface.md "Job spec")."""
 
     name: str = Field(min_length=1, max_length=200)

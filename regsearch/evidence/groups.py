@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from regsearch.domain.confirm import group_interval, rank_by_seed_mean
+from regsearch.domain.confirm import group_interval
 from regsearch.domain.metrics import DIRECTIONS, SHOWN_METRICS
 from regsearch.domain.model_label import model_label
-from regsearch.domain.ranking import objectives_of
+from regsearch.domain.ranking import objectives_of, rank_by_seed_mean
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_TRIAL_STATES, COUNTED_TRIAL_STATES, TrialState

@@ -13,7 +13,8 @@ import pytest
 from scipy import stats
 
 from regsearch.config import Settings
-from regsearch.domain.confirm import confirmation_plan, rank_by_seed_mean, seed_groups
+from regsearch.domain.confirm import confirmation_plan, seed_groups
+from regsearch.domain.ranking import rank_by_seed_mean
 from regsearch.domain.spec import SpecError, validate_spec
 from regsearch.services.api.main import create_app
 from regsearch.services.coordinator import Coordinator
