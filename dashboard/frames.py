@@ -341,7 +341,7 @@ REPORT_COLUMNS = ("n", "trials", "pruned", "failed")
 def report_table(report: dict[str, Any], by: str) -> pd.DataFrame:
     """One grouping of a job's report (``regsearch.evidence``) as a table: counts, then each metric
     as ``mean [low, high]`` (the report's own format), the objective's sd beside it."""
-    from regsearch.evidence import Stat, format_stat, format_value
+    from regsearch.evidence import Interval, format_stat, format_value
 
     grouping = next((g for g in report.get("groupings", []) if g["by"] == by), None)
     metric, metrics = report.get("metric", "val_acc"), list(report.get("metrics", []))
@@ -349,7 +349,7 @@ def report_table(report: dict[str, Any], by: str) -> pd.DataFrame:
     columns = [*first, *REPORT_COLUMNS, *metrics[:1], f"{metrics[0]} sd" if metrics else "sd", *metrics[1:]]
     rows = []
     for group in (grouping or {}).get("groups", []):
-        stats = {m: Stat(**group["metrics"][m]) for m in metrics}
+        stats = {m: Interval.model_validate(group["metrics"][m]) for m in metrics}
         lead = [group["rank"], group["key"]] if by == "placement" else [group["label"]]
         rows.append([*lead, group["n_distinct"], group["n_complete"], group["n_pruned"], group["n_failed"],
                      *(format_stat(m, stats[m]) for m in metrics[:1]), format_value(metric, stats[metrics[0]].std),
@@ -376,12 +376,12 @@ def report_intervals(report: dict[str, Any], metric: str | None = None) -> pd.Da
 
 def confirmation_table(report: dict[str, Any]) -> pd.DataFrame:
     """The seed groups of the confirmation runs: one row per re-run configuration."""
-    from regsearch.evidence import Stat, format_stat, format_value
+    from regsearch.evidence import Interval, format_stat, format_value
 
     metric = report.get("metric", "val_acc")
     shown = [metric, *(m for m in ("val_acc", "test_acc") if m != metric)]
     rows = [[c["rank"], c["number"], c["config"], c["metrics"][metric]["n"], ", ".join(map(str, c["seeds"])),
-             *(format_stat(m, Stat(**c["metrics"][m])) for m in shown),
+             *(format_stat(m, Interval.model_validate(c["metrics"][m])) for m in shown),
              format_value(metric, c["metrics"][metric]["std"])]
             for c in report.get("confirmation", {}).get("configs", [])]
     return pd.DataFrame(rows, columns=["rank", "trial", "configuration", "runs", "seeds", *shown, f"{metric} sd"])

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as scipy_stats
 
 from regsearch.domain.metrics import metric_bounds
@@ -27,26 +27,31 @@ MIN_RUNS = 3  # fewer runs than this get no interval: "too few runs"
 TOO_FEW_RUNS = "too few runs"
 
 
-@dataclass(frozen=True)
-class Interval:
+class Interval(BaseModel):
     """``n`` finite values summarized: mean, sample std (ddof=1) and a Student-t 95% interval
     cut at the metric's range.
 
     With one value the std is None: one run says nothing about its spread. With fewer than
     :data:`MIN_RUNS` values the interval is None and ``too_few_runs`` is set. ``clipped``: the
     t-interval reached past the metric's range and was cut at its bound.
+
+    The one declaration of an interval's shape: the report (``regsearch.evidence``) and the API's
+    ``confirmation`` answer with this model as it is.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     n: int
     mean: float | None
     std: float | None
     low: float | None
     high: float | None
-    too_few_runs: bool = False
-    clipped: bool = False
+    too_few_runs: bool = Field(default=False, description="fewer than 3 runs: no interval (low/high null)")
+    clipped: bool = Field(default=False, description="the t-interval reached past the metric's range and was cut "
+                                                     "at its bound")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     @property
     def half_width(self) -> float | None:
@@ -76,16 +81,16 @@ def mean_interval(values: Iterable[Any], metric: str | None = None, *, epochs: i
     data = finite(values)
     n = len(data)
     if n == 0:
-        return Interval(0, None, None, None, None, too_few_runs=True)
+        return Interval(n=0, mean=None, std=None, low=None, high=None, too_few_runs=True)
     mean = math.fsum(data) / n
     if n == 1:
-        return Interval(1, mean, None, None, None, too_few_runs=True)
+        return Interval(n=1, mean=mean, std=None, low=None, high=None, too_few_runs=True)
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in data) / (n - 1))
     if n < MIN_RUNS:
-        return Interval(n, mean, std, None, None, too_few_runs=True)
+        return Interval(n=n, mean=mean, std=std, low=None, high=None, too_few_runs=True)
     half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
     bound_low, bound_high = metric_bounds(metric, epochs=epochs)
     low = min(max(mean - half, bound_low), bound_high)
     high = max(min(mean + half, bound_high), bound_low)
     clipped = low != mean - half or high != mean + half
-    return Interval(n, mean, std, low, high, clipped=clipped)
+    return Interval(n=n, mean=mean, std=std, low=low, high=high, clipped=clipped)

@@ -33,6 +33,7 @@ Intervals that overlap are reported as "within noise". That is the conservative 
 side to err on when the question is whether a winner was luck.
 """
 
+from regsearch.domain.stats import Interval
 from regsearch.evidence.build import build_report, describe_placement
 from regsearch.evidence.groups import (
     DROPOUT_BAND_WIDTH,
@@ -51,11 +52,10 @@ from regsearch.evidence.models import (
     Recommendation,
     Report,
     ReportWarning,
-    Stat,
 )
 
 __all__ = [
     "DROPOUT_BAND_WIDTH", "MIN_GROUP", "REPORT_METRICS", "Comparison", "Confirmation", "ConfirmedConfig", "Group",
-    "Grouping", "Recommendation", "Report", "ReportWarning", "Stat", "build_report", "describe_placement",
+    "Grouping", "Interval", "Recommendation", "Report", "ReportWarning", "build_report", "describe_placement",
     "dropout_band", "format_stat", "format_value", "momentum_band", "render_markdown",
 ]

@@ -10,7 +10,7 @@ from regsearch.domain.model_label import has_slot_names, slot_labels
 from regsearch.domain.ranking import rank_configurations
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_JOB_STATES, ACTIVE_TRIAL_STATES, TrialState
-from regsearch.domain.stats import MIN_RUNS
+from regsearch.domain.stats import MIN_RUNS, Interval
 from regsearch.evidence.groups import (
     MIN_GROUP,
     REPORT_METRICS,
@@ -37,7 +37,6 @@ from regsearch.evidence.models import (
     Recommendation,
     Report,
     ReportWarning,
-    Stat,
 )
 
 
@@ -162,7 +161,7 @@ def _lower_first(value: float | None) -> float:
 
 
 def _config_in(setup: Setup, current: Sequence[TrialDict], confirmation: Confirmation, placement: str | None
-               ) -> tuple[Literal["confirmed", "single_run"], int, dict[str, Any], Stat] | None:
+               ) -> tuple[Literal["confirmed", "single_run"], int, dict[str, Any], Interval] | None:
     """The configuration to recommend in ``placement`` (any, when None): the first of the job's
     ranking (regsearch.domain.ranking, what ``/best`` lists) whose placement it is and that has a
     value of the report's metric. A confirmed one comes with its seed group's statistics, an
@@ -234,7 +233,7 @@ def _comparison(setup: Setup, placements: Grouping) -> Comparison | None:
                       overlap=overlap(leader, runner))
 
 
-def _noise_message(metric: str, what: str, a: str, a_stat: Stat, b: str, b_stat: Stat) -> str:
+def _noise_message(metric: str, what: str, a: str, a_stat: Interval, b: str, b_stat: Interval) -> str:
     if a_stat.low is None or b_stat.low is None:
         thin = a if a_stat.low is None else b
         return (f"Cannot separate {what} {a} from {b} on {metric}: {thin} has fewer than {MIN_RUNS} complete runs, "

@@ -17,8 +17,8 @@ from regsearch.domain.ranking import objectives_of, rank_by_seed_mean
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_TRIAL_STATES, COUNTED_TRIAL_STATES, TrialState
-from regsearch.domain.stats import MIN_RUNS, mean_interval
-from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping, Stat
+from regsearch.domain.stats import MIN_RUNS, Interval, mean_interval
+from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping
 
 REPORT_METRICS = SHOWN_METRICS
 MIN_GROUP = MIN_RUNS  # below this a group has no interval: "too few runs"
@@ -107,8 +107,8 @@ def is_search(trial: TrialDict) -> bool:
     return trial.get("confirm_of") is None
 
 
-def stat_of(trials: Iterable[TrialDict], metric: str) -> Stat:
-    return Stat(**group_interval([{"metrics": metrics_of(t)} for t in trials], metric).as_dict())
+def stat_of(trials: Iterable[TrialDict], metric: str) -> Interval:
+    return group_interval([{"metrics": metrics_of(t)} for t in trials], metric)
 
 
 def _better(direction: str, mean: float | None) -> float:
@@ -118,7 +118,7 @@ def _better(direction: str, mean: float | None) -> float:
     return -mean if direction == "maximize" else mean
 
 
-def overlap(a: Stat, b: Stat) -> bool:
+def overlap(a: Interval, b: Interval) -> bool:
     if a.low is None or a.high is None or b.low is None or b.high is None:
         return True  # an interval that does not exist cannot separate anything
     return a.low <= b.high and b.low <= a.high

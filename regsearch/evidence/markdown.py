@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from regsearch.domain.states import TrialState
-from regsearch.domain.stats import MIN_RUNS, TOO_FEW_RUNS
-from regsearch.evidence.models import Grouping, Report, Stat
+from regsearch.domain.stats import MIN_RUNS, TOO_FEW_RUNS, Interval
+from regsearch.evidence.models import Grouping, Report
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -25,7 +25,7 @@ CLIPPED_NOTE = (f"{CLIPPED_MARK} the t-interval reached past what the metric can
                 "epochs to converge [1, epochs], s/epoch >= 0) and is cut there.")
 
 
-def format_stat(metric: str, stat: Stat | None) -> str:
+def format_stat(metric: str, stat: Interval | None) -> str:
     """``0.647 [0.621, 0.673]``; ``0.978 [0.907, 1.000]†`` when cut at the metric's range;
     ``0.550 (too few runs)`` below 3 runs; ``–`` without data."""
     if stat is None or stat.mean is None:

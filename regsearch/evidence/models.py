@@ -1,4 +1,6 @@
-"""The report's shape: pydantic models that dump to plain JSON (the API answers with them)."""
+"""The report's shape: pydantic models that dump to plain JSON (the API answers with them).
+
+Every mean with its interval is :class:`regsearch.domain.stats.Interval`, the one declaration of that shape."""
 
 from __future__ import annotations
 
@@ -6,19 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-
-class Stat(BaseModel):
-    """``n`` finite values: mean, sample std (n >= 2) and Student-t 95% interval cut at the metric's
-    range (n >= 3; regsearch.domain.stats.mean_interval)."""
-
-    n: int
-    mean: float | None
-    std: float | None
-    low: float | None
-    high: float | None
-    too_few_runs: bool = Field(default=False, description="fewer than 3 runs: no interval (low/high null)")
-    clipped: bool = Field(default=False, description="the t-interval reached past the metric's range and was cut "
-                                                     "at its bound")
+from regsearch.domain.stats import Interval
 
 
 class Group(BaseModel):
@@ -32,7 +22,7 @@ class Group(BaseModel):
     n_pruned: int
     n_failed: int
     n_active: int = Field(description="queued or running")
-    metrics: dict[str, Stat]
+    metrics: dict[str, Interval]
 
 
 class Grouping(BaseModel):
@@ -59,7 +49,7 @@ class ConfirmedConfig(BaseModel):
     config: str
     numbers: list[int] = Field(description="the group's trial numbers, the search trial first")
     seeds: list[int] = Field(description="their training seeds")
-    metrics: dict[str, Stat]
+    metrics: dict[str, Interval]
 
 
 class Confirmation(BaseModel):
@@ -78,12 +68,12 @@ class Recommendation(BaseModel):
     number: int | None = Field(description="the search trial of the recommended configuration")
     placement: str | None
     params: dict[str, Any] | None
-    config: Stat | None = Field(description="the objective over its seed group (one run when unconfirmed)")
-    placement_stat: Stat | None = Field(description="the objective over its placement's search trials")
+    config: Interval | None = Field(description="the objective over its seed group (one run when unconfirmed)")
+    placement_stat: Interval | None = Field(description="the objective over its placement's search trials")
     runner_up: str | None
-    runner_up_stat: Stat | None
-    epochs_to_converge: Stat | None = Field(description="its placement's epochs_to_converge")
-    runner_up_epochs_to_converge: Stat | None
+    runner_up_stat: Interval | None
+    epochs_to_converge: Interval | None = Field(description="its placement's epochs_to_converge")
+    runner_up_epochs_to_converge: Interval | None
     decided_by: Literal["significant", "fewer_components", "faster", "more_stable", "higher_mean", "too_few_runs",
                         "only_placement"] | None = Field(
         default=None, description="what chose the placement: its 95% interval clears the others' (significant), or, "

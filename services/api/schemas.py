@@ -18,6 +18,7 @@ from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import model_label
 from regsearch.domain.ranking import RankedConfig
 from regsearch.domain.states import JobState, TrialState, WeightsState
+from regsearch.domain.stats import Interval
 from regsearch.store.jobs import elapsed_seconds
 from regsearch.store.models import Job, Trial, as_utc
 
@@ -159,27 +160,14 @@ class BestMetrics(BaseModel):
     seconds_per_epoch: float | None = None
 
 
-class IntervalPublic(BaseModel):
-    """Mean, sample std (n >= 2) and Student-t 95% interval over ``n`` runs, cut at the metric's range
-    (n >= 3; regsearch.domain.stats.mean_interval)."""
-
-    n: int
-    mean: float | None
-    std: float | None
-    low: float | None
-    high: float | None
-    too_few_runs: bool = Field(default=False, description="fewer than 3 runs: no interval (low/high null)")
-    clipped: bool = Field(default=False, description="the t-interval reached past the metric's range and was cut "
-                                                     "at its bound")
-
-
 class ConfirmationPublic(BaseModel):
     """A configuration's seed group: the search run and its confirmation runs, summarized."""
 
     n: int = Field(description="complete runs in the group, the search trial included")
     numbers: list[int] = Field(description="the trial numbers of the group, the search trial first")
     seeds: list[int | None] = Field(description="their training seeds (None: the spec's seed)")
-    metrics: dict[str, IntervalPublic] = Field(description="per metric: mean, std and 95% interval")
+    metrics: dict[str, Interval] = Field(description="per metric: mean, std and 95% interval, cut at the metric's range "
+                                                    "(n >= 3; regsearch.domain.stats.mean_interval)")
 
 
 class BestConfigPublic(BaseModel):
@@ -311,7 +299,7 @@ def confirmation(seed_runs: Sequence[Trial]) -> ConfirmationPublic | None:
         numbers=[t.number for t in seed_runs],
         seeds=[t.seed for t in seed_runs],
         metrics={
-            name: IntervalPublic(**group_interval(runs, name).as_dict())
+            name: group_interval(runs, name)
             for name in CONFIRMED_METRICS
         },
     )

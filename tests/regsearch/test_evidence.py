@@ -15,8 +15,8 @@ from scipy import stats as scipy_stats
 from regsearch.domain.spec import JobSpec
 from regsearch.evidence import (
     REPORT_METRICS,
+    Interval,
     Report,
-    Stat,
     build_report,
     describe_placement,
     dropout_band,
@@ -84,7 +84,7 @@ def expected(values: list[float], metric: str = "val_acc") -> dict[str, Any]:
             "high": float(np.clip(high, bottom, top))}
 
 
-def assert_stat(stat: Stat, values: list[float], metric: str = "val_acc") -> None:
+def assert_stat(stat: Interval, values: list[float], metric: str = "val_acc") -> None:
     want = expected(values, metric)
     assert stat.n == want["n"]
     assert stat.too_few_runs == (want["n"] < 3)
