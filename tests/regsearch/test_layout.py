@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -54,11 +57,112 @@ def test_services_import_neither_torch_nor_the_worker() -> None:
     assert not offenders("services", ("torch", "regsearch.worker", "regsearch.dashboard"))
 
 
-def test_the_trainer_imports_neither_celery_nor_optuna() -> None:
-    pure = ("worker/train.py", "worker/models.py", "worker/datasets.py", "worker/datafiles.py")
+def declared_pure() -> list[str]:
+    """The modules docs/architecture.md declares pure: the backticked paths of its "- Pure" import
+    rule, before "import neither" (a folder means every module in it, a ``*`` a glob). The doc is
+    the list; this reads it."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    rule = re.search(r"^- Pure\b.*?(?=^\S|^- |\Z)", doc, re.MULTILINE | re.DOTALL)
+    assert rule, "docs/architecture.md has no '- Pure ...' import rule"
+    modules: list[str] = []
+    for pattern in re.findall(r"`(worker/[\w./*]*)`", rule.group(0).split("import neither")[0]):
+        found = sorted((ROOT / pattern).rglob("*.py") if (ROOT / pattern).is_dir() else ROOT.glob(pattern))
+        assert found, f"docs/architecture.md declares {pattern} pure, and no such module exists"
+        modules += [f.relative_to(ROOT).as_posix() for f in found if "__pycache__" not in f.parts]
+    return modules
+
+
+def test_the_pure_modules_import_neither_celery_nor_optuna() -> None:
+    pure = set(declared_pure())
+    assert {"worker/train.py", "worker/models.py", "worker/datasets.py", "worker/datafiles.py",
+            "worker/packed.py", "worker/families/__init__.py"} <= pure
     found = [o for o in offenders("worker", ("celery", "optuna", "regsearch.messaging"))
              if o.split(":")[0] in pure]
     assert not found
+
+
+def module_names() -> dict[str, Path]:
+    """Every module of the distribution by its import name (the mapped folders included)."""
+    names = {}
+    for folder, name in FOLDERS.items():
+        for path in sources(folder):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            names[".".join((name, *parts))] = path
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of the distribution it imports, anywhere in it (at the top, inside a
+    function, under TYPE_CHECKING): a lazy import hides a circle from Python, not from a reader."""
+    names = module_names()
+    graph: dict[str, set[str]] = {}
+    for module, path in names.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                wanted = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                wanted = [f"{base}.{a.name}" if f"{base}.{a.name}" in names else base for a in node.names]
+            else:
+                continue
+            for name in wanted:
+                while name and name not in names:
+                    name = name.rpartition(".")[0]
+                if name and name != module:
+                    targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+# A cited file: a path with a folder (``docs/networks.md``, ``worker/train.py``) or a Markdown
+# page by name (``README.md``); each must be a file of the repository (or, for a library's own
+# source, of the installed library).
+CITED = re.compile(r"(?<![\w/.<-])((?:[\w.-]+/)+[\w.*-]+\.(?:py|md|toml|yaml|yml)|[\w-]+\.md)\b")
+MAPPED = {f"regsearch/{folder}/": f"{folder}/" for folder in FOLDERS if folder != "regsearch"}
+
+
+@functools.cache
+def repository_names() -> frozenset[str]:
+    """The names of the repository's files (not the venv's, git's or a build's)."""
+    names = set()
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".egg-info") and d != "build"]
+        names.update(files)
+    return frozenset(names)
+
+
+def resolves(cited: str, citing: Path) -> bool:
+    for prefix, folder in MAPPED.items():
+        if cited.startswith(prefix):
+            cited = folder + cited.removeprefix(prefix)
+    if "/" not in cited:  # a page by name: anywhere in the repository
+        return cited in repository_names()
+    # from the root, the citing file's folder, docs/, or a package folder (``app_pages/job.py``)
+    for base in (ROOT, citing.parent, ROOT / "docs", *(ROOT / folder for folder in FOLDERS)):
+        if any(base.glob(cited)):
+            return True
+    top = cited.split("/")[0]
+    if top not in (*FOLDERS, "tests", "bench", "docs", "examples"):  # a library's source file
+        spec = importlib.util.find_spec(top)
+        if spec is not None and spec.submodule_search_locations:
+            return any((Path(p).parent / cited).exists() for p in spec.submodule_search_locations)
+    return False
+
+
+def test_the_source_and_docs_cite_only_files_in_the_repository() -> None:
+    citing = [p for folder in (*FOLDERS, "tests", "bench") for p in sources(folder)]
+    citing += [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    # a page's "Planned (not yet available)" part names what is not built yet
+    text = {path: path.read_text().split("# Planned (not yet available)")[0] for path in citing}
+    missing = [f"{path.relative_to(ROOT)}: {cited}" for path in citing
+               for cited in sorted(set(CITED.findall(text[path]))) if not resolves(cited, path)]
+    assert not missing, f"cited files that the repository does not have: {missing}"
 
 
 def test_no_module_names_the_old_top_level_packages() -> None:
