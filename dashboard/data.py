@@ -13,7 +13,6 @@ take SQLite's write lock that way; a reader must not), ``PRAGMA query_only`` on 
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from regsearch.domain.ranking import RankedConfig, objectives_of, rank_jobs
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import TrialState
+from regsearch.domain.trial_end import trial_end
 from regsearch.store.db import SQLITE_BUSY_TIMEOUT_MS, engine_kwargs, is_sqlite, normalize_url
 from regsearch.store.jobs import ranking_query
 from regsearch.store.models import Epoch, Job, Trial, as_utc, utcnow
@@ -287,9 +287,9 @@ def _frozen_trials(spec: JobSpec, df: pd.DataFrame) -> list[Any]:
         done = done.sample(MAX_IMPORTANCE_TRIALS, random_state=0)
     out = []
     for row in done[[*frames.PARAM_COLUMNS, *metrics]].to_dict("records"):
-        values = [row.get(m) for m in metrics]
-        if any(not isinstance(v, float) or math.isnan(v) for v in values):
-            continue  # an objective without a finite value is no evidence
+        values = trial_end(TrialState.COMPLETE, row, metrics).values
+        if values is None:
+            continue  # an objective without a finite value is no evidence: not a complete trial
         params = {k: row[k] for k in frames.PARAM_COLUMNS if row.get(k) is not None and row[k] == row[k]}
         recorder = _Recorder(params)
         try:

@@ -25,19 +25,24 @@ from typing import Any
 from regsearch.config import Settings
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec
-from regsearch.domain.states import StopReason, TrialState, WeightsState
+from regsearch.domain.states import TrialState
+from regsearch.domain.trial_end import Outcome
 from regsearch.store.db import Database
 from regsearch.store.packs import claim_companions
 from regsearch.store.retry import with_retry
 from regsearch.store.trials import Claim
-from regsearch.worker import runner
-from regsearch.worker import weights as trial_weights
 from regsearch.worker.runner import (
     EpochReporter,
     Heartbeat,
+    TrialEnd,
+    classify_failure,
     conclude,
+    device_data,
+    failed_end,
     job_pruner,
+    record_data,
     run_spec,
+    trained_end,
     worker_name,
 )
 
@@ -95,56 +100,32 @@ def run_pack(db: Database, settings: Settings, claims: list[Claim], splits: Any,
             beats[i].stop()
             ended.add(i)
             try:
-                end = _member_end(db, settings, claims[i], specs[i], reporters[i], recipes[i], result, failure)
-                outcomes[i] = _conclude_member(db, settings, end, on_finished)
+                outcomes[i] = conclude(db, settings, member_end(i, result, failure), on_finished)
             except Exception as exc:  # the others still end; raised after them
                 log.exception("trial %d: its result could not be written", claims[i].trial_id)
                 errors.append(exc)
 
+        def member_end(i: int, result: Any, failure: tuple[str, bool] | None) -> TrialEnd:
+            """How member ``i`` ended (not yet written): the pack failed, its own loss became
+            non-finite (``result`` is the error a lone trial raises), or it trained."""
+            if failure is not None:
+                error, retryable = failure
+                return TrialEnd(claims[i], specs[i], reporters[i], Outcome(TrialState.FAILED, error),
+                                retryable=retryable)
+            if isinstance(result, Exception):
+                return failed_end(db, claims[i], specs[i], reporters[i], result)
+            return trained_end(db, settings, claims[i], specs[i], reporters[i], recipes[i], result)
+
         try:
-            runner._record_data(db, claims[0].job_id, splits)
-            train_packed(recipes, specs[0].training, runner._on_device(splits, torch_device),
+            record_data(db, claims[0].job_id, splits)
+            train_packed(recipes, specs[0].training, device_data(splits, torch_device),
                          [s.training.seed for s in specs], on_epoch=lambda i, m: reporters[i](m),
                          on_result=end_member)
         except Exception as exc:  # noqa: BLE001 - every member still training fails alike, as one trial would
-            failure = runner.classify_failure(exc, db, claims[0])
+            failure = classify_failure(exc, db, claims[0])
             for i in range(len(claims)):
                 if i not in ended:
                     end_member(i, None, failure)
     if errors:  # as for a lone trial whose result cannot be written: the reaper meets its row
         raise errors[0]
     return [outcomes[i] for i in range(len(claims))]
-
-
-def _member_end(db: Database, settings: Settings, claim: Claim, spec: JobSpec, reporter: EpochReporter,
-                recipe: dict[str, Any], result: Any, failure: tuple[str, bool] | None) -> dict[str, Any]:
-    """How one member ended (not yet written): its state, metrics, error and weights."""
-    from regsearch.worker.train import NonFiniteLossError
-
-    end: dict[str, Any] = {"claim": claim, "spec": spec, "reporter": reporter, "state": TrialState.FAILED,
-                           "metrics": None, "error": None, "retryable": False, "weights": None}
-    if failure is not None:
-        end["error"], end["retryable"] = failure
-        return end
-    if isinstance(result, NonFiniteLossError):
-        end["error"] = f"{type(result).__name__}: {result}"  # deterministic, as for a lone trial
-        return end
-    end["metrics"] = result.summary
-    if reporter.stop_reason == StopReason.DRAINING:
-        end["state"] = None  # released, not ended
-        return end
-    end["state"], end["error"] = runner._outcome(spec, reporter.stop_reason, result.summary)
-    if end["state"] == TrialState.COMPLETE:
-        end["weights"] = trial_weights.save_trial_weights(db, settings, claim, spec, result.best_state, recipe,
-                                                          result.summary)
-    return end
-
-
-def _conclude_member(db: Database, settings: Settings, end: dict[str, Any],
-                     on_finished: Callable[[str], None] | None) -> dict[str, Any]:
-    claim: Claim = end["claim"]
-    if end["state"] is None:
-        return runner.release(db, claim, on_finished)
-    weights: WeightsState | None = end["weights"]
-    return conclude(db, settings, claim, end["spec"], end["reporter"], state=end["state"], metrics=end["metrics"],
-                    error=end["error"], retryable=end["retryable"], weights=weights, on_finished=on_finished)

@@ -36,32 +36,35 @@ its slot freed for the job's next trial) while the rest of the pack trains on.
 
 from __future__ import annotations
 
-import contextlib
-import math
+import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.spec import TrainingSpec
 from regsearch.worker.augment import Augment, make_augment
-from regsearch.worker.models import build_model
-from regsearch.worker.packed_model import PackedModel, can_pack, carry_optimizer, unpack_member
-from regsearch.worker.train import (
+from regsearch.worker.loop import (
     EVAL_CHUNK,
-    DeviceData,
+    Autocast,
     NonFiniteLossError,
     TrainResult,
-    _evaluate,
-    _rank,
-    make_optimizer,
-    snapshot_state,
+    TrialRecorder,
+    accuracy,
+    autocast_for,
+    batch_starts,
+    check_bn_batch,
+    check_input_shape,
+    epoch_metrics,
 )
+from regsearch.worker.models import build_model
+from regsearch.worker.packed_model import PackedModel, can_pack, carry_optimizer, unpack_member
+from regsearch.worker.train import DeviceData, make_optimizer
 
 PACKED_EVAL_CHUNK = 256  # examples per member per forward pass when a pack evaluates on CPU
 
@@ -75,10 +78,7 @@ class _Member:
     index: int  # its position in train_packed's arguments
     batches: torch.Generator
     augment: Augment | None
-    epochs: list[EpochMetrics] = field(default_factory=list)
-    best_state: dict[str, torch.Tensor] | None = None
-    best_rank: tuple[float, float] = (math.inf, math.inf)
-    stopped_early: bool = False
+    recorder: TrialRecorder  # its epochs, best weights and test accuracy (regsearch.worker.loop)
 
 
 def _dropout_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -90,14 +90,12 @@ def _dropout_generator(seed: int, device: torch.device) -> torch.Generator:
     return generator
 
 
-def _evaluate_packed(
-    model: PackedModel, x: torch.Tensor, y: torch.Tensor, autocast: Callable[[], Any]
-) -> torch.Tensor:
-    """``(K, 2)``: each member's summed loss and correct count, as ``train._evaluate``'s."""
+def _evaluate_packed(model: PackedModel, x: torch.Tensor, y: torch.Tensor, autocast: Autocast) -> torch.Tensor:
+    """``(K, 2)``: each member's summed loss and correct count, as ``loop.evaluate``'s."""
     k = model.size
     loss = torch.zeros(k, device=x.device)
     correct = torch.zeros(k, device=x.device)
-    # a pack of one reduces as train._evaluate does (bit-identical); a larger pack evaluates in
+    # a pack of one reduces as loop.evaluate does (bit-identical); a larger pack evaluates in
     # chunks whose activations stay in the CPU's cache (K times as many as one model's)
     chunk = EVAL_CHUNK if k == 1 or x.device.type != "cpu" else PACKED_EVAL_CHUNK
     for start in range(0, len(x), chunk):
@@ -113,29 +111,15 @@ def _evaluate_packed(
     return torch.stack([loss, correct], dim=1)
 
 
-def _finish(
-    member: _Member,
-    model: PackedModel,
-    position: int,
-    data: DeviceData,
-    autocast: Callable[[], Any],
-) -> TrainResult:
+def _finish(member: _Member, model: PackedModel, position: int, data: DeviceData, autocast: Autocast) -> TrainResult:
     """The member's result: test accuracy of its best weights, measured on the plain module."""
-    assert member.best_state is not None  # it ran at least one epoch
+    recorder = member.recorder
+    assert recorder.best_state is not None  # it ran at least one epoch
     plain = unpack_member(model, position)
-    plain.load_state_dict(member.best_state)
-    plain.eval()
+    plain.load_state_dict(recorder.best_state)
     x_test = data.x_test.reshape(-1, *model.recipes[position]["input_shape"])
-    with torch.inference_mode():
-        test_correct = _evaluate(plain, x_test, data.y_test, autocast)[1].item()
-    summary = summarize(member.epochs, test_correct / len(data.y_test))
-    return TrainResult(
-        member.epochs,
-        summary,
-        stopped_early=member.stopped_early,
-        device=str(data.device),
-        best_state=member.best_state,
-    )
+    recorder.test(test_acc=accuracy(plain, x_test, data.y_test, autocast))
+    return recorder.result()
 
 
 def _batch(
@@ -176,28 +160,16 @@ def train_packed(
         )
     device = data.device
     shape = tuple(int(d) for d in recipes[0]["input_shape"])
-    if math.prod(shape) != math.prod(data.sample_shape):
-        raise ValueError(
-            f"recipe.input_shape: {list(shape)} does not fit examples shaped "
-            f"{list(data.sample_shape)}"
-        )
+    check_input_shape(shape, data.sample_shape)
     models, generators = [], []
     for recipe, seed in zip(recipes, seeds, strict=True):
         torch.manual_seed(seed)  # weights as train_trial draws them; its masks continue from here
         models.append(build_model(recipe).to(device))
         generators.append(_dropout_generator(seed, device))
-    if training.batch_size < 2 and any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()
-    ):
-        raise ValueError("training.batch_size: batch normalization needs batches of at least 2")
+    check_bn_batch(models[0], training.batch_size)
     model = PackedModel.from_members(models, recipes, generators)
     del models
-    cuda = device.type == "cuda"
-    autocast: Callable[[], Any] = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
-    )
-    if cuda:
-        torch.backends.cudnn.benchmark = True
+    autocast = autocast_for(device)
     # A pack of several takes Adam's fused step: the single-tensor loop makes ~10 passes over
     # parameter-sized tensors, and a pack's K times larger ones fall out of the CPU's cache. It
     # rounds the last bit differently, so a pack of one keeps train_trial's loop (bit-identical).
@@ -212,6 +184,7 @@ def train_packed(
             i,
             torch.Generator(device=device).manual_seed(seed),
             make_augment(training.augment, tuple(data.sample_shape), seed, device),
+            TrialRecorder(str(device), None if on_epoch is None else functools.partial(on_epoch, i)),
         )
         for i, seed in enumerate(seeds)
     ]
@@ -226,9 +199,7 @@ def train_packed(
     x_sample, y_sample = data.x_train_sample.reshape(-1, *shape), data.y_train_sample
     x_val, y_val = data.x_val.reshape(-1, *shape), data.y_val
     n, batch = len(y_train), training.batch_size
-    starts = list(range(0, n, batch))
-    if len(starts) > 1 and n - starts[-1] < 2:
-        starts.pop()  # as train_trial: no batch of one for BN
+    starts = batch_starts(n, batch)
     for epoch in range(1, training.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -257,25 +228,16 @@ def train_packed(
         seconds = (time.perf_counter() - started) / len(active)
         leaving: list[int] = []
         for position, (member, row) in enumerate(zip(active, stats, strict=True)):
-            running, sample_loss, sample_correct, val_loss, val_correct = row
-            if not math.isfinite(running):
-                deliver(member.index, NonFiniteLossError(epoch, running))
+            try:
+                metrics = epoch_metrics(epoch, row, len(y_sample), len(y_val), seconds)
+            except NonFiniteLossError as exc:  # this member leaves with the error a lone trial raises
+                deliver(member.index, exc)
                 leaving.append(position)
                 continue
-            metrics = EpochMetrics(
-                epoch=epoch,
-                train_loss=sample_loss / len(y_sample),
-                train_acc=sample_correct / len(y_sample),
-                val_loss=val_loss / len(y_val),
-                val_acc=val_correct / len(y_val),
-                seconds=seconds,
-            )
-            member.epochs.append(metrics)
-            if _rank(metrics) < member.best_rank:
-                member.best_rank = _rank(metrics)
-                member.best_state = snapshot_state(model.member_state(position), member.best_state)
-            if on_epoch is not None and on_epoch(member.index, metrics):
-                member.stopped_early = True
+            stop = member.recorder.report(metrics)
+            if member.recorder.improves(metrics):
+                member.recorder.save_best(model.member_state(position))
+            if stop:
                 leaving.append(position)
         for position in leaving:
             if results[active[position].index] is None:

@@ -27,7 +27,8 @@ from regsearch.config import Settings
 from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec
-from regsearch.domain.states import EndReason, StopReason, TrialState, WeightsState, optuna_state
+from regsearch.domain.states import StopReason, TrialState, WeightsState, optuna_state
+from regsearch.domain.trial_end import Outcome, trial_end
 from regsearch.store import job_data
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
@@ -53,7 +54,7 @@ _DEVICE_DATA: dict[tuple[int, str], Any] = {}
 _DATA_RECORDED: set[str] = set()  # jobs whose data this process has written on the job row
 
 
-def _on_device(splits: Any, device: Any) -> Any:
+def device_data(splits: Any, device: Any) -> Any:
     """The dataset's tensors on ``device``, moved once per worker process and kept there."""
     from regsearch.worker.train import to_device
 
@@ -65,7 +66,8 @@ def _on_device(splits: Any, device: Any) -> Any:
     return held[1]
 
 
-def _record_data(db: Database, job_id: str, splits: Any) -> None:
+def record_data(db: Database, job_id: str, splits: Any) -> None:
+    """Write the job's data summary on its row, once per job and process."""
     if job_id not in _DATA_RECORDED:
         with_retry(lambda: job_data.record_data(db, job_id=job_id, data=splits.summary()),
                    what=f"recording job {job_id}'s data")
@@ -173,13 +175,47 @@ class EpochReporter:
             self.heartbeat.cancelled.set()
 
 
-def _objective_values(spec: JobSpec, summary: dict[str, Any]) -> list[float] | None:
-    import math
+@dataclass
+class TrialEnd:
+    """How a trial ended on this worker, not yet written: what :func:`conclude` writes.
 
-    values = [summary.get(m) for m in spec.objective.metrics]
-    if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
-        return None
-    return [float(v) for v in values]  # type: ignore[arg-type]
+    ``outcome`` is ``regsearch.domain.trial_end``'s decision, or ``queued`` for a trial its
+    worker's shutdown stopped (:attr:`released`: it goes back to the queue, unended).
+    """
+
+    claim: Claim
+    spec: JobSpec
+    reporter: EpochReporter | None
+    outcome: Outcome
+    metrics: dict[str, Any] | None = None
+    retryable: bool = False
+    weights: WeightsState | None = None  # a complete trial's, saved before its result is written
+
+    @property
+    def released(self) -> bool:
+        return self.outcome.state == TrialState.QUEUED
+
+
+def trained_end(db: Database, settings: Settings, claim: Claim, spec: JobSpec, reporter: EpochReporter,
+                recipe: dict[str, Any], result: Any) -> TrialEnd:
+    """The end of a trial that trained (alone, or as a pack's member): released when its worker
+    drains, else as ``trial_end`` decides from why it stopped and what it measured; a complete
+    trial's weights are saved here, before its result is written."""
+    if reporter.stop_reason == StopReason.DRAINING:
+        return TrialEnd(claim, spec, reporter, Outcome(TrialState.QUEUED), metrics=result.summary)
+    outcome = trial_end(reporter.stop_reason, result.summary, spec.objective.metrics)
+    weights = None
+    if outcome.state == TrialState.COMPLETE:
+        weights = trial_weights.save_trial_weights(db, settings, claim, spec, result.best_state, recipe,
+                                                   result.summary)
+    return TrialEnd(claim, spec, reporter, outcome, metrics=result.summary, weights=weights)
+
+
+def failed_end(db: Database, claim: Claim, spec: JobSpec, reporter: EpochReporter | None,
+               exc: Exception) -> TrialEnd:
+    """The end of a trial whose training raised ``exc`` (:func:`classify_failure`)."""
+    error, retryable = classify_failure(exc, db, claim)
+    return TrialEnd(claim, spec, reporter, Outcome(TrialState.FAILED, error), retryable=retryable)
 
 
 def run_trial(trial_id: int, settings: Settings, device: str = "auto",
@@ -213,29 +249,19 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
         ends = try_pack(db, settings, claim, spec, torch_device, on_finished)
         if ends is not None:
             return {**ends[0], "pack": [end["trial_id"] for end in ends]}
-    state, metrics, error, retryable = TrialState.FAILED, None, None, False
-    weights: WeightsState | None = None  # a complete trial's: saved before its result is written
     reporter: EpochReporter | None = None
     with Heartbeat(db, claim, settings.heartbeat_interval_s) as heartbeat:
         try:
             splits = load_dataset_cached(spec.dataset, settings.data_dir)
-            _record_data(db, claim.job_id, splits)
+            record_data(db, claim.job_id, splits)
             recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model), splits.n_classes)
             pruner = job_pruner(db.url, claim.job_id, claim.study_name, spec.model_dump_json())
-            reporter = EpochReporter(db, claim, spec, pruner, heartbeat,
-                                     recipe=recipe)
-            result = train_trial(recipe, spec.training, _on_device(splits, torch_device), on_epoch=reporter)
-            metrics = result.summary
-            if reporter.stop_reason == StopReason.DRAINING:
-                return release(db, claim, on_finished)
-            state, error = _outcome(spec, reporter.stop_reason, metrics)
-            if state == TrialState.COMPLETE:
-                weights = trial_weights.save_trial_weights(db, settings, claim, spec, result.best_state, recipe, metrics)
+            reporter = EpochReporter(db, claim, spec, pruner, heartbeat, recipe=recipe)
+            result = train_trial(recipe, spec.training, device_data(splits, torch_device), on_epoch=reporter)
+            end = trained_end(db, settings, claim, spec, reporter, recipe, result)
         except Exception as exc:  # noqa: BLE001 - every failure is classified, recorded and survived
-            error, retryable = classify_failure(exc, db, claim)
-
-    return conclude(db, settings, claim, spec, reporter, state=state, metrics=metrics, error=error,
-                    retryable=retryable, weights=weights, on_finished=on_finished)
+            end = failed_end(db, claim, spec, reporter, exc)
+    return conclude(db, settings, end, on_finished)
 
 
 def release(db: Database, claim: Claim, on_finished: Callable[[str], None] | None) -> dict[str, Any]:
@@ -247,27 +273,31 @@ def release(db: Database, claim: Claim, on_finished: Callable[[str], None] | Non
     return {"trial_id": claim.trial_id, "job_id": claim.job_id, "outcome": "released"}
 
 
-def conclude(db: Database, settings: Settings, claim: Claim, spec: JobSpec, reporter: EpochReporter | None, *,
-             state: TrialState, metrics: dict[str, Any] | None, error: str | None, retryable: bool,
-             weights: WeightsState | None, on_finished: Callable[[str], None] | None) -> dict[str, Any]:
-    """Write a trained (or failed) trial's result, its last epochs and Optuna's record in one
-    transaction, then notify the coordinator and evict weights; a packed member ends the same way."""
+def conclude(db: Database, settings: Settings, end: TrialEnd,
+             on_finished: Callable[[str], None] | None) -> dict[str, Any]:
+    """Write a trial's end: its result, its last epochs and Optuna's record in one transaction,
+    then notify the coordinator and evict weights (a released trial goes back to the queue
+    instead); a lone trial and a pack's member end here alike."""
+    claim, outcome, reporter = end.claim, end.outcome, end.reporter
+    if end.released:
+        return release(db, claim, on_finished)
     trial_id = claim.trial_id
     unwritten = reporter.unwritten if reporter is not None else []
     history = reporter.history if reporter is not None else None
     recipe_left = reporter.recipe if reporter is not None else None
-    record = _optuna_outcome(spec, claim.optuna_trial_id, state, metrics)
-    owned = with_retry(lambda: trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=state, metrics=metrics,
-                                                  error=error, retryable=retryable, epochs=unwritten,
-                                                  step_values=history, recipe=recipe_left, record=record,
-                                                  weights=weights, retention=trial_weights.retention(spec)),
+    record = OptunaOutcome(claim.optuna_trial_id, optuna_state(outcome.state), outcome.values)
+    owned = with_retry(lambda: trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=outcome.state,
+                                                  metrics=end.metrics, error=outcome.error, retryable=end.retryable,
+                                                  epochs=unwritten, step_values=history, recipe=recipe_left,
+                                                  record=record, weights=end.weights,
+                                                  retention=trial_weights.retention(end.spec)),
                        what=f"finishing trial {trial_id}")
     _notify(on_finished, claim.job_id)  # before the eviction: the coordinator need not wait for it
-    trial_weights.after_result(db, settings, claim, weights, owned)
+    trial_weights.after_result(db, settings, claim, end.weights, owned)
     if not owned:
         log.warning("trial %d finished after its lease was lost; result kept as superseded", trial_id)
         return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": "superseded"}
-    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": state}
+    return {"trial_id": trial_id, "job_id": claim.job_id, "outcome": outcome.state}
 
 
 def classify_failure(exc: Exception, db: Database, claim: Claim) -> tuple[str, bool]:
@@ -277,7 +307,7 @@ def classify_failure(exc: Exception, db: Database, claim: Claim) -> tuple[str, b
     slot) fails every trial of the job alike, so it ends the whole job at once."""
     from regsearch.worker.datasets import DatasetError
     from regsearch.worker.families.auto import NetworkError
-    from regsearch.worker.train import NonFiniteLossError
+    from regsearch.worker.loop import NonFiniteLossError
 
     error = f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, (NonFiniteLossError, DatasetError, ValueError)):
@@ -291,15 +321,6 @@ def classify_failure(exc: Exception, db: Database, claim: Claim) -> tuple[str, b
         with_retry(lambda: job_data.fail_job_for_data(db, job_id=claim.job_id, reason=reason),
                    what=f"ending job {claim.job_id}")
     return error, False
-
-
-def _optuna_outcome(spec: JobSpec, optuna_trial_id: int, state: TrialState,
-                    metrics: dict[str, Any] | None) -> OptunaOutcome:
-    """What Optuna's record says of the trial: Optuna keeps no COMPLETE trial without finite values."""
-    values = _objective_values(spec, metrics or {}) if state == TrialState.COMPLETE else None
-    if state == TrialState.COMPLETE and values is None:
-        state = TrialState.FAILED
-    return OptunaOutcome(optuna_trial_id, optuna_state(state), values)
 
 
 def _notify(on_finished: Callable[[str], None] | None, job_id: str) -> None:
@@ -353,16 +374,3 @@ class _BackgroundNotifier:
 
 
 _NOTIFIER = _BackgroundNotifier()
-
-
-def _outcome(spec: JobSpec, stop_reason: StopReason | None, metrics: dict[str, Any]) -> tuple[TrialState, str | None]:
-    """The trial's final state and error from why training stopped and what it measured."""
-    if stop_reason == StopReason.PRUNED:
-        return TrialState.PRUNED, None
-    if stop_reason == StopReason.CANCELLED:
-        return TrialState.CANCELLED, EndReason.JOB_CANCELLED
-    if stop_reason == StopReason.LEASE_LOST:
-        return TrialState.FAILED, f"{StopReason.LEASE_LOST}: the trial was presumed dead and reassigned"
-    if _objective_values(spec, metrics) is None:
-        return TrialState.FAILED, f"objective {spec.objective.metrics} is not a finite number"
-    return TrialState.COMPLETE, None

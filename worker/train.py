@@ -8,8 +8,6 @@ batch loop. CPU runs with the same seed are bit-reproducible; CUDA runs use bflo
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import time
 from collections.abc import Callable
@@ -21,38 +19,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from regsearch.domain.devices import parse_device
-from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.spec import TrainingSpec
 from regsearch.worker.augment import make_augment
 from regsearch.worker.datafiles import DatasetError
 from regsearch.worker.datasets import Splits
+from regsearch.worker.loop import (
+    TrainResult,
+    TrialRecorder,
+    accuracy,
+    autocast_for,
+    batch_starts,
+    check_bn_batch,
+    check_input_shape,
+    epoch_metrics,
+    evaluate,
+    snapshot_state,
+)
 from regsearch.worker.models import build_model
 
-EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
 TRAIN_SAMPLE_SEED = 0  # the fixed training sample is the same for every trial of a dataset
 FIT_FRACTION = 0.5  # a dataset may take at most this share of a device's free memory
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite (diverged, or non-finite data)."""
-
-    def __init__(self, epoch: int, value: float) -> None:
-        super().__init__(f"training loss became {value} in epoch {epoch}; lower the learning rate")
-        self.epoch = epoch
-        self.value = value
-
-
-@dataclass
-class TrainResult:
-    """Per-epoch metrics, the trial summary (``regsearch.domain.metrics.summarize``) and how it ended."""
-
-    epochs: list[EpochMetrics]
-    summary: dict[str, Any]
-    stopped_early: bool
-    device: str
-    # The best validation epoch's weights (on the device): what test_acc was measured with,
-    # what the worker saves for a complete trial (regsearch.worker.weights).
-    best_state: dict[str, torch.Tensor] | None = None
 
 
 def select_device(requested: str = "auto") -> torch.device:
@@ -173,28 +160,6 @@ def make_optimizer(
     return optimizer_class(params, lr=training.lr, weight_decay=training.weight_decay, fused=fused)
 
 
-def _evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Callable[[], Any]
-) -> torch.Tensor:
-    """``[summed loss, correct count]`` on the device; the caller syncs once for all of them."""
-    loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    for start in range(0, len(x), EVAL_CHUNK):
-        xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
-        with autocast():
-            logits = model(xb)
-        loss += F.cross_entropy(logits.float(), yb, reduction="sum")
-        correct += (logits.argmax(dim=1) == yb).sum()
-    return torch.stack([loss, correct])
-
-
-def _rank(metrics: EpochMetrics) -> tuple[float, float]:
-    # the same order as regsearch.domain.metrics.best_epoch_index: accuracy, then loss (lower is better)
-    acc = metrics.val_acc if math.isfinite(metrics.val_acc) else -math.inf
-    loss = metrics.val_loss if math.isfinite(metrics.val_loss) else math.inf
-    return (-acc, loss)
-
-
 def train_trial(
     recipe: dict[str, Any],
     training: TrainingSpec,
@@ -203,41 +168,36 @@ def train_trial(
     on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
 ) -> TrainResult:
     """Train ``recipe`` on ``data``; ``on_epoch`` returning True stops after that epoch."""
+    recorder = TrialRecorder(str(data.device), on_epoch)
+    train_builtin(recipe, training, data, recorder)
+    return recorder.result()
+
+
+def train_builtin(recipe: dict[str, Any], training: TrainingSpec, data: DeviceData, recorder: TrialRecorder) -> None:
+    """The built-in loop: classification, cross-entropy, the spec's optimizer at a constant rate.
+
+    It speaks to the trial only through ``recorder``: each epoch's metrics (``report``, which says
+    whether to stop), the weights it considers best (``save_best``, by ``loop.rank``) and the test
+    accuracy it measured with them (``test``).
+    """
     device = data.device
     torch.manual_seed(training.seed)  # weights and dropout masks; batch order has its own generator
     model = build_model(recipe).to(device)
     shape = tuple(int(d) for d in recipe["input_shape"])
-    if math.prod(shape) != math.prod(data.sample_shape):
-        raise ValueError(
-            f"recipe.input_shape: {list(shape)} does not fit examples shaped "
-            f"{list(data.sample_shape)}"
-        )
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if has_bn and training.batch_size < 2:
-        raise ValueError("training.batch_size: batch normalization needs batches of at least 2")
+    check_input_shape(shape, data.sample_shape)
+    check_bn_batch(model, training.batch_size)
 
     # views, not copies: the same device tensors serve every trial of the process
     x_train, y_train = data.x_train.reshape(-1, *shape), data.y_train
     x_sample, y_sample = data.x_train_sample.reshape(-1, *shape), data.y_train_sample
     x_val, y_val = data.x_val.reshape(-1, *shape), data.y_val
-    cuda = device.type == "cuda"
-    autocast: Callable[[], Any] = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
-    )
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
+    autocast = autocast_for(device)
     optimizer = make_optimizer(model, training)
     generator = torch.Generator(device=device).manual_seed(training.seed)
     augment = make_augment(training.augment, tuple(data.sample_shape), training.seed, device)
 
     n, batch = len(y_train), training.batch_size
-    starts = list(range(0, n, batch))
-    if len(starts) > 1 and n - starts[-1] < 2:
-        starts.pop()  # BN has no batch statistics for a lone example: drop a trailing batch of one
-    epochs: list[EpochMetrics] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    best_rank, best_epoch = (math.inf, math.inf), 0
-    stopped_early = False
+    starts = batch_starts(n, batch)
     for epoch in range(1, training.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -255,52 +215,20 @@ def train_trial(
 
         model.eval()
         with torch.inference_mode():
-            sample = _evaluate(model, x_sample, y_sample, autocast)
-            val = _evaluate(model, x_val, y_val, autocast)
+            sample = evaluate(model, x_sample, y_sample, autocast)
+            val = evaluate(model, x_val, y_val, autocast)
             stats = torch.cat([loss_sum.reshape(1), sample, val]).tolist()  # the epoch's one sync
-        running, sample_loss, sample_correct, val_loss, val_correct = stats
-        if not math.isfinite(running):
-            raise NonFiniteLossError(epoch, running)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=sample_loss / len(y_sample),
-            train_acc=sample_correct / len(y_sample),
-            val_loss=val_loss / len(y_val),
-            val_acc=val_correct / len(y_val),
-            seconds=time.perf_counter() - started,
-        )
-        epochs.append(metrics)
-        if _rank(metrics) < best_rank:
-            best_rank, best_epoch = _rank(metrics), epoch
-            best_state = _snapshot(model, best_state)
-        if on_epoch is not None and on_epoch(metrics):
-            stopped_early = True
+        metrics = epoch_metrics(epoch, stats, len(y_sample), len(y_val), time.perf_counter() - started)
+        stop = recorder.report(metrics)
+        if recorder.improves(metrics):
+            recorder.save_best(model.state_dict())
+        if stop:
             break
 
-    assert best_state is not None  # at least one epoch ran (TrainingSpec: epochs >= 1)
-    if best_epoch != epochs[-1].epoch:
+    assert recorder.best_state is not None  # at least one epoch ran (TrainingSpec: epochs >= 1)
+    if recorder.best_epoch != recorder.epochs[-1].epoch:
         # the weights still hold the last epoch's: bring back the best one's (as load_state_dict
         # does, tensor by tensor, without its per-module Python work); when the last epoch is the
         # best, the model is already exactly best_state
-        snapshot_state(best_state, model.state_dict())
-    model.eval()
-    x_test = data.x_test.reshape(-1, *shape)
-    with torch.inference_mode():
-        test_correct = _evaluate(model, x_test, data.y_test, autocast)[1].item()
-    summary = summarize(epochs, test_correct / len(data.y_test))
-    return TrainResult(epochs, summary, stopped_early=stopped_early, device=str(device), best_state=best_state)
-
-
-def _snapshot(model: nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
-    """The model's state as device tensors; reuses ``into``'s storage after the first copy."""
-    return snapshot_state(model.state_dict(), into)
-
-
-def snapshot_state(state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
-    """A copy of ``state`` (the best weights so far), written into ``into``'s storage when given."""
-    if into is None:
-        return {k: v.detach().clone() for k, v in state.items()}
-    with torch.no_grad():
-        # one call for every tensor (a C++ loop), not one Python-level copy_ per tensor
-        torch._foreach_copy_([into[key] for key in state], list(state.values()))
-    return into
+        snapshot_state(recorder.best_state, model.state_dict())
+    recorder.test(test_acc=accuracy(model, data.x_test.reshape(-1, *shape), data.y_test, autocast))

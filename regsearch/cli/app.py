@@ -220,7 +220,7 @@ def trial(
     from regsearch.worker.datasets import DatasetError
     from regsearch.worker.families.auto import NetworkError
     from regsearch.worker.local import run_local_trial, validate_params
-    from regsearch.worker.train import NonFiniteLossError
+    from regsearch.worker.loop import NonFiniteLossError
 
     try:
         job_spec = load_spec(spec)

@@ -21,7 +21,10 @@ The outcome: ``RDBStorage.set_trial_state_values`` is its own transaction of ~6 
 through the ORM, which the worker ran after committing the result (and which a crash in between
 left for the coordinator to make up). :func:`finish_running_trial` writes the same state,
 completion time and values with two statements inside the result's transaction, so the row and
-the record change together. ``tests/regsearch/test_optuna_record.py`` checks that both read back
+the record change together. It is the one way a trial ends in Optuna's record: the worker calls
+it in the result's transaction, the coordinator (its mirror, and a job it gives up on) with its
+engine, in a transaction of its own. The state and values it writes come from the one decision
+of a trial's end, ``regsearch.domain.trial_end``. ``tests/regsearch/test_optuna_record.py`` checks that both read back
 exactly as ``create_new_trial`` and ``set_trial_state_values`` write them.
 
 The learning curve: each epoch's val_acc as the Optuna trial's intermediate value (what
@@ -42,10 +45,11 @@ from optuna.distributions import distribution_to_json
 from optuna.storages._rdb import models  # Optuna's ORM models: see the module docstring
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaTrialState
-from sqlalchemy import Engine, bindparam, cast, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from regsearch.domain.states import TrialState, optuna_state
 from regsearch.store.db import StoreUnavailable
 
 
@@ -98,13 +102,33 @@ def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def finish_running_trial(session: Session, trial_id: int, state: OptunaTrialState, values: Sequence[float] | None) -> bool:
+def finish_running_trial(target: Engine | Session | Connection, trial_id: int,
+                         state: OptunaTrialState | TrialState | str, values: Sequence[float] | None) -> bool:
     """Move Optuna trial ``trial_id`` from RUNNING to ``state`` with ``values`` (complete
-    trials), in the caller's transaction; False, writing nothing, when it is not RUNNING (the
-    coordinator already recorded an outcome)."""
+    trials); False, writing nothing, when it is not RUNNING (its outcome is already recorded).
+
+    ``target``: the caller's session or connection (the write joins its transaction), or an
+    engine (a transaction of its own). ``state``: Optuna's, or ours (``optuna_state`` maps it).
+    """
+    if not isinstance(state, OptunaTrialState):
+        state = optuna_state(state)
     assert state.is_finished()
+    if state == OptunaTrialState.COMPLETE and not values:
+        # regsearch.domain.trial_end decides: a complete trial has its values, or it failed
+        raise ValueError(f"Optuna trial {trial_id}: a COMPLETE outcome needs the objective's values")
+    if isinstance(target, Engine):
+        try:
+            with target.begin() as conn:
+                return _finish(conn, trial_id, state, values)
+        except OperationalError as exc:  # the coordinator's tick waits out an unreachable database
+            raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
+    return _finish(target, trial_id, state, values)
+
+
+def _finish(target: Session | Connection, trial_id: int, state: OptunaTrialState,
+            values: Sequence[float] | None) -> bool:
     trials = models.TrialModel.__table__
-    finished = session.execute(
+    finished = target.execute(
         update(trials).where(trials.c.trial_id == trial_id, trials.c.state == OptunaTrialState.RUNNING)
         .values(state=state, datetime_complete=_naive_utc(dt.datetime.now()))
     ).rowcount == 1
@@ -113,7 +137,7 @@ def finish_running_trial(session: Session, trial_id: int, state: OptunaTrialStat
         for objective, value in enumerate(values):
             stored, kind = models.TrialValueModel.value_to_stored_repr(value)
             rows.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
-        session.execute(insert(models.TrialValueModel.__table__), rows)
+        target.execute(insert(models.TrialValueModel.__table__), rows)
     return finished
 
 

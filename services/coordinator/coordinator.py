@@ -16,26 +16,23 @@ crash: the coordinator restarts from the database alone.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable
 
-from optuna.exceptions import UpdateFinishedTrialError
-
 from regsearch.config import Settings
-from regsearch.domain.states import JobState, TrialState, optuna_state
+from regsearch.domain.states import JobState, TrialState
 from regsearch.messaging.events import EventListener
 from regsearch.messaging.queue import TrialQueue
 from regsearch.services.coordinator.active import ActiveJob
 from regsearch.services.coordinator.steps import run_tick
 from regsearch.store import jobs as job_store
-from regsearch.store import studies
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.models import Job, utcnow
+from regsearch.store.optuna_record import finish_running_trial
 from regsearch.store.retry import is_transient
 
 log = logging.getLogger("regsearch.coordinator")
@@ -115,12 +112,10 @@ class Coordinator:
         if count >= FAIL_JOB_AFTER:
             reason = f"the coordinator could not run this job: {type(exc).__name__}: {exc}"
             job_store.request_cancel(self.db, job_id=job.id)  # running trials stop at their next epoch
-            # Optuna's storage directly, not the job's mirror: building the mirror may be what fails.
-            storage = studies.optuna_storage(self.db.url)
+            # Optuna's record directly, not the job's mirror: building the mirror may be what fails.
             for row in trial_store.job_trials(self.db, job_id=job.id):
                 if row.state == TrialState.QUEUED and trial_store.fail_queued(self.db, trial_id=row.id, reason=reason):
-                    with contextlib.suppress(UpdateFinishedTrialError):
-                        storage.set_trial_state_values(row.optuna_trial_id, optuna_state(TrialState.FAILED))
+                    finish_running_trial(self.db.engine, row.optuna_trial_id, TrialState.FAILED, None)
             job_store.set_job_status(self.db, job_id=job.id, status=JobState.FAILED, error=reason)
             self._forget(job.id)
 

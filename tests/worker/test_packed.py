@@ -11,13 +11,11 @@ from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec, TrainingSpec
 from regsearch.worker.datasets import Splits, input_shape_for
+from regsearch.worker.loop import NonFiniteLossError, TrainResult, evaluate
 from regsearch.worker.models import build_model, layer_order
 from regsearch.worker.packed import PackedModel, can_pack, train_packed, unpack_member
 from regsearch.worker.train import (
     DeviceData,
-    NonFiniteLossError,
-    TrainResult,
-    _evaluate,
     make_optimizer,
     to_device,
     train_trial,
@@ -227,7 +225,7 @@ def test_best_weights_rebuild_from_the_recipe_and_reproduce_test_acc(
         assert result.best_state is not None
         model = build_model(recipe)
         model.load_state_dict(result.best_state)
-        correct = _evaluate(
+        correct = evaluate(
             model.eval(),
             data.x_test.reshape(-1, *recipe["input_shape"]),
             data.y_test,

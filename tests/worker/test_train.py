@@ -13,12 +13,11 @@ from regsearch.domain.metrics import SUMMARY_FIELDS, EpochMetrics
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec, TrainingSpec
 from regsearch.worker.datasets import Splits, input_shape_for
+from regsearch.worker.loop import NonFiniteLossError, snapshot_state
 from regsearch.worker.models import build_model
 from regsearch.worker.train import (
     DeviceData,
-    NonFiniteLossError,
     select_device,
-    snapshot_state,
     to_device,
     train_trial,
 )

@@ -1,0 +1,189 @@
+"""The training-loop core that the unpacked and the packed loop share (pure PyTorch).
+
+:func:`regsearch.worker.train.train_trial` (one model) and
+:func:`regsearch.worker.packed.train_packed` (several as one) differ in how a batch goes through
+the model; the rest of an epoch is here, once: the device's autocast and cudnn setting, the batch
+starts, the checks before training, the epoch's metrics from its one host sync, the best-epoch
+order, evaluation and the test measurement.
+
+A trial's side of the loop is a :class:`TrialRecorder`: the loop ``report``\\ s each epoch (and
+learns whether to stop), hands over the weights it considers best (``save_best``) and the test
+metrics it measured with them (``test``); ``result()`` is the trial's :class:`TrainResult`. The
+built-in loops decide "best" with :func:`rank`; the recorder keeps what it is given, so a loop
+written elsewhere can talk to it the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regsearch.domain.metrics import EpochMetrics, summarize
+
+EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
+
+Autocast = Callable[[], Any]  # a context manager factory: bfloat16 autocast on CUDA, else nothing
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (diverged, or non-finite data)."""
+
+    def __init__(self, epoch: int, value: float) -> None:
+        super().__init__(f"training loss became {value} in epoch {epoch}; lower the learning rate")
+        self.epoch = epoch
+        self.value = value
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch metrics, the trial summary (``regsearch.domain.metrics.summarize``) and how it ended."""
+
+    epochs: list[EpochMetrics]
+    summary: dict[str, Any]
+    stopped_early: bool
+    device: str
+    # The best validation epoch's weights (on the device): what test_acc was measured with,
+    # what the worker saves for a complete trial (regsearch.worker.weights).
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+def autocast_for(device: torch.device) -> Autocast:
+    """bfloat16 autocast on CUDA (and cudnn's kernel search: the shapes are fixed), else nothing."""
+    if device.type != "cuda":
+        return contextlib.nullcontext
+    torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
+    return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def check_input_shape(shape: Sequence[int], sample_shape: Sequence[int]) -> None:
+    """A recipe's input shape must hold the data's examples."""
+    if math.prod(shape) != math.prod(sample_shape):
+        raise ValueError(
+            f"recipe.input_shape: {list(shape)} does not fit examples shaped {list(sample_shape)}"
+        )
+
+
+def check_bn_batch(model: nn.Module, batch_size: int) -> None:
+    """Batch normalization has no batch statistics for a batch of one."""
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn and batch_size < 2:
+        raise ValueError("training.batch_size: batch normalization needs batches of at least 2")
+
+
+def batch_starts(n: int, batch: int) -> list[int]:
+    """Where each batch of an epoch over ``n`` examples starts."""
+    starts = list(range(0, n, batch))
+    if len(starts) > 1 and n - starts[-1] < 2:
+        starts.pop()  # BN has no batch statistics for a lone example: drop a trailing batch of one
+    return starts
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Autocast) -> torch.Tensor:
+    """``[summed loss, correct count]`` on the device; the caller syncs once for all of them."""
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, len(x), EVAL_CHUNK):
+        xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+        with autocast():
+            logits = model(xb)
+        loss += F.cross_entropy(logits.float(), yb, reduction="sum")
+        correct += (logits.argmax(dim=1) == yb).sum()
+    return torch.stack([loss, correct])
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Autocast) -> float:
+    """``model``'s accuracy on ``x``, ``y`` (the test split), in eval mode, without gradients."""
+    model.eval()
+    with torch.inference_mode():
+        correct = evaluate(model, x, y, autocast)[1].item()
+    return correct / len(y)
+
+
+def epoch_metrics(epoch: int, stats: Sequence[float], n_sample: int, n_val: int, seconds: float) -> EpochMetrics:
+    """An epoch's metrics from its synced sums ``[train loss sum, sample loss, sample correct, val
+    loss, val correct]``; :class:`NonFiniteLossError` when the training loss is not finite."""
+    running, sample_loss, sample_correct, val_loss, val_correct = stats
+    if not math.isfinite(running):
+        raise NonFiniteLossError(epoch, running)
+    return EpochMetrics(
+        epoch=epoch,
+        train_loss=sample_loss / n_sample,
+        train_acc=sample_correct / n_sample,
+        val_loss=val_loss / n_val,
+        val_acc=val_correct / n_val,
+        seconds=seconds,
+    )
+
+
+def rank(metrics: EpochMetrics) -> tuple[float, float]:
+    """The built-in loops' order of epochs, lower is better: the same order as
+    ``regsearch.domain.metrics.best_epoch_index`` (accuracy, then loss)."""
+    acc = metrics.val_acc if math.isfinite(metrics.val_acc) else -math.inf
+    loss = metrics.val_loss if math.isfinite(metrics.val_loss) else math.inf
+    return (-acc, loss)
+
+
+def snapshot_state(state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """A copy of ``state`` (the best weights so far), written into ``into``'s storage when given."""
+    if into is None:
+        return {k: v.detach().clone() for k, v in state.items()}
+    with torch.no_grad():
+        # one call for every tensor (a C++ loop), not one Python-level copy_ per tensor
+        torch._foreach_copy_([into[key] for key in state], list(state.values()))
+    return into
+
+
+OnEpoch = Callable[[EpochMetrics], "bool | None"]  # an epoch seen; True: stop now
+
+
+@dataclass
+class TrialRecorder:
+    """One trial's record while a loop trains it: its epochs, best weights and test metrics.
+
+    ``on_epoch`` (the worker's ``EpochReporter``, the CLI's printer) sees every reported epoch;
+    its True means stop now (pruned, cancelled, lease lost, shutting down).
+    """
+
+    device: str
+    on_epoch: OnEpoch | None = None
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = 0  # the epoch whose weights best_state holds
+    best_rank: tuple[float, float] = (math.inf, math.inf)  # the built-in loops' order (rank)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    def report(self, metrics: EpochMetrics) -> bool:
+        """Record an epoch; True: stop training now."""
+        self.epochs.append(metrics)
+        if self.on_epoch is not None and self.on_epoch(metrics):
+            self.stopped_early = True
+        return self.stopped_early
+
+    def improves(self, metrics: EpochMetrics) -> bool:
+        """Whether ``metrics`` is the best epoch so far by :func:`rank` (and remember it if so)."""
+        if rank(metrics) < self.best_rank:
+            self.best_rank = rank(metrics)
+            return True
+        return False
+
+    def save_best(self, state: dict[str, torch.Tensor]) -> None:
+        """Keep ``state`` (a copy, on the device) as the best weights: the last reported epoch's."""
+        self.best_state = snapshot_state(state, self.best_state)
+        self.best_epoch = self.epochs[-1].epoch if self.epochs else 0
+
+    def test(self, **metrics: float) -> None:
+        """The held-out metrics measured with the best weights (``test_acc``)."""
+        self.test_metrics.update(metrics)
+
+    def result(self) -> TrainResult:
+        summary = summarize(self.epochs, self.test_metrics.get("test_acc"))
+        return TrainResult(self.epochs, summary, stopped_early=self.stopped_early, device=self.device,
+                           best_state=self.best_state)
