@@ -23,6 +23,7 @@ from regsearch.config import Settings
 from regsearch.domain.space import structure_of
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import FINAL_JOB_STATES, EndReason, JobState, TrialState
+from regsearch.domain.trial_end import Outcome, trial_end
 from regsearch.messaging.queue import DEFAULT_QUEUE, TrialQueue
 from regsearch.services.coordinator.mirror import SpaceExhausted, StudyMirror
 from regsearch.services.coordinator.rows import JobRows
@@ -96,13 +97,12 @@ class ActiveJob:
             return False
         return (self.now - started).total_seconds() > self.spec.budget.timeout_s
 
-    def values(self, row: Trial) -> list[float] | None:
-        """The objective's values of a row, or None when one is missing or not a number."""
-        metrics = row.metrics or {}
-        values = [metrics.get(m) for m in self.spec.objective.metrics]
-        if any(not isinstance(v, (int, float)) for v in values):
-            return None
-        return [float(v) for v in values]  # type: ignore[arg-type]
+    def outcome(self, row: Trial, state: TrialState | None = None) -> Outcome:
+        """A final row's end as Optuna keeps it (``regsearch.domain.trial_end``); ``state``: the
+        one the coordinator gives a row it ends itself (no metrics)."""
+        if state is not None:
+            return trial_end(state, None, self.spec.objective.metrics)
+        return trial_end(row.state, row.metrics, self.spec.objective.metrics)
 
     # -- writes (a write that changes a row leaves the rows to be re-read) ---------------
     def set_status(self, status: JobState, error: str | None = None) -> None:
@@ -116,7 +116,7 @@ class ActiveJob:
 
     def tell(self, row: Trial) -> None:
         """Tell both studies the outcome of a final row."""
-        self.mirror.tell(row.number, self.values(row), row.state)
+        self.mirror.tell(row.number, row.optuna_trial_id, self.outcome(row))
 
     def end_queued(self, row: Trial, reason: str, *, state: TrialState = TrialState.FAILED,
                    retryable: bool = False) -> bool:
@@ -124,7 +124,7 @@ class ActiveJob:
         if not trial_store.fail_queued(self._db, trial_id=row.id, reason=reason, retryable=retryable,
                                        state=state):
             return False
-        self.mirror.tell(row.number, None, state)
+        self.mirror.tell(row.number, row.optuna_trial_id, self.outcome(row, state))
         self._stale = True
         return True
 
@@ -133,14 +133,15 @@ class ActiveJob:
         if not trial_store.fail_stale(self._db, trial_id=row.id, older_than=older_than, reason=reason,
                                       retryable=retryable):
             return False
-        self.mirror.tell(row.number, None, TrialState.FAILED)
+        self.mirror.tell(row.number, row.optuna_trial_id, self.outcome(row, TrialState.FAILED))
         self._stale = True
         return True
 
     def adopt(self, frozen: FrozenTrial) -> None:
         """Give an Optuna trial without a row (asked, then the coordinator stopped before the row
         was committed) a failed, retryable row, so that its configuration runs again."""
-        self.mirror.tell(frozen.number, None, TrialState.FAILED)
+        failed = trial_end(TrialState.FAILED, None, self.spec.objective.metrics)
+        self.mirror.tell(frozen.number, frozen._trial_id, failed)
         row_id = trial_store.add_trial(self._db, job_id=self.id, number=frozen.number,
                                        optuna_trial_id=frozen._trial_id, params=dict(frozen.params))
         trial_store.fail_queued(self._db, trial_id=row_id, retryable=True, reason=EndReason.NOT_ENQUEUED)

@@ -28,20 +28,19 @@ What an ask costs is kept bounded (docs/performance.md, "The ask path"):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaTrialState
 
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
-from regsearch.domain.states import EndReason, TrialState, optuna_state
+from regsearch.domain.states import EndReason, optuna_state
+from regsearch.domain.trial_end import Outcome
 from regsearch.store import studies
 from regsearch.store.db import Database
-from regsearch.store.optuna_record import create_running_trial
+from regsearch.store.optuna_record import create_running_trial, finish_running_trial
 
 log = logging.getLogger("regsearch.coordinator")
 
@@ -249,12 +248,12 @@ class StudyMirror:
         """Whether the mirror already has this database trial's outcome."""
         return number in self._told
 
-    def learn(self, number: int, values: Sequence[float] | None, state: TrialState | str) -> None:
-        """Record a database trial's outcome, read from its row, in the in-memory study (idempotent)."""
+    def learn(self, number: int, outcome: Outcome) -> None:
+        """Record a database trial's outcome (``regsearch.domain.trial_end``, from its row) in the
+        in-memory study (idempotent)."""
         memory_number = self._memory_number.get(number)
         if memory_number is not None:
-            final, final_values = _optuna_outcome(state, values)
-            self._tell_memory(memory_number, final_values, final)
+            self._tell_memory(memory_number, outcome.values, optuna_state(outcome.state))
         self._told.add(number)
 
     def _tell_memory(self, memory_number: int, values: list[float] | None, state: OptunaTrialState) -> None:
@@ -269,24 +268,12 @@ class StudyMirror:
             if "Study.stop" not in str(exc):
                 raise
 
-    def tell(self, number: int, values: Sequence[float] | None, state: TrialState | str) -> None:
-        """Record an outcome the coordinator decided (or recovered) in both studies (idempotent)."""
-        final, final_values = _optuna_outcome(state, values)
-        try:
-            self.record.tell(number, final_values, state=final, skip_if_finished=True)
-        except UpdateFinishedTrialError:
-            pass  # the worker's own outcome got there first, with the same state
-        self.learn(number, values, state)
-
-
-def _optuna_outcome(state: TrialState | str,
-                    values: Sequence[float] | None) -> tuple[OptunaTrialState, list[float] | None]:
-    """Optuna's state and values for a final row; a complete row without the objective's values
-    (a metric missing or not finite) is a FAIL, as Optuna would not accept it as complete."""
-    final = optuna_state(state)
-    if final == OptunaTrialState.COMPLETE:
-        return (final, list(values)) if values is not None else (OptunaTrialState.FAIL, None)
-    return final, None
+    def tell(self, number: int, optuna_trial_id: int, outcome: Outcome) -> None:
+        """Record an outcome the coordinator decided (or recovered) in both studies (idempotent):
+        Optuna's record through the one write that ends a trial there (a trial the worker's own
+        result already ended stays as it is)."""
+        finish_running_trial(self._engine, optuna_trial_id, outcome.state, outcome.values)
+        self.learn(number, outcome)
 
 
 def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

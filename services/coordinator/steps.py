@@ -63,7 +63,7 @@ def learn(job: ActiveJob) -> None:
     """Workers tell Optuna's record themselves; the mirror learns their outcomes from the rows."""
     for row in job.rows:
         if row.state in FINAL_TRIAL_STATES and not job.mirror.knows(row.number):
-            job.mirror.learn(row.number, job.values(row), row.state)
+            job.mirror.learn(row.number, job.outcome(row))
 
 
 def sync(job: ActiveJob) -> None:
