@@ -24,7 +24,30 @@ from regsearch.cli.common import (
     err,
     fail,
 )
+from regsearch.config import Settings
 from regsearch.domain.devices import parse_device
+
+
+def _ready_database(settings: Settings, *, broker: bool = True) -> None:
+    """Exit 2 naming what is missing unless the database (and the broker) answer; then migrate."""
+    from regsearch.cli.preflight import require
+    from regsearch.store.db import StoreError
+    from regsearch.store.migrate import upgrade
+
+    require(settings, broker=broker)
+    try:
+        upgrade(settings.sqlalchemy_url)
+    except StoreError as exc:  # gone between the check and the migration
+        fail(str(exc), 2)
+
+
+def _backends(settings: Settings) -> str:
+    """``database ..., broker ...`` as ``up`` prints them (passwords masked)."""
+    from regsearch.cli.preflight import mask_url
+
+    broker = (mask_url(settings.broker_url) if settings.broker_url
+              else f"embedded (a folder: {settings.queue_dir})")
+    return f"database {mask_url(settings.sqlalchemy_url)}; broker {broker}"
 
 
 @app.command()
@@ -37,9 +60,7 @@ def api(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65
         check_bind(settings, host)
     except UnsafeBindError as exc:
         fail(str(exc), 2)
-    from regsearch.store.migrate import upgrade
-
-    upgrade(settings.sqlalchemy_url)
+    _ready_database(settings)
     serve(settings, host=host, port=port)
 
 
@@ -50,11 +71,13 @@ def coordinator() -> None:
 
     from regsearch.services.coordinator import run_coordinator
 
+    settings = _settings()
+    _ready_database(settings)
     _logging()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_coordinator(_settings(), stop)
+    run_coordinator(settings, stop)
 
 
 @app.command()
@@ -72,14 +95,15 @@ def worker(
         # Pin the GPU before the pool forks; CUDA itself is initialized only in the children.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(parsed.index)
     os.environ[DEVICE_ENV] = parsed.kind
-    # K trial processes on C cores: C // K torch threads each, or they oversubscribe the CPU.
-    threads = str(max(1, (os.cpu_count() or 1) // concurrency))
+    # K trial processes on C cores: C // K torch threads each, or they oversubscribe the CPU
+    # (regsearch.cli.cores). A value already set (by `up`, or the user) wins.
+    from regsearch.cli.cores import threads_per_process
+
+    threads = str(threads_per_process(concurrency))
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, threads)
     settings = _settings()
-    from regsearch.store.migrate import upgrade
-
-    upgrade(settings.sqlalchemy_url)
+    _ready_database(settings)
     celery_app = create_worker_app(settings)
     celery_app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}", "-Q", queue,
                             "-n", f"regsearch-{os.getpid()}@%h", "--without-gossip", "--without-mingle"])
@@ -88,9 +112,12 @@ def worker(
 @app.command()
 def dashboard(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8501) -> None:
     """Run the Streamlit dashboard."""
+    from regsearch.cli.preflight import require
     from regsearch.dashboard.run import run_dashboard
 
-    raise typer.Exit(run_dashboard(_settings(), port=port, host=host))
+    settings = _settings()
+    require(settings, broker=False)  # it reads the database; the broker is the API's business
+    raise typer.Exit(run_dashboard(settings, port=port, host=host))
 
 
 @app.command()
@@ -103,19 +130,35 @@ def up(
     """API + coordinator + workers + dashboard as child processes; Ctrl-C stops them all.
 
     Prints one line per component; each component's own output goes to DATA_DIR/logs/NAME.log.
+    Checks first, starting nothing when one fails: one `up` per data directory (DATA_DIR/up.lock)
+    and free ports (exit 1 naming what holds them), the database and the broker (exit 2).
     Exits 1 when a component dies (the others are stopped), 0 after Ctrl-C or SIGTERM.
     """
+    from regsearch.cli.datalock import DataDirBusy, DataDirLock
     from regsearch.cli.launcher import Supervisor, plan
+    from regsearch.cli.ports import taken_ports
     from regsearch.client import Client
-    from regsearch.store.migrate import upgrade
 
     settings = _settings()
     api_url = f"http://127.0.0.1:{api_port}"
     settings = settings.model_copy(update={"api_url": api_url})  # the children's REGSEARCH_API_URL
-    upgrade(settings.sqlalchemy_url)
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire(workers=workers)
+    except DataDirBusy as exc:
+        fail(str(exc), 1)
+    ports = {"the API": api_port, **({"the dashboard": dashboard_port} if dashboard else {})}
+    if dashboard and dashboard_port == api_port:
+        fail(f"--api-port and --dashboard-port are both {api_port}", 2)
+    taken = taken_ports(ports)
+    if taken:
+        fail("; ".join(taken) + ". Nothing was started: stop it, or choose other ports with "
+             "--api-port / --dashboard-port", 1)
+    _ready_database(settings)
     log_dir = settings.data_dir / "logs"
     supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=api_port,
-                                           dashboard_port=dashboard_port if dashboard else None), str(log_dir))
+                                           dashboard_port=dashboard_port if dashboard else None), str(log_dir),
+                            pass_fds=lock.fds())
     what = {"api": f"{api_url}  (docs: {api_url}/docs)", "coordinator": "schedules the trials",
             "worker": f"{workers} trial process(es)", "dashboard": f"http://127.0.0.1:{dashboard_port}"}
     _stop_on_signals()
@@ -123,7 +166,8 @@ def up(
     try:
         supervisor.start()
         console.print(f"regsearch up: data in {settings.data_dir}; each component's output in {log_dir}",
-                      highlight=False)
+                      highlight=False, markup=False)
+        console.print(f"  {_backends(settings)}", highlight=False, markup=False)
         for component in supervisor.components:
             console.print(f"  {component.name:<12} {what.get(component.name, '')}", highlight=False)
         if api_port != 8000:
@@ -146,6 +190,7 @@ def up(
         console.print("stopping...")
     finally:
         supervisor.stop()
+        lock.release()
     raise typer.Exit(code)
 
 
@@ -155,21 +200,42 @@ def up(
 @app.command()
 def demo(workers: Annotated[int, typer.Option(min=1, max=16)] = 2, spec: Path = EXAMPLE_SPEC) -> None:
     """Start everything on the embedded defaults, run the bundled example, print the comparison, stop."""
+    from regsearch.cli.datalock import DataDirBusy, DataDirLock
     from regsearch.cli.demo import run_demo
 
+    settings = _settings()
+    document = _load_spec_dict(spec)
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire(workers=workers)
+    except DataDirBusy as exc:
+        fail(str(exc), 1)
     _stop_on_signals()
     try:
-        code = run_demo(_settings(), _load_spec_dict(spec), workers=workers, console=console)
+        _ready_database(settings)
+        code = run_demo(settings, document, workers=workers, console=console, pass_fds=lock.fds())
     except KeyboardInterrupt:  # run_demo stopped everything on its way out
         code = 130
+    finally:
+        lock.release()
     raise typer.Exit(code)
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply the database migrations."""
-    from regsearch.store.migrate import upgrade
+def db_upgrade(
+    create: Annotated[bool, typer.Option("--create", help="create the PostgreSQL database first when it does not exist")] = False,
+) -> None:
+    """Apply the database migrations (--create: make the database first)."""
+    from regsearch.cli.preflight import mask_url
+    from regsearch.store.db import StoreError, create_database
 
     settings = _settings()
-    upgrade(settings.sqlalchemy_url)
-    console.print(f"database at {settings.sqlalchemy_url.split('@')[-1]} is up to date")
+    url = mask_url(settings.sqlalchemy_url)
+    if create:
+        try:
+            if create_database(settings.sqlalchemy_url):
+                console.print(f"created the database {url}", highlight=False, markup=False)
+        except StoreError as exc:
+            fail(f"{exc} ({url})", 2)
+    _ready_database(settings, broker=False)
+    console.print(f"database {url} is up to date", highlight=False, markup=False)

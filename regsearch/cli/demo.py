@@ -32,13 +32,17 @@ def _wait_ready(client: Client, supervisor: Supervisor, console: Console) -> boo
     return False
 
 
-def run_demo(settings: Settings, spec: dict[str, Any], *, workers: int, console: Console) -> int:
-    """Start everything, run ``spec`` to the end with a progress bar, print the comparison; exit code."""
+def run_demo(settings: Settings, spec: dict[str, Any], *, workers: int, console: Console,
+             pass_fds: tuple[int, ...] = ()) -> int:
+    """Start everything, run ``spec`` to the end with a progress bar, print the comparison; exit code.
+
+    ``pass_fds``: the data directory lock, inherited by the components."""
     upgrade(settings.sqlalchemy_url)
     port = free_port()  # never collide with a `regsearch up` already running
     settings = settings.model_copy(update={"api_url": f"http://127.0.0.1:{port}"})
     log_dir = str(settings.data_dir / "logs")
-    supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=port, dashboard_port=None), log_dir)
+    supervisor = Supervisor(settings, plan(settings, workers=workers, api_port=port, dashboard_port=None), log_dir,
+                            pass_fds=pass_fds)
     started = time.monotonic()
     supervisor.start()
     try:

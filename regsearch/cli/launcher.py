@@ -40,7 +40,9 @@ def _cli(*args: str) -> list[str]:
 
 def plan(settings: Settings, *, workers: int, api_port: int, dashboard_port: int | None) -> list[Component]:
     """What ``up`` starts: API, coordinator, one worker with ``workers`` trial processes, dashboard."""
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    from regsearch.cli.cores import threads_per_process
+
+    threads = threads_per_process(workers)
     components = [
         Component("api", _cli("api", "--port", str(api_port))),
         Component("coordinator", _cli("coordinator")),
@@ -56,10 +58,13 @@ def plan(settings: Settings, *, workers: int, api_port: int, dashboard_port: int
 class Supervisor:
     """Starts components, notices one that dies, stops them all (TERM, then KILL)."""
 
-    def __init__(self, settings: Settings, components: list[Component], log_dir: str | None = None) -> None:
+    def __init__(self, settings: Settings, components: list[Component], log_dir: str | None = None,
+                 pass_fds: tuple[int, ...] = ()) -> None:
+        """``pass_fds``: descriptors every child inherits (``up``'s data directory lock)."""
         self.settings = settings
         self.components = components
         self.log_dir = log_dir
+        self.pass_fds = pass_fds
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
@@ -99,7 +104,7 @@ class Supervisor:
             try:
                 self.processes[component.name] = subprocess.Popen(
                     component.argv, env=self._env(component.env), start_new_session=True,
-                    stdout=out, stderr=subprocess.STDOUT if out else None,
+                    stdout=out, stderr=subprocess.STDOUT if out else None, pass_fds=self.pass_fds,
                 )
             finally:
                 if out is not None:

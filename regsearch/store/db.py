@@ -33,6 +33,14 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached right now; retrying later may succeed."""
 
 
+class DatabaseMissing(StoreError):
+    """The PostgreSQL server answers but has no database of this name (``create_database`` makes it)."""
+
+    def __init__(self, name: str, server: str) -> None:
+        self.name, self.server = name, server
+        super().__init__(f"database {name!r} does not exist on the PostgreSQL server at {server}")
+
+
 def normalize_url(url: str) -> str:
     """Use psycopg 3 for a bare ``postgresql://`` URL."""
     parsed = make_url(url)
@@ -203,3 +211,69 @@ class Database:
         self.engine.dispose()
         self._fast_engine.dispose()
         self._read_engine.dispose()
+
+
+# -- before a component starts: is the database there? -----------------------------------------
+
+
+def _one_line(error: BaseException) -> str:
+    """A driver's message on one line (psycopg's span several, with tabs)."""
+    return " ".join(str(getattr(error, "orig", None) or error).split())
+
+
+def _maintenance_url(url: str) -> Any:
+    """The same server's ``postgres`` database (``template1`` when ``postgres`` is the one asked for)."""
+    parsed = make_url(normalize_url(url))
+    return parsed.set(database="template1" if parsed.database == "postgres" else "postgres")
+
+
+def _server(url: str) -> str:
+    parsed = make_url(url)
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def _database_exists(url: str) -> bool | None:
+    """Whether the server lists ``url``'s database; None when the server cannot be asked."""
+    engine = create_engine(_maintenance_url(url), **engine_kwargs(url))
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                 {"name": make_url(url).database}).first()
+        return found is not None
+    except Exception:  # noqa: BLE001 - no maintenance database, no rights: we cannot tell
+        return None
+    finally:
+        engine.dispose()
+
+
+def check_database(url: str) -> None:
+    """Raise :class:`DatabaseMissing` or :class:`StoreUnavailable` (one line, no secrets) unless
+    ``url``'s database accepts a connection. For commands, before they start a component: a
+    missing database is a setup step to name, not a traceback from the first query."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is reported the same way
+        if not is_sqlite(url) and _database_exists(url) is False:
+            raise DatabaseMissing(str(make_url(url).database), _server(url)) from None
+        raise StoreUnavailable(f"cannot connect to the database: {_one_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+def create_database(url: str) -> bool:
+    """Create ``url``'s PostgreSQL database when the server lacks it; True when it was created.
+    A SQLite file is created by its first connection: nothing to do."""
+    if is_sqlite(url) or _database_exists(url) is not False:
+        return False
+    engine = create_engine(_maintenance_url(url), isolation_level="AUTOCOMMIT", **engine_kwargs(url))
+    try:
+        with engine.connect() as conn:
+            name = engine.dialect.identifier_preparer.quote(str(make_url(url).database))
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as exc:  # noqa: BLE001 - no CREATEDB right, the server went away...
+        raise StoreUnavailable(f"cannot create the database: {_one_line(exc)}") from None
+    finally:
+        engine.dispose()
+    return True

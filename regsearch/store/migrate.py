@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from regsearch.store.db import normalize_url
+from regsearch.store.db import check_database, normalize_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -21,9 +21,14 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision``, Optuna's tables included."""
+    """Bring the database at ``url`` to ``revision``, Optuna's tables included.
+
+    Raises ``DatabaseMissing`` / ``StoreUnavailable`` (one line, naming the database) before
+    Alembic starts, instead of a driver traceback from inside a migration.
+    """
     from regsearch.store.studies import optuna_storage
 
+    check_database(url)
     command.upgrade(alembic_config(url), revision)
     # Optuna creates (and stamps) its own schema; doing it here keeps concurrent first
     # requests from racing on CREATE TABLE / CREATE TYPE.
