@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from enum import IntEnum
+from typing import Any, NamedTuple
 
 from optuna.trial import FrozenTrial
 
@@ -25,7 +26,12 @@ from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import FINAL_JOB_STATES, EndReason, JobState, TrialState
 from regsearch.domain.trial_end import Outcome, trial_end
 from regsearch.messaging.queue import DEFAULT_QUEUE, TrialQueue
-from regsearch.services.coordinator.mirror import SpaceExhausted, StudyMirror
+from regsearch.services.coordinator.mirror import (
+    CONFIRM_ATTR,
+    SEED_ATTR,
+    SpaceExhausted,
+    StudyMirror,
+)
 from regsearch.services.coordinator.rows import JobRows
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
@@ -33,6 +39,23 @@ from regsearch.store.db import Database
 from regsearch.store.models import Job, Trial, as_utc
 
 log = logging.getLogger("regsearch.coordinator")
+
+
+class Exhausted(NamedTuple):
+    """A search ask found no new configuration (``fill``): the search trials that had ended then,
+    and the distinct configurations the job has. Kept between ticks; ``fill`` asks again once a
+    search trial ends (a failed one's configuration is free again)."""
+
+    ended: int
+    distinct: int
+
+
+class Read(IntEnum):
+    """What the next use of the rows reads first; a later need only raises it."""
+
+    NOTHING = 0  # they are current
+    CHANGED = 1  # what can have changed (rows.JobRows.refresh): workers or our own writes
+    ALL = 2  # every row: the job's end is decided on them
 
 
 class ActiveJob:
@@ -47,11 +70,9 @@ class ActiveJob:
         self.spec: JobSpec = self.mirror.spec  # validated once per job, when its mirror was built
         self._cache = JobRows(db, row.id)
         self._rows: list[Trial] = []
-        self._full = False  # the next read reads every row
+        self._next_read = Read.ALL
         self.ended = False  # the job is no longer active
-        # Set when a search ask found no new configuration (fill): (search trials ended then,
-        # distinct configurations). Kept between ticks; fill asks again once a search trial ends.
-        self.exhausted: tuple[int, int] | None = None
+        self.exhausted: Exhausted | None = None
         self.begin(row, now=now, maintenance=True)
 
     @property
@@ -64,10 +85,7 @@ class ActiveJob:
         self.now = now
         self.maintenance = maintenance or row.cancel_requested  # a cancel is acted on at once
         self.halted = False  # no further step runs in this tick
-        self.in_flight = 0  # trials running, waiting in the broker or prepared (fill, confirm)
-        self.search_over = False  # the search asked its budget or ran out of time (fill)
-        self._stale = True  # the rows are re-read before their next use: workers changed them
-        self._reloaded = False
+        self._must_read(Read.CHANGED)  # workers changed them since the last tick
 
     def halt(self) -> None:
         """No further step runs for this job in this tick."""
@@ -77,18 +95,30 @@ class ActiveJob:
     @property
     def rows(self) -> list[Trial]:
         """The job's rows by trial number; the only place that reads them."""
-        if self._stale:
-            self._rows = self._cache.refresh(full=self._full)
-            self._stale = self._full = False
+        if self._next_read != Read.NOTHING:
+            self._rows = self._cache.refresh(full=self._next_read == Read.ALL)
+            self._next_read = Read.NOTHING
         return self._rows
 
     def reload(self) -> None:
-        """Read every row again before the next use (once a tick: the job's end decides on them)."""
-        if not self._reloaded:
-            self._reloaded = self._full = self._stale = True
+        """Read every row again before their next use (the job's end is decided on them)."""
+        self._must_read(Read.ALL)
+
+    def _must_read(self, read: Read) -> None:
+        self._next_read = max(self._next_read, read)
 
     def count(self, state: TrialState) -> int:
         return sum(1 for row in self.rows if row.state == state)
+
+    @property
+    def asked(self) -> int:
+        """Search trials asked so far: a retry or a confirmation run is not a new ask."""
+        return sum(1 for row in self.rows if row.retry_of is None and row.confirm_of is None)
+
+    @property
+    def search_over(self) -> bool:
+        """The search asked its budget, found no new configuration, or ran out of time."""
+        return self.timed_out or self.exhausted is not None or self.asked >= self.spec.budget.n_trials
 
     @property
     def timed_out(self) -> bool:
@@ -125,7 +155,7 @@ class ActiveJob:
                                        state=state):
             return False
         self.mirror.tell(row.number, row.optuna_trial_id, self.outcome(row, state))
-        self._stale = True
+        self._must_read(Read.CHANGED)
         return True
 
     def end_stale(self, row: Trial, *, older_than: dt.datetime, reason: str, retryable: bool) -> bool:
@@ -134,7 +164,7 @@ class ActiveJob:
                                       retryable=retryable):
             return False
         self.mirror.tell(row.number, row.optuna_trial_id, self.outcome(row, TrialState.FAILED))
-        self._stale = True
+        self._must_read(Read.CHANGED)
         return True
 
     def adopt(self, frozen: FrozenTrial) -> None:
@@ -145,20 +175,20 @@ class ActiveJob:
         row_id = trial_store.add_trial(self._db, job_id=self.id, number=frozen.number,
                                        optuna_trial_id=frozen._trial_id, params=dict(frozen.params))
         trial_store.fail_queued(self._db, trial_id=row_id, retryable=True, reason=EndReason.NOT_ENQUEUED)
-        self._stale = True
+        self._must_read(Read.CHANGED)
 
     def mark_retried(self, row: Trial) -> bool:
         if not trial_store.mark_retried(self._db, trial_id=row.id):
             return False
         self._cache.reread(row.id)  # a final row changed: re-read it with the open ones
-        self._stale = True
+        self._must_read(Read.CHANGED)
         return True
 
     def prepare(self, *, attempt: int = 1, retry_of: int | None = None,
                 fixed_params: dict[str, Any] | None = None, seed: int | None = None,
                 confirm_of: int | None = None) -> int:
         """Ask and commit a trial (queued, not yet sent); returns its row id."""
-        attrs = None if confirm_of is None else {"regsearch_confirm_of": confirm_of, "regsearch_seed": seed}
+        attrs = None if confirm_of is None else {CONFIRM_ATTR: confirm_of, SEED_ATTR: seed}
         number, optuna_trial_id, params = self.mirror.ask(fixed_params, user_attrs=attrs)
         return self._commit(number, optuna_trial_id, params, attempt=attempt, retry_of=retry_of, seed=seed,
                             confirm_of=confirm_of)
@@ -184,7 +214,7 @@ class ActiveJob:
         trial_id = trial_store.add_trial(self._db, job_id=self.id, number=number,
                                          optuna_trial_id=optuna_trial_id, params=params, **row)
         failpoints.hit("coordinator.after_commit")
-        self._stale = True
+        self._must_read(Read.CHANGED)
         return trial_id
 
     def send(self, trial_ids: list[int]) -> None:

@@ -61,6 +61,7 @@ HISTORY_RECENT = 250
 TRIM_AT = 2 * (HISTORY_BEST + HISTORY_RECENT)
 _SCRATCH_TRIALS = 256  # the scratch study is made anew past this many (RandomSampler keeps no model)
 CONFIRM_ATTR = "regsearch_confirm_of"  # the user attribute of a confirmation run (ActiveJob.prepare)
+SEED_ATTR = "regsearch_seed"  # and its training seed
 
 
 class SpaceExhausted(Exception):

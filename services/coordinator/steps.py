@@ -19,18 +19,22 @@
 9. fill      unsent trials go out (retries first), then new ones are asked, until
              ``budget.parallelism`` + ``prepare_ahead`` are in flight or the budget is used.
              A new search trial is never a configuration the job has in flight, complete or
-             pruned (:meth:`StudyMirror.ask`); when no new one is found the space is exhausted:
-             the search is over, and fill asks again only once a search trial has ended.
-10. confirm  the search over and nothing in flight: with ``confirm`` in the spec, the top-k
-             configurations are prepared again with extra training seeds (``confirm_of`` set),
-             each once (:func:`regsearch.domain.confirm.confirmation_plan`).
-11. finish   the search over, nothing in flight and no confirmation run missing (or the timeout
+             pruned (:meth:`StudyMirror.ask`); when no new one is found the space is exhausted
+             (:class:`Exhausted`): the search is over, and fill asks again only once a search
+             trial has ended. It hands on the number of trials in flight.
+10. confirm  the search over (:attr:`ActiveJob.search_over`) and nothing in flight: with
+             ``confirm`` in the spec, the top-k configurations are prepared again with extra
+             training seeds (``confirm_of`` set), each once
+             (:func:`regsearch.domain.confirm.confirmation_plan`). It hands on how many.
+11. finish   the search over, nothing in flight and no confirmation run prepared (or the timeout
              passed): Optuna's record is synced, and the job completes (or fails, when every
              trial failed). A job whose space was exhausted completes with the reason in its
              ``error`` ("search space exhausted: N distinct configurations").
 
-A maintenance step runs at most every ``MAINTENANCE_EVERY_S`` (on every tick while the job is
-being cancelled). Each step is safe to repeat after a crash: every write is a conditional UPDATE
+The steps before ``fill`` act on the job alone; ``fill``, ``confirm`` and ``finish`` pass on what
+the next one needs as values (:func:`run_tick`), and the job's end is decided on its rows read
+afresh, once. A maintenance step runs at most every ``MAINTENANCE_EVERY_S`` (on every tick while
+the job is being cancelled). Each step is safe to repeat after a crash: every write is a conditional UPDATE
 or is found again by ``sync``, and the coordinator restarts from the database alone.
 """
 
@@ -43,15 +47,12 @@ from dataclasses import dataclass
 
 from regsearch.domain.confirm import confirmation_plan
 from regsearch.domain.states import FINAL_TRIAL_STATES, EndReason, JobState, TrialState
-from regsearch.services.coordinator.active import ActiveJob
+from regsearch.services.coordinator.active import ActiveJob, Exhausted
 from regsearch.services.coordinator.mirror import SpaceExhausted
 from regsearch.store.jobs import trial_dict
 from regsearch.store.models import Trial, as_utc
 
 log = logging.getLogger("regsearch.coordinator")
-
-# The state a cancelled job's queued trials end in, with EndReason.JOB_CANCELLED: not a failure.
-CANCELLED_TRIAL_STATE = TrialState.CANCELLED
 
 
 def start(job: ActiveJob) -> None:
@@ -90,7 +91,8 @@ def cancel(job: ActiveJob) -> None:
     rows = job.rows
     for row in rows:
         if row.state == TrialState.QUEUED:
-            job.end_queued(row, reason, state=TrialState.FAILED if data_error else CANCELLED_TRIAL_STATE)
+            # a cancelled job's queued trials end cancelled: not a failure
+            job.end_queued(row, reason, state=TrialState.FAILED if data_error else TrialState.CANCELLED)
     _reap_stale(job, rows, retryable=False)
     if not any(row.state in (TrialState.QUEUED, TrialState.RUNNING) for row in job.rows):
         sync(job)  # Optuna's record agrees before the job ends
@@ -152,8 +154,9 @@ def expire(job: ActiveJob) -> None:
             job.end_queued(row, EndReason.TIMEOUT_NOT_STARTED)
 
 
-def fill(job: ActiveJob) -> None:
-    """Keep ``parallelism`` trials running and ``prepare_ahead`` more waiting in the broker.
+def fill(job: ActiveJob) -> int:
+    """Keep ``parallelism`` trials running and ``prepare_ahead`` more waiting in the broker;
+    returns the trials in flight (running, sent, or prepared and kept for a free slot).
 
     A trial is asked, committed, marked sent, then sent. The ones beyond ``parallelism`` wait
     in the broker, so a worker that finishes a trial takes the next at once instead of waiting
@@ -164,8 +167,7 @@ def fill(job: ActiveJob) -> None:
     rows, budget = job.rows, job.spec.budget
     running = sum(1 for r in rows if r.state == TrialState.RUNNING)
     if job.timed_out:  # expire ended what had not started; nothing more is asked
-        job.in_flight, job.search_over = running, True
-        return
+        return running
     in_flight = running + sum(1 for r in rows if r.state == TrialState.QUEUED and r.enqueued_at is not None)
     # Retries first: they are owed a run.
     unsent = sorted((r for r in rows if r.state == TrialState.QUEUED and r.enqueued_at is None),
@@ -179,9 +181,9 @@ def fill(job: ActiveJob) -> None:
     to_send = [r.id for r in unsent[: max(0, capacity - in_flight)]]
     job.send(to_send)
     in_flight += len(to_send)
-    asked = sum(1 for r in rows if r.retry_of is None and r.confirm_of is None)
+    asked = job.asked
     ended = sum(1 for r in rows if r.confirm_of is None and r.state in FINAL_TRIAL_STATES)
-    if job.exhausted is not None and job.exhausted[0] != ended:
+    if job.exhausted is not None and job.exhausted.ended != ended:
         job.exhausted = None  # a search trial ended since: a failed one's configuration is free again
     while asked < budget.n_trials and in_flight < capacity and job.exhausted is None:
         # With budget.pack, trials go out in groups of one structure, committed and marked sent
@@ -190,45 +192,43 @@ def fill(job: ActiveJob) -> None:
         try:
             trial_ids = job.prepare_pack(size) if size > 1 else [job.prepare()]
         except SpaceExhausted as exc:
-            job.exhausted = (ended, exc.distinct)
+            job.exhausted = Exhausted(ended=ended, distinct=exc.distinct)
             log.info("job %s: %s; no more search trials", job.id, exc)
             break
         job.send(trial_ids)
         asked += len(trial_ids)
         in_flight += len(trial_ids)
-    job.in_flight = in_flight
-    job.search_over = asked >= budget.n_trials or job.exhausted is not None
+    return in_flight
 
 
-def confirm(job: ActiveJob) -> None:
-    """The confirmation runs go out on the next tick, like any unsent trial."""
+def confirm(job: ActiveJob) -> int:
+    """Prepare the confirmation runs still missing (the search is over, nothing in flight, the
+    rows just read afresh); returns how many. They go out on the next tick, like any unsent trial."""
     spec = job.spec
-    if spec.confirm is None or job.in_flight or not job.search_over or job.timed_out:
-        return
-    job.reload()
+    if spec.confirm is None or job.timed_out:
+        return 0
     plan = confirmation_plan(
         [trial_dict(r) for r in job.rows], metric=spec.objective.metrics[0], direction=spec.directions[0],
         top_k=spec.confirm.top_k, seeds=spec.confirm.seeds, base_seed=spec.training.seed,
     )
     for run in plan:
         job.prepare(fixed_params=run.params, seed=run.seed, confirm_of=run.confirm_of)
-    job.in_flight += len(plan)
     if plan:
         log.info("job %s: search done, %d confirmation runs of the top %d configurations",
                  job.id, len(plan), spec.confirm.top_k)
+    return len(plan)
 
 
 def finish(job: ActiveJob) -> None:
-    if job.in_flight or not job.search_over:
-        return
-    job.reload()
+    """End the job (the search is over, nothing in flight, no confirmation run prepared)."""
     sync(job)  # Optuna's record agrees before the job ends
     final = [r for r in job.rows if r.state in FINAL_TRIAL_STATES and not r.retried]
     if final and all(r.state == TrialState.FAILED for r in final):
         first = next((r.error for r in final if r.error), "unknown error")
         job.set_status(JobState.FAILED, error=f"all {len(final)} trials failed; first error: {first}")
     elif job.exhausted is not None:  # ended early: the reason goes where a job's end is explained
-        job.set_status(JobState.COMPLETED, error=f"{EndReason.SPACE_EXHAUSTED}: {job.exhausted[1]} distinct configurations")
+        job.set_status(JobState.COMPLETED,
+                       error=f"{EndReason.SPACE_EXHAUSTED}: {job.exhausted.distinct} distinct configurations")
     else:
         job.set_status(JobState.COMPLETED)
     log.info("job %s finished", job.id)
@@ -236,7 +236,7 @@ def finish(job: ActiveJob) -> None:
 
 @dataclass(frozen=True)
 class Step:
-    run: Callable[[ActiveJob], None]
+    run: Callable[..., object]  # the job's steps take the job; see run_tick for what they hand on
     maintenance: bool = False  # runs at most every MAINTENANCE_EVERY_S
 
     @property
@@ -244,7 +244,8 @@ class Step:
         return self.run.__name__
 
 
-TICK: tuple[Step, ...] = (
+# The steps that act on the job alone, in order.
+HOUSEKEEPING: tuple[Step, ...] = (
     Step(start),
     Step(learn),
     Step(sync, maintenance=True),
@@ -253,17 +254,27 @@ TICK: tuple[Step, ...] = (
     Step(retry),
     Step(resend, maintenance=True),
     Step(expire),
-    Step(fill),
-    Step(confirm),
-    Step(finish),
 )
+TICK: tuple[Step, ...] = (*HOUSEKEEPING, Step(fill), Step(confirm), Step(finish))
 
 
 def run_tick(job: ActiveJob) -> None:
-    """The steps of :data:`TICK` in order, until one halts the job's tick."""
-    for step in TICK:
+    """The steps of :data:`TICK` in order, until one halts the job's tick.
+
+    ``fill`` hands on the trials in flight; with none and the search over, the rows are read
+    afresh once, ``confirm`` hands on the runs it prepared, and with none ``finish`` ends the job.
+    """
+    for step in HOUSEKEEPING:
         if job.halted:
             return
         if step.maintenance and not job.maintenance:
             continue
         step.run(job)
+    if job.halted:
+        return
+    in_flight = fill(job)
+    if in_flight or not job.search_over:
+        return
+    job.reload()  # the job's end is decided on every row
+    if confirm(job) == 0:
+        finish(job)
