@@ -26,8 +26,6 @@ from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import model_label
 from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState
 
-METRIC_COLUMNS = SHOWN_METRICS
-
 
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
@@ -261,7 +259,7 @@ def print_trial(console: Console, document: dict[str, Any]) -> None:
     """The human form of a local trial: metrics, per-epoch curve, layer order, recipe."""
     summary = document["metrics"]
     title = f"Trial on {document['device']}: " + ", ".join(f"{k}={_fmt(v, 3)}" for k, v in document["params"].items())
-    names = (*METRIC_COLUMNS, "epochs_run")
+    names = (*SHOWN_METRICS, "epochs_run")
     values = [_fmt(summary.get(c)) for c in names]
     console.print(title, highlight=False)
     if sum(max(cell_len(n), cell_len(v)) for n, v in zip(names, values)) + _overhead(len(names)) <= console.width:

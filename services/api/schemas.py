@@ -287,9 +287,6 @@ def trial_detail(trial: Trial, epochs: Sequence[Any]) -> TrialDetailPublic:
     )
 
 
-CONFIRMED_METRICS = SHOWN_METRICS
-
-
 def confirmation(seed_runs: Sequence[Trial]) -> ConfirmationPublic | None:
     if not seed_runs:
         return None
@@ -300,7 +297,7 @@ def confirmation(seed_runs: Sequence[Trial]) -> ConfirmationPublic | None:
         seeds=[t.seed for t in seed_runs],
         metrics={
             name: group_interval(runs, name)
-            for name in CONFIRMED_METRICS
+            for name in SHOWN_METRICS
         },
     )
 
