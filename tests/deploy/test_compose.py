@@ -3,15 +3,18 @@
 Every command a service runs is parsed by the real Typer app (a renamed command or option fails
 here), every REGSEARCH_* variable is a field of Settings, the worker asks for NVIDIA GPUs, the
 long-running services have healthchecks (the coordinator's and the worker's are run for real
-against PostgreSQL and Redis), and `docker compose config` validates the file where the compose
-plugin is installed.
+against PostgreSQL and Redis), every image the project does not build is a variable, and
+`docker compose config` validates the file (and deploy/compose.cpu.yml over it) where compose v2
+is installed. deploy/ci-compose.sh runs the stack itself.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +30,6 @@ from regsearch.cli.app import app
 from regsearch.config import Settings
 from tests.deploy.files import (
     COMPOSE_FILE,
-    DOCKERFILE,
     DOCKERIGNORE,
     ROOT,
     MissingVariable,
@@ -49,7 +51,19 @@ LONG_RUNNING = sorted(set(SERVICES) - {"migrate"})
 SETTINGS_PREFIX = str(Settings.model_config.get("env_prefix", ""))
 SETTINGS_VARIABLES = {f"{SETTINGS_PREFIX}{name}".upper() for name in Settings.model_fields}
 # Variables a regsearch container reads that are not settings, and who reads them.
-IMAGE_VARIABLES = {"GPU_SLOT_DIR": "the worker image's entrypoint (regsearch-gpu-slot in the Dockerfile)"}
+IMAGE_VARIABLES = {"GPU_SLOT_DIR": ROOT / "deploy" / "regsearch-gpu-slot"}  # the worker image's entrypoint
+HEALTHCHECK_SCRIPT = ROOT / "deploy" / "regsearch-healthcheck"
+CPU_OVERRIDE = ROOT / "deploy" / "compose.cpu.yml"
+
+
+def healthcheck_script() -> Any:
+    """deploy/regsearch-healthcheck (the images' /usr/local/bin/regsearch-healthcheck), imported."""
+    loader = importlib.machinery.SourceFileLoader("regsearch_healthcheck", str(HEALTHCHECK_SCRIPT))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
 
 def cli(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
@@ -139,7 +153,7 @@ def test_regsearch_containers_get_only_settings_and_documented_image_variables(n
     others = {key for key in env if key not in SETTINGS_VARIABLES}
     assert others <= set(IMAGE_VARIABLES), f"{name}: {others - set(IMAGE_VARIABLES)} are read by nothing"
     for variable in others:
-        assert variable in DOCKERFILE.read_text(), IMAGE_VARIABLES[variable]
+        assert variable in IMAGE_VARIABLES[variable].read_text(), IMAGE_VARIABLES[variable]
     resolved = {key: interpolate(value, EXAMPLE_ENV) for key, value in env.items() if value is not None}
     assert resolved["REGSEARCH_DATA_DIR"] == "/var/lib/regsearch"
     assert resolved["REGSEARCH_DATABASE_URL"].startswith("postgresql+psycopg://regsearch:")
@@ -198,6 +212,31 @@ def test_env_files_stay_out_of_git_and_out_of_the_images() -> None:
     assert "bench" in ignore or "bench/results" in ignore
 
 
+# -- images ---------------------------------------------------------------------------------------
+def test_every_image_the_project_does_not_build_is_a_variable_with_the_default_documented() -> None:
+    """A site with a mirror or base images of its own substitutes them in .env, not in the file."""
+    for name, service in SERVICES.items():
+        if "build" in service:
+            assert service["image"].startswith("${IMAGE_PREFIX:-regsearch}-"), name
+            continue
+        match = re.fullmatch(r"\$\{([A-Z_]+_IMAGE):-([^}]+)\}", service["image"])
+        assert match, f"{name}: image {service['image']!r} is not ${{NAME_IMAGE:-default}}"
+        variable, default = match[1], match[2]
+        assert variable in EXAMPLE and EXAMPLE[variable].value == default and not EXAMPLE[variable].active, (
+            f".env.example: # {variable}={default}")
+
+
+def test_compose_builds_pass_the_dockerfiles_build_args() -> None:
+    args, _stages = dockerfile_stages()
+    worker_args = {a.args.split("=")[0] for a in _stages["worker"].all("ARG")}
+    for name, service in SERVICES.items():
+        if "build" in service:
+            passed = set(service["build"]["args"])
+            assert {"PYTHON_IMAGE", "CUDA_IMAGE"} | worker_args <= passed, name
+            assert passed <= set(args) | worker_args, f"{name}: {passed - set(args) - worker_args} are no build args"
+            assert passed <= set(EXAMPLE), f"document in .env.example: {passed - set(EXAMPLE)}"
+
+
 # -- the worker and the GPUs ---------------------------------------------------------------------
 def test_the_worker_reserves_the_hosts_nvidia_gpus_and_takes_one_each() -> None:
     worker = SERVICES["worker"]
@@ -241,11 +280,13 @@ def test_python_healthchecks_compile_and_name_what_exists() -> None:
     import ast
     import importlib
 
+    codes = {"deploy/regsearch-healthcheck": HEALTHCHECK_SCRIPT.read_text()}
     for name in LONG_RUNNING:
         test = SERVICES[name]["healthcheck"]["test"]
-        if test[:3] != ["CMD", "python", "-c"]:
-            continue
-        code = interpolate(test[3], EXAMPLE_ENV)
+        if test[:3] == ["CMD", "python", "-c"]:
+            codes[name] = interpolate(test[3], EXAMPLE_ENV)
+    assert "flower" in codes
+    for name, code in codes.items():
         tree = ast.parse(code)
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "regsearch":
@@ -254,12 +295,36 @@ def test_python_healthchecks_compile_and_name_what_exists() -> None:
                     assert hasattr(module, alias.name), f"{name}: {node.module}.{alias.name} does not exist"
 
 
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_healthchecks_are_words_every_engine_passes_alike(name: str) -> None:
+    """podman splits an exec-form argument with spaces where docker does not: one word each (or
+    CMD-SHELL with one command line, which both engines give to /bin/sh -c)."""
+    test = SERVICES[name]["healthcheck"]["test"]
+    if test[0] == "CMD-SHELL":
+        assert len(test) == 2, f"{name}: {test}"
+    else:
+        assert test[0] == "CMD" and len(test) >= 2, f"{name}: {test}"
+        assert all(word and not any(c.isspace() for c in word) for word in test), f"{name}: {test}"
+
+
+@pytest.mark.parametrize("name", sorted(set(REGSEARCH_SERVICES) & set(LONG_RUNNING)))
+def test_the_regsearch_containers_check_themselves_with_the_images_script(name: str) -> None:
+    script = healthcheck_script()
+    assert SERVICES[name]["healthcheck"]["test"] == ["CMD", "regsearch-healthcheck", name]
+    assert name in {*script.URLS, *script.CHECKS}
+    usage = subprocess.run([sys.executable, str(HEALTHCHECK_SCRIPT), "nonsense"], capture_output=True, text=True,
+                           timeout=30, check=False)
+    assert usage.returncode != 0 and name in usage.stderr
+
+
 def test_the_http_healthchecks_ask_the_health_routes() -> None:
     from regsearch.services.api.routes.health import router
 
+    urls = healthcheck_script().URLS
     assert "/healthz" in {route.path for route in router.routes}  # type: ignore[attr-defined]
-    assert "/healthz" in SERVICES["api"]["healthcheck"]["test"][3]
-    assert "/_stcore/health" in SERVICES["dashboard"]["healthcheck"]["test"][3]
+    for name, path in (("api", "/healthz"), ("dashboard", "/_stcore/health")):
+        _, params = cli(service_command(name))
+        assert urls[name] == f"http://127.0.0.1:{params['port']}{path}"
     assert "/healthcheck" in SERVICES["flower"]["healthcheck"]["test"][3]
 
 
@@ -289,7 +354,9 @@ def test_flower_is_opt_in_and_refuses_to_run_without_basic_auth() -> None:
 
 # -- the healthchecks, run for real ----------------------------------------------------------------
 def healthcheck_code(name: str) -> str:
-    return interpolate(SERVICES[name]["healthcheck"]["test"][3], EXAMPLE_ENV)
+    """What ``regsearch-healthcheck NAME`` runs in a container, as ``python -c`` code."""
+    assert SERVICES[name]["healthcheck"]["test"] == ["CMD", "regsearch-healthcheck", name]
+    return f"import sys\nsys.argv = ['regsearch-healthcheck', {name!r}]\n" + HEALTHCHECK_SCRIPT.read_text()
 
 
 def run_check(code: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -393,3 +460,15 @@ def test_docker_compose_names_a_missing_secret(docker_compose: list[str], tmp_pa
     checked = run_compose(docker_compose, tmp_path, env, "config", "--quiet")
     assert checked.returncode != 0
     assert "REGSEARCH_API_TOKEN" in checked.stderr
+
+
+def test_the_cpu_override_runs_the_worker_on_the_cpu_without_gpus(docker_compose: list[str], tmp_path: Path) -> None:
+    env = {**EXAMPLE_ENV, "WORKER_CONCURRENCY": "3"}
+    resolved = run_compose(docker_compose, tmp_path, env, "-f", str(CPU_OVERRIDE), "config", "--format", "json")
+    assert resolved.returncode == 0, resolved.stderr
+    worker = json.loads(resolved.stdout)["services"]["worker"]
+    assert "deploy" not in worker, "no NVIDIA device reservation on a host without GPUs"
+    assert worker["command"] == ["regsearch", "worker", "--device", "cpu", "--concurrency", "3"]
+    cli(worker["command"])
+    assert worker["environment"]["GPU_SLOT_DIR"] == "", "the entrypoint must not look for a GPU"
+    assert worker["healthcheck"]["test"] == ["CMD", "regsearch-healthcheck", "worker"]

@@ -2,14 +2,18 @@
 
 The control-plane images (service, dashboard) must not contain torch: their pip installs name
 neither torch nor the worker extra, the build itself asserts it, and nothing they run imports
-torch, scikit-learn, mnist1d or ``worker/``. The worker image is CUDA + torch.
+torch, scikit-learn, mnist1d or ``worker/``. The worker image is CUDA + torch. The file is plain
+Dockerfile syntax, which the classic builder, BuildKit and buildah all read (deploy/ci-compose.sh
+builds it with the classic builder).
 """
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -19,15 +23,37 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.files import ROOT, Stage, compose, dockerfile_stages, interpolate
+from tests.deploy.files import (
+    DOCKERFILE,
+    DOCKERIGNORE,
+    ROOT,
+    Stage,
+    compose,
+    dockerfile_stages,
+    interpolate,
+)
 
 ARGS, STAGES = dockerfile_stages()
 TORCH_GUARD = "find_spec('torch')"
 WORKER_ONLY = ("torch", "sklearn", "mnist1d", "worker")
+SLOT_SCRIPT = ROOT / "deploy" / "regsearch-gpu-slot"
 
 
 def pip_installs(stage: Stage) -> list[str]:
     return [run.args for run in stage.all("RUN") if "pip install" in run.args]
+
+
+def installed_extras(stage: Stage) -> set[str]:
+    """The extras a stage's own RUNs install: deploy/requirements.py's arguments (the dependencies,
+    installed before the code) and the ``/app[...]`` install of the code itself."""
+    extras: set[str] = set()
+    for run in stage.all("RUN"):
+        for command in run.args.split("&&"):
+            words = shlex.split(command)
+            if len(words) >= 3 and words[1].endswith("requirements.py"):  # python3 requirements.py PYPROJECT EXTRA... > FILE
+                extras.update(words[3 : words.index(">")] if ">" in words else words[3:])
+            extras.update(e for w in words if (m := re.fullmatch(r"/app\[([^]]*)\]", w)) for e in m[1].split(","))
+    return extras
 
 
 def test_there_is_a_service_a_dashboard_and_a_worker_target() -> None:
@@ -56,14 +82,20 @@ def test_the_control_plane_images_install_no_torch(target: str) -> None:
     installs = pip_installs(STAGES[target])
     assert installs, f"{target} installs nothing"
     for args in installs:
-        command = args.split("&&")[0]
-        assert "torch" not in command and "[worker" not in command and "worker]" not in command, command
+        for command in (c for c in args.split("&&") if "pip install" in c):
+            assert "torch" not in command and "[worker" not in command and "worker]" not in command, command
         assert TORCH_GUARD in args, f"{target}: the build must fail if torch came in"
+    assert "worker" not in installed_extras(STAGES[target])
+
+
+def test_the_service_image_installs_the_core_and_s3_only() -> None:
+    assert installed_extras(STAGES["service"]) == {"s3"}
 
 
 def test_the_dashboard_image_adds_only_the_dashboard_extra() -> None:
     (install,) = pip_installs(STAGES["dashboard"])
-    assert "[dashboard]" in install.split("&&")[0]
+    assert '"/app[dashboard]"' in install
+    assert installed_extras(STAGES["dashboard"]) == {"dashboard"}
 
 
 def test_the_worker_image_installs_torch_then_the_worker_extra() -> None:
@@ -73,6 +105,10 @@ def test_the_worker_image_installs_torch_then_the_worker_extra() -> None:
     assert torch_default.split("=", 1)[1].startswith("torch")
     assert any("$TORCH_SPEC" in args for args in installs)
     assert any("[worker]" in args or "[worker," in args for args in installs)  # [worker,s3]: weights to S3
+    assert {"worker", "s3"} <= installed_extras(stage)
+    torch_layer = next(i for i, run in enumerate(stage.all("RUN")) if "$TORCH_SPEC" in run.args)
+    extras_layer = next(i for i, run in enumerate(stage.all("RUN")) if "worker" in run.args and "requirements.py" in run.args)
+    assert torch_layer < extras_layer, "torch first: the worker extra's torch>=2.2 must find it installed"
     env = " ".join(e.args for e in stage.all("ENV"))
     assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
     assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in env, "slot N must be nvidia-smi's GPU N"
@@ -144,18 +180,72 @@ with TestClient(create_app(get_settings())) as client:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+# -- plain syntax: the classic builder, BuildKit and buildah -----------------------------------------
+DOCKERFILES = [DOCKERFILE, ROOT / "deploy" / "stand-ins.Dockerfile"]
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_the_dockerfiles_use_only_what_every_builder_reads(path: Path) -> None:
+    """No frontend line (BuildKit would fetch an image), no heredoc (the classic builder: "unknown
+    instruction"; buildah 1.28: "copier: stat: /<<EOF"), no BuildKit-only flags (COPY --chmod,
+    --link, RUN --mount...)."""
+    text = path.read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE), "a '# syntax=' line"
+    _args, stages = dockerfile_stages(path)
+    for stage in stages.values():
+        for instruction in stage.instructions:
+            where = f"{path.name}, {stage.name}: {instruction.keyword} {instruction.args[:60]}"
+            assert instruction.heredoc is None and "<<" not in instruction.args, where
+            if instruction.keyword in ("COPY", "ADD", "RUN"):
+                words = instruction.args.split()
+                flags = [w.split("=")[0] for w in words[: next((i for i, w in enumerate(words) if not w.startswith("--")), len(words))]]
+                allowed = {"--from", "--chown"} if instruction.keyword != "RUN" else set()
+                assert set(flags) <= allowed, where
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_every_file_the_dockerfiles_copy_is_in_the_build_context(path: Path) -> None:
+    """Each COPY source exists in the repository and .dockerignore lets it into the context."""
+    context = ROOT if path == DOCKERFILE else path.parent
+    ignored = [line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    _args, stages = dockerfile_stages(path)
+    for stage in stages.values():
+        for copy in stage.all("COPY"):
+            sources = [w for w in copy.args.split()[:-1] if not w.startswith("--")]
+            if copy.args.startswith("--from"):
+                continue
+            for source in sources:
+                assert (context / source).exists(), f"{path.name}: COPY {source}: no such file"
+                if context == ROOT:
+                    parts = Path(source).parts
+                    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+                    assert not any(fnmatch.fnmatch(p, pattern.rstrip("/")) for p in prefixes for pattern in ignored), (
+                        f"COPY {source}: .dockerignore leaves it out of the context")
+
+
 # -- the GPU slot entrypoint ------------------------------------------------------------------------
 def slot_script() -> str:
-    (copy,) = [c for c in STAGES["worker"].all("COPY") if c.heredoc and "regsearch-gpu-slot" in c.args]
-    assert copy.heredoc
-    return copy.heredoc
+    return SLOT_SCRIPT.read_text()
 
 
 def test_the_worker_image_starts_through_the_gpu_slot_script() -> None:
-    (entrypoint,) = STAGES["worker"].all("ENTRYPOINT")
+    stage = STAGES["worker"]
+    (entrypoint,) = stage.all("ENTRYPOINT")
     assert entrypoint.exec_form() == ["/usr/local/bin/regsearch-gpu-slot"]
-    assert "--chmod=755" in next(c.args for c in STAGES["worker"].all("COPY") if c.heredoc)
+    (copy,) = [c for c in stage.all("COPY") if "deploy/regsearch-gpu-slot" in c.args.split()]
+    assert copy.args.split()[-1] in ("/usr/local/bin/", "/usr/local/bin/regsearch-gpu-slot")
+    # Executable whatever the checkout's file mode: a RUN chmod (COPY --chmod is BuildKit's).
+    assert any(re.search(r"chmod 755 [^&]*/usr/local/bin/regsearch-gpu-slot", r.args) for r in stage.all("RUN"))
+    assert slot_script().startswith("#!/bin/sh\n")
     assert 'exec "$@"' in slot_script()
+
+
+@pytest.mark.parametrize("target", ["service", "dashboard", "worker"])
+def test_every_image_has_the_healthcheck_script_compose_runs(target: str) -> None:
+    stages = [STAGES[target]] + ([STAGES["service"]] if target == "dashboard" else [])
+    copies = [c.args.split() for s in stages for c in s.all("COPY")]
+    assert any("deploy/regsearch-healthcheck" in words and words[-1].startswith("/usr/local/bin/") for words in copies)
+    assert any("chmod 755" in r.args and "/usr/local/bin/regsearch-healthcheck" in r.args for s in stages for r in s.all("RUN"))
 
 
 def fake_nvidia_smi(bin_dir: Path, listing: str, exit_code: int = 0) -> None:
@@ -219,6 +309,9 @@ def test_an_explicit_gpu_or_no_slot_dir_leaves_the_command_alone(slots: tuple[Pa
     plain = subprocess.run([str(script), "sh", "-c", 'echo "[$CUDA_VISIBLE_DEVICES]"'], env=plain_env,
                            capture_output=True, text=True, timeout=10, check=True)
     assert plain.stdout.strip() == "[]"
+    cpu = subprocess.run([str(script), "sh", "-c", 'echo "[$CUDA_VISIBLE_DEVICES]"'], env={**env, "GPU_SLOT_DIR": ""},
+                         capture_output=True, text=True, timeout=10, check=True)  # deploy/compose.cpu.yml
+    assert cpu.stdout.strip() == "[]"
 
 
 def test_no_visible_gpu_is_a_clear_error(slots: tuple[Path, dict[str, str], list]) -> None:
