@@ -109,9 +109,17 @@ def run_local_trial(
     *,
     device: str = "auto",
     on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
+    threads: int | None = None,
 ) -> LocalTrial:
-    """Validate ``params``, load the dataset (cached), build the recipe's module and train it."""
+    """Validate ``params``, load the dataset (cached), build the recipe's module and train it.
+
+    ``threads``: torch's intra-op threads for this process (None: torch's default, every core);
+    beside other trial processes each takes its share (``regsearch.cli.cores``)."""
     clean = validate_params(spec, params)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     target = select_device(device)
     splits = load_dataset_cached(spec.dataset, Path(data_dir))
     input_shape = input_shape_for(splits, spec.model)

@@ -26,6 +26,7 @@ from regsearch.cli.common import (
     _settings,
     app,
     console,
+    err,
     fail,
 )
 from regsearch.domain.spec import SpecError, load_spec
@@ -213,10 +214,12 @@ def trial(
     params: Annotated[str, typer.Option(help='JSON, e.g. \'{"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1}\'')],
     as_json: Annotated[bool, typer.Option("--json")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto")] = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, max=1024, help="torch threads (default: this process's share of the cores)")] = None,
 ) -> None:
-    """Train one configuration in this process (no services) and print what it measured."""
+    """Train one configuration in this process (no services): a line per epoch, then what it measured."""
     device = _device(device)
     from regsearch.cli.tables import print_trial, trial_document
+    from regsearch.cli.trial_lines import EpochLines, trial_threads
     from regsearch.worker.datasets import DatasetError
     from regsearch.worker.families.auto import NetworkError
     from regsearch.worker.local import run_local_trial, validate_params
@@ -232,8 +235,14 @@ def trial(
         fail(f"--params: not valid JSON ({exc})", 2)
     except ValueError as exc:
         fail(str(exc), 2)
+    settings = _settings()
+    n_threads, why = trial_threads(settings.data_dir, threads)
+    # --json keeps stdout for the document: the lines go to stderr there.
+    lines = EpochLines(err if as_json else console, job_spec.training.epochs)
+    lines.start(f"training {job_spec.training.epochs} epochs ({n_threads} torch threads: {why})")
     try:
-        local = run_local_trial(job_spec, parsed, _settings().data_dir, device=device)
+        local = run_local_trial(job_spec, parsed, settings.data_dir, device=device, on_epoch=lines.epoch,
+                                threads=n_threads)
     except (DatasetError, NetworkError) as exc:  # the data, or an auto network that cannot be used
         fail(str(exc), 2)
     except NonFiniteLossError as exc:
