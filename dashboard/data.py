@@ -25,7 +25,8 @@ from sqlalchemy.orm import aliased
 
 from regsearch.config import get_settings
 from regsearch.dashboard import frames
-from regsearch.dashboard.catalog import known_families
+from regsearch.dashboard.catalog import published
+from regsearch.domain.families import validation_context
 from regsearch.domain.model_label import model_label
 from regsearch.domain.ranking import RankedConfig, objectives_of, rank_jobs
 from regsearch.domain.space import suggest_params
@@ -108,7 +109,7 @@ def jobs(url: str) -> pd.DataFrame:
     """Every job (newest first) with trial counts per state, progress and its leader so far (the
     first of its ranking, as ``GET /jobs`` answers it: one query for every listed job's complete trials)."""
     job_ids = select(Job.id).order_by(Job.created_at.desc(), Job.id).limit(MAX_JOBS).scalar_subquery()
-    with known_families(url, reader(url)), reader(url).connect() as conn:
+    with reader(url).connect() as conn:
         job_rows = conn.execute(
             select(Job.id, Job.name, Job.status, Job.spec, Job.error, Job.cancel_requested,
                    Job.created_at, Job.started_at, Job.finished_at)
@@ -140,8 +141,7 @@ def job(url: str, job_id: str) -> dict[str, Any] | None:
             select(Job.id, Job.name, Job.status, Job.spec, Job.study_name, Job.error, Job.cancel_requested,
                    Job.created_at, Job.started_at, Job.finished_at).where(Job.id == job_id)
         ).mappings().first()
-    with known_families(url, reader(url)):
-        return None if row is None else frames.job_info(dict(row), now=utcnow())
+    return None if row is None else frames.job_info(dict(row), now=utcnow())
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -222,8 +222,7 @@ def trial(url: str, job_id: str, number: int) -> dict[str, Any] | None:
             .where(Epoch.trial_id == row["id"]).order_by(Epoch.epoch)
         ).all()
     detail = {k: (as_utc(v) if k.endswith("_at") else v) for k, v in dict(row).items()}
-    with known_families(url, reader(url)):
-        detail["job_model"] = model_label(detail.pop("job_spec") or {})
+    detail["job_model"] = model_label(detail.pop("job_spec") or {})
     detail["epochs"] = frames.float_frame(
         epochs, ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
     )
@@ -249,9 +248,8 @@ def report(url: str, job_id: str) -> dict[str, Any] | None:
         recipe = conn.execute(select(Trial.recipe).where(Trial.job_id == job_id, Trial.state == TrialState.COMPLETE)
                               .order_by(Trial.number).limit(1)).scalar()  # the job's slots: any trial's
     trials = [finite_or_none(dict(r)) for r in rows]
-    with known_families(url, reader(url)):
-        return build_report(row.spec or {}, trials, job_id=job_id, status=row.status,
-                            recipe=recipe).model_dump(mode="json")
+    return build_report(row.spec or {}, trials, job_id=job_id, status=row.status,
+                        recipe=recipe).model_dump(mode="json")
 
 
 class _Recorder:
@@ -323,8 +321,8 @@ def importance(url: str, job_id: str, n_complete: int) -> dict[str, Any]:
     try:
         import optuna
 
-        with known_families(url, reader(url)):
-            spec = JobSpec.model_validate(info["spec"])
+        # the whole spec, a plugin family's too: the families workers published are its context
+        spec = JobSpec.model_validate(info["spec"], context=validation_context(published(url, reader(url))))
         trials_ = _frozen_trials(spec, trials(url, job_id))
         if not any(t.params for t in trials_):
             return {"importances": {}, "n": len(trials_),
@@ -350,7 +348,7 @@ def leaders_of_jobs(url: str, job_ids: tuple[str, ...], k: int = 5) -> pd.DataFr
     from regsearch.domain.ranking import objectives_of, rank_jobs
     from regsearch.store.jobs import ranking_query
 
-    with known_families(url, reader(url)), reader(url).connect() as conn:
+    with reader(url).connect() as conn:
         found = {r.id: r for r in conn.execute(select(Job.id, Job.name, Job.spec).where(Job.id.in_(job_ids)))}
         rows = [dict(r) for r in conn.execute(ranking_query(list(found))).mappings()] if found else []
         chosen = [j for j in job_ids if j in found]

@@ -17,17 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regsearch.domain.confirm import planned_confirmations
-from regsearch.domain.metrics import DIRECTIONS, SUMMARY_FIELDS
+from regsearch.domain.metrics import SUMMARY_FIELDS
 from regsearch.domain.model_label import model_label, slot_labels
 from regsearch.domain.space import params_key
-from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import (
     ACTIVE_JOB_STATES,
     COUNTED_TRIAL_STATES,
     FINAL_TRIAL_STATES,
     TrialState,
 )
+from regsearch.domain.stored_spec import StoredSpec
 from regsearch.store.models import as_utc
 
 PARAM_COLUMNS = ("placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers")
@@ -77,29 +76,16 @@ def _elapsed(started: dt.datetime | None, finished: dt.datetime | None, now: dt.
 
 
 def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
-    """What the pages show of a stored spec; tolerant of specs an older version wrote."""
-    spec = spec or {}
-    try:
-        parsed = JobSpec.model_validate(spec)
-        metrics, directions = list(parsed.objective.metrics), parsed.directions
-        n_trials, dataset = parsed.budget.n_trials, parsed.dataset.name
-        model = model_label(parsed)
-        sampler, pruner, epochs = parsed.sampler, parsed.pruner, parsed.training.epochs
-    except Exception:  # noqa: BLE001 - show what can be shown
-        objective = spec.get("objective") or {}
-        metrics = list(objective.get("metrics") or ["val_acc"])
-        directions = list(objective.get("directions") or [DIRECTIONS.get(m, "maximize") for m in metrics])
-        n_trials = int((spec.get("budget") or {}).get("n_trials") or 0)
-        dataset = str((spec.get("dataset") or {}).get("name", "?"))
-        model, sampler, pruner = model_label(spec) or "?", str(spec.get("sampler", "?")), str(spec.get("pruner", "?"))
-        epochs = int((spec.get("training") or {}).get("epochs") or 0)
+    """What the pages show of a stored spec (``regsearch.domain.stored_spec``: tolerant of specs an
+    older version wrote, and of plugin families this process does not know)."""
+    view = StoredSpec.read(spec)
     return {
-        "objectives": list(zip(metrics, directions)),
-        "objective": ", ".join(objective_label(m, d) for m, d in zip(metrics, directions)),
-        "n_trials": n_trials, "dataset": dataset, "model": model, "sampler": sampler, "pruner": pruner,
-        "epochs": epochs, "n_confirm": planned_confirmations(spec),
-        # the one denominator of every progress count: search trials + confirmation runs
-        "n_planned": n_trials + planned_confirmations(spec),
+        "objectives": list(view.objectives),
+        "objective": ", ".join(objective_label(m, d) for m, d in view.objectives),
+        "n_trials": view.n_trials or 0, "dataset": view.dataset or "?", "model": model_label(view.data) or "?",
+        "sampler": view.sampler or "?", "pruner": view.pruner or "?", "epochs": view.epochs or 0,
+        "n_confirm": view.n_confirm,
+        "n_planned": view.n_planned,  # the one denominator of every progress count
     }
 
 

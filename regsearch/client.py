@@ -25,7 +25,8 @@ import httpx
 from typing_extensions import Self
 
 from regsearch.config import Settings
-from regsearch.domain.states import FINAL_JOB_STATES, FINAL_TRIAL_STATES, TrialState
+from regsearch.domain.progress import document_progress
+from regsearch.domain.states import FINAL_JOB_STATES, TrialState
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,14 +40,6 @@ JobRef = str | Mapping[str, Any]  # a job id, or a job document with its "id"
 
 def job_id_of(job: JobRef) -> str:
     return job if isinstance(job, str) else str(job["id"])
-
-
-def job_progress(job: Mapping[str, Any]) -> tuple[int, int]:
-    """(finished trials, n_trials + planned confirmation runs) of a job document."""
-    counts = job.get("counts", {})
-    done = sum(int(counts.get(k, 0)) for k in FINAL_TRIAL_STATES)
-    total = int(job.get("n_trials") or job.get("spec", {}).get("budget", {}).get("n_trials", 0) or 0)
-    return done, total + int(job.get("n_confirm") or 0)
 
 
 class ApiError(RuntimeError):
@@ -174,9 +167,9 @@ class Client:
         console = progress if isinstance(progress, Console) else None
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task(document["name"], total=job_progress(document)[1], detail="")
+            task = bar.add_task(document["name"], total=document_progress(document).planned, detail="")
             while True:
-                done, total = job_progress(document)
+                done, total = document_progress(document)
                 bar.update(task, completed=done, total=total, detail=_progress_detail(document))
                 if document["status"] in FINAL_JOB_STATES:
                     return document

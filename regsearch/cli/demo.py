@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from regsearch.cli.launcher import Supervisor, free_port, plan
-from regsearch.cli.tables import comparison_table, job_progress, print_best
+from regsearch.cli.tables import comparison_table, print_best
 from regsearch.client import Client
 from regsearch.config import Settings
+from regsearch.domain.progress import document_progress
 from regsearch.domain.states import FINAL_JOB_STATES, JobState, TrialState
 from regsearch.store.migrate import upgrade
 
@@ -72,7 +73,7 @@ def _follow(client: Client, job_id: str, supervisor: Supervisor, console: Consol
         task = progress.add_task("trials", total=None, detail="")
         while True:
             job = client.job(job_id)
-            done, total = job_progress(job)
+            done, total = document_progress(job)
             best = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
             detail = f"running {job['counts'][TrialState.RUNNING]}, pruned {job['counts'][TrialState.PRUNED]}"
             if isinstance(best, (int, float)):

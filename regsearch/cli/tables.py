@@ -24,7 +24,8 @@ from rich.table import Table
 
 from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import model_label
-from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState
+from regsearch.domain.progress import document_progress
+from regsearch.domain.states import TrialState
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -196,16 +197,8 @@ def print_best(console: Console, items: list[dict[str, Any]], *, with_recipe: bo
         console.print_json(json.dumps(items[0]["recipe"]), indent=None)
 
 
-def job_progress(job: dict[str, Any]) -> tuple[int, int]:
-    """(finished trials, n_trials + planned confirmation runs) of a job from the API's job document."""
-    counts = job.get("counts", {})
-    done = sum(int(counts.get(k, 0)) for k in FINAL_TRIAL_STATES)
-    total = int(job.get("n_trials") or job.get("spec", {}).get("budget", {}).get("n_trials", 0) or 0)
-    return done, total + int(job.get("n_confirm") or 0)
-
-
 def status_line(job: dict[str, Any]) -> str:
-    done, total = job_progress(job)
+    done, total = document_progress(job)
     counts = job.get("counts", {})
     best = job.get("best") or {}
     best_val = (best.get("metrics") or {}).get("val_acc")
@@ -238,7 +231,7 @@ def status_table(jobs: list[dict[str, Any]], width: int | None = None, *, with_m
                Col("cancelled", 9), Col("best val_acc", 3)]
     rows = []
     for i, job in enumerate(jobs):
-        done, total = job_progress(job)
+        done, total = document_progress(job)
         counts = job.get("counts", {})
         best_val = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
         rows.append([job["id"], job["name"], *([models[i] or "-"] if shown else []), str(job["status"]), f"{done}/{total}",

@@ -99,12 +99,3 @@ def group_interval(group: Sequence[TrialDict], metric: str) -> Interval:
     """Mean, std and 95% interval of ``metric`` over a set of runs (a seed group, a report group),
     cut at the metric's range (regsearch.domain.stats.mean_interval)."""
     return mean_interval((_objective(t, metric) for t in group), metric, epochs=runs_epochs(group))
-
-
-def planned_confirmations(spec: dict[str, Any]) -> int:
-    """Confirmation runs a (stored, possibly old) spec plans after its search: top_k x seeds.
-
-    Every progress count shows search trials + these, so every screen has one denominator.
-    """
-    confirm = spec.get("confirm") or {}
-    return int(confirm.get("top_k") or 0) * int(confirm.get("seeds") or 0)

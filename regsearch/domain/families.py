@@ -12,12 +12,10 @@ else branches on a family's name.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -30,13 +28,17 @@ MAX_LAYERS = 32
 
 
 class Knobs(BaseModel):
-    """Base of a built-in family's knobs: strict (a misspelt knob is an error naming it), frozen."""
+    """Base of a built-in family's knobs: strict (a misspelt knob is an error naming it), frozen.
+
+    A list knob's default is a ``default`` (pydantic copies it per instance), not a
+    ``default_factory``: the JSON schema (GET /families, ``regsearch families``) then shows it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MLPKnobs(Knobs):
-    hidden: list[Width] = Field(default_factory=lambda: [256, 256, 256], min_length=1, max_length=MAX_LAYERS)
+    hidden: list[Width] = Field(default=[256, 256, 256], min_length=1, max_length=MAX_LAYERS)
     activation: Activation = "relu"
 
     @field_validator("hidden", mode="before")
@@ -54,7 +56,7 @@ class MLPKnobs(Knobs):
 
 
 class CNNKnobs(Knobs):
-    channels: list[Channels] = Field(default_factory=lambda: [32, 32], min_length=1, max_length=MAX_LAYERS)
+    channels: list[Channels] = Field(default=[32, 32], min_length=1, max_length=MAX_LAYERS)
     kernel_size: int = Field(default=3, ge=1, le=15)
     activation: Activation = "relu"
 
@@ -78,9 +80,9 @@ class ResNetKnobs(Knobs):
 
 
 class VGGKnobs(Knobs):
-    channels: list[Channels] = Field(default_factory=lambda: [32, 64, 128], min_length=1, max_length=8)
+    channels: list[Channels] = Field(default=[32, 64, 128], min_length=1, max_length=8)
     convs_per_stage: int = Field(default=2, ge=1, le=8)
-    head: list[Width] = Field(default_factory=lambda: [256], max_length=8)
+    head: list[Width] = Field(default=[256], max_length=8)
     activation: Activation = "relu"
 
 
@@ -103,16 +105,15 @@ def _auto_hook(what: str, knobs: Any, input_shape: Sequence[int] | None) -> Any:
     return hook(knobs, input_shape)
 
 
-def _check_network(knobs: AutoKnobs) -> None:
+def _check_network(knobs: AutoKnobs, catalog: FamilyCatalog | None) -> None:
     """At submit: ``model.network`` must be installed, and load, on some live worker.
 
-    Torch-free: what the workers published with ``auto`` (the active catalog's ``networks()``:
+    Torch-free: what the workers published with ``auto`` (the catalog's ``networks()``:
     ``{name: {entry_point, error}}``, None when unknown). No catalog, or no worker that said (none
     is up yet, or one of an earlier version): not checked here; the worker says, and the job fails
     at its first trial. That the network makes, traces and has a slot for the data's shape only
     a worker can tell the same way.
     """
-    catalog = active_catalog()
     networks = getattr(catalog, "networks", None)
     installed = networks() if callable(networks) else None
     if installed is None:
@@ -174,8 +175,8 @@ class FamilyInfo:
     # the slots' names (the user's layer names), where the family has them (``auto``)
     slot_names: Callable[[Any, Sequence[int]], list[str]] | None = None
     # a check of the validated knobs at submit beyond their model (``auto``: its network is
-    # installed on a live worker), raising KnobsError naming the field
-    check: Callable[[Any], None] | None = None
+    # installed on a live worker, which the catalog says), raising KnobsError naming the field
+    check: Callable[[Any, FamilyCatalog | None], None] | None = None
 
 
 BUILTIN: dict[str, FamilyInfo] = {
@@ -220,49 +221,42 @@ def register(info: FamilyInfo) -> None:
     _registry[info.name] = info
 
 
-def names() -> list[str]:
-    """The families this process knows: built in, its loaded plugins, and the active catalog's."""
-    catalog = active_catalog()
+class FamilyCatalog(Protocol):
+    """The plugin families that workers published, for a torch-free process (API, coordinator,
+    dashboard) that has not loaded the plugins itself: ``regsearch.domain.published.PublishedCatalog``.
+    ``networks()`` (optional): what live workers published with ``auto``."""
+
+    def get(self, name: str) -> FamilyInfo | None: ...
+    def names(self) -> list[str]: ...
+
+
+CATALOG = "catalog"  # the key of a FamilyCatalog in pydantic's validation context
+
+
+def validation_context(catalog: FamilyCatalog | None) -> dict[str, Any] | None:
+    """What ``JobSpec.model_validate(data, context=...)`` takes to know ``catalog``'s families too."""
+    return None if catalog is None else {CATALOG: catalog}
+
+
+def catalog_in(context: Any) -> FamilyCatalog | None:
+    """The catalog a validation context carries (None: the built-ins and this process's plugins)."""
+    return context.get(CATALOG) if isinstance(context, Mapping) else None
+
+
+def names(catalog: FamilyCatalog | None = None) -> list[str]:
+    """The families known here: built in, this process's loaded plugins, and ``catalog``'s."""
     return sorted({*_registry, *(catalog.names() if catalog is not None else ())})
 
 
-# Where a torch-free process (API, coordinator) learns the plugin families workers published:
-# an object with ``get(name) -> FamilyInfo | None`` and ``names()`` (regsearch.domain.published.
-# PublishedCatalog). The API sets it per request (use_catalog); a process may set a default.
-_catalog: ContextVar[Any] = ContextVar("regsearch_family_catalog", default=None)
-_default_catalog: Any = None
-
-
-@contextlib.contextmanager
-def use_catalog(catalog: Any) -> Iterator[None]:
-    """Within the block (this context: one request), unknown names are looked up in ``catalog``."""
-    token = _catalog.set(catalog)
-    try:
-        yield
-    finally:
-        _catalog.reset(token)
-
-
-def set_default_catalog(catalog: Any) -> None:
-    """The catalog for every context that has not set its own (None: none)."""
-    global _default_catalog
-    _default_catalog = catalog
-
-
-def active_catalog() -> Any:
-    catalog = _catalog.get()
-    return catalog if catalog is not None else _default_catalog
-
-
-def family(name: Any) -> FamilyInfo:
-    """The family called ``name``; :class:`UnknownFamily` listing the known ones otherwise."""
+def family(name: Any, catalog: FamilyCatalog | None = None) -> FamilyInfo:
+    """The family called ``name`` (looked up in ``catalog`` when this process does not have it);
+    :class:`UnknownFamily` listing the known ones otherwise."""
     info = _registry.get(name) if isinstance(name, str) else None
-    catalog = active_catalog()
     if info is None and catalog is not None and isinstance(name, str):
         info = catalog.get(name)
     if info is None:
         if catalog is not None:
-            raise UnknownFamily(f"no live worker offers family {name!r} (offered: {', '.join(names())})")
+            raise UnknownFamily(f"no live worker offers family {name!r} (offered: {', '.join(names(catalog))})")
         raise UnknownFamily(f"unknown family {name!r} (known: {', '.join(names())})")
     return info
 
@@ -276,13 +270,18 @@ class KnobsError(ValueError):
         self.message = message
 
 
-def validate_model(data: Any) -> dict[str, Any]:
+def validate_model(data: Any, catalog: FamilyCatalog | None = None) -> dict[str, Any]:
     """A spec's ``model`` checked by its family's knobs: ``{family, **knobs}`` with defaults."""
+    return checked_model(data, catalog)[1]
+
+
+def checked_model(data: Any, catalog: FamilyCatalog | None = None) -> tuple[FamilyInfo, dict[str, Any]]:
+    """:func:`validate_model` with the family it found (``ModelSpec`` keeps it)."""
     if not isinstance(data, dict):
         raise KnobsError("model", "give an object such as {family: mlp, hidden: [256, 256]}")
     name = data.get("family", "mlp")
     try:
-        info = family(name)
+        info = family(name, catalog)
     except UnknownFamily as exc:
         raise KnobsError("model.family", str(exc)) from None
     try:
@@ -291,13 +290,12 @@ def validate_model(data: Any) -> dict[str, Any]:
         first = field_errors(exc.errors(include_url=False), model=info.knobs)[0]
         raise KnobsError(f"model.{first['field']}", first["message"]) from None
     if info.check is not None:
-        info.check(knobs)
-    return {"family": name, **knobs.model_dump(mode="json")}
+        info.check(knobs, catalog)
+    return info, {"family": name, **knobs.model_dump(mode="json")}
 
 
-def n_slots(name: str, knobs: Any, input_shape: Sequence[int] | None = None) -> int | None:
+def n_slots(info: FamilyInfo, knobs: Any, input_shape: Sequence[int] | None = None) -> int | None:
     """The family's slot count; None without an input shape when the count needs one."""
-    info = family(name)
     if input_shape is None and not info.static_slots:
         return None
     return int(info.slots(knobs, input_shape))

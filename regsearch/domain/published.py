@@ -7,8 +7,9 @@ property's JSON schema (with ``jsonschema`` where it is installed, else the comm
 type, enum, const, bounds, lengths, items), so errors name the knob (``model.width``) and a
 misspelt knob gets "did you mean". The worker validates again with the plugin's own model.
 
-:class:`PublishedCatalog` is what ``regsearch.domain.families.use_catalog`` takes: the families
-live workers offer, read from the database at most every ``ttl_s``.
+:class:`PublishedCatalog` is a ``regsearch.domain.families.FamilyCatalog``: the families live
+workers offer, read from the database at most every ``ttl_s``, which a caller passes to a spec's
+validation (``JobSpec.model_validate(data, context=validation_context(catalog))``).
 """
 
 from __future__ import annotations

@@ -46,9 +46,10 @@ from typing import Any
 import numpy as np
 
 from regsearch.domain.confirm import seed_groups
-from regsearch.domain.metrics import DIRECTIONS
+from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import TrialState
 from regsearch.domain.stats import mean_interval
+from regsearch.domain.stored_spec import StoredSpec
 
 TrialDict = Mapping[str, Any]
 Objectives = Sequence[tuple[str, str]]  # (metric, "maximize" | "minimize"), the spec's order
@@ -217,23 +218,9 @@ def rank_jobs(trials: Iterable[TrialDict], objectives: Mapping[str, Objectives],
 
 
 def objectives_of(spec: Any) -> list[tuple[str, str]]:
-    """A job spec's objectives as (metric, direction) pairs. A ``JobSpec``, or a stored spec
-    read leniently: one that no longer validates still ranks by what its ``objective`` says."""
-    from regsearch.domain.spec import JobSpec
-
+    """A job spec's objectives as (metric, direction) pairs: a ``JobSpec``, or a stored spec read
+    leniently (``regsearch.domain.stored_spec``: one that no longer validates still ranks by what
+    its ``objective`` says)."""
     if isinstance(spec, JobSpec):
         return list(zip(spec.objective.metrics, spec.directions))
-    try:
-        return objectives_of(JobSpec.model_validate(dict(spec or {})))
-    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
-        pass
-    objective = spec.get("objective") if isinstance(spec, Mapping) else None
-    objective = objective if isinstance(objective, Mapping) else {}
-    metrics = objective.get("metrics") or ["val_acc"]
-    metrics = [metrics] if isinstance(metrics, str) else [str(m) for m in metrics]
-    directions = objective.get("directions")
-    if isinstance(directions, str):
-        directions = [directions]
-    if not isinstance(directions, Sequence) or len(directions) != len(metrics):
-        directions = [DIRECTIONS.get(m, "maximize") for m in metrics]
-    return [(m, "minimize" if d == "minimize" else "maximize") for m, d in zip(metrics, directions)]
+    return list((spec if isinstance(spec, StoredSpec) else StoredSpec.read(spec)).objectives)

@@ -104,9 +104,7 @@ def make_recipe(spec: JobSpec, params: dict[str, Any], input_shape: list[int], n
                 "bn_momentum": float(params["bn_momentum"]) if "bn" in order else None,
             }
         )
-    from regsearch.domain.families import family as _family  # the family's slot names, if any
-
-    namer = _family(spec.model.family).slot_names
+    namer = spec.model.info.slot_names  # the family's slot names, if any
     if namer is not None:
         for slot, name in zip(slots, namer(spec.model.knobs, input_shape), strict=True):
             slot["name"] = name

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from regsearch.domain import families
 from regsearch.domain.data import NOT_IMAGE_DATASETS, AugmentSpec, DatasetSpec
@@ -138,20 +148,34 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     family: str = "mlp"
+    _info: families.FamilyInfo | None = PrivateAttr(default=None)  # the family the knobs were checked by
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _family_knobs(cls, data: Any) -> Any:
-        return families.validate_model(data.model_dump() if isinstance(data, ModelSpec) else data)
+    def _family_knobs(cls, data: Any, handler: ModelWrapValidatorHandler[ModelSpec],
+                      info: ValidationInfo) -> ModelSpec:
+        # The family comes from this process's registry, or from the catalog of published
+        # families the caller passes as validation context (families.validation_context).
+        if isinstance(data, ModelSpec):
+            return data
+        found, checked = families.checked_model(data, families.catalog_in(info.context))
+        model = handler(checked)
+        model._info = found
+        return model
+
+    @property
+    def info(self) -> families.FamilyInfo:
+        """The family's description (for a plugin: as the validating catalog gave it)."""
+        return self._info if self._info is not None else families.family(self.family)
 
     @property
     def knobs(self) -> BaseModel:
         """The family's knobs model, validated (``spec.model.knobs.depth``)."""
-        return families.family(self.family).knobs.model_validate(self.model_extra or {})
+        return self.info.knobs.model_validate(self.model_extra or {})
 
     def n_slots(self, input_shape: list[int] | None = None) -> int | None:
         """How many slots the model has; None when that depends on the (unknown) input shape."""
-        return families.n_slots(self.family, self.knobs, input_shape)
+        return families.n_slots(self.info, self.knobs, input_shape)
 
     def describe(self) -> str:
         """One line for people: ``resnet depth=8 width=16 activation=relu`` (regsearch.domain.model_label)."""
@@ -322,12 +346,15 @@ def format_validation_error(exc: ValidationError) -> list[dict[str, str]]:
     return field_errors(exc.errors(include_url=False), model=JobSpec)
 
 
-def validate_spec(data: Any) -> JobSpec:
-    """Validate a parsed document; raise :class:`SpecError` naming the first bad field."""
+def validate_spec(data: Any, catalog: families.FamilyCatalog | None = None) -> JobSpec:
+    """Validate a parsed document; raise :class:`SpecError` naming the first bad field.
+
+    ``catalog``: the plugin families workers published, for a process that has not loaded them
+    (the API at submit, the coordinator and the dashboard reading a stored job back)."""
     if not isinstance(data, dict):
         raise SpecError("spec", "a job spec is a mapping (YAML or JSON object)")
     try:
-        return JobSpec.model_validate(data)
+        return JobSpec.model_validate(data, context=families.validation_context(catalog))
     except ValidationError as exc:
         first = format_validation_error(exc)[0]
         raise SpecError(first["field"], first["message"]) from None

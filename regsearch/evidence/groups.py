@@ -8,16 +8,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from regsearch.domain.confirm import group_interval
-from regsearch.domain.metrics import DIRECTIONS, SHOWN_METRICS
+from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import model_label
-from regsearch.domain.ranking import objectives_of, rank_by_seed_mean
+from regsearch.domain.ranking import rank_by_seed_mean
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_TRIAL_STATES, COUNTED_TRIAL_STATES, TrialState
 from regsearch.domain.stats import MIN_RUNS, Interval, mean_interval
+from regsearch.domain.stored_spec import StoredSpec
 from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping
 
 REPORT_METRICS = SHOWN_METRICS
@@ -44,46 +43,14 @@ class Setup:
 
 
 def read_setup(spec: JobSpec | Mapping[str, Any]) -> Setup:
-    if not isinstance(spec, JobSpec):
-        try:
-            spec = JobSpec.model_validate(dict(spec))
-        except ValidationError:
-            return _lenient_setup(spec)
-    confirm = spec.confirm
+    """What the report needs of the spec, read leniently (``regsearch.domain.stored_spec``): a
+    stored spec that no longer validates still gets a report, never an error page."""
+    view = StoredSpec.read(spec)
     return Setup(
-        name=spec.name, metric=spec.objective.metrics[0], direction=spec.directions[0],
-        n_objectives=len(spec.objective.metrics), placements=spec.space.choices("placement"),
-        confirm_top_k=confirm.top_k if confirm else None, confirm_seeds=confirm.seeds if confirm else None,
-        base_seed=spec.training.seed, objectives=tuple(objectives_of(spec)), model=model_label(spec),
+        name=view.name, metric=view.metric, direction=view.direction, n_objectives=len(view.objectives),
+        placements=list(view.placements), confirm_top_k=view.confirm_top_k, confirm_seeds=view.confirm_seeds,
+        base_seed=view.seed, objectives=view.objectives, model=model_label(spec),
     )
-
-
-def _lenient_setup(spec: Mapping[str, Any]) -> Setup:
-    """A stored spec that no longer validates still gets a report (never an error page)."""
-
-    def part(name: str) -> Mapping[str, Any]:
-        value = spec.get(name)
-        return value if isinstance(value, Mapping) else {}
-
-    try:
-        metrics = list(part("objective").get("metrics") or ["val_acc"])
-        directions = list(part("objective").get("directions") or [DIRECTIONS.get(str(metrics[0]), "maximize")])
-        placements = part("space").get("placement") or []
-        confirm = part("confirm")
-        top_k, seeds = confirm.get("top_k"), confirm.get("seeds")
-        return Setup(
-            name=spec.get("name") if isinstance(spec.get("name"), str) else None,
-            metric=str(metrics[0]), direction="minimize" if directions[0] == "minimize" else "maximize",
-            n_objectives=len(metrics),
-            placements=[placements] if isinstance(placements, str) else [str(p) for p in placements],
-            confirm_top_k=int(top_k) if top_k is not None else None,
-            confirm_seeds=int(seeds) if seeds is not None else None,
-            base_seed=int(part("training").get("seed") or 0), objectives=tuple(objectives_of(spec)),
-            model=model_label(spec),
-        )
-    except (TypeError, ValueError, IndexError):
-        return Setup(name=None, metric="val_acc", direction="maximize", n_objectives=1, placements=[],
-                     confirm_top_k=None, confirm_seeds=None, base_seed=0)
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -121,8 +121,9 @@ def offered(db: Database, *, live_s: float | None = LIVE_S) -> dict[str, dict[st
 def catalog(db: Database, *, live_s: float | None = LIVE_S, ttl_s: float = 2.0) -> Any:
     """A ``PublishedCatalog`` of the plugin families published in ``db`` (live ones; None: all).
 
-    For ``regsearch.domain.families.use_catalog`` / ``set_default_catalog``: the API validates
-    submissions against the live ones; the coordinator reads back jobs accepted earlier with all.
+    Passed to a spec's validation (``regsearch.domain.families.validation_context``): the API
+    validates submissions against the live ones; the coordinator and the dashboard read back jobs
+    accepted earlier with all.
     A live catalog also answers ``networks()``: what live workers published with ``auto`` (None:
     unknown), which ``auto``'s ``model.network`` is checked against at submit; one of every
     row, however old, answers None (a job accepted earlier reads back whatever is installed now).

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.states import FINAL_TRIAL_STATES, TrialState, WeightsState
+from regsearch.domain.stored_spec import StoredSpec
 from regsearch.store.db import Database, is_sqlite
 from regsearch.store.models import Epoch, Job, StepValue, Trial, utcnow
 from regsearch.store.optuna_record import (
@@ -157,8 +158,8 @@ def parallelism_room(session: Any, job_id: str, spec: dict[str, Any] | None) -> 
     running); None when the spec sets no limit. Call it holding the job row's lock: its own
     statement, after the lock, so under READ COMMITTED it sees the claims that held the lock
     before this one (a subquery of the locking SELECT might not)."""
-    parallelism = ((spec or {}).get("budget") or {}).get("parallelism")
-    if not isinstance(parallelism, int):
+    parallelism = StoredSpec.read(spec).parallelism
+    if parallelism is None:
         return None
     running = session.scalar(
         select(func.count()).select_from(_TRIALS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Security
 from fastapi.security import HTTPBearer
@@ -90,6 +91,10 @@ def create_app(
     app.state.notify = notify or coordinator_notifier(settings)
     app.state.artifacts = open_artifact_store(settings)  # trained weights; no connection made yet
 
+    # model.family is checked against the built-ins and what live workers published in this
+    # database: POST /jobs passes this catalog to the spec's validation (routes/jobs.py)
+    app.state.catalog = published_catalog(database)
+
     install_error_handlers(app)
     app.include_router(health.router)
     # The middleware enforces the token; this dependency only documents it in /openapi.json.
@@ -101,10 +106,21 @@ def create_app(
 
     # Each add_middleware wraps the previous ones, so the token (outermost) is checked before
     # a single body byte is counted or parsed.
-    # model.family is checked against the built-ins and what live workers published in this database
-    app.add_middleware(families.FamilyCatalogMiddleware, catalog=published_catalog(database),
-                       known=published_catalog(database, live_s=None))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if token:
         app.add_middleware(BearerAuthMiddleware, token=token)
+    document_spec_body(app)
     return app
+
+
+def document_spec_body(app: FastAPI) -> None:
+    """``/openapi.json`` with ``JobSpec`` among its components: POST /jobs validates its body
+    itself (with the published families as context), so FastAPI does not list the model."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(jobs.spec_schemas())
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -12,13 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from regsearch.domain.confirm import group_interval, planned_confirmations
+from regsearch.domain.confirm import group_interval
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import model_label
 from regsearch.domain.ranking import RankedConfig
 from regsearch.domain.states import JobState, TrialState, WeightsState
 from regsearch.domain.stats import Interval
+from regsearch.domain.stored_spec import StoredSpec
 from regsearch.store.jobs import elapsed_seconds
 from regsearch.store.models import Job, Trial, as_utc
 
@@ -197,13 +198,13 @@ def _finite(value: float | None) -> float | None:
 
 def job_public(job: Job, counts: dict[str, int]) -> JobPublic:
     """A job row as listed (no spec, no best)."""
-    budget = (job.spec or {}).get("budget") or {}
+    spec = StoredSpec.read(job.spec)
     return JobPublic(
         id=job.id,
         name=job.name,
         status=job.status,
-        n_trials=budget.get("n_trials"),
-        n_confirm=planned_confirmations(job.spec or {}),
+        n_trials=spec.n_trials,
+        n_confirm=spec.n_confirm,
         counts=TrialCounts(**counts),
         cancel_requested=bool(job.cancel_requested),
         error=job.error,

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 
 from regsearch import failpoints
 from regsearch.config import Settings
+from regsearch.domain.families import FamilyCatalog, validation_context
 from regsearch.domain.space import structure_of
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import FINAL_JOB_STATES, EndReason, JobState, TrialState
@@ -62,11 +63,12 @@ class ActiveJob:
     """A job the coordinator is driving (not the :class:`~regsearch.domain.states.JobState` enum)."""
 
     def __init__(self, db: Database, queue: TrialQueue, settings: Settings, row: Job, *,
-                 now: dt.datetime) -> None:
+                 now: dt.datetime, catalog: FamilyCatalog | None = None) -> None:
         self.settings = settings
         self._db = db
         self._queue = queue
-        self.mirror = StudyMirror(db, row.study_name, JobSpec.model_validate(row.spec))
+        self.mirror = StudyMirror(db, row.study_name,
+                                  JobSpec.model_validate(row.spec, context=validation_context(catalog)))
         self.spec: JobSpec = self.mirror.spec  # validated once per job, when its mirror was built
         self._cache = JobRows(db, row.id)
         self._rows: list[Trial] = []

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from regsearch.config import Settings
+from regsearch.domain.families import FamilyCatalog
 from regsearch.domain.states import JobState, TrialState
 from regsearch.messaging.events import EventListener
 from regsearch.messaging.queue import TrialQueue
@@ -31,6 +32,7 @@ from regsearch.services.coordinator.steps import run_tick
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database, StoreUnavailable
+from regsearch.store.families import catalog as published_catalog
 from regsearch.store.models import Job, utcnow
 from regsearch.store.optuna_record import finish_running_trial
 from regsearch.store.retry import is_transient
@@ -46,8 +48,10 @@ class Coordinator:
     """Drives every active job one step per :meth:`tick`."""
 
     def __init__(self, db: Database, queue: TrialQueue, settings: Settings, clock: Clock = utcnow,
-                 events: EventListener | None = None) -> None:
+                 events: EventListener | None = None, catalog: FamilyCatalog | None = None) -> None:
         self.db = db
+        # every plugin family ever published: jobs accepted earlier still read back
+        self.catalog = catalog if catalog is not None else published_catalog(db, live_s=None)
         self.queue = queue
         self.settings = settings
         self.clock = clock
@@ -97,7 +101,8 @@ class Coordinator:
         now = self.clock()
         active = self._jobs.get(job.id)
         if active is None:
-            active = self._jobs[job.id] = ActiveJob(self.db, self.queue, self.settings, job, now=now)
+            active = self._jobs[job.id] = ActiveJob(self.db, self.queue, self.settings, job, now=now,
+                                                          catalog=self.catalog)
         active.begin(job, now=now, maintenance=maintenance)
         run_tick(active)
         if active.ended:
@@ -134,10 +139,6 @@ def run_coordinator(settings: Settings, stop: threading.Event | None = None) -> 
     # No checkout ping: a tick that meets a connection broken by a database restart fails as an
     # outage, SQLAlchemy drops the pool, and the next tick reconnects.
     db = Database(settings.sqlalchemy_url, pre_ping=False)
-    from regsearch.domain.families import set_default_catalog
-    from regsearch.store.families import catalog
-
-    set_default_catalog(catalog(db, live_s=None))  # plugin jobs accepted earlier still read back
     app = make_celery(settings)
     coordinator = Coordinator(db, TrialQueue(app), settings, events=EventListener(app))
     stop = stop or threading.Event()

@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 
 from regsearch.dashboard import frames
-from regsearch.domain.confirm import planned_confirmations
+from regsearch.domain.stored_spec import StoredSpec
 
 SPEC = {"name": "d", "dataset": {"name": "digits"}, "budget": {"n_trials": 30},
         "confirm": {"top_k": 3, "seeds": 3}}
@@ -16,7 +16,7 @@ SPEC = {"name": "d", "dataset": {"name": "digits"}, "budget": {"n_trials": 30},
 def test_progress_counts_search_trials_and_confirmation_runs() -> None:
     summary = frames.spec_summary(SPEC)
     assert (summary["n_trials"], summary["n_confirm"], summary["n_planned"]) == (30, 9, 39)
-    assert planned_confirmations(SPEC) == 9 and planned_confirmations({}) == 0
+    assert StoredSpec.read(SPEC).n_confirm == 9 and StoredSpec.read({}).n_confirm == 0
     now = dt.datetime.now(dt.timezone.utc)
     row = {"id": "j", "name": "d", "status": "completed", "spec": SPEC, "created_at": now,
            "started_at": now, "finished_at": now, "error": None}

@@ -11,6 +11,7 @@ import pytest
 
 from regsearch.config import Settings, get_settings
 from regsearch.dashboard import data, frames
+from regsearch.dashboard.catalog import published as published_families
 from regsearch.domain import families
 from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.spec import JobSpec
@@ -69,9 +70,8 @@ def plugin_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[
         published.withdraw(db, "w1@host")  # the worker stopped: old jobs must still read back
         base = {"dataset": {"name": "digits"}, "space": SPACE, "training": {"epochs": 1}, "pruner": "none",
                 "budget": {"n_trials": len(DROPOUTS)}}
-        with families.use_catalog(published.catalog(db, live_s=None)):
-            plugin = JobSpec.model_validate({**base, "name": "plugin-job",
-                                             "model": {"family": "twinnet", "channels": [8, 8]}})
+        plugin = JobSpec.model_validate({**base, "name": "plugin-job", "model": {"family": "twinnet", "channels": [8, 8]}},
+                                        context=families.validation_context(published.catalog(db, live_s=None)))
         builtin = JobSpec.model_validate({**base, "name": "mlp-job", "model": {"family": "mlp", "hidden": [32, 32]}})
         ids = {}
         for spec in (plugin, builtin):
@@ -103,13 +103,12 @@ def app_on_plugin(monkeypatch: pytest.MonkeyPatch,
 def test_the_plugin_spec_needs_the_published_catalog(plugin_db: tuple[Settings, dict[str, str]],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     settings, ids = plugin_db
-    monkeypatch.setattr(families, "_default_catalog", None)  # as a fresh dashboard process starts
-    assert families.active_catalog() is None and "twinnet" not in families.names()
+    assert "twinnet" not in families.names()  # as a fresh dashboard process starts
     spec = data.job(settings.sqlalchemy_url, ids["plugin-job"])["spec"]  # type: ignore[index]
     with pytest.raises(ValueError, match="twinnet"):
         JobSpec.model_validate(spec)  # this process alone does not know the family
-    with data.known_families(settings.sqlalchemy_url, data.reader(settings.sqlalchemy_url)):
-        assert JobSpec.model_validate(spec).model.describe() == PLUGIN_LABEL
+    catalog = published_families(settings.sqlalchemy_url, data.reader(settings.sqlalchemy_url))
+    assert JobSpec.model_validate(spec, context=families.validation_context(catalog)).model.describe() == PLUGIN_LABEL
 
 
 def test_data_names_the_model_of_a_plugin_job(app_on_plugin: tuple[Settings, dict[str, str]]) -> None:

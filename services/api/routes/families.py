@@ -2,8 +2,8 @@
 
 Torch-free: the built-in families come from ``regsearch.domain.families`` (offered even before any
 worker has started), the plugins from the rows workers published (``regsearch.store.families``).
-:class:`FamilyCatalogMiddleware` makes every request validate ``model.family`` against the same
-set, so ``POST /jobs`` accepts a plugin family only while a live worker offers it.
+``POST /jobs`` validates ``model.family`` against the same set (the app's catalog, passed to the
+spec's validation), so it accepts a plugin family only while a live worker offers it.
 """
 
 from __future__ import annotations
@@ -64,21 +64,3 @@ def offered_families(db: Database) -> list[dict[str, Any]]:
 def read_families(db: DatabaseDep) -> FamiliesPublic:
     """The model families a spec's ``model.family`` may name, with their knobs."""
     return FamiliesPublic(items=[FamilyPublic(**item) for item in offered_families(db)])
-
-
-class FamilyCatalogMiddleware:
-    """Pure ASGI: each request looks unknown family names up in this app's published catalogs.
-
-    A submission (``POST /jobs``) may name only what live workers offer (``catalog``); every other
-    request reads stored jobs back, plugin ones too, with every family ever published (``known``).
-    """
-
-    def __init__(self, app: Any, catalog: Any, known: Any) -> None:
-        self.app = app
-        self.catalog = catalog
-        self.known = known
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        submitting = scope.get("method") == "POST" and str(scope.get("path", "")).rstrip("/") == "/jobs"
-        with domain.use_catalog(self.catalog if submitting else self.known):
-            await self.app(scope, receive, send)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import (
     APIRouter,
     BackgroundTasks,
+    Depends,
     Header,
     HTTPException,
     Path,
@@ -14,10 +15,13 @@ from fastapi import (
     Request,
     Response,
 )
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
-from regsearch.domain.spec import JobSpec
+from regsearch.domain.families import FamilyCatalog, validation_context
+from regsearch.domain.spec import JobSpec, format_validation_error
 from regsearch.domain.states import ACTIVE_JOB_STATES, TrialState
-from regsearch.services.api.data_check import check_dataset_files
+from regsearch.services.api.data_check import check_dataset_files, check_published_shape
 from regsearch.services.api.deps import DatabaseDep, JobDep, NotifyDep, SettingsDep
 from regsearch.services.api.errors import RETRY_AFTER_S
 from regsearch.services.api.schemas import (
@@ -37,7 +41,7 @@ from regsearch.services.api.schemas import (
     trial_detail,
     trial_public,
 )
-from regsearch.services.api.security import StrictJSONRoute
+from regsearch.services.api.security import StrictJSONRoute, is_json_content_type, parse_json_strict
 from regsearch.store.artifacts import ArtifactStoreUnavailable
 from regsearch.store.db import Database
 from regsearch.store.deletion import JobActive, JobNotFound, delete_job
@@ -97,6 +101,37 @@ def submit(db: Database, *, spec: JobSpec, idempotency_key: str | None) -> JobCr
     return result
 
 
+# POST /jobs validates its body itself, with the families live workers offer as pydantic's
+# validation context (FastAPI's body parsing has no context), so the body is documented here.
+SPEC_BODY = {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}}}}
+
+
+def spec_schemas() -> dict[str, Any]:
+    """``JobSpec`` and the models inside it, as OpenAPI components (``create_app`` adds them)."""
+    schema = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), "JobSpec": schema}
+
+
+def get_catalog(request: Request) -> FamilyCatalog:
+    """The plugin families live workers offer (``regsearch.store.families.catalog``)."""
+    return request.app.state.catalog  # type: ignore[no-any-return]
+
+
+async def submitted_spec(request: Request, catalog: Annotated[FamilyCatalog, Depends(get_catalog)]) -> JobSpec:
+    """The body of ``POST /jobs``: strict JSON (415 unless declared JSON; 422 naming the spot), then
+    the whole spec validated, ``model.family`` against the built-ins and ``catalog``."""
+    body = await request.body()
+    if body and not is_json_content_type(request.headers.get("content-type")):
+        raise HTTPException(415, "send the body as JSON (Content-Type: application/json)")
+    if not body:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    data = parse_json_strict(body)
+    try:
+        return JobSpec.model_validate(data, context=validation_context(catalog))
+    except ValidationError as exc:
+        raise HTTPException(422, format_validation_error(exc)) from None
+
+
 def describe_job(db: Database, job: Job) -> JobDetailPublic:
     """A job with its per-state trial counts and its best configuration so far (the ranking's first)."""
     return job_detail(job, trial_counts(db, job_ids=[job.id])[job.id], best_of_jobs(db, jobs=[job])[job.id])
@@ -114,9 +149,10 @@ def describe_job(db: Database, job: Job) -> JobDetailPublic:
         413: {"model": ErrorPublic, "description": "body larger than max_body_bytes"},
         415: {"model": ErrorPublic, "description": "body not sent as application/json"},
     },
+    openapi_extra={"requestBody": SPEC_BODY},
 )
 def submit_job(
-    spec: JobSpec,
+    spec: Annotated[JobSpec, Depends(submitted_spec)],
     db: DatabaseDep,
     settings: SettingsDep,
     response: Response,
@@ -126,6 +162,7 @@ def submit_job(
 ) -> JobPublic:
     """Validate a spec completely, then store the job and create its Optuna study."""
     check_dataset_files(spec, settings)
+    check_published_shape(spec, settings, db)
     try:
         result = submit(db, spec=spec, idempotency_key=idempotency_key)
     except IdempotencyConflict as exc:

@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from regsearch.domain.spec import BudgetSpec
 from regsearch.domain.states import TrialState, WeightsState
+from regsearch.domain.stored_spec import StoredSpec
 from regsearch.services.api.deps import DatabaseDep, JobDep
 from regsearch.services.api.errors import RETRY_AFTER_S
 from regsearch.services.api.routes.jobs import TrialNumber
@@ -32,12 +32,6 @@ router = APIRouter(prefix="/jobs", tags=["weights"], route_class=StrictJSONRoute
 SAFETENSORS = "application/octet-stream"
 
 
-def keep_weights(job: Job) -> int:
-    """The job's ``budget.keep_weights`` (the stored spec, read leniently)."""
-    value = ((job.spec or {}).get("budget") or {}).get("keep_weights")
-    return value if isinstance(value, int) else BudgetSpec().keep_weights
-
-
 def missing_reason(job: Job, number: int, trial: Any) -> str | None:
     """Why trial ``number`` has no weights to serve; None when they are kept."""
     if trial is None:
@@ -53,7 +47,7 @@ def missing_reason(job: Job, number: int, trial: Any) -> str | None:
         return f"trial {number} failed ({trial.error or 'no error recorded'}): only complete trials keep weights"
     if weights == WeightsState.KEPT:
         return None
-    keep = keep_weights(job)
+    keep = StoredSpec.read(job.spec).keep_weights
     if weights in (WeightsState.EVICTED, WeightsState.EVICTING):
         return (f"the weights of trial {number} were evicted: job {job.id!r} keeps those of its top {keep} "
                 "configurations (budget.keep_weights)")
