@@ -120,8 +120,9 @@ def _knobs_summary(schema: dict[str, Any]) -> str:
 
 @app.command()
 def families(as_json: Annotated[bool, typer.Option("--json", help="the API's document: {items: [...]}")] = False) -> None:
-    """The model families on offer (built in, and the plugins live workers offer), with their knobs."""
-    from regsearch.cli.tables import Col, fitted_table
+    """The model families on offer (built in, and the plugins live workers offer), with their knobs'
+    defaults, and the networks the auto family can trace."""
+    from regsearch.cli.tables import KEEP, Col, fitted_table
 
     with _client(_settings()) as client:
         items = _api_call(client.families)
@@ -129,9 +130,36 @@ def families(as_json: Annotated[bool, typer.Option("--json", help="the API's doc
         print(json.dumps({"items": items}, indent=2))
         return
     rows = [[i["name"], i["source"], _knobs_summary(i["knobs"]), i["slots_doc"]] for i in items]
-    columns = [Col("family", justify="left"), Col("source", 2, "left"), Col("knobs (defaults)", justify="left"),
-               Col("slots", 1, "left")]
-    console.print(fitted_table(columns, rows, min(console.width, 80), title="Model families"), highlight=False)
+    columns = [Col("family", justify="left"), Col("source", 2, "left"),
+               Col("knobs (defaults)", KEEP, "left", wrap=True), Col("slots", 1, "left", wrap=True)]
+    console.print(fitted_table(columns, rows, min(console.width, 80), title="Model families",
+                               hint="--json shows them"))
+    for line in _networks_lines(items):
+        console.print(line, width=min(console.width, 80))
+
+
+def _save_folder(save: Path) -> Path:
+    """``--save``'s folder, created and writable, or exit 2 naming the path (before any download)."""
+    import os
+    import tempfile
+
+    if save.exists() and not save.is_dir():
+        fail(f"--save: {save} is a file, not a folder (give a folder; each trial goes in <folder>/<number>/)", 2)
+    try:
+        save.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=save).close()  # a folder we may create but not write into fails here
+    except OSError as exc:
+        fail(f"--save: cannot write into {save}: {exc.strerror or exc}", 2)
+    if not os.access(save, os.W_OK | os.X_OK):
+        fail(f"--save: cannot write into {save}: permission denied", 2)
+    return save
+
+
+def _objective(job_document: dict[str, Any]) -> str:
+    """The job's (first) objective, from its stored spec; val_acc where the document has none."""
+    objective = (job_document.get("spec") or {}).get("objective") or {}
+    metrics = objective.get("metrics") or ["val_acc"]
+    return str(metrics[0])
 
 
 @app.command()
@@ -142,22 +170,48 @@ def best(job: str, top: Annotated[int, typer.Option(min=1, max=100)] = 5, as_jso
 
     with _client(_settings()) as client:
         items = _api_call(lambda: client.best(job, top))
-        missing = _api_call(lambda: client.download_many(job, [i["number"] for i in items], save)) if save else {}
+        objective = "val_acc" if as_json else _objective(_api_call(lambda: client.job(job)))
+        try:
+            missing = _api_call(lambda: client.download_many(job, [i["number"] for i in items], folder)) if folder else {}
+        except OSError as exc:  # the folder was usable a moment ago: it filled up, or its rights changed
+            fail(f"--save: cannot write into {folder}: {exc.strerror or exc}"
+                 + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), 2)
     if as_json:
+def _networks_lines(items: list[dict[str, Any]]) -> list[str]:
+    """What ``auto`` can trace: the networks live workers have installed (GET /families)."""
+    auto = next((i for i in items if i["name"] == "auto"), None)
+    if auto is None:
+        return []
+    networks = auto.get("networks")
+    if networks is None:
+        return ["auto: no live worker has said which networks it has installed yet (start one: regsearch worker)."]
+    if not networks:
+        return [("auto: no network installed on the live workers (entry point group regsearch.networks; "
+                 "docs/networks.md).")]
+    lines = [f"auto: the networks installed on the live workers ({len(networks)}), model: {{family: auto, network: NAME}}:"]
+    for net in networks:
+        state = f"does not load: {net['error']}" if net.get("error") else "ok"
+        lines.append(f"  {net['name']}  {net.get('entry_point') or '-'}  ({state})")
+    return lines
+
+
         print(json.dumps({"items": items}, indent=2))
     else:
-        print_best(console, items)
+        print_best(console, items, objective=objective)
     if missing:  # the others were saved; recipe.json is written for every listed trial
         fail("weights not saved: " + "; ".join(missing.values()))
 
 
-REPORT_FORMATS = ("md", "json")
+REPORT_FORMATS = ("text", "md", "json")
 
 
 @app.command()
 def report(
     job: str,
-    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) or json")] = "md",
+    fmt: Annotated[str | None, typer.Option(
+        "--format", show_default=False,
+        help="text (tables fitted to the terminal), md (Markdown) or json; default: text on a terminal, "
+             "md into a pipe or a file")] = None,
 ) -> None:
     """The evidence for a job: per placement, dropout band and momentum band, with 95% intervals."""
     if fmt not in REPORT_FORMATS:
@@ -166,16 +220,15 @@ def report(
         document = _api_call(lambda: client.report(job))
     if fmt == "json":
         print(json.dumps(document, indent=2))
-        return
-    from regsearch.evidence import Report, render_markdown
+    folder = _save_folder(save) if save is not None else None
+    elif fmt == "text":
+        from regsearch.cli.report_text import print_report
 
-    text = render_markdown(Report.model_validate(document))
-    if sys.stdout.isatty():  # rendered on a terminal; plain Markdown into a pipe or a file
-        from rich.markdown import Markdown
-
-        console.print(Markdown(text))
+        print_report(console, document)
     else:
-        print(text, end="")
+        from regsearch.evidence import Report, render_markdown
+
+        print(render_markdown(Report.model_validate(document)), end="")
 
 
 @app.command()
@@ -186,6 +239,8 @@ def cancel(job: str) -> None:
     console.print(f"job {answer['id']}: cancellation requested")
 
 
+    if fmt is None:
+        fmt = "text" if sys.stdout.isatty() else "md"
 @app.command()
 def delete(
     job: str,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.text import Text
 
 from regsearch.cli.tables import make_console
 from regsearch.config import Settings, get_settings
@@ -33,8 +34,10 @@ EXAMPLE_SPEC = Path(__file__).resolve().parents[1] / "examples" / "mnist1d-mlp.y
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``. The message is text, never read
+    as console markup: ``size must be [height, width]`` keeps its brackets."""
     # soft wrap: a long message (a file path, a field) stays one line that a terminal wraps itself
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -182,8 +182,8 @@ def up(
                 time.sleep(0.5)
         name, status = supervisor.dead()[0]
         code = 1
-        err.print(f"[bold red]error:[/] {name} exited with status {status}; stopping the rest. "
-                  f"The end of {supervisor.log_path(name)}:", highlight=False)
+        err.print(f"error: {name} exited with status {status}; stopping the rest. "
+                  f"The end of {supervisor.log_path(name)}:", style="bold red")
         for line in supervisor.log_tail(name):
             err.print(f"  {line}", highlight=False, markup=False)
     except KeyboardInterrupt:

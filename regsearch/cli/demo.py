@@ -49,14 +49,14 @@ def run_demo(settings: Settings, spec: dict[str, Any], *, workers: int, console:
     try:
         with Client(settings) as client:
             if not _wait_ready(client, supervisor, console):
-                console.print(f"[red]the service did not start; see the logs in {log_dir}[/]")
+                console.print(f"the service did not start; see the logs in {log_dir}", style="red")
                 return 1
             job = client.submit(spec)
             console.print(f"submitted job {job['id']} ({spec['name']}): {spec['budget']['n_trials']} trials, "
                           f"{workers} workers, data in {settings.data_dir}")
             job = _follow(client, job["id"], supervisor, console)
             if job is None:
-                console.print(f"[red]a component stopped unexpectedly; see the logs in {log_dir}[/]")
+                console.print(f"a component stopped unexpectedly; see the logs in {log_dir}", style="red")
                 return 1
             console.print(comparison_table(client.report(job["id"]), console.width))
             print_best(console, client.best(job["id"], 3))

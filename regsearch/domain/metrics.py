@@ -36,6 +36,7 @@ class Metric:
     high: float | None
     shown: bool = True  # a column wherever a trial's metrics are listed
     bounded_by_epochs: bool = False
+    decimals: int = 3  # fixed decimals wherever a value or a mean of it is printed (format_metric)
 
 
 # The one list of per-trial metrics, in the order every table shows them.
@@ -43,7 +44,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("val_acc", "maximize", True, 0.0, 1.0),
     Metric("test_acc", "maximize", False, 0.0, 1.0),
     Metric("gap", "minimize", True, -1.0, 1.0),
-    Metric("epochs_to_converge", "minimize", True, 1.0, None, bounded_by_epochs=True),
+    Metric("epochs_to_converge", "minimize", True, 1.0, None, bounded_by_epochs=True, decimals=1),
     Metric("mean_val_acc", "maximize", True, 0.0, 1.0),
     Metric("seconds_per_epoch", "minimize", True, 0.0, None),
     Metric("val_loss", "minimize", True, 0.0, None, shown=False),
@@ -61,6 +62,24 @@ RENAMED_METRICS: dict[str, str] = {"val_auc": "mean_val_acc"}
 def current_metric_name(name: str) -> str:
     """``name``, or the metric's current name where ``name`` is a former one (RENAMED_METRICS)."""
     return RENAMED_METRICS.get(name, name)
+
+
+NO_VALUE = "–"  # printed for a metric a trial or a group does not have
+
+
+def format_metric(name: str | None, value: float | None) -> str:
+    """One format per metric: ``0.647`` (accuracies, gap, seconds, loss: 3 decimals), ``4.5`` (a
+    mean of epochs_to_converge); an integer (one trial's epochs_to_converge) prints as one.
+
+    Every value of a column then has the same decimals, and a mean, its interval and its sd
+    read alike. A metric not in :data:`METRICS` gets 3 decimals.
+    """
+    if value is None:
+        return NO_VALUE
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    metric = METRICS.get(name or "")
+    return f"{float(value):.{metric.decimals if metric else 3}f}"
 
 
 def metric_bounds(name: str | None, *, epochs: int | None = None) -> tuple[float, float]:

@@ -5,33 +5,34 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from regsearch.domain.metrics import NO_VALUE, format_metric
 from regsearch.domain.states import TrialState
 from regsearch.domain.stats import MIN_RUNS, TOO_FEW_RUNS, Interval
 from regsearch.evidence.models import Grouping, Report
 
 
 def format_value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "–"
-    if metric == "epochs_to_converge":
-        return f"{value:.1f}"
-    if metric == "seconds_per_epoch":
-        return f"{value:.3g}"
-    return f"{value:.3f}"
+    """A metric's value in its one format (regsearch.domain.metrics.format_metric)."""
+    return format_metric(metric, value)
 
 
 CLIPPED_MARK = "†"  # after an interval cut at its metric's range
 CLIPPED_NOTE = (f"{CLIPPED_MARK} the t-interval reached past what the metric can be (accuracies [0, 1], gap [-1, 1], "
                 "epochs to converge [1, epochs], s/epoch >= 0) and is cut there.")
+# In a table a mean without an interval carries a mark, not words: a row stays one line.
+TOO_FEW_MARK = "‡"
+TOO_FEW_NOTE = f"{TOO_FEW_MARK} {TOO_FEW_RUNS}: fewer than {MIN_RUNS} runs, the mean alone (no interval)."
+TABLE_NOTES = {CLIPPED_MARK: CLIPPED_NOTE, TOO_FEW_MARK: TOO_FEW_NOTE}  # a table's marks and their footnotes
 
 
-def format_stat(metric: str, stat: Interval | None) -> str:
+def format_stat(metric: str, stat: Interval | None, *, marked: bool = False) -> str:
     """``0.647 [0.621, 0.673]``; ``0.978 [0.907, 1.000]†`` when cut at the metric's range;
-    ``0.550 (too few runs)`` below 3 runs; ``–`` without data."""
+    ``0.550 (too few runs)`` below 3 runs (``0.550‡`` when ``marked``: in a table, whose
+    footnote :data:`TOO_FEW_NOTE` explains it); ``–`` without data."""
     if stat is None or stat.mean is None:
-        return "–"
+        return NO_VALUE
     if stat.low is None or stat.high is None:
-        return f"{format_value(metric, stat.mean)} ({TOO_FEW_RUNS})"
+        return format_value(metric, stat.mean) + (TOO_FEW_MARK if marked else f" ({TOO_FEW_RUNS})")
     text = f"{format_value(metric, stat.mean)} [{format_value(metric, stat.low)}, {format_value(metric, stat.high)}]"
     return text + CLIPPED_MARK if stat.clipped else text
 

@@ -32,7 +32,8 @@ ELLIPSIS = "…"
 
 CONFIRMED = {"n": 3, "numbers": [31, 40, 41], "seeds": [None, 1, 2], "metrics": {
     "val_acc": {"n": 3, "mean": 0.7501, "std": 0.0035, "low": 0.741, "high": 0.759},
-    "test_acc": {"n": 3, "mean": 0.7012, "std": 0.01, "low": 0.69, "high": 0.71}}}
+    "test_acc": {"n": 3, "mean": 0.7012, "std": 0.01, "low": 0.69, "high": 0.71},
+    "gap": {"n": 3, "mean": 0.1216, "std": 0.01, "low": 0.11, "high": 0.13}}}
 BEST_ITEMS = [
     {"number": 31, "recipe": {"blocks": []}, "confirmation": CONFIRMED,
      "params": {"placement": "bn-act-drop", "dropout": 0.139, "bn_momentum": 0.0993, "dropout_layers": "last-2",
@@ -57,8 +58,15 @@ def test_the_best_table_fits_80_columns_without_cutting_the_key_columns(confirme
     text = console.export_text()
     _assert_fits(text, 80)
     rows = [line for line in text.splitlines() if "bn-act-drop" in line or "drop-bn-act" in line]
-    assert "31" in rows[0].split() and "0.6812" in rows[0], "number, placement and val_acc, whole"
-    assert "144" in rows[1].split() and "0.6543" in rows[1]
+    assert len(rows) == 2, "one line per configuration"
+    header = next(line for line in text.splitlines() if "placement" in line).split()
+    assert header[:2] == ["#", "placement"] and {"val_acc", "test_acc", "gap"} <= set(header), "generalization kept"
+    if confirmed:  # a confirmed configuration: its means over its runs, the objective with its interval
+        assert rows[0].split()[:2] == ["31", "bn-act-drop"] and "0.750 [0.741, 0.759]" in rows[0]
+        assert rows[0].split()[-2:] == ["0.701", "0.122"], "test_acc and gap over the runs, whole"
+    else:
+        assert rows[0].split()[:2] == ["31", "bn-act-drop"] and rows[0].split()[-3:] == ["0.681", "0.678", "0.123"]
+    assert rows[1].split()[:2] == ["144", "drop-bn-act"] and rows[1].split()[-3:] == ["0.654", "0.610", "0.200"]
     assert "Not shown at this width" in text and "--json" in text, "the caption names what was left out"
 
 
@@ -67,7 +75,7 @@ def test_a_wide_console_shows_every_column() -> None:
     print_best(console, BEST_ITEMS)
     text = console.export_text()
     assert "Not shown" not in text
-    assert "0.7501 ±0.0035 [0.741, 0.759]" in text and "drop:last-2 bn:all" in text and "converge ep." in text
+    assert "0.750 [0.741, 0.759]" in text and "drop:last-2 bn:all" in text and "converge ep." in text
 
 
 def test_the_comparison_and_status_tables_fit_80_columns() -> None:
@@ -184,7 +192,7 @@ def test_the_trial_tables_fit_80_columns() -> None:
     print_trial(console, document)
     text = console.export_text()
     _assert_fits(text, 80)
-    assert "epochs_to_converge" in text and "seconds_per_epoch" in text and "0.7123" in text
+    assert "epochs_to_converge" in text and "seconds_per_epoch" in text and "0.712" in text
 
 
 def test_piped_output_is_not_cut_at_a_fixed_width() -> None:

@@ -449,7 +449,8 @@ def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_
     console = Console(width=220, record=True)
     console.print(comparison_table(document))
     shown = console.export_text()
-    assert "0.500 (too few runs)" in shown and "1.000]†" in shown and "is cut there" in shown
+    assert "0.500‡" in shown and "1.000]†" in shown and "is cut there" in shown
+    assert "‡ too few runs: fewer than 3 runs" in shown, "a table marks a mean without an interval, in one line"
     # the note explains a mark: when the only cut interval is in a column the width left out, no note
     for group in placement["groups"]:
         for metric, stat in group["metrics"].items():

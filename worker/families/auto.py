@@ -146,6 +146,11 @@ class _Tracer(fx.Tracer):
         super().__init__()
         self.failed_in: str | None = None
 
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        # A network marks a block torch.fx cannot trace (regsearch_leaf = True on its class): it is
+        # one call in the graph, its inside left as it is (its layers hold no slot).
+        return bool(getattr(m, LEAF_ATTRIBUTE, False)) or super().is_leaf_module(m, module_qualified_name)
+
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         try:
             return super().call_module(m, forward, args, kwargs)
@@ -156,6 +161,26 @@ class _Tracer(fx.Tracer):
                 except NameError:
                     self.failed_in = type(m).__name__
             raise
+
+
+LEAF_ATTRIBUTE = "regsearch_leaf"
+TRACE_HINT = (f"To trace around it: decorate the function that does it with @torch.fx.wrap (a function "
+              f"defined at module level; it becomes one call in the graph), or set {LEAF_ATTRIBUTE} = True on "
+              "the class of the module that does it (called whole; its own layers then hold no slot).")
+
+
+def _failing_line(exc: BaseException) -> str | None:
+    """``file:line: source`` of the innermost frame outside torch and regsearch: the network's own
+    code that torch.fx could not trace (``if x.sum() > 0:``)."""
+    import os
+    import traceback
+
+    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))  # torch, regsearch.worker
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skip)]
+    if not frames:
+        return None
+    frame = frames[-1]
+    return f"{frame.filename}:{frame.lineno}" + (f": {frame.line.strip()}" if frame.line else "")
 
 
 def trace(name: str, module: nn.Module) -> fx.GraphModule:
@@ -169,9 +194,10 @@ def trace(name: str, module: nn.Module) -> fx.GraphModule:
             nodes = [n for n in tracer.graph.nodes if n.op != "placeholder"]
             last = nodes[-1].format_node() if nodes else None
         after = f" after {last}" if last else ""
+        line = _failing_line(exc)
         raise NetworkError(
             f"model.network: {name!r} does not trace (torch.fx): in {where}{after}: "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {exc}" + (f"; the op: {line}" if line else "") + f". {TRACE_HINT}"
         ) from None
     return fx.GraphModule(tracer.root, graph, type(module).__name__)
 
