@@ -118,6 +118,24 @@ def _knobs_summary(schema: dict[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
+def _networks_lines(items: list[dict[str, Any]]) -> list[str]:
+    """What ``auto`` can trace: the networks live workers have installed (GET /families)."""
+    auto = next((i for i in items if i["name"] == "auto"), None)
+    if auto is None:
+        return []
+    networks = auto.get("networks")
+    if networks is None:
+        return ["auto: no live worker has said which networks it has installed yet (start one: regsearch worker)."]
+    if not networks:
+        return [("auto: no network installed on the live workers (entry point group regsearch.networks; "
+                 "docs/networks.md).")]
+    lines = [f"auto: the networks installed on the live workers ({len(networks)}), model: {{family: auto, network: NAME}}:"]
+    for net in networks:
+        state = f"does not load: {net['error']}" if net.get("error") else "ok"
+        lines.append(f"  {net['name']}  {net.get('entry_point') or '-'}  ({state})")
+    return lines
+
+
 @app.command()
 def families(as_json: Annotated[bool, typer.Option("--json", help="the API's document: {items: [...]}")] = False) -> None:
     """The model families on offer (built in, and the plugins live workers offer), with their knobs'
@@ -168,6 +186,7 @@ def best(job: str, top: Annotated[int, typer.Option(min=1, max=100)] = 5, as_jso
     """The best configurations of a job, with their metrics and recipes."""
     from regsearch.cli.tables import print_best
 
+    folder = _save_folder(save) if save is not None else None
     with _client(_settings()) as client:
         items = _api_call(lambda: client.best(job, top))
         objective = "val_acc" if as_json else _objective(_api_call(lambda: client.job(job)))
@@ -177,24 +196,6 @@ def best(job: str, top: Annotated[int, typer.Option(min=1, max=100)] = 5, as_jso
             fail(f"--save: cannot write into {folder}: {exc.strerror or exc}"
                  + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), 2)
     if as_json:
-def _networks_lines(items: list[dict[str, Any]]) -> list[str]:
-    """What ``auto`` can trace: the networks live workers have installed (GET /families)."""
-    auto = next((i for i in items if i["name"] == "auto"), None)
-    if auto is None:
-        return []
-    networks = auto.get("networks")
-    if networks is None:
-        return ["auto: no live worker has said which networks it has installed yet (start one: regsearch worker)."]
-    if not networks:
-        return [("auto: no network installed on the live workers (entry point group regsearch.networks; "
-                 "docs/networks.md).")]
-    lines = [f"auto: the networks installed on the live workers ({len(networks)}), model: {{family: auto, network: NAME}}:"]
-    for net in networks:
-        state = f"does not load: {net['error']}" if net.get("error") else "ok"
-        lines.append(f"  {net['name']}  {net.get('entry_point') or '-'}  ({state})")
-    return lines
-
-
         print(json.dumps({"items": items}, indent=2))
     else:
         print_best(console, items, objective=objective)
@@ -214,13 +215,14 @@ def report(
              "md into a pipe or a file")] = None,
 ) -> None:
     """The evidence for a job: per placement, dropout band and momentum band, with 95% intervals."""
+    if fmt is None:
+        fmt = "text" if sys.stdout.isatty() else "md"
     if fmt not in REPORT_FORMATS:
         fail(f"--format: {fmt!r} is not one of {', '.join(REPORT_FORMATS)}", 2)
     with _client(_settings()) as client:
         document = _api_call(lambda: client.report(job))
     if fmt == "json":
         print(json.dumps(document, indent=2))
-    folder = _save_folder(save) if save is not None else None
     elif fmt == "text":
         from regsearch.cli.report_text import print_report
 
@@ -239,8 +241,6 @@ def cancel(job: str) -> None:
     console.print(f"job {answer['id']}: cancellation requested")
 
 
-    if fmt is None:
-        fmt = "text" if sys.stdout.isatty() else "md"
 @app.command()
 def delete(
     job: str,
