@@ -3,14 +3,14 @@
 :func:`regsearch.worker.train.train_trial` (one model) and
 :func:`regsearch.worker.packed.train_packed` (several as one) differ in how a batch goes through
 the model; the rest of an epoch is here, once: the device's autocast and cudnn setting, the batch
-starts, the checks before training, the epoch's metrics from its one host sync, the best-epoch
-order, evaluation and the test measurement.
+starts, the checks before training, the epoch's metrics from its one host sync, evaluation and
+the test measurement.
 
-A trial's side of the loop is a :class:`TrialRecorder`: the loop ``report``\\ s each epoch (and
-learns whether to stop), hands over the weights it considers best (``save_best``) and the test
+A trial's side of the loop is a :class:`TrialRecorder`: the loop reports each epoch (``report``,
+which says whether to stop), hands over the weights it considers best (``save_best``) and the test
 metrics it measured with them (``test``); ``result()`` is the trial's :class:`TrainResult`. The
-built-in loops decide "best" with :func:`rank`; the recorder keeps what it is given, so a loop
-written elsewhere can talk to it the same way.
+built-in loops decide "best" with ``regsearch.domain.metrics.epoch_rank``; the recorder keeps
+what it is given, so a loop written elsewhere can talk to it the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regsearch.domain.metrics import EpochMetrics, summarize
+from regsearch.domain.metrics import EpochMetrics, epoch_rank, summarize
 
 EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
 
@@ -122,14 +122,6 @@ def epoch_metrics(epoch: int, stats: Sequence[float], n_sample: int, n_val: int,
     )
 
 
-def rank(metrics: EpochMetrics) -> tuple[float, float]:
-    """The built-in loops' order of epochs, lower is better: the same order as
-    ``regsearch.domain.metrics.best_epoch_index`` (accuracy, then loss)."""
-    acc = metrics.val_acc if math.isfinite(metrics.val_acc) else -math.inf
-    loss = metrics.val_loss if math.isfinite(metrics.val_loss) else math.inf
-    return (-acc, loss)
-
-
 def snapshot_state(state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     """A copy of ``state`` (the best weights so far), written into ``into``'s storage when given."""
     if into is None:
@@ -156,7 +148,7 @@ class TrialRecorder:
     epochs: list[EpochMetrics] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch: int = 0  # the epoch whose weights best_state holds
-    best_rank: tuple[float, float] = (math.inf, math.inf)  # the built-in loops' order (rank)
+    best_rank: tuple[float, float] = (math.inf, math.inf)  # the built-in loops' order (epoch_rank)
     test_metrics: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
 
@@ -168,9 +160,10 @@ class TrialRecorder:
         return self.stopped_early
 
     def improves(self, metrics: EpochMetrics) -> bool:
-        """Whether ``metrics`` is the best epoch so far by :func:`rank` (and remember it if so)."""
-        if rank(metrics) < self.best_rank:
-            self.best_rank = rank(metrics)
+        """Whether ``metrics`` is the best epoch so far by ``epoch_rank`` (remembered if so)."""
+        rank = epoch_rank(metrics)
+        if rank < self.best_rank:
+            self.best_rank = rank
             return True
         return False
 

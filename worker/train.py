@@ -177,7 +177,7 @@ def train_builtin(recipe: dict[str, Any], training: TrainingSpec, data: DeviceDa
     """The built-in loop: classification, cross-entropy, the spec's optimizer at a constant rate.
 
     It speaks to the trial only through ``recorder``: each epoch's metrics (``report``, which says
-    whether to stop), the weights it considers best (``save_best``, by ``loop.rank``) and the test
+    whether to stop), the weights it considers best (``save_best``, by ``epoch_rank``) and the test
     accuracy it measured with them (``test``).
     """
     device = data.device

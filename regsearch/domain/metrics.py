@@ -113,18 +113,19 @@ class EpochMetrics:
         return asdict(self)
 
 
+def epoch_rank(e: EpochMetrics) -> tuple[float, float]:
+    """The order of a trial's epochs, lower is better: highest val_acc, then lowest val_loss (a
+    non-finite value is the worst). The built-in training loops keep the best epoch's weights by it."""
+    acc = e.val_acc if math.isfinite(e.val_acc) else -math.inf
+    loss = e.val_loss if math.isfinite(e.val_loss) else math.inf
+    return (-acc, loss)
+
+
 def best_epoch_index(epochs: Sequence[EpochMetrics]) -> int:
-    """Index of the best validation epoch: highest val_acc, then lowest val_loss, then earliest."""
+    """Index of the best validation epoch (:func:`epoch_rank`), the earliest of equals."""
     if not epochs:
         raise ValueError("no epochs")
-
-    def key(i: int) -> tuple[float, float, int]:
-        e = epochs[i]
-        acc = e.val_acc if math.isfinite(e.val_acc) else -math.inf
-        loss = e.val_loss if math.isfinite(e.val_loss) else math.inf
-        return (-acc, loss, i)
-
-    return min(range(len(epochs)), key=key)
+    return min(range(len(epochs)), key=lambda i: (*epoch_rank(epochs[i]), i))
 
 
 def epochs_to_converge(val_accs: Sequence[float]) -> int:

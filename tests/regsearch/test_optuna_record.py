@@ -112,3 +112,31 @@ def test_an_outcome_reads_back_as_optunas_own_tell(db: Database, state: TrialSta
     with db.session() as session:
         assert not finish_running_trial(session, our_id, TrialState.FAIL, None), "a finished trial stays as it is"
     assert storage.get_trial(our_id).state == state
+
+
+def test_the_coordinator_ends_a_trial_through_the_same_write_in_its_own_transaction(db: Database) -> None:
+    """The mirror and a job the coordinator gives up on pass an engine and our own state; the write
+    is the worker's, in a transaction of its own, and ends a trial once."""
+    from regsearch.domain.states import TrialState as OurState
+    from regsearch.store.optuna_record import finish_running_trial
+
+    study = optuna.create_study(study_name="ended", storage=optuna_storage(db.url))
+    first = create_running_trial(db.engine, study._study_id, template(0))[1]
+    second = create_running_trial(db.engine, study._study_id, template(1))[1]
+    assert finish_running_trial(db.engine, first, OurState.CANCELLED, None)  # Optuna has no cancelled: FAIL
+    assert finish_running_trial(db.engine, second, "complete", [0.5])
+    assert not finish_running_trial(db.engine, first, OurState.PRUNED, None), "an ended trial stays as it is"
+    storage = optuna_storage(db.url)
+    assert (storage.get_trial(first).state, storage.get_trial(first).values) == (TrialState.FAIL, None)
+    assert (storage.get_trial(second).state, storage.get_trial(second).values) == (TrialState.COMPLETE, [0.5])
+
+
+def test_a_complete_end_without_values_is_refused(db: Database) -> None:
+    """regsearch.domain.trial_end turns such a trial into a failure before it gets here."""
+    from regsearch.store.optuna_record import finish_running_trial
+
+    study = optuna.create_study(study_name="refused", storage=optuna_storage(db.url))
+    trial_id = create_running_trial(db.engine, study._study_id, template(0))[1]
+    with pytest.raises(ValueError, match="COMPLETE outcome needs the objective's values"):
+        finish_running_trial(db.engine, trial_id, TrialState.COMPLETE, None)
+    assert optuna_storage(db.url).get_trial(trial_id).state == TrialState.RUNNING
