@@ -63,11 +63,14 @@ def validate(
     spec: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")],
     as_json: Annotated[bool, typer.Option("--json", help="print the spec as the API would store it")] = False,
 ) -> None:
-    """Check a spec offline, with the same checks as POST /jobs; exit 0 when valid, 2 when not."""
+    """Check a spec offline, with the same checks as POST /jobs; exit 0 when valid, 2 when not.
+
+    A dataset file is looked for in the data directory (REGSEARCH_DATA_DIR), and its kind checked."""
     try:
         job_spec = load_spec(spec)
     except SpecError as exc:
         fail(str(exc), 2)
+    note = _data_file_note(job_spec)
     if as_json:
         print(json.dumps(job_spec.model_dump(mode="json", exclude_none=True), indent=2))
         return
@@ -78,6 +81,29 @@ def validate(
                   f"sampler {job_spec.sampler}, pruner {job_spec.pruner}"
                   + (f", confirm top {job_spec.confirm.top_k} x {job_spec.confirm.seeds} seeds" if job_spec.confirm else "")
                   + ".", highlight=False)
+    if note:
+        console.print(note, highlight=False, markup=False)
+
+
+def _data_file_note(job_spec: Any) -> str | None:
+    """Exit 2 when the spec's dataset file is missing from the data directory or of another kind;
+    with a broker configured (the workers' data directories are their own) only a note, returned."""
+    from regsearch.domain.data import FILE_DATASETS, DatasetError, resolve_data_path
+    from regsearch.domain.data_checks import check_data_format
+
+    dataset = job_spec.dataset
+    if dataset.name not in FILE_DATASETS or not dataset.path:
+        return None
+    settings = _settings()
+    try:
+        path = resolve_data_path(settings.data_dir, dataset.path, folder=dataset.name == "images")
+        check_data_format(path, dataset.name, dataset.path)
+    except DatasetError as exc:
+        if settings.broker_url is None:  # embedded: the workers read this very data directory
+            fail(f"{exc} (data directory {settings.data_dir})", 2)
+        return (f"note: {exc} (this machine's data directory {settings.data_dir}; "
+                "the workers read their own, so only they can tell)")
+    return None
 
 
 @app.command()

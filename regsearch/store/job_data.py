@@ -10,15 +10,21 @@ trace, no slot: ``model.network: ...``) is as deterministic, and takes the same 
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from regsearch.domain.states import ACTIVE_JOB_STATES
 from regsearch.store.db import Database
-from regsearch.store.models import Job
+from regsearch.store.models import Job, as_utc
 
-__all__ = ["fail_job_for_data", "record_data"]
+__all__ = ["PublishedShape", "fail_job_for_data", "published_shape", "record_data"]
+
+# A dataset's fields that do not change an example's shape (the split's proportions and seed).
+_SPLIT_FIELDS = ("val_fraction", "test_fraction", "split_seed")
+_RECENT_JOBS = 200  # how far back a submission looks for a job on the same data
 
 
 def record_data(db: Database, *, job_id: str, data: dict[str, Any]) -> None:
@@ -36,3 +42,34 @@ def fail_job_for_data(db: Database, *, job_id: str, reason: str) -> bool:
             .values(error=reason, cancel_requested=True)
         )
         return bool(result.rowcount)
+
+
+@dataclass(frozen=True)
+class PublishedShape:
+    """An example's shape as a worker loaded it for ``job_id`` (whose job was created at ``created_at``)."""
+
+    sample_shape: list[int]
+    job_id: str
+    created_at: dt.datetime
+
+
+def _same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def key(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in _SPLIT_FIELDS}
+
+    return key(a) == key(b)
+
+
+def published_shape(db: Database, *, dataset: dict[str, Any]) -> PublishedShape | None:
+    """The sample shape a worker published for the newest recent job on the same data (the spec's
+    ``dataset`` up to its split), so a submission can be checked against it; None when none did."""
+    with db.read() as session:
+        rows = session.execute(
+            select(Job.id, Job.spec, Job.data, Job.created_at).where(Job.data.is_not(None))
+            .order_by(Job.created_at.desc()).limit(_RECENT_JOBS)
+        ).all()
+    for job_id, spec, data, created_at in rows:
+        shape = (data or {}).get("sample_shape")
+        if isinstance(shape, list) and _same_data((spec or {}).get("dataset") or {}, dataset):
+            return PublishedShape([int(d) for d in shape], job_id, as_utc(created_at) or created_at)
+    return None

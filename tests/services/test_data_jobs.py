@@ -29,7 +29,8 @@ def test_an_image_folder_is_searched_end_to_end_with_augmentation(stack: Stack) 
 
 
 def test_a_dataset_that_cannot_be_read_ends_the_job_at_once(stack: Stack) -> None:
-    (stack.settings.data_dir / "broken.npz").write_text("this is not an npz archive")
+    # a zip's first bytes, so the embedded API's format check at submit lets it through to a worker
+    (stack.settings.data_dir / "broken.npz").write_bytes(b"PK\x03\x04 this is not an npz archive")
     spec = small_spec("broken", dataset={"name": "npz", "path": "broken.npz"},
                       budget={"n_trials": 20, "parallelism": 2, "max_retries": 2})
     job = stack.client.submit(spec)
