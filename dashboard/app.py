@@ -1,4 +1,5 @@
-"""The dashboard's entry (``streamlit run dashboard/app.py``): page setup and navigation only."""
+"""The dashboard's entry (``streamlit run dashboard/app.py``; ``dashboard/server.py`` serves it as the
+service does): page setup and navigation only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import streamlit as st
 from regsearch.config import get_settings
 from regsearch.dashboard.auth import require_login
 
-st.set_page_config(page_title="regsearch", page_icon=":material/tune:", layout="wide")
+# The tab's icon is an emoji: Streamlit draws it in the page (a data: URL). A ":material/...:" icon
+# would be fetched from fonts.gstatic.com, a request off the machine (it fails offline).
+st.set_page_config(page_title="regsearch", page_icon="🎛️", layout="wide")
 # With REGSEARCH_API_TOKEN set, nothing but the token form shows until the session holds it;
 # the pages are still declared, so the address asked for (/job?job=...) opens once signed in.
 signed_in = require_login(get_settings())

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from regsearch.dashboard.frames import objective_label
 
+from regsearch.dashboard.frames import objective_label
 from regsearch.domain.spec import all_placements
 
 PALETTE = (
@@ -105,7 +105,8 @@ def _scatter_by_placement(df: pd.DataFrame, x: str, y: str, *, log_x: bool = Fal
 def train_vs_val(gen: pd.DataFrame) -> go.Figure:
     """Training vs validation accuracy at the best epoch, one point per configuration.
 
-    The distance below the diagonal is the generalization gap.
+    x: val_acc, y: train_acc, so a point's height above the dashed diagonal is its gap
+    (train_acc − val_acc): the points above it fit better than they generalize.
     """
     fig = _scatter_by_placement(gen, "val_acc", "train_acc")
     values = pd.concat([gen["val_acc"], gen["train_acc"]]).dropna()

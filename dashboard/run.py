@@ -1,4 +1,7 @@
-"""Launch the dashboard: ``streamlit run dashboard/app.py`` as a child process (headless).
+"""Launch the dashboard: ``streamlit run dashboard/server.py`` as a child process (headless).
+
+``dashboard/server.py`` serves the app (``dashboard/app.py``) through Streamlit's ASGI server with
+the middleware that spares a page opened at its own address two 404s (``regsearch.dashboard.address``).
 
 ``regsearch dashboard`` and ``regsearch up`` call :func:`run_dashboard`; the browser test starts
 the same command through :func:`dashboard_command`.
@@ -16,6 +19,7 @@ from regsearch.config import Settings, is_loopback
 from regsearch.dashboard.auth import configured_token
 
 APP = Path(__file__).with_name("app.py")
+SERVER = Path(__file__).with_name("server.py")  # serves APP
 THEME = {
     "theme.base": "light",
     "theme.primaryColor": "#1f77b4",
@@ -36,7 +40,7 @@ def dashboard_env(settings: Settings) -> dict[str, str]:
 
 
 def dashboard_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
-    """``python -m streamlit run dashboard/app.py`` with the server options the service uses."""
+    """``python -m streamlit run dashboard/server.py`` with the server options the service uses."""
     options = {
         "server.headless": "true",
         "server.port": str(port),
@@ -47,7 +51,7 @@ def dashboard_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
         "client.toolbarMode": "minimal",
         **THEME,
     }
-    return [sys.executable, "-m", "streamlit", "run", str(APP), *(f"--{k}={v}" for k, v in options.items())]
+    return [sys.executable, "-m", "streamlit", "run", str(SERVER), *(f"--{k}={v}" for k, v in options.items())]
 
 
 def bind_refusal(settings: Settings, host: str) -> str | None:
@@ -76,15 +80,21 @@ def run_dashboard(settings: Settings, port: int = 8501, host: str = "127.0.0.1")
 
     previous = signal.signal(signal.SIGTERM, _forward) if _main_thread() else None
     try:
-        return process.wait()
+        return _exit_code(process.wait())
     except KeyboardInterrupt:
         # Ctrl-C reaches the whole process group: the child stops by itself; wait for it.
-        return _stop(process)
+        return _exit_code(_stop(process))
     finally:
         if process.poll() is None:
             _stop(process)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_code(returncode: int) -> int:
+    """The child's exit code; 0 when a stop signal ended it (uvicorn, under ``st.App``, shuts down
+    cleanly and then re-raises the SIGTERM/SIGINT it caught, so its status is the signal's)."""
+    return 0 if returncode in (-signal.SIGTERM, -signal.SIGINT) else returncode
 
 
 def _stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:

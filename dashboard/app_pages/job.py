@@ -2,23 +2,31 @@
 and 95% interval), what each regularization choice buys in generalization and costs in
 convergence, how the placements compare, what the search found and the best recipes.
 
-While the job runs, the body is a fragment that refreshes itself every few seconds.
+While the job runs, each section refreshes itself in place every few seconds, a fragment of its
+own (``regsearch.dashboard.live``): never the whole page, nothing faded, no chart blank between
+refreshes; charts whose data did not change are not rebuilt. The job ending reruns the page once.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from regsearch.dashboard import charts, data, frames
-from regsearch.domain.states import FINAL_TRIAL_STATES, JobState, TrialState
+from regsearch.config import get_settings
+from regsearch.dashboard import charts, data, frames, live
+from regsearch.dashboard.delete import NOTICE_KEY, delete_job
+from regsearch.domain.progress import progress
+from regsearch.domain.states import JobState, TrialState
 
 REFRESH_S = 3
 TRIAL_PAGE = "app_pages/trial.py"
+JOBS_PAGE = "app_pages/jobs.py"
+CONFIRM_KEY = "delete_confirm"  # session state: the job whose deletion awaits its confirmation
 
 url = data.database_url_or_stop("Job")
 
@@ -64,14 +72,38 @@ objectives: list[tuple[str, str]] = info["objectives"]
 metric, direction = objectives[0]
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure(name: str, *args: Any) -> Any:
+    """``charts.<name>(*args)``, built once per distinct input and shared: a refresh whose data did
+    not change redraws its charts in milliseconds instead of rebuilding them (50-70 ms a chart),
+    so a section's refresh stays short enough not to fade (Streamlit fades what a run is
+    redrawing after half a second)."""
+    return getattr(charts, name)(*args)
+
+
+class Trials:
+    """What the sections draw: the job and its trials now; the complete search trials and the
+    leaders, worked out when a section first asks."""
+
+    def __init__(self, job: dict[str, Any], df: pd.DataFrame) -> None:
+        self.job, self.df = job, df
+
+    @cached_property
+    def done(self) -> pd.DataFrame:
+        return frames.complete_search(self.df)  # the report's groups count these too
+
+    @cached_property
+    def board(self) -> pd.DataFrame:
+        return frames.leaders(self.df, objectives, k=k)
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
 
 
 def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> None:
     counts = frames.counts(df)
-    finished = sum(counts.get(s, 0) for s in FINAL_TRIAL_STATES)
-    planned = job.get("n_planned") or job["n_trials"] or max(1, finished)
+    done = progress(counts, job["n_planned"])  # the one definition: regsearch.domain.progress
     cols = st.columns(7)
     cols[0].metric("Complete", counts[TrialState.COMPLETE])
     cols[1].metric("Pruned", counts[TrialState.PRUNED])
@@ -86,7 +118,7 @@ def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> Non
                    help="held-out test accuracy, evaluated once with the best validation epoch's weights")
     cols[6].metric("Elapsed", frames.format_seconds(job["elapsed_s"]))
     runs = f" ({job['n_trials']} search trials + {job['n_confirm']} confirmation runs)" if job.get("n_confirm") else ""
-    st.progress(min(1.0, finished / max(1, planned)), text=f"{finished} of {planned} trials finished{runs}")
+    st.progress(done.fraction, text=f"{done.finished} of {done.planned} trials finished{runs}")
     if job.get("error") and job.get("status") == JobState.COMPLETED:  # why it ended early: not a failure
         st.info(f"The job ended: {job['error']}")
     elif job.get("error"):
@@ -97,7 +129,7 @@ REPORT_TABS = (("By placement", "placement"), ("By dropout band", "dropout_band"
                ("By BN momentum band", "momentum_band"))
 
 
-def _evidence() -> None:
+def _evidence(_: Trials) -> None:
     """The job's report (``regsearch.evidence``), the same as ``regsearch report`` and the API's."""
     from regsearch.evidence import Report, render_markdown
 
@@ -115,7 +147,7 @@ def _evidence() -> None:
     intervals = frames.report_intervals(found)
     if not intervals.empty:
         st.markdown(f"**Mean {metric} per placement with its 95% interval** (n = distinct configurations)")
-        st.plotly_chart(charts.placement_intervals(intervals, metric), width="stretch")
+        st.plotly_chart(_figure("placement_intervals", intervals, metric), width="stretch")
     groupings = {g["by"]: g for g in found["groupings"]}
     tabs = st.tabs([title for title, _ in REPORT_TABS] + ["Confirmation runs"])
     for tab, (_, by) in zip(tabs, REPORT_TABS):
@@ -136,31 +168,34 @@ def _evidence() -> None:
         st.code(render_markdown(Report.model_validate(found)), language="markdown")
 
 
-def _generalization(df: pd.DataFrame, done: pd.DataFrame, board: pd.DataFrame) -> None:
+def _generalization(t: Trials) -> None:
+    df, done, board = t.df, t.done, t.board
     st.header("Generalization")
     if done.empty:
         st.info("No complete trial yet: the train/validation gap appears here as trials finish.")
         return
     st.caption("Per configuration, training and validation accuracy at the best validation epoch; the gap is "
-               "train_acc − val_acc. Points below the diagonal generalize worse than they fit.")
+               "train_acc − val_acc. In **train_acc vs val_acc** (train_acc up, val_acc across), points above "
+               "the dashed diagonal generalize worse than they fit: their height above it is the gap.")
     left, right = st.columns(2)
     left.markdown("**train_acc vs val_acc**")
-    left.plotly_chart(charts.train_vs_val(frames.generalization(df)), width="stretch")
+    left.plotly_chart(_figure("train_vs_val", frames.generalization(df)), width="stretch")
     right.markdown("**gap vs dropout**")
     if done["dropout"].notna().any():
-        right.plotly_chart(charts.gap_vs_dropout(done), width="stretch")
+        right.plotly_chart(_figure("gap_vs_dropout", done), width="stretch")
     else:
         right.info("No complete trial placed dropout.")
     left, right = st.columns(2)
     left.markdown("**gap by placement**")
-    left.plotly_chart(charts.box_by_placement(done, "gap"), width="stretch")
+    left.plotly_chart(_figure("box_by_placement", done, "gap"), width="stretch")
     right.markdown("**The leaders on held-out test data**")
-    right.plotly_chart(charts.leaders_accuracy(board), width="stretch")
+    right.plotly_chart(_figure("leaders_accuracy", board), width="stretch")
     with st.expander("gap per configuration"):
         st.dataframe(frames.generalization(df), hide_index=True, width="stretch")
 
 
-def _convergence(df: pd.DataFrame, done: pd.DataFrame, board: pd.DataFrame) -> None:
+def _convergence(t: Trials) -> None:
+    df, done, board = t.df, t.done, t.board
     st.header("Convergence")
     with_epochs = df[df["epochs_recorded"].fillna(0) > 0]
     if with_epochs.empty:
@@ -178,38 +213,40 @@ def _convergence(df: pd.DataFrame, done: pd.DataFrame, board: pd.DataFrame) -> N
         st.info("Choose trials to compare their validation curves.")
     else:
         placements = dict(zip(df["number"].astype(int), df["placement"]))
-        st.plotly_chart(charts.curves_overlay(curves, placements), width="stretch")
+        st.plotly_chart(_figure("curves_overlay", curves, placements), width="stretch")
     if done.empty:
         st.info("No complete trial yet: epochs_to_converge and seconds_per_epoch appear as trials finish.")
         return
     cols = st.columns(3)
     cols[0].markdown("**epochs_to_converge by placement**")
-    cols[0].plotly_chart(charts.box_by_placement(done, "epochs_to_converge"), width="stretch")
+    cols[0].plotly_chart(_figure("box_by_placement", done, "epochs_to_converge"), width="stretch")
     cols[1].markdown("**epochs_to_converge by bn_momentum**")
     if done["bn_momentum"].notna().any():
-        cols[1].plotly_chart(charts.by_momentum(done, "epochs_to_converge"), width="stretch")
+        cols[1].plotly_chart(_figure("by_momentum", done, "epochs_to_converge"), width="stretch")
     else:
         cols[1].info("No complete trial placed batch normalization.")
     cols[2].markdown("**seconds_per_epoch by placement**")
-    cols[2].plotly_chart(charts.box_by_placement(done, "seconds_per_epoch"), width="stretch")
+    cols[2].plotly_chart(_figure("box_by_placement", done, "seconds_per_epoch"), width="stretch")
     st.caption("epochs_to_converge: the first epoch whose val_acc reaches 95% of the trial's best.")
 
 
-def _placement_comparison(df: pd.DataFrame, done: pd.DataFrame) -> None:
+def _placement_comparison(t: Trials) -> None:
+    df, done = t.df, t.done
     st.header("Placement comparison")
     if done.empty:
         st.info("No complete trial yet.")
     else:
         st.markdown("**val_acc per placement** (n = complete search trials behind each box, as in the "
                     "report; confirmation runs are in its seed groups)")
-        st.plotly_chart(charts.box_by_placement(done, "val_acc"), width="stretch")
+        st.plotly_chart(_figure("box_by_placement", done, "val_acc"), width="stretch")
     st.dataframe(frames.placement_summary(df), hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(c, format="%.4f")
         for c in ("val_acc_median", "val_acc_best", "gap_mean", "seconds_per_epoch_median")
     })
 
 
-def _search_space(job: dict[str, Any], df: pd.DataFrame, done: pd.DataFrame) -> None:
+def _search_space(t: Trials) -> None:
+    df, done = t.df, t.done
     st.header("Search space")
     if done.empty:
         st.info("No complete trial yet: the search's picture appears here as trials finish.")
@@ -220,11 +257,11 @@ def _search_space(job: dict[str, Any], df: pd.DataFrame, done: pd.DataFrame) -> 
     if both.empty:
         left.info("No complete trial has both dropout and batch normalization.")
     else:
-        left.plotly_chart(charts.dropout_momentum_map(both, metric), width="stretch")
+        left.plotly_chart(_figure("dropout_momentum_map", both, metric), width="stretch")
     right.markdown("**Parameter importance** (Optuna, PED-ANOVA)")
     found = data.importance(url, job_id, len(done))
     if found["importances"]:
-        right.plotly_chart(charts.importance_bars(found["importances"]), width="stretch")
+        right.plotly_chart(_figure("importance_bars", found["importances"]), width="stretch")
         right.caption(f"From {found['n']} complete search trials"
                       + ("; the importance of reaching the Pareto front." if len(objectives) > 1 else "."))
     else:
@@ -232,24 +269,26 @@ def _search_space(job: dict[str, Any], df: pd.DataFrame, done: pd.DataFrame) -> 
     if len(objectives) > 1:
         st.markdown(f"**Pareto front: {objectives[0][0]} and {objectives[1][0]}**")
         mask = frames.pareto_front(done, objectives)
-        st.plotly_chart(charts.pareto_front(done, objectives, mask), width="stretch")
+        st.plotly_chart(_figure("pareto_front", done, objectives, mask), width="stretch")
     st.markdown(f"**Optimization history: {metric} per trial and the best so far**")
-    st.plotly_chart(charts.optimization_history(frames.history(df, metric, direction), metric), width="stretch")
+    st.plotly_chart(_figure("optimization_history", frames.history(df, metric, direction), metric), width="stretch")
 
 
-def _parallel_coordinates(done: pd.DataFrame) -> None:
+def _parallel_coordinates(t: Trials) -> None:
+    done = t.done
     st.subheader("Parallel coordinates", anchor="parallel-coordinates")
     if done.empty:
         st.info("No complete trial yet: each complete trial's parameters and objective appear here as a line.")
         return
     st.markdown(f"**Every complete trial through its parameters and {', '.join(m for m, _ in objectives)}**, "
                 f"colored by {metric}")
-    st.plotly_chart(charts.parallel_coordinates(done, objectives), width="stretch")
+    st.plotly_chart(_figure("parallel_coordinates", done, objectives), width="stretch")
     st.caption("Drag along an axis to keep only the trials in that range; drag an axis' title to reorder. "
                "\"none\": the placement has no dropout (or no BN), so the trial has no such parameter.")
 
 
-def _best_configurations(board: pd.DataFrame) -> None:
+def _best_configurations(t: Trials) -> None:
+    board = t.board
     st.header("Best configurations")
     if board.empty:
         st.info("No complete trial yet: the best configurations and their recipes appear here.")
@@ -282,7 +321,10 @@ def _best_configurations(board: pd.DataFrame) -> None:
                          query_params={"job": job_id, "trial": str(row.number)})
 
 
-def _all_trials(df: pd.DataFrame) -> None:
+def _all_trials(t: Trials) -> None:
+    df = t.df
+    if df.empty:
+        return
     st.header("All trials")
     view = df.assign(open=[f"trial?job={job_id}&trial={n}" for n in df["number"]])
     columns = ["number", "state", "config", "val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch",
@@ -293,25 +335,54 @@ def _all_trials(df: pd.DataFrame) -> None:
     })
 
 
-def body(was_active: bool) -> None:
-    job = data.job(url, job_id) or info
-    if job["active"] != was_active:
-        st.rerun()  # the job just finished: stop refreshing
-    df = data.trials(url, job_id)
-    done = frames.complete_search(df)  # the report's groups count these too
-    board = frames.leaders(df, objectives, k=k)
-    _overview(job, df, board)
-    if df.empty:
+def _trials() -> Trials:
+    """The job and its trials now (both reads are cached for a few seconds: the sections share them)."""
+    return Trials(data.job(url, job_id) or info, data.trials(url, job_id))
+
+
+def _status(t: Trials) -> None:
+    if t.job["active"] != info["active"]:
+        st.rerun()  # the job just ended (or was queued again): the whole page, once
+    _overview(t.job, t.df, t.board)
+    if t.df.empty:
         st.info("This job has no trials yet: the coordinator asks Optuna for the first ones shortly.")
-    _evidence()
-    _generalization(df, done, board)
-    _convergence(df, done, board)
-    _placement_comparison(df, done)
-    _search_space(job, df, done)
-    _parallel_coordinates(done)
-    _best_configurations(board)
-    if not df.empty:
-        _all_trials(df)
 
 
-st.fragment(body, run_every=REFRESH_S if info["active"] else None)(info["active"])
+def _delete_controls() -> None:
+    """The sidebar's "Delete job": for a job that has ended, behind a confirmation; for a queued or
+    running job, disabled, saying to cancel it first (``regsearch.dashboard.delete``)."""
+    box = st.sidebar.container(border=True)
+    box.markdown("**Delete this job**")
+    if info["active"]:
+        box.button("Delete job", key="delete_job", icon=":material/delete:", disabled=True)
+        box.caption(f"This job is {info['status']}: cancel it first (`regsearch cancel {job_id}`), then "
+                    "delete it here once it has stopped.")
+        return
+    if st.session_state.get(CONFIRM_KEY) != job_id:
+        box.caption("Removes its trials, their epochs, its Optuna study and its kept weights.")
+        if box.button("Delete job…", key="delete_job", icon=":material/delete:"):
+            st.session_state[CONFIRM_KEY] = job_id
+            st.rerun()
+        return
+    box.warning(f"Delete **{info['name']}** (`{job_id}`) for good: its trials, their epochs, its Optuna "
+                "study and its kept weights? This cannot be undone.")
+    yes, no = box.columns(2)
+    if no.button("Keep it", key="delete_job_no"):
+        st.session_state.pop(CONFIRM_KEY, None)
+        st.rerun()
+    if yes.button("Delete", key="delete_job_yes", type="primary"):
+        st.session_state.pop(CONFIRM_KEY, None)
+        problem = delete_job(get_settings(), job_id)
+        if problem:
+            box.error(problem)
+            return
+        st.session_state[NOTICE_KEY] = f"Deleted job {info['name']} (`{job_id}`)."
+        st.switch_page(JOBS_PAGE)
+
+
+_delete_controls()
+if info["active"]:
+    live.steady()
+for _draw in (_status, _evidence, _generalization, _convergence, _placement_comparison, _search_space,
+              _parallel_coordinates, _best_configurations, _all_trials):
+    live.section(_draw, _trials, REFRESH_S if info["active"] else None)

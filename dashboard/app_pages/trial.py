@@ -1,5 +1,9 @@
 """One trial (``/trial?job=ID&trial=NUMBER``): its curves, parameters, recipe, where it ran and
-how it got there (state history, attempts, a superseded late result, the error)."""
+how it got there (state history, attempts, a superseded late result, the error).
+
+While the trial runs, each section refreshes itself in place (``regsearch.dashboard.live``), as on the
+job page.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from regsearch.dashboard import charts, data, frames
+from regsearch.dashboard import charts, data, frames, live
 from regsearch.domain.states import ACTIVE_TRIAL_STATES
 
 REFRESH_S = 3
@@ -79,11 +83,10 @@ def _history(t: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"event": [e for e, _ in events], "at": [_when(v) for _, v in events]})
 
 
-def body(was_running: bool) -> None:
-    t = data.trial(url, job_id, number) or found
+def _summary(t: dict[str, Any]) -> None:
     running = t["state"] in ACTIVE_TRIAL_STATES
     if running != was_running:
-        st.rerun()
+        st.rerun()  # the trial just ended: the whole page, once (its sections stop refreshing)
     metrics = t["metrics"] or {}
     epochs: pd.DataFrame = t["epochs"]
     shown, suffix = metrics, ""
@@ -99,14 +102,19 @@ def body(was_running: bool) -> None:
     if t["error"]:
         st.error(f"Error: {t['error']}")
 
+
+def _curves(t: dict[str, Any]) -> None:
+    epochs: pd.DataFrame = t["epochs"]
     st.header("Curves")
     if epochs.empty:
-        st.info("No epoch recorded for this trial" + (" yet." if running else "."))
+        st.info("No epoch recorded for this trial" + (" yet." if t["state"] in ACTIVE_TRIAL_STATES else "."))
     else:
         st.plotly_chart(charts.trial_curves(epochs), width="stretch")
         with st.expander("Epochs"):
             st.dataframe(epochs, hide_index=True, width="stretch")
 
+
+def _details(t: dict[str, Any]) -> None:
     left, right = st.columns(2)
     with left:
         st.header("Parameters")
@@ -133,6 +141,10 @@ def body(was_running: bool) -> None:
             st.code(json.dumps(t["recipe"], indent=2), language="json")
         else:
             st.info("No recipe stored (the trial had not started training).")
+
+
+def _state_history(t: dict[str, Any]) -> None:
+    metrics = t["metrics"] or {}
     st.header("State history")
     st.dataframe(_history(t), hide_index=True, width="stretch")
     if t["superseded_result"]:
@@ -143,5 +155,12 @@ def body(was_running: bool) -> None:
             st.json(metrics)
 
 
-st.fragment(body, run_every=REFRESH_S if found["state"] in ACTIVE_TRIAL_STATES else None)(
-    found["state"] in ACTIVE_TRIAL_STATES)
+def _read() -> dict[str, Any]:
+    return data.trial(url, job_id, number) or found
+
+
+was_running = found["state"] in ACTIVE_TRIAL_STATES
+if was_running:
+    live.steady()
+for _draw in (_summary, _curves, _details, _state_history):
+    live.section(_draw, _read, REFRESH_S if was_running else None)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.xdist_group("dashboard")
 
 def test_command_and_environment(empty_db: Settings) -> None:
     command = dashboard_command(port=8765, host="0.0.0.0")
-    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboard/app.py")
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboard/server.py")
     for option in ("--server.headless=true", "--browser.gatherUsageStats=false", "--server.port=8765",
                    "--server.address=0.0.0.0", "--theme.base=light"):
         assert option in command
