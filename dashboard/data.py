@@ -1,13 +1,15 @@
-"""All of the dashboard's data access: read-only SQL, short TTL caches, pandas frames out.
+"""All of the dashboard's data access: the store's read functions, short TTL caches, pandas frames out.
 
-Every page goes through these functions and nothing else touches the database. Each one is a
-fixed number of aggregate queries (one per table a page needs, never one per trial), cached
-for a few seconds with ``st.cache_data`` and keyed by the database URL, so a page that reruns
-every few seconds while a job runs costs the database almost nothing.
+Every page goes through these functions and nothing else touches the database. They read through
+the store's functions (``regsearch.store.jobs``: the ones the API answers with, and
+``regsearch.store.trial_reads``), each a fixed number of aggregate queries (never one per trial),
+cached for a few seconds with ``st.cache_data`` and keyed by the database URL, so a page that
+reruns every few seconds while a job runs costs the database almost nothing.
 
-Reads use an engine of their own (``reader``): no ``BEGIN IMMEDIATE`` (the store's writers
-take SQLite's write lock that way; a reader must not), ``PRAGMA query_only`` on SQLite and
-``default_transaction_read_only`` on PostgreSQL, so the dashboard cannot write by accident.
+The store reads through a read-only ``Database`` of the dashboard's own (``store``): no
+``BEGIN IMMEDIATE`` (the store's writers take SQLite's write lock that way; a reader must not),
+``PRAGMA query_only`` on SQLite and ``default_transaction_read_only`` on PostgreSQL, so the
+dashboard cannot write by accident.
 """
 
 from __future__ import annotations
@@ -19,23 +21,24 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Engine, inspect
+from sqlalchemy import inspect as orm_inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import aliased
 
 from regsearch.config import get_settings
 from regsearch.dashboard import frames
 from regsearch.dashboard.catalog import published
 from regsearch.domain.families import validation_context
 from regsearch.domain.model_label import model_label
-from regsearch.domain.ranking import RankedConfig, objectives_of, rank_jobs
+from regsearch.domain.ranking import RankedConfig, objectives_of
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import TrialState
 from regsearch.domain.trial_end import trial_end
-from regsearch.store.db import SQLITE_BUSY_TIMEOUT_MS, engine_kwargs, is_sqlite, normalize_url
-from regsearch.store.jobs import ranking_query
-from regsearch.store.models import Epoch, Job, Trial, as_utc, utcnow
+from regsearch.store import jobs as job_store
+from regsearch.store import trial_reads
+from regsearch.store.db import Database, is_sqlite, normalize_url
+from regsearch.store.models import Job, Trial, as_utc, utcnow
 
 log = logging.getLogger("regsearch.dashboard")
 
@@ -45,6 +48,8 @@ MAX_JOBS = 500
 MAX_CURVES = 30  # overlaid curves: more than this is unreadable and slow to draw
 MAX_IMPORTANCE_TRIALS = 500  # a fixed-seed sample beyond this (PED-ANOVA still sees 50 top-10% trials)
 MIN_IMPORTANCE_TRIALS = 5
+JOB_FIELDS = ("id", "name", "status", "spec", "study_name", "error", "cancel_requested", "created_at",
+              "started_at", "finished_at")
 
 
 def database_url() -> str:
@@ -53,24 +58,14 @@ def database_url() -> str:
 
 
 @st.cache_resource(show_spinner=False)
+def store(url: str) -> Database:
+    """One read-only database per URL and process: what the store's read functions take."""
+    return Database(normalize_url(url), read_only=True)
+
+
 def reader(url: str) -> Engine:
-    """One read-only engine per database URL and process."""
-    url = normalize_url(url)
-    kwargs = engine_kwargs(url)
-    if not is_sqlite(url):
-        connect_args = {**kwargs.get("connect_args", {}), "options": "-c default_transaction_read_only=on"}
-        kwargs = {**kwargs, "connect_args": connect_args}
-    engine = create_engine(url, **kwargs)
-    if is_sqlite(url):
-
-        @event.listens_for(engine, "connect")
-        def _read_only(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA query_only=ON")
-            cursor.close()
-
-    return engine
+    """The read-only engine under :func:`store` (its connections refuse writes)."""
+    return store(url).engine
 
 
 def database_url_or_stop(title: str) -> str:
@@ -104,28 +99,21 @@ def database_problem(url: str) -> str | None:
     return None
 
 
+def _job_row(job: Job) -> dict[str, Any]:
+    return {field: getattr(job, field) for field in JOB_FIELDS}
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def jobs(url: str) -> pd.DataFrame:
-    """Every job (newest first) with trial counts per state, progress and its leader so far (the
-    first of its ranking, as ``GET /jobs`` answers it: one query for every listed job's complete trials)."""
-    job_ids = select(Job.id).order_by(Job.created_at.desc(), Job.id).limit(MAX_JOBS).scalar_subquery()
-    with reader(url).connect() as conn:
-        job_rows = conn.execute(
-            select(Job.id, Job.name, Job.status, Job.spec, Job.error, Job.cancel_requested,
-                   Job.created_at, Job.started_at, Job.finished_at)
-            .order_by(Job.created_at.desc(), Job.id).limit(MAX_JOBS)
-        ).mappings().all()
-        counts = conn.execute(
-            select(Trial.job_id, Trial.state, func.count())
-            .where(Trial.retried.is_(False), Trial.job_id.in_(job_ids))
-            .group_by(Trial.job_id, Trial.state)
-        ).all()
-        candidates = [dict(r) for r in conn.execute(ranking_query(job_ids)).mappings()]
-        # each job's leader: the first of its ranking (regsearch.domain.ranking), GET /jobs' `best`
-        best = rank_jobs(candidates, {r["id"]: objectives_of(r["spec"]) for r in job_rows}, k=1)
-        leaders = [(job_id, top[0].number, _metric(top[0], "val_acc"), _metric(top[0], "test_acc"))
-                   for job_id, top in best.items() if top]
-        return frames.jobs_frame([dict(r) for r in job_rows], counts, leaders, now=utcnow())
+    """Every job (newest first) with trial counts per state, progress and its leader so far: the
+    store's ``list_jobs``, ``trial_counts`` and ``best_of_jobs``, what ``GET /jobs`` answers."""
+    db = store(url)
+    rows, _ = job_store.list_jobs(db, limit=MAX_JOBS)
+    counts = job_store.trial_counts(db, job_ids=[job.id for job in rows])
+    best = job_store.best_of_jobs(db, jobs=rows)
+    leaders = [(job_id, top.number, _metric(top, "val_acc"), _metric(top, "test_acc"))
+               for job_id, top in best.items() if top is not None]
+    return frames.jobs_frame([_job_row(job) for job in rows], counts, leaders, now=utcnow())
 
 
 def _metric(ranked: RankedConfig, name: str) -> Any:
@@ -136,119 +124,61 @@ def _metric(ranked: RankedConfig, name: str) -> Any:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def job(url: str, job_id: str) -> dict[str, Any] | None:
     """One job's row as a dict (``spec`` parsed into ``objectives``, ``n_trials``), or None."""
-    with reader(url).connect() as conn:
-        row = conn.execute(
-            select(Job.id, Job.name, Job.status, Job.spec, Job.study_name, Job.error, Job.cancel_requested,
-                   Job.created_at, Job.started_at, Job.finished_at).where(Job.id == job_id)
-        ).mappings().first()
-    return None if row is None else frames.job_info(dict(row), now=utcnow())
+    found = job_store.get_job(store(url), job_id=job_id)
+    return None if found is None else frames.job_info(_job_row(found), now=utcnow())
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def trials(url: str, job_id: str) -> pd.DataFrame:
-    """One row per trial of a job: state, parameters, summary metrics, epochs recorded so far.
-
-    One statement: the trials joined to an aggregate of their epochs (count, best val_acc so
-    far), which is what running trials and trials that ended without a summary can show.
-    """
-    per_trial = (
-        select(Epoch.trial_id, func.count().label("epochs_recorded"), func.max(Epoch.val_acc).label("val_acc_so_far"))
-        .where(Epoch.trial_id.in_(select(Trial.id).where(Trial.job_id == job_id)))
-        .group_by(Epoch.trial_id)
-        .subquery()
-    )
-    stmt = (
-        select(Trial.id.label("trial_id"), Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.attempt,
-               Trial.retry_of, Trial.retried, Trial.confirm_of, Trial.seed, Trial.worker, Trial.device, Trial.error,
-               Trial.superseded_result.is_not(None).label("superseded"),
-               Trial.created_at, Trial.started_at, Trial.heartbeat_at, Trial.finished_at,
-               per_trial.c.epochs_recorded, per_trial.c.val_acc_so_far)
-        .outerjoin(per_trial, per_trial.c.trial_id == Trial.id)
-        .where(Trial.job_id == job_id)
-        .order_by(Trial.number)
-    )
-    with reader(url).connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
-    return frames.trials_frame([dict(r) for r in rows])
+    """One row per trial of a job: state, parameters, summary metrics, epochs recorded so far
+    (``regsearch.store.trial_reads.trials_overview``: one statement)."""
+    return frames.trials_frame(trial_reads.trials_overview(store(url), job_id=job_id))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def curves(url: str, job_id: str, numbers: tuple[int, ...]) -> pd.DataFrame:
     """Per-epoch metrics of the given trials of a job (long format: one row per trial and epoch)."""
     numbers = tuple(sorted(set(numbers)))[:MAX_CURVES]
-    columns = ["number", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
-    if not numbers:
-        return pd.DataFrame(columns=columns)
-    with reader(url).connect() as conn:
-        rows = conn.execute(
-            select(Trial.number, Epoch.epoch, Epoch.train_loss, Epoch.train_acc, Epoch.val_loss, Epoch.val_acc,
-                   Epoch.seconds)
-            .join(Trial, Trial.id == Epoch.trial_id)
-            .where(Trial.job_id == job_id, Trial.number.in_(numbers))
-            .order_by(Trial.number, Epoch.epoch)
-        ).all()
-    return frames.float_frame(rows, columns)
+    rows = trial_reads.epoch_curves(store(url), job_id=job_id, numbers=numbers)
+    return frames.float_frame(rows, ["number", *trial_reads.EPOCH_COLUMNS])
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def recipes(url: str, job_id: str, numbers: tuple[int, ...]) -> dict[int, dict[str, Any] | None]:
     """The recipes of the given trials (only the leaders'; recipes are the bulky column)."""
-    if not numbers:
-        return {}
-    with reader(url).connect() as conn:
-        rows = conn.execute(
-            select(Trial.number, Trial.recipe).where(Trial.job_id == job_id, Trial.number.in_(numbers))
-        ).all()
-    return {int(number): recipe for number, recipe in rows}
+    return trial_reads.trial_recipes(store(url), job_id=job_id, numbers=numbers)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def trial(url: str, job_id: str, number: int) -> dict[str, Any] | None:
-    """One trial with its job's name, the attempt it retried and the attempt that replaced it."""
-    later = aliased(Trial)
-    with reader(url).connect() as conn:
-        row = conn.execute(
-            select(Trial.__table__, Job.name.label("job_name"), Job.status.label("job_status"),
-                   Job.spec.label("job_spec"), later.number.label("retried_by"))
-            .join(Job, Job.id == Trial.job_id)
-            .outerjoin(later, (later.job_id == Trial.job_id) & (later.retry_of == Trial.number))
-            .where(Trial.job_id == job_id, Trial.number == number)
-            .limit(1)
-        ).mappings().first()
-        if row is None:
-            return None
-        epochs = conn.execute(
-            select(Epoch.epoch, Epoch.train_loss, Epoch.train_acc, Epoch.val_loss, Epoch.val_acc, Epoch.seconds)
-            .where(Epoch.trial_id == row["id"]).order_by(Epoch.epoch)
-        ).all()
-    detail = {k: (as_utc(v) if k.endswith("_at") else v) for k, v in dict(row).items()}
-    detail["job_model"] = model_label(detail.pop("job_spec") or {})
-    detail["epochs"] = frames.float_frame(
-        epochs, ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
-    )
+    """One trial with its job's name, the attempt it retried and the attempt that replaced it
+    (the store's ``get_trial``, what ``GET /jobs/{id}/trials/{number}`` answers)."""
+    db = store(url)
+    found = job_store.get_trial(db, job_id=job_id, number=number)
+    parent = job_store.get_job(db, job_id=job_id)
+    if found is None or parent is None:
+        return None
+    row, epochs = found
+    detail = {attr.columns[0].name: getattr(row, attr.key) for attr in orm_inspect(Trial).column_attrs}
+    detail = {k: (as_utc(v) if k.endswith("_at") else v) for k, v in detail.items()}
+    detail.update(job_name=parent.name, job_status=parent.status, job_model=model_label(parent.spec or {}),
+                  retried_by=trial_reads.retried_by(db, job_id=job_id, number=number))
+    detail["epochs"] = frames.float_frame(epochs, list(trial_reads.EPOCH_COLUMNS))
     return detail
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def report(url: str, job_id: str) -> dict[str, Any] | None:
-    """The job's report (``regsearch.evidence.build_report``, what ``GET /jobs/{id}/report``
-    answers) as plain JSON, or None for an unknown job. One query for the trials."""
-    from regsearch.domain.jsonsafe import finite_or_none
+    """The job's report (``regsearch.evidence.build_report`` over ``trial_reads.report_trials``:
+    what ``GET /jobs/{id}/report`` answers) as plain JSON, or None for an unknown job."""
     from regsearch.evidence import build_report
 
-    with reader(url).connect() as conn:
-        row = conn.execute(select(Job.spec, Job.status).where(Job.id == job_id)).first()
-        if row is None:
-            return None
-        rows = conn.execute(
-            select(Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.seed, Trial.confirm_of,
-                   Trial.retried)
-            .where(Trial.job_id == job_id).order_by(Trial.number)
-        ).mappings().all()
-        recipe = conn.execute(select(Trial.recipe).where(Trial.job_id == job_id, Trial.state == TrialState.COMPLETE)
-                              .order_by(Trial.number).limit(1)).scalar()  # the job's slots: any trial's
-    trials = [finite_or_none(dict(r)) for r in rows]
-    return build_report(row.spec or {}, trials, job_id=job_id, status=row.status,
+    db = store(url)
+    found = job_store.get_job(db, job_id=job_id)
+    if found is None:
+        return None
+    trials_, recipe = trial_reads.report_trials(db, job_id=job_id)
+    return build_report(found.spec or {}, trials_, job_id=job_id, status=found.status,
                         recipe=recipe).model_dump(mode="json")
 
 
@@ -322,7 +252,7 @@ def importance(url: str, job_id: str, n_complete: int) -> dict[str, Any]:
         import optuna
 
         # the whole spec, a plugin family's too: the families workers published are its context
-        spec = JobSpec.model_validate(info["spec"], context=validation_context(published(url, reader(url))))
+        spec = JobSpec.model_validate(info["spec"], context=validation_context(published(url, store(url))))
         trials_ = _frozen_trials(spec, trials(url, job_id))
         if not any(t.params for t in trials_):
             return {"importances": {}, "n": len(trials_),
@@ -342,19 +272,16 @@ def importance(url: str, job_id: str, n_complete: int) -> dict[str, Any]:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def leaders_of_jobs(url: str, job_ids: tuple[str, ...], k: int = 5) -> pd.DataFrame:
-    """The first ``k`` configurations of each job by the one ranking (``regsearch.domain.ranking``,
-    the API's ``/best``), for the jobs compared side by side; two queries whatever their number."""
+    """The first ``k`` configurations of each job by the one ranking (``regsearch.store.jobs.
+    ranked_jobs``: the API's ``/best``), for the jobs compared side by side; two queries whatever their number."""
     from regsearch.dashboard.comparison import job_labels, leaders_frame
-    from regsearch.domain.ranking import objectives_of, rank_jobs
-    from regsearch.store.jobs import ranking_query
 
-    with reader(url).connect() as conn:
-        found = {r.id: r for r in conn.execute(select(Job.id, Job.name, Job.spec).where(Job.id.in_(job_ids)))}
-        rows = [dict(r) for r in conn.execute(ranking_query(list(found))).mappings()] if found else []
-        chosen = [j for j in job_ids if j in found]
-        objectives = {j: objectives_of(found[j].spec) for j in chosen}
-    labels = job_labels(chosen, {j: found[j].name for j in chosen})
-    return leaders_frame(rank_jobs(rows, objectives, k=k), labels, objectives)
+    db = store(url)
+    found = job_store.jobs_by_id(db, job_ids=list(job_ids))
+    chosen = [job.id for job in found]
+    objectives = {job.id: objectives_of(job.spec) for job in found}
+    labels = job_labels(chosen, {job.id: job.name for job in found})
+    return leaders_frame(job_store.ranked_jobs(db, jobs=found, k=k), labels, objectives)
 
 
 def clear_caches() -> None:
@@ -364,5 +291,5 @@ def clear_caches() -> None:
 
 __all__ = [
     "MAX_CURVES", "TTL_S", "clear_caches", "curves", "database_problem", "database_url",
-    "importance", "job", "jobs", "leaders_of_jobs", "reader", "recipes", "report", "trial", "trials",
+    "importance", "job", "jobs", "leaders_of_jobs", "reader", "recipes", "report", "store", "trial", "trials",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,11 @@ import pandas as pd
 
 from regsearch.domain.metrics import SUMMARY_FIELDS
 from regsearch.domain.model_label import model_label, slot_labels
+from regsearch.domain.progress import progress, state_counts
 from regsearch.domain.space import params_key
 from regsearch.domain.states import (
     ACTIVE_JOB_STATES,
     COUNTED_TRIAL_STATES,
-    FINAL_TRIAL_STATES,
     TrialState,
 )
 from regsearch.domain.stored_spec import StoredSpec
@@ -90,28 +90,25 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def jobs_frame(
-    job_rows: Sequence[dict[str, Any]], counts: Iterable[tuple[str, str, int]],
+    job_rows: Sequence[dict[str, Any]], counts: Mapping[str, Mapping[str, int]],
     leaders: Iterable[tuple[str, Any, Any, Any]], now: dt.datetime,
 ) -> pd.DataFrame:
-    """The jobs table: one row per job from the job rows, per-state counts and each job's leader
-    (``(job_id, number, val_acc, test_acc)``: the first of its ranking, ``regsearch.domain.ranking``,
-    what ``GET /jobs`` answers as ``best``)."""
-    per_job: dict[str, dict[str, int]] = {}
-    for job_id, state, n in counts:
-        per_job.setdefault(job_id, dict.fromkeys(COUNTED_TRIAL_STATES, 0))[state] = int(n)
+    """The jobs table: one row per job from the job rows, its trials per state
+    (``regsearch.store.jobs.trial_counts``) and its leader (``(job_id, number, val_acc, test_acc)``:
+    the first of its ranking, ``regsearch.domain.ranking``, what ``GET /jobs`` answers as ``best``)."""
     best = {job_id: (number, _number(v), _number(t)) for job_id, number, v, t in leaders}
     nobody = (None, math.nan, math.nan)
     records = []
     for row in job_rows:
         spec = spec_summary(row.get("spec"))
-        state_counts = per_job.get(row["id"], dict.fromkeys(COUNTED_TRIAL_STATES, 0))
-        finished = sum(state_counts.get(s, 0) for s in FINAL_TRIAL_STATES)
+        per_state = counts.get(row["id"]) or state_counts()
+        done = progress(per_state, spec["n_planned"])
         elapsed = _elapsed(row.get("started_at"), row.get("finished_at"), now)
-        n_planned = spec["n_planned"]
         records.append({
             "id": row["id"], "name": row["name"], "status": row["status"],
-            "progress": min(1.0, finished / n_planned) if n_planned else 0.0, "finished": finished,
-            "n_trials": spec["n_trials"], "n_planned": n_planned, **{s.value: state_counts.get(s, 0) for s in COUNTED_TRIAL_STATES},
+            "progress": done.fraction, "finished": done.finished,
+            "n_trials": spec["n_trials"], "n_planned": done.planned,
+            **{s.value: int(per_state.get(s, 0)) for s in COUNTED_TRIAL_STATES},
             "best": best.get(row["id"], nobody)[0],
             "best_val_acc": best.get(row["id"], nobody)[1],
             "test_acc": best.get(row["id"], nobody)[2],
@@ -217,10 +214,10 @@ def summary_so_far(epochs: pd.DataFrame) -> dict[str, float]:
 
 
 def counts(df: pd.DataFrame) -> dict[str, int]:
-    """Trials per state, attempts that were retried left out (they do not count toward the budget)."""
+    """Trials per state (``regsearch.domain.progress.state_counts``), attempts that were retried
+    left out (they do not count toward the budget)."""
     current = df[~df["retried"]] if len(df) else df
-    found = current["state"].value_counts().to_dict() if len(df) else {}
-    return {state.value: int(found.get(state, 0)) for state in COUNTED_TRIAL_STATES}
+    return state_counts(current["state"].value_counts().items() if len(df) else ())
 
 
 def complete(df: pd.DataFrame) -> pd.DataFrame:

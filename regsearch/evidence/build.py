@@ -26,7 +26,7 @@ from regsearch.evidence.groups import (
     placement_grouping,
     read_setup,
     stat_of,
-    state_counts,
+    trial_counts,
 )
 from regsearch.evidence.markdown import format_stat, format_value
 from regsearch.evidence.models import (
@@ -337,7 +337,7 @@ def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict],
         family=setup.model.split(" ", 1)[0] if setup.model else None, model=setup.model,
         slots=slot_labels(recipe) if has_slot_names(recipe) else None,
         direction="minimize" if setup.direction == "minimize" else "maximize", metrics=metrics,
-        counts={"search": state_counts(search), "confirm": state_counts([t for t in current if not is_search(t)])},
+        counts={"search": trial_counts(search), "confirm": trial_counts([t for t in current if not is_search(t)])},
         groupings=groupings, comparison=comparison, confirmation=confirmation, recommendation=recommendation,
         warnings=_warnings(setup, status, current, groupings, comparison, confirmation, recommendation),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -11,10 +12,11 @@ from typing import Any, Literal
 from regsearch.domain.confirm import group_interval
 from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import model_label
+from regsearch.domain.progress import state_counts
 from regsearch.domain.ranking import rank_by_seed_mean
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import JobSpec
-from regsearch.domain.states import ACTIVE_TRIAL_STATES, COUNTED_TRIAL_STATES, TrialState
+from regsearch.domain.states import ACTIVE_TRIAL_STATES, TrialState
 from regsearch.domain.stats import MIN_RUNS, Interval, mean_interval
 from regsearch.domain.stored_spec import StoredSpec
 from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping
@@ -179,12 +181,9 @@ def band_grouping(by: Literal["dropout_band", "momentum_band"], search: Sequence
         "[0.5, 1]; no BN: no BN placed (or bn_layers: none)."))
 
 
-def state_counts(trials: Sequence[TrialDict]) -> dict[str, int]:
-    counts = dict.fromkeys(COUNTED_TRIAL_STATES, 0)
-    for trial in trials:
-        state = str(trial.get("state"))
-        counts[state] = counts.get(state, 0) + 1
-    return counts
+def trial_counts(trials: Sequence[TrialDict]) -> dict[str, int]:
+    """Trials per state (``regsearch.domain.progress.state_counts``, as the API's ``counts``)."""
+    return state_counts(Counter(str(trial.get("state")) for trial in trials).items())
 
 
 def confirmation_section(setup: Setup, current: Sequence[TrialDict], metrics: Sequence[str]) -> Confirmation:

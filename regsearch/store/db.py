@@ -101,11 +101,15 @@ def install_sqlite_pragmas(engine: Engine, *, writer: bool = True) -> None:
 def make_engine(url: str, *, read_only: bool = False, pre_ping: bool = True, durable: bool = True) -> Engine:
     """An engine for ``url`` with the project's connection settings (see :func:`engine_kwargs`)."""
     url = normalize_url(url)
+    kwargs = engine_kwargs(url, pre_ping=pre_ping, durable=durable)
     if is_sqlite(url):
         database = make_url(url).database
-        if database and database != ":memory:":
+        if database and database != ":memory:" and not read_only:  # a reader creates nothing
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, json_serializer=jsonsafe.dumps, **engine_kwargs(url, pre_ping=pre_ping, durable=durable))
+    elif read_only:  # PostgreSQL refuses every write on these connections
+        options = " ".join(filter(None, [kwargs["connect_args"].get("options"), "-c default_transaction_read_only=on"]))
+        kwargs = {**kwargs, "connect_args": {**kwargs["connect_args"], "options": options}}
+    engine = create_engine(url, json_serializer=jsonsafe.dumps, **kwargs)
     if is_sqlite(url):
         install_sqlite_pragmas(engine, writer=not read_only)
     return engine
@@ -114,21 +118,25 @@ def make_engine(url: str, *, read_only: bool = False, pre_ping: bool = True, dur
 class Database:
     """An engine and its session factory; ``session()`` is the one unit-of-work scope."""
 
-    def __init__(self, url: str, *, pre_ping: bool = True) -> None:
+    def __init__(self, url: str, *, pre_ping: bool = True, read_only: bool = False) -> None:
         """``pre_ping=False``: for a caller that retries every call on StoreUnavailable (see
-        :func:`engine_kwargs`); it saves a round trip per transaction on hot paths."""
+        :func:`engine_kwargs`); it saves a round trip per transaction on hot paths.
+        ``read_only=True``: for a process that must never write (the dashboard): every engine's
+        connections refuse writes (SQLite ``query_only``, PostgreSQL ``default_transaction_read_only``),
+        so the store's read functions serve it and a write fails."""
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url, pre_ping=pre_ping)
+        self.engine = make_engine(self.url, pre_ping=pre_ping, read_only=read_only)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL: non-durable transactions use connections made with synchronous_commit off
         # (a pool that opens its first connection when first used), instead of paying a
         # ``SET LOCAL`` round trip in every transaction. SQLite has one durability setting.
-        self._fast_engine = (self.engine if is_sqlite(self.url)
+        self._fast_engine = (self.engine if is_sqlite(self.url) or read_only
                              else make_engine(self.url, pre_ping=pre_ping, durable=False))
         self._fast_sessions = sessionmaker(self._fast_engine, expire_on_commit=False)
         # SQLite: a second engine whose transactions take no write lock. PostgreSQL's MVCC
         # needs no such split.
-        self._read_engine = make_engine(self.url, read_only=True) if is_sqlite(self.url) else self.engine
+        self._read_engine = (make_engine(self.url, read_only=True) if is_sqlite(self.url) and not read_only
+                             else self.engine)
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._kept = threading.local()  # fetch_all's connection, one per thread
 

@@ -1,7 +1,7 @@
 """Data functions for jobs: create (with its study), read, count, rank, cancel.
 
 Keyword-only functions over a :class:`~regsearch.store.db.Database`; the API, the coordinator
-and the dashboard call these rather than writing their own queries.
+and the dashboard (on a read-only ``Database``) call these rather than writing their own queries.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from regsearch.domain.progress import state_counts
 from regsearch.domain.ranking import RankedConfig, objectives_of, rank_configurations, rank_jobs
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import (
     ACTIVE_JOB_STATES,
-    COUNTED_TRIAL_STATES,
     FINAL_JOB_STATES,
     JobState,
     TrialState,
@@ -105,19 +105,19 @@ def list_jobs(db: Database, *, limit: int = 100, offset: int = 0) -> tuple[list[
 
 
 def trial_counts(db: Database, *, job_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Per job, the number of trials in each state (attempts that were retried excluded)."""
-    counts = {job_id: dict.fromkeys(COUNTED_TRIAL_STATES, 0) for job_id in job_ids}
-    if not job_ids:
-        return counts
-    with db.read() as session:
-        rows = session.execute(
-            select(Trial.job_id, Trial.state, func.count())
-            .where(Trial.job_id.in_(job_ids), Trial.retried.is_(False))
-            .group_by(Trial.job_id, Trial.state)
-        ).all()
-    for job_id, state, n in rows:
-        counts[job_id][state] = int(n)
-    return counts
+    """Per job, the number of trials in each state (:func:`regsearch.domain.progress.state_counts`:
+    attempts that were retried excluded, every counted state present)."""
+    found: dict[str, list[tuple[str, int]]] = {job_id: [] for job_id in job_ids}
+    if job_ids:
+        with db.read() as session:
+            rows = session.execute(
+                select(Trial.job_id, Trial.state, func.count())
+                .where(Trial.job_id.in_(job_ids), Trial.retried.is_(False))
+                .group_by(Trial.job_id, Trial.state)
+            ).all()
+        for job_id, state, n in rows:
+            found[job_id].append((state, n))
+    return {job_id: state_counts(pairs) for job_id, pairs in found.items()}
 
 
 def request_cancel(db: Database, *, job_id: str) -> Job | None:
@@ -158,7 +158,7 @@ def trial_dict(trial: Trial) -> dict[str, Any]:
 def ranking_query(job_ids: Any) -> Select[Any]:
     """The rows :func:`regsearch.domain.ranking.rank_configurations` reads, for several jobs in
     one statement: every complete trial (search and confirmation runs), without the bulky
-    columns. ``job_ids``: a list of ids or a subquery. The dashboard runs it on its own engine."""
+    columns. ``job_ids``: a list of ids or a subquery."""
     return select(Trial.job_id, Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.confirm_of,
                   Trial.seed).where(Trial.job_id.in_(job_ids), Trial.state == TrialState.COMPLETE)
 
@@ -192,15 +192,26 @@ def best_configurations(db: Database, *, job: Job, k: int = 5) -> list[Ranked]:
     ]
 
 
-def best_of_jobs(db: Database, *, jobs: list[Job]) -> dict[str, RankedConfig | None]:
-    """Each job's first configuration (:func:`best_configurations` with ``k=1``), for a page of
-    jobs in one query. The ranked trials are dicts (no recipe)."""
+def ranked_jobs(db: Database, *, jobs: list[Job], k: int | None = None) -> dict[str, list[RankedConfig]]:
+    """Each job's first ``k`` configurations (:func:`best_configurations`), for several jobs in one
+    query. The ranked trials are dicts (no recipe)."""
     if not jobs:
         return {}
     with db.read() as session:
         rows = [dict(row) for row in session.execute(ranking_query([job.id for job in jobs])).mappings()]
-    ranking = rank_jobs(rows, {job.id: objectives_of(job.spec) for job in jobs}, k=1)
-    return {job_id: (ranked[0] if ranked else None) for job_id, ranked in ranking.items()}
+    return rank_jobs(rows, {job.id: objectives_of(job.spec) for job in jobs}, k=k)
+
+
+def best_of_jobs(db: Database, *, jobs: list[Job]) -> dict[str, RankedConfig | None]:
+    """Each job's first configuration (:func:`ranked_jobs` with ``k=1``), for a page of jobs."""
+    return {job_id: (ranked[0] if ranked else None) for job_id, ranked in ranked_jobs(db, jobs=jobs, k=1).items()}
+
+
+def jobs_by_id(db: Database, *, job_ids: list[str]) -> list[Job]:
+    """The jobs of ``job_ids`` that exist, in the order given."""
+    with db.read() as session:
+        found = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+    return [found[job_id] for job_id in job_ids if job_id in found]
 
 
 def list_trials(

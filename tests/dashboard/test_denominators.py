@@ -20,7 +20,7 @@ def test_progress_counts_search_trials_and_confirmation_runs() -> None:
     now = dt.datetime.now(dt.timezone.utc)
     row = {"id": "j", "name": "d", "status": "completed", "spec": SPEC, "created_at": now,
            "started_at": now, "finished_at": now, "error": None}
-    table = frames.jobs_frame([row], [("j", "complete", 39)], [], now)
+    table = frames.jobs_frame([row], {"j": {"complete": 39}}, [], now)
     assert table.loc[0, "finished"] == 39 and table.loc[0, "n_planned"] == 39
     assert table.loc[0, "progress"] == 1.0  # never "39 of 30"
 

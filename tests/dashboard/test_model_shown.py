@@ -107,7 +107,7 @@ def test_the_plugin_spec_needs_the_published_catalog(plugin_db: tuple[Settings, 
     spec = data.job(settings.sqlalchemy_url, ids["plugin-job"])["spec"]  # type: ignore[index]
     with pytest.raises(ValueError, match="twinnet"):
         JobSpec.model_validate(spec)  # this process alone does not know the family
-    catalog = published_families(settings.sqlalchemy_url, data.reader(settings.sqlalchemy_url))
+    catalog = published_families(settings.sqlalchemy_url, data.store(settings.sqlalchemy_url))
     assert JobSpec.model_validate(spec, context=families.validation_context(catalog)).model.describe() == PLUGIN_LABEL
 
 

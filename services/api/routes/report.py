@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from regsearch.domain.states import TrialState
 from regsearch.evidence import build_report
 from regsearch.services.api.deps import DatabaseDep, JobDep
 from regsearch.services.api.report_schemas import ReportPublic
-from regsearch.services.api.schemas import ErrorPublic, trial_public
+from regsearch.services.api.schemas import ErrorPublic
 from regsearch.services.api.security import StrictJSONRoute
 from regsearch.store.db import Database
 from regsearch.store.models import Job
-from regsearch.store.trials import job_trials
+from regsearch.store.trial_reads import report_trials
 
 router = APIRouter(
     prefix="/jobs",
@@ -25,9 +24,7 @@ router = APIRouter(
 def job_report(db: Database, job: Job) -> ReportPublic:
     """The report over every trial of ``job`` so far (a running job gets a partial one), its
     slots named by layer where the job's recipe names them (``auto``: any complete trial's)."""
-    rows = job_trials(db, job_id=job.id)
-    trials = [{**trial_public(row).model_dump(), "retried": bool(row.retried)} for row in rows]
-    recipe = next((row.recipe for row in rows if row.state == TrialState.COMPLETE and row.recipe), None)
+    trials, recipe = report_trials(db, job_id=job.id)  # the dashboard's report reads the same
     report = build_report(job.spec or {}, trials, job_id=job.id, status=job.status, recipe=recipe)
     return ReportPublic.model_validate(report.model_dump())
 
