@@ -1,7 +1,8 @@
 # Three images from one file; docker-compose.yml builds each by its target (docs/deploy.md).
 #
 #   service    API, coordinator and migrations: the control plane, no torch (python slim)
-#   dashboard  service + the dashboard's extras (Streamlit, plotly, pandas), still no torch
+#   dashboard  the same + the dashboard's extras (Streamlit, plotly, pandas), still no torch
+# (both on control-plane, the stage with their common dependencies)
 #   worker     a CUDA base + torch + the worker's extras; one container per GPU
 #
 #   docker build --target service -t regsearch-service .
@@ -30,7 +31,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
 
 # -- the control plane ------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS service
+# Its dependencies, shared by service and dashboard: a code change rebuilds neither's.
+FROM ${PYTHON_IMAGE} AS control-plane
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -46,17 +48,19 @@ RUN chmod 755 /usr/local/bin/regsearch-healthcheck \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /home/regsearch regsearch \
     && mkdir -p /var/lib/regsearch && chown regsearch:regsearch /var/lib/regsearch
 WORKDIR /app
-# The dependencies first, in a layer a code change leaves alone; then the code, --no-deps.
 COPY pyproject.toml README.md ./
 COPY deploy/requirements.py /tmp/requirements.py
+# The core dependencies only; the build fails if anything pulled torch in.
 RUN python3 /tmp/requirements.py pyproject.toml s3 > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && python -c "import importlib.util as u, sys; sys.exit('torch in the service image' if u.find_spec('torch') else 0)"
+
+# -- the API, the coordinator, the migrations -------------------------------------------------
+FROM control-plane AS service
 COPY regsearch regsearch
 COPY services services
 COPY worker worker
 COPY dashboard dashboard
-# The core dependencies only; the build fails if anything pulled torch in.
 RUN pip install --no-deps "/app[s3]" \
     && python -c "import importlib.util as u, sys; sys.exit('torch in the service image' if u.find_spec('torch') else 0)"
 # No .env in the image (.dockerignore): settings come from the container's environment.
@@ -66,12 +70,17 @@ EXPOSE 8000
 CMD ["regsearch", "api", "--host", "0.0.0.0", "--port", "8000"]
 
 # -- the dashboard ----------------------------------------------------------------------------
-FROM service AS dashboard
-USER root
-RUN python3 /tmp/requirements.py /app/pyproject.toml dashboard > /tmp/requirements-dashboard.txt \
+FROM control-plane AS dashboard
+RUN python3 /tmp/requirements.py pyproject.toml dashboard > /tmp/requirements-dashboard.txt \
     && pip install -r /tmp/requirements-dashboard.txt \
-    && pip install --no-deps "/app[dashboard]" \
     && python -c "import importlib.util as u, sys; sys.exit('torch in the dashboard image' if u.find_spec('torch') else 0)"
+COPY regsearch regsearch
+COPY services services
+COPY worker worker
+COPY dashboard dashboard
+RUN pip install --no-deps "/app[dashboard]" \
+    && python -c "import importlib.util as u, sys; sys.exit('torch in the dashboard image' if u.find_spec('torch') else 0)"
+WORKDIR /home/regsearch
 USER regsearch
 EXPOSE 8501
 CMD ["regsearch", "dashboard", "--host", "0.0.0.0", "--port", "8501"]

@@ -219,9 +219,11 @@ build() {  # build TARGET TAG [ARGS...]: the classic builder, its output kept fo
   fi
   say "built $tag ($target) in $((SECONDS - t0))s"
 }
-build service "$IMAGE_PREFIX-service:$IMAGE_TAG" --build-arg "PYTHON_IMAGE=$BASE_IMAGE"
-build dashboard "$IMAGE_PREFIX-dashboard:$IMAGE_TAG" --build-arg "PYTHON_IMAGE=$BASE_IMAGE"
-build worker "$IMAGE_PREFIX-worker:$IMAGE_TAG" --build-arg "CUDA_IMAGE=$BASE_IMAGE" "${TORCH_ARGS[@]}"
+# Every build gets every base: the classic builder builds all the stages before its target.
+BASES=(--build-arg "PYTHON_IMAGE=$BASE_IMAGE" --build-arg "CUDA_IMAGE=$BASE_IMAGE")
+build service "$IMAGE_PREFIX-service:$IMAGE_TAG" "${BASES[@]}"
+build dashboard "$IMAGE_PREFIX-dashboard:$IMAGE_TAG" "${BASES[@]}"
+build worker "$IMAGE_PREFIX-worker:$IMAGE_TAG" "${BASES[@]}" "${TORCH_ARGS[@]}"
 grep -h '^torch ' "$WORK/build-worker.log" | tail -1 | sed 's/^/ci-compose: worker image: /' || true
 
 if [ -z "${POSTGRES_IMAGE:-}" ]; then

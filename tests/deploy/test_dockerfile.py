@@ -39,15 +39,28 @@ WORKER_ONLY = ("torch", "sklearn", "mnist1d", "worker")
 SLOT_SCRIPT = ROOT / "deploy" / "regsearch-gpu-slot"
 
 
-def pip_installs(stage: Stage) -> list[str]:
-    return [run.args for run in stage.all("RUN") if "pip install" in run.args]
+def lineage(name: str) -> list[Stage]:
+    """A target's stage and the stages of this file it is built on, nearest first."""
+    stages = [STAGES[name]]
+    while stages[-1].base in STAGES:
+        stages.append(STAGES[stages[-1].base])
+    return stages
 
 
-def installed_extras(stage: Stage) -> set[str]:
+def external_base(name: str) -> str:
+    """The image a target is built on in the end, the build args' defaults filled in."""
+    return interpolate(lineage(name)[-1].base, ARGS)
+
+
+def pip_installs(*stages: Stage) -> list[str]:
+    return [run.args for stage in stages for run in stage.all("RUN") if "pip install" in run.args]
+
+
+def installed_extras(*stages: Stage) -> set[str]:
     """The extras a stage's own RUNs install: deploy/requirements.py's arguments (the dependencies,
     installed before the code) and the ``/app[...]`` install of the code itself."""
     extras: set[str] = set()
-    for run in stage.all("RUN"):
+    for run in (run for stage in stages for run in stage.all("RUN")):
         for command in run.args.split("&&"):
             words = shlex.split(command)
             if len(words) >= 3 and words[1].endswith("requirements.py"):  # python3 requirements.py PYPROJECT EXTRA... > FILE
@@ -58,11 +71,14 @@ def installed_extras(stage: Stage) -> set[str]:
 
 def test_there_is_a_service_a_dashboard_and_a_worker_target() -> None:
     assert {"service", "dashboard", "worker"} <= set(STAGES)
-    assert STAGES["dashboard"].base == "service"
-    cuda_base = interpolate(STAGES["worker"].base, ARGS)
+    # dashboard = the service's dependencies + the dashboard's (control-plane: no code, so a code
+    # change rebuilds neither image's dependency layers)
+    assert STAGES["dashboard"].base == STAGES["service"].base == "control-plane"
+    cuda_base = external_base("worker")
     assert cuda_base.startswith("nvidia/cuda:"), cuda_base
     assert "-base-" in cuda_base or "-runtime-" in cuda_base, "no CUDA toolkit (devel) in a runtime image"
-    python_base = interpolate(STAGES["service"].base, ARGS)
+    python_base = external_base("service")
+    assert external_base("dashboard") == python_base
     assert python_base.startswith("python:3.") and "slim" in python_base
 
 
@@ -79,23 +95,23 @@ def test_compose_builds_targets_that_exist() -> None:
 
 @pytest.mark.parametrize("target", ["service", "dashboard"])
 def test_the_control_plane_images_install_no_torch(target: str) -> None:
-    installs = pip_installs(STAGES[target])
+    installs = pip_installs(*lineage(target))
     assert installs, f"{target} installs nothing"
     for args in installs:
         for command in (c for c in args.split("&&") if "pip install" in c):
             assert "torch" not in command and "[worker" not in command and "worker]" not in command, command
         assert TORCH_GUARD in args, f"{target}: the build must fail if torch came in"
-    assert "worker" not in installed_extras(STAGES[target])
+    assert "worker" not in installed_extras(*lineage(target))
 
 
 def test_the_service_image_installs_the_core_and_s3_only() -> None:
-    assert installed_extras(STAGES["service"]) == {"s3"}
+    assert installed_extras(*lineage("service")) == {"s3"}
 
 
 def test_the_dashboard_image_adds_only_the_dashboard_extra() -> None:
-    (install,) = pip_installs(STAGES["dashboard"])
-    assert '"/app[dashboard]"' in install
+    assert any('"/app[dashboard]"' in install for install in pip_installs(STAGES["dashboard"]))
     assert installed_extras(STAGES["dashboard"]) == {"dashboard"}
+    assert installed_extras(*lineage("dashboard")) == {"s3", "dashboard"}
 
 
 def test_the_worker_image_installs_torch_then_the_worker_extra() -> None:
@@ -114,7 +130,7 @@ def test_the_worker_image_installs_torch_then_the_worker_extra() -> None:
     assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in env, "slot N must be nvidia-smi's GPU N"
 
 
-@pytest.mark.parametrize("target", ["service", "worker"])
+@pytest.mark.parametrize("target", ["service", "dashboard", "worker"])
 def test_each_image_copies_every_package_the_project_ships(target: str) -> None:
     # [tool.setuptools] package-dir = { "regsearch" = "regsearch", "regsearch.services" = "services", ... }
     # maps the folders the distribution ships (no tomllib on Python 3.10)
@@ -122,8 +138,19 @@ def test_each_image_copies_every_package_the_project_ships(target: str) -> None:
     assert found, "pyproject.toml: [tool.setuptools] package-dir"
     packages = set(re.findall(r'=\s*"([^"]+)"', found[1]))
     assert packages == {"regsearch", "services", "worker", "dashboard"}
-    copied = {word for c in STAGES[target].all("COPY") for word in c.args.split()[:-1] if not word.startswith("-")}
+    copied = {word for s in lineage(target) for c in s.all("COPY") for word in c.args.split()[:-1] if not word.startswith("-")}
     assert packages | {"pyproject.toml", "README.md"} <= copied
+
+
+@pytest.mark.parametrize("target", ["service", "dashboard", "worker"])
+def test_dependencies_are_installed_before_the_code_is_copied(target: str) -> None:
+    """A code change rebuilds only the layers from the code's COPY on: a --no-deps install."""
+    instructions = [i for stage in reversed(lineage(target)) for i in stage.instructions]
+    code = min(n for n, i in enumerate(instructions) if i.keyword == "COPY" and i.args.split()[0] == "regsearch")
+    dependencies = [n for n, i in enumerate(instructions) if i.keyword == "RUN" and "pip install -r" in i.args]
+    assert dependencies and max(dependencies) < code
+    after = [i.args for i in instructions[code:] if i.keyword == "RUN" and "pip install" in i.args]
+    assert after and all("pip install --no-deps" in args for args in after), after
 
 
 @pytest.mark.parametrize("target", ["service", "dashboard", "worker"])
@@ -242,7 +269,7 @@ def test_the_worker_image_starts_through_the_gpu_slot_script() -> None:
 
 @pytest.mark.parametrize("target", ["service", "dashboard", "worker"])
 def test_every_image_has_the_healthcheck_script_compose_runs(target: str) -> None:
-    stages = [STAGES[target]] + ([STAGES["service"]] if target == "dashboard" else [])
+    stages = lineage(target)
     copies = [c.args.split() for s in stages for c in s.all("COPY")]
     assert any("deploy/regsearch-healthcheck" in words and words[-1].startswith("/usr/local/bin/") for words in copies)
     assert any("chmod 755" in r.args and "/usr/local/bin/regsearch-healthcheck" in r.args for s in stages for r in s.all("RUN"))
