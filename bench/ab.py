@@ -18,7 +18,8 @@ after the move would run this checkout's services and worker.
 
 The bench runs alternately, the order swapped in every other pair (A B, B A, A B, ...), so drift on
 a shared machine hits both alike. Printed: both series, their medians and the ratio B / A of the
-medians, and a last line ``ab: a=... b=... median_a=X median_b=Y ratio=R``.
+medians, and a last line ``ab: a=... b=... median_a=X median_b=Y ratio=R cpu_ratio=C`` (C: the ratio
+of the medians of the CPU seconds the bench's own processes used, see :func:`run_once`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -72,14 +74,20 @@ def environment(rev: str, cache: Path) -> tuple[str, Path]:
     return label, python
 
 
-def run_once(python: Path, cwd: Path, bench: str, args: list[str], metric: str) -> float:
+def run_once(python: Path, cwd: Path, bench: str, args: list[str], metric: str) -> tuple[float, float]:
+    """The bench's figure, and the CPU seconds the bench and every process it started and waited
+    for used (the service's API, coordinator and workers; not PostgreSQL's or Redis's): a figure
+    that other work on a shared machine moves much less than a wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([str(python), "-m", f"bench.{bench}", *args], cwd=cwd, capture_output=True, text=True,
                           check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     found = re.findall(rf"{re.escape(metric)}=([0-9.]+)", done.stdout)
     if done.returncode != 0 or not found:
         raise RuntimeError(f"bench.{bench} in {cwd} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n"
                            f"{done.stderr[-4000:]}")
-    return float(found[-1])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(found[-1]), cpu
 
 
 def main() -> None:
@@ -107,19 +115,24 @@ def main() -> None:
         cwd = ROOT if rev == "." else python.parents[2] / "src"
         envs.append((label, python, cwd))
     series: list[list[float]] = [[], []]
+    cpu: list[list[float]] = [[], []]
     for i in range(args.runs):
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for which in order:
             label, python, cwd = envs[which]
-            value = run_once(python, cwd, args.bench, bench_args, metric)
+            value, seconds = run_once(python, cwd, args.bench, bench_args, metric)
             series[which].append(value)
-            print(f"ab: run {i + 1} {label}: {metric}={value:.2f}", flush=True)
+            cpu[which].append(seconds)
+            print(f"ab: run {i + 1} {label}: {metric}={value:.2f} cpu_s={seconds:.1f}", flush=True)
     med = [statistics.median(s) for s in series]
-    for (label, _, _), s, m in zip(envs, series, med, strict=True):
-        print(f"ab: {label}: {', '.join(f'{v:.2f}' for v in s)} (median {m:.2f})")
+    cpu_med = [statistics.median(s) for s in cpu]
+    for (label, _, _), s, c, m in zip(envs, series, cpu, med, strict=True):
+        print(f"ab: {label}: {metric} {', '.join(f'{v:.2f}' for v in s)} (median {m:.2f}); "
+              f"cpu_s {', '.join(f'{v:.1f}' for v in c)}")
     ratio = med[1] / med[0] if med[0] else float("nan")
     print(f"ab: a={envs[0][0].split()[0]} b={envs[1][0].split()[0]} bench={args.bench} {' '.join(bench_args)} "
-          f"median_a={med[0]:.2f} median_b={med[1]:.2f} ratio={ratio:.3f}")
+          f"median_a={med[0]:.2f} median_b={med[1]:.2f} ratio={ratio:.3f} "
+          f"cpu_ratio={cpu_med[1] / cpu_med[0]:.3f}")
 
 
 if __name__ == "__main__":
