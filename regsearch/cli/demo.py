@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -60,11 +64,49 @@ def run_demo(settings: Settings, spec: dict[str, Any], *, workers: int, console:
                 return 1
             console.print(comparison_table(client.report(job["id"]), console.width))
             print_best(console, client.best(job["id"], 3))
-            console.print(f"job {job['status']} in {time.monotonic() - started:.1f}s (wall, incl. start-up). "
-                          f"See it with `regsearch up` and the dashboard at http://127.0.0.1:8501/?job={job['id']}")
+            console.print(f"job {job['status']} in {time.monotonic() - started:.1f}s (wall, incl. start-up); "
+                          f"its data are in {_shown_path(settings.data_dir)}.", highlight=False, markup=False)
+            for line in next_steps(job["id"], settings.data_dir):
+                console.print(line, highlight=False, markup=False, soft_wrap=True)
             return 0 if job["status"] == JobState.COMPLETED else 1
     finally:
         supervisor.stop()
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it (``.venv/bin/regsearch``)."""
+    try:
+        return str(Path(os.path.relpath(path)) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else path)
+    except ValueError:  # another drive
+        return str(path)
+
+
+def cli_command() -> str:
+    """How to run the CLI from here: ``regsearch`` when that name on PATH is this installation's
+    script, else the script's path (``make demo`` runs from a venv that is not activated)."""
+    script = Path(sys.executable).parent / "regsearch"  # not resolved: a venv's python is a link
+    found = shutil.which("regsearch")
+    if found is not None and script.exists() and Path(found).resolve() == script.resolve():
+        return "regsearch"
+    if script.exists():
+        return _shown_path(script)
+    return f"{_shown_path(Path(sys.executable))} -m regsearch"
+
+
+def next_steps(job_id: str, data_dir: Path) -> list[str]:
+    """The demo's last lines: how to run the CLI, then how to look at the job it ran."""
+    command = cli_command()
+    here = Path(data_dir).resolve().is_relative_to(Path.cwd().resolve())
+    lines = []
+    if command != "regsearch":
+        activate = Path(sys.executable).parent / "activate"
+        lines.append(f"The regsearch command is in the virtual environment: run it as {command}"
+                     + (f" (or first `source {_shown_path(activate)}`, then plain `regsearch`)." if activate.exists()
+                        else "."))
+    where = " from this folder (its data directory is here)" if here else ""
+    lines.append(f"See it with `{command} up`{where} and the dashboard at http://127.0.0.1:8501/?job={job_id}; "
+                 f"`{command} report {job_id}` prints the evidence.")
+    return lines
 
 
 def _follow(client: Client, job_id: str, supervisor: Supervisor, console: Console) -> dict[str, Any] | None:
