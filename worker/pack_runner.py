@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from regsearch.config import Settings
+from regsearch.domain.packing import pack_declined
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import TrialState
@@ -57,6 +58,10 @@ def try_pack(db: Database, settings: Settings, first: Claim, spec: JobSpec, torc
     from regsearch.worker.datasets import input_shape_for, load_dataset_cached
     from regsearch.worker.packed import can_pack
 
+    declined = pack_declined(pruner=spec.pruner, device=str(torch_device))
+    if declined is not None:  # regsearch.domain.packing: where a pack pays
+        log.info("trial %d trains alone: %s", first.trial_id, declined)
+        return None
     try:
         splits = load_dataset_cached(spec.dataset, settings.data_dir)
         recipe = make_recipe(spec, first.params, input_shape_for(splits, spec.model), splits.n_classes)

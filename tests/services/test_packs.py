@@ -64,3 +64,36 @@ def test_a_killed_pack_fails_every_member_for_retry(embedded_settings: Settings,
             assert old.state == "failed" and "no heartbeat" in (old.error or "") and old.retried, old.error
             retry = [r for r in rows if r.retry_of == member.number]
             assert len(retry) == 1 and retry[0].state == "complete" and retry[0].params == old.params
+
+
+def test_confirmation_runs_of_a_pruned_job_train_as_one_pack(embedded_settings: Settings, tmp_path: Path) -> None:
+    """On a CPU a pruned job's search trials train alone (regsearch.domain.packing); its
+    confirmation runs, never pruned, are one configuration with several seeds and go as one pack."""
+    spec = small_spec("confirm-pack", space={"placement": ["bn-act-drop"], "dropout": {"low": 0.1, "high": 0.5}},
+                      training={"epochs": 3}, sampler="random", pruner="median", confirm={"top_k": 1, "seeds": 3},
+                      budget={"n_trials": 3, "parallelism": 3, "pack": 3})
+    with running_stack(embedded_settings, tmp_path / "logs", workers=1) as stack:
+        job = stack.client.submit(spec)
+        done = stack.wait_job(job["id"], 180)
+        assert done["status"] == "completed", stack.logs()
+        rows = assert_books_agree(stack.db, stack.client, job["id"])
+        search = [r for r in rows if r.confirm_of is None]
+        confirm = [r for r in rows if r.confirm_of is not None]
+        assert len(search) == 3 and len(confirm) == 3 and all(r.state == "complete" for r in rows)
+        assert not any(together(a, b) for a, b in pairs(search)), "search trials each trained alone"
+        assert all(together(a, b) for a, b in pairs(confirm)), \
+            "the confirmation runs trained together in one process, as one pack"
+        assert "packing declined" in log_of(stack, "worker")
+        assert "train as one pack" in log_of(stack, "worker")
+
+
+
+def pairs(rows: list[Trial]) -> list[tuple[Trial, Trial]]:
+    return [(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]]
+
+
+def together(a: Trial, b: Trial) -> bool:
+    """Whether two trials ran at the same time in one process (a process trains one thing at a
+    time, so only a pack's members overlap there)."""
+    assert a.started_at and a.finished_at and b.started_at and b.finished_at
+    return a.worker == b.worker and a.started_at < b.finished_at and b.started_at < a.finished_at
