@@ -241,7 +241,8 @@ def compact_json(value: Any, width: int = RECIPE_WIDTH, indent: int = 0, start: 
     (it begins at column ``start``, after its key), else each member goes on a line of its own,
     two spaces further in than ``indent``. Valid JSON, copied whole."""
     flat = json.dumps(value)
-    if not isinstance(value, (dict, list)) or not value or (indent if start is None else start) + cell_len(flat) <= width:
+    # + 1: room for the comma after it
+    if not isinstance(value, (dict, list)) or not value or (indent if start is None else start) + cell_len(flat) + 1 <= width:
         return flat
     inner = indent + 2
     if isinstance(value, dict):
