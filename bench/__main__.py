@@ -4,10 +4,15 @@
     .venv/bin/python -m bench --full     # larger sizes; writes a markdown table to bench/results/
 
 Last line: ``bench: overhead_ms_per_trial=X prune_ms_per_epoch_at_5000=Y efficiency=Z optuna_efficiency=W
-ray_efficiency=R packed_ceiling=C packed_speedup=P`` (R is ``-`` when Ray Tune is not installed: ``pip install -e
-'.[bench]'``; P is the packed trainer's trials per hour over one trial at a time, K = 8, same
+ray_efficiency=R packed_ceiling=C packed_speedup=P overhead_at_100=.. overhead_at_1000=.. overhead_at_5000=..
+overhead_growth=G pack_service_ratio=S packed_share=F`` (R is ``-`` when Ray Tune is not installed: ``pip
+install -e '.[bench]'``; P is the packed trainer's trials per hour over one trial at a time, K = 8, same
 configurations, same run: ``bench/packed_throughput.py``; C, before it, the most packing could
-give this model on this CPU: ``bench/packed_ceiling.py``).
+give this model on this CPU: ``bench/packed_ceiling.py``; the overhead at N trials is the one
+measured with the coordinator's ask at N in its place, ``bench/ask_cost.py``, and G the one at
+5,000 over the one at 100; S is the efficiency search's trials per hour with ``budget.pack`` 4 over
+the same job unpacked, same parallelism, and F the share of its trials that trained in a pack:
+0 when the workers declined to pack, ``regsearch/domain/packing.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the bench's own process trains nothing that matters
 
-from bench import efficiency, overhead, prune_cost, ray_tune
+from bench import ask_cost, efficiency, overhead, prune_cost, ray_tune
 from bench.service import pick_backend
 
 RESULTS = Path(__file__).with_name("results")
@@ -41,6 +46,8 @@ def run(full: bool, backend_request: str) -> dict[str, Any]:
         job = overhead.measure(trials=sizes["overhead_trials"], workers=sizes["workers"], backend=backend, data_dir=root / "o")
         out["overhead"] = {**job.__dict__, "overhead_ms_per_trial": job.overhead_ms_per_trial(sizes["workers"])}
         print(f"  {out['overhead']}", flush=True)
+        out["ask"] = ask_growth(out["overhead"], asks=60 if full else 30, backend=backend, data_dir=root / "a")
+        print(f"  {out['ask']}", flush=True)
 
         out["prune"] = []
         for n in sizes["prune_sizes"]:
@@ -56,9 +63,14 @@ def run(full: bool, backend_request: str) -> dict[str, Any]:
         theirs = efficiency.optuna_run(*e_args, data_dir=root / "e2")
         print("  ... and regsearch with budget.pack 4 (each worker trains packs of 4 same-structure trials)", flush=True)
         packed = efficiency.regsearch_run(*e_args, data_dir=root / "e3", pack=4)
+        print("  ... and the same job unpacked (budget.pack 1, the packed job's parallelism)", flush=True)
+        unpacked = efficiency.regsearch_run(*e_args, data_dir=root / "e4", parallelism=4 * sizes["workers"])
         out["efficiency"] = {name: {**run.__dict__, "efficiency": run.efficiency(sizes["workers"]),
                                     "trials_per_hour": 3600 * run.trials / run.wall_s}
-                             for name, run in (("regsearch", ours), ("optuna", theirs), ("regsearch_pack4", packed))}
+                             for name, run in (("regsearch", ours), ("optuna", theirs), ("regsearch_pack4", packed),
+                                               ("regsearch_pack1", unpacked))}
+        out["pack_service_ratio"] = (out["efficiency"]["regsearch_pack4"]["trials_per_hour"]
+                                     / out["efficiency"]["regsearch_pack1"]["trials_per_hour"])
         print(f"  {out['efficiency']}", flush=True)
 
         why_not = ray_tune.available()
@@ -78,6 +90,18 @@ def run(full: bool, backend_request: str) -> dict[str, Any]:
         out["train_loop"] = train_loop_ratio(epochs=5 if full else 3, repeats=11 if full else 5, data_dir=root / "t")
         print(f"  {out['train_loop']}", flush=True)
     return out
+
+
+def ask_growth(measured: dict[str, Any], *, asks: int, backend: str, data_dir: Path) -> dict[str, Any]:
+    """The per-trial overhead at 100, 1,000 and 5,000 trials: the overhead just measured through the
+    service, with its coordinator's ask at that size swapped for the ask at each size
+    (bench/ask_cost.py: what grows with a job is the ask; the rest of a trial's overhead does not)."""
+    sizes = sorted({100, measured["trials"], 1000, 5000})
+    print(f"ask cost: the coordinator's ask + tell (TPE) at {', '.join(map(str, sizes))} trials ...", flush=True)
+    ask = ask_cost.measure(sizes, asks=asks, backend=backend, data_dir=data_dir)
+    base = measured["overhead_ms_per_trial"] - ask[measured["trials"]]
+    at = {n: base + ask[n] for n in (100, 1000, 5000)}
+    return {"ask_ms": ask, "overhead_ms": at, "growth": at[5000] / at[100]}
 
 
 def _script_output(argv: list[str]) -> str:
@@ -160,10 +184,16 @@ def markdown(result: dict[str, Any]) -> str:
 
     lines.append(f"| best val_acc found, same search | {cells('best_val_acc')} |")
     lines.append(f"| share of distinct configurations among its trials | {cells('distinct')} |")
+    a = result["ask"]
+    lines.append("| overhead per trial at 100 / 1,000 / 5,000 trials (the coordinator's ask at that size) | "
+                 + " / ".join(f"{a['overhead_ms'][n]:.1f}" for n in (100, 1000, 5000))
+                 + f" ms (growth {a['growth']:.2f}) | | |")
+    lines.append("| the coordinator's ask + tell, CPU ms, at 100 / 1,000 / 5,000 trials | "
+                 + " / ".join(f"{a['ask_ms'][n]:.1f}" for n in (100, 1000, 5000)) + " | | |")
     p4 = e["regsearch_pack4"]
-    lines.append(f"| regsearch with budget.pack 4: efficiency, best val_acc, trials/hour over unpacked | "
-                 f"{p4['efficiency']:.3f}, {_fmt(p4['best_val_acc'])}, "
-                 f"{p4['trials_per_hour'] / e['regsearch']['trials_per_hour']:.2f}x | | |")
+    lines.append(f"| regsearch with budget.pack 4: efficiency, best val_acc, trials/hour over the same job unpacked "
+                 f"| {p4['efficiency']:.3f}, {_fmt(p4['best_val_acc'])}, {result['pack_service_ratio']:.2f}x "
+                 f"({pack_note(result)}) | | |")
     k = result["packed"]
     lines.append(f"| packed training, trials/hour over one at a time, 8 mnist1d MLP trials | K=4: {k['k4']:.2f}x, "
                  f"K=8: {k['k8']:.2f}x (ceiling {k['ceiling']:.2f}x: matmuls at peak) | | |")
@@ -191,7 +221,19 @@ def main() -> None:
           f"efficiency={result['efficiency']['regsearch']['efficiency']:.3f} "
           f"optuna_efficiency={result['efficiency']['optuna']['efficiency']:.3f} "
           f"ray_efficiency={ray_figure(result)} packed_ceiling={result['packed']['ceiling']:.2f} "
-          f"packed_speedup={result['packed']['k8']:.2f}")
+          f"packed_speedup={result['packed']['k8']:.2f} "
+          + " ".join(f"overhead_at_{n}={result['ask']['overhead_ms'][n]:.1f}" for n in (100, 1000, 5000))
+          + f" overhead_growth={result['ask']['growth']:.2f} pack_service_ratio={result['pack_service_ratio']:.2f} "
+          f"packed_share={_fmt(result['efficiency']['regsearch_pack4']['packed'])}")
+
+
+def pack_note(result: dict[str, Any]) -> str:
+    """Whether the packed job packed: on a CPU a pruned job's trials train alone
+    (regsearch.domain.packing), and the bench says so."""
+    share = result["efficiency"]["regsearch_pack4"]["packed"]
+    if not share:
+        return "packing declined: no trial trained in a pack"
+    return f"{100 * share:.0f}% of its trials trained in packs"
 
 
 def _fmt(value: Any) -> str:

@@ -32,12 +32,14 @@ def spec_for(trials: int, workers: int, epochs: int) -> dict[str, Any]:
     return dict(SPEC, training=dict(SPEC["training"], epochs=epochs), budget={"n_trials": trials, "parallelism": workers})
 
 
-def regsearch_run(trials: int, workers: int, epochs: int, backend: str, data_dir: Path, pack: int = 1) -> JobRun:
+def regsearch_run(trials: int, workers: int, epochs: int, backend: str, data_dir: Path, pack: int = 1,
+                  parallelism: int | None = None) -> JobRun:
     """The search through the full service; with ``pack`` K, each worker trains packs of K trials
-    of one structure (budget.pack), with room for a pack per worker (parallelism K x workers)."""
+    of one structure (budget.pack), with room for a pack per worker (parallelism K x workers, unless
+    ``parallelism`` says otherwise: the unpacked job that a packed one is compared with has the same)."""
     spec = spec_for(trials, workers, epochs)
-    if pack > 1:
-        spec["budget"] = dict(spec["budget"], pack=pack, parallelism=pack * workers)
+    if pack > 1 or parallelism is not None:
+        spec["budget"] = dict(spec["budget"], pack=pack, parallelism=parallelism or pack * workers)
     return run_job(spec, workers=workers, backend=backend, data_dir=data_dir)
 
 

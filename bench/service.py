@@ -91,6 +91,7 @@ class JobRun:
     states: dict[str, int]
     best_val_acc: float | None = None  # the search's best complete trial: what it found
     distinct: float | None = None  # share of the search's trials with a configuration of their own
+    packed: float | None = None  # share of the trials that trained in a pack (see packed_share)
 
     def overhead_ms_per_trial(self, workers: int) -> float:
         return 1000 * (workers * self.wall_s - self.training_s) / max(1, self.trials)
@@ -153,7 +154,8 @@ def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path,
                 .where(Trial.job_id == job_id)
             ).all()
             states_rows = session.execute(
-                select(Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.confirm_of)
+                select(Trial.number, Trial.state, Trial.params, Trial.metrics, Trial.confirm_of, Trial.worker,
+                       Trial.started_at, Trial.finished_at)
                 .where(Trial.job_id == job_id)).all()
     training = sum(seconds or 0.0 for _, seconds in rows)
     states: dict[str, int] = {}
@@ -162,7 +164,7 @@ def run_job(spec: dict[str, Any], *, workers: int, backend: str, data_dir: Path,
     search = [row for row in states_rows if row.confirm_of is None]
     return JobRun(wall_s=wall, training_s=training, trials=len(states_rows), states=states,
                   best_val_acc=best_of(r.metrics for r in search if r.state == "complete"),
-                  distinct=distinct_share([r.params for r in search]))
+                  distinct=distinct_share([r.params for r in search]), packed=packed_share(states_rows))
 
 
 def best_of(metrics: Any) -> float | None:
@@ -175,6 +177,18 @@ def distinct_share(params: list[dict[str, Any]]) -> float | None:
     if not params:
         return None
     return len({json.dumps(p, sort_keys=True) for p in params}) / len(params)
+
+
+def packed_share(rows: Any) -> float | None:
+    """The share of trials that trained in a pack: that ran at the same time as another trial in
+    the same worker process (a process trains one thing at a time, so only a pack's members overlap
+    there). Rows need ``worker``, ``started_at`` and ``finished_at``."""
+    ran = [r for r in rows if r.worker and r.started_at and r.finished_at]
+    if not ran:
+        return None
+    packed = {i for i, a in enumerate(ran) for j, b in enumerate(ran)
+              if i != j and a.worker == b.worker and a.started_at < b.finished_at and b.started_at < a.finished_at}
+    return len(packed) / len(ran)
 
 
 def wait_until_ended(db: Database, job_id: str, supervisor: Supervisor) -> dt.datetime:
