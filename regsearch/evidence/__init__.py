@@ -37,8 +37,6 @@ from regsearch.domain.stats import Interval
 from regsearch.evidence.build import build_report, describe_placement
 from regsearch.evidence.groups import (
     DROPOUT_BAND_WIDTH,
-    MIN_GROUP,
-    REPORT_METRICS,
     dropout_band,
     momentum_band,
 )
@@ -55,7 +53,7 @@ from regsearch.evidence.models import (
 )
 
 __all__ = [
-    "DROPOUT_BAND_WIDTH", "MIN_GROUP", "REPORT_METRICS", "Comparison", "Confirmation", "ConfirmedConfig", "Group",
+    "DROPOUT_BAND_WIDTH", "Comparison", "Confirmation", "ConfirmedConfig", "Group",
     "Grouping", "Interval", "Recommendation", "Report", "ReportWarning", "build_report", "describe_placement",
     "dropout_band", "format_stat", "format_value", "momentum_band", "render_markdown",
 ]

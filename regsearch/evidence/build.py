@@ -6,14 +6,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from regsearch.domain.jsonsafe import finite_or_none
+from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import has_slot_names, slot_labels
 from regsearch.domain.ranking import rank_configurations
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_JOB_STATES, ACTIVE_TRIAL_STATES, TrialState
 from regsearch.domain.stats import MIN_RUNS, Interval
 from regsearch.evidence.groups import (
-    MIN_GROUP,
-    REPORT_METRICS,
     Setup,
     TrialDict,
     band_grouping,
@@ -272,10 +271,10 @@ def _warnings(setup: Setup, status: str | None, current: Sequence[TrialDict], gr
             warn("within_noise", _noise_message(metric, "configuration", f"#{first.number}", first.metrics[metric],
                                                 f"#{second.number}", second.metrics[metric]))
     for grouping in groupings:
-        thin = [g for g in grouping.groups if g.n_distinct < MIN_GROUP and (g.n_trials or grouping.by == "placement")]
+        thin = [g for g in grouping.groups if g.n_distinct < MIN_RUNS and (g.n_trials or grouping.by == "placement")]
         if thin and any(g.n_complete for g in grouping.groups):
             listed = ", ".join(f"{g.label} (n={g.n_distinct})" for g in thin)
-            warn("few_trials", f"{grouping.title.split(' (')[0]}: fewer than {MIN_GROUP} distinct complete "
+            warn("few_trials", f"{grouping.title.split(' (')[0]}: fewer than {MIN_RUNS} distinct complete "
                                f"configurations in {listed}: too few runs for an interval.")
     repeats = sum(g.n_complete - g.n_distinct for g in placements.groups)
     if repeats:
@@ -321,7 +320,7 @@ def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict],
     them by the user's layers (``auto``), the report lists them.
     """
     setup = read_setup(spec)
-    metrics = list(REPORT_METRICS) + ([setup.metric] if setup.metric not in REPORT_METRICS else [])
+    metrics = list(SHOWN_METRICS) + ([setup.metric] if setup.metric not in SHOWN_METRICS else [])
     current = [t for t in trials if not t.get("retried")]
     search = [t for t in current if is_search(t)]
     groupings = [

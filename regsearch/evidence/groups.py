@@ -10,19 +10,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from regsearch.domain.confirm import group_interval
-from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import model_label
 from regsearch.domain.progress import state_counts
 from regsearch.domain.ranking import rank_by_seed_mean
 from regsearch.domain.space import params_key
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_TRIAL_STATES, TrialState
-from regsearch.domain.stats import MIN_RUNS, Interval, mean_interval
+from regsearch.domain.stats import Interval, mean_interval
 from regsearch.domain.stored_spec import StoredSpec
 from regsearch.evidence.models import Confirmation, ConfirmedConfig, Group, Grouping
 
-REPORT_METRICS = SHOWN_METRICS
-MIN_GROUP = MIN_RUNS  # below this a group has no interval: "too few runs"
 DROPOUT_BAND_WIDTH = 0.1
 _EPS = 1e-9
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.spec import JobSpec
 from regsearch.evidence import (
-    REPORT_METRICS,
     Interval,
     Report,
     build_report,
@@ -128,8 +128,8 @@ def test_placement_groups_match_numpy_and_scipy(study: Trials) -> None:
         assert group.n_pruned == sum(t["state"] == "pruned" for t in members)
         assert group.n_failed == sum(t["state"] == "failed" for t in members)
         assert group.n_active == sum(t["state"] == "running" for t in members)
-        assert set(group.metrics) == set(REPORT_METRICS)
-        for metric in REPORT_METRICS:
+        assert set(group.metrics) == set(SHOWN_METRICS)
+        for metric in SHOWN_METRICS:
             assert_stat(group.metrics[metric], metric_values(done, metric), metric)
     first = placements.groups[0]
     assert (first.n_trials, first.n_complete, first.n_pruned, first.n_failed) == (7, 5, 1, 1)

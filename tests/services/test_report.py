@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from regsearch.config import Settings
-from regsearch.evidence import REPORT_METRICS
+from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.services.api.main import create_app
 from regsearch.store import trials as store_trials
 from regsearch.store.db import Database
@@ -88,7 +88,7 @@ def assert_report_matches_trials(report: dict[str, Any], trials: list[dict[str, 
         assert group["n_complete"] == len(done), group["key"]
         assert group["n_pruned"] == sum(t["state"] == "pruned" for t in members)
         assert group["n_distinct"] == len({json.dumps([t["params"], t["seed"]], sort_keys=True) for t in done})
-        for metric in REPORT_METRICS:
+        for metric in SHOWN_METRICS:
             assert_stat(group["metrics"][metric], observations(done, metric), metric)
         seen.add(group["key"])
     assert {t["params"]["placement"] for t in search} <= seen
