@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from regsearch.domain.confirm import is_search
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import has_slot_names, slot_labels
@@ -18,7 +19,6 @@ from regsearch.evidence.groups import (
     band_grouping,
     confirmation_section,
     finite_number,
-    is_search,
     metrics_of,
     overlap,
     params_of,

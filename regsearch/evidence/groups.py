@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from regsearch.domain.confirm import group_interval
+from regsearch.domain.confirm import group_interval, is_search
 from regsearch.domain.model_label import model_label
 from regsearch.domain.progress import state_counts
 from regsearch.domain.ranking import rank_by_seed_mean
@@ -67,10 +67,6 @@ def params_of(trial: TrialDict) -> Mapping[str, Any]:
 def metrics_of(trial: TrialDict) -> Mapping[str, Any]:
     metrics = trial.get("metrics")
     return metrics if isinstance(metrics, Mapping) else {}
-
-
-def is_search(trial: TrialDict) -> bool:
-    return trial.get("confirm_of") is None
 
 
 def stat_of(trials: Iterable[TrialDict], metric: str) -> Interval:
