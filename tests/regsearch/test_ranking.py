@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from regsearch.domain.ranking import objectives_of, pareto_fronts, rank_by_seed_mean, rank_configurations, rank_jobs
+from regsearch.domain.ranking import (
+    objectives_of,
+    pareto_fronts,
+    rank_by_seed_mean,
+    rank_configurations,
+    rank_jobs,
+)
 from regsearch.domain.spec import validate_spec
 
 VAL = [("val_acc", "maximize")]
