@@ -14,22 +14,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ModelWrapValidatorHandler,
-    PrivateAttr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from regsearch.domain import families
 from regsearch.domain.data import NOT_IMAGE_DATASETS, AugmentSpec, DatasetSpec
 from regsearch.domain.metrics import DIRECTIONS, OBJECTIVE_METRICS, current_metric_name
-from regsearch.domain.model_label import format_model
+from regsearch.domain.model_spec import ModelSpec
 from regsearch.domain.strict import Strict
 
 PLACEMENT_TOKENS = ("bn", "act", "drop")
@@ -136,50 +126,6 @@ def _check_float_param(value: FloatParam, ok: Any, bound: str) -> None:
         if not (isinstance(v, (int, float)) and math.isfinite(v) and ok(v)):
             raise ValueError(f"{v!r} is out of range: {bound}")
 
-
-
-class ModelSpec(BaseModel):
-    """The network: a ``family`` (``regsearch.domain.families``) with that family's knobs beside it.
-
-    The family's own knobs model validates them (errors name ``model.depth``; an unknown family
-    lists the known ones); they are stored with their defaults filled in.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    family: str = "mlp"
-    _info: families.FamilyInfo | None = PrivateAttr(default=None)  # the family the knobs were checked by
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _family_knobs(cls, data: Any, handler: ModelWrapValidatorHandler[ModelSpec],
-                      info: ValidationInfo) -> ModelSpec:
-        # The family comes from this process's registry, or from the catalog of published
-        # families the caller passes as validation context (families.validation_context).
-        if isinstance(data, ModelSpec):
-            return data
-        found, checked = families.checked_model(data, families.catalog_in(info.context))
-        model = handler(checked)
-        model._info = found
-        return model
-
-    @property
-    def info(self) -> families.FamilyInfo:
-        """The family's description (for a plugin: as the validating catalog gave it)."""
-        return self._info if self._info is not None else families.family(self.family)
-
-    @property
-    def knobs(self) -> BaseModel:
-        """The family's knobs model, validated (``spec.model.knobs.depth``)."""
-        return self.info.knobs.model_validate(self.model_extra or {})
-
-    def n_slots(self, input_shape: list[int] | None = None) -> int | None:
-        """How many slots the model has; None when that depends on the (unknown) input shape."""
-        return families.n_slots(self.info, self.knobs, input_shape)
-
-    def describe(self) -> str:
-        """One line for people: ``resnet depth=8 width=16 activation=relu`` (regsearch.domain.model_label)."""
-        return format_model({"family": self.family, **(self.model_extra or {})})
 
 
 class SpaceSpec(Strict):
