@@ -69,10 +69,11 @@ def coordinator() -> None:
     """Run the study coordinator (one per deployment)."""
     import signal
 
+    from regsearch.cli.preflight import require
     from regsearch.services.coordinator import run_coordinator
 
     settings = _settings()
-    _ready_database(settings)
+    require(settings)  # run_coordinator migrates itself
     _logging()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
