@@ -32,9 +32,8 @@ from regsearch.store.db import Database
 from regsearch.store.packs import claim_companions
 from regsearch.store.retry import with_retry
 from regsearch.store.trials import Claim
+from regsearch.worker.reporter import EpochReporter, Heartbeat
 from regsearch.worker.runner import (
-    EpochReporter,
-    Heartbeat,
     TrialEnd,
     classify_failure,
     conclude,

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import queue
 import socket
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from typing_extensions import Self
-
-from regsearch import failpoints
 from regsearch.config import Settings
-from regsearch.domain.metrics import EpochMetrics, summarize
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import StopReason, TrialState, WeightsState, optuna_state
@@ -36,7 +30,7 @@ from regsearch.store.pruning import Pruner, make_pruner
 from regsearch.store.retry import with_retry
 from regsearch.store.trials import Claim, OptunaOutcome
 from regsearch.worker import weights as trial_weights
-from regsearch.worker.shutdown import draining
+from regsearch.worker.reporter import EpochReporter, Heartbeat
 
 log = logging.getLogger("regsearch.worker")
 
@@ -76,103 +70,6 @@ def record_data(db: Database, job_id: str, splits: Any) -> None:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class Heartbeat:
-    """Beats from a thread, so a long epoch still shows the trial alive; dies with the process."""
-
-    def __init__(self, db: Database, claim: Claim, interval_s: float) -> None:
-        self._db, self._claim, self._interval = db, claim, interval_s
-        self._stop = threading.Event()
-        self.lost = threading.Event()
-        self.cancelled = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{claim.trial_id}", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Stop beating (idempotent): a packed member that ended while its pack trains on."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                control = trial_store.beat(self._db, trial_id=self._claim.trial_id, lease=self._claim.lease)
-            except Exception as exc:  # noqa: BLE001 - a failed beat is retried; the grace period absorbs a few
-                log.warning("heartbeat failed for trial %d: %s", self._claim.trial_id, exc)
-                continue
-            if not control.owner:
-                self.lost.set()
-            if control.cancelled:
-                self.cancelled.set()
-
-
-@dataclass
-class EpochReporter:
-    """The trainer's ``on_epoch`` callback: record, decide to prune, notice cancel and drain.
-
-    Epoch rows are written in batches (at most every ``flush_every_s``, and with the result) so
-    a fast epoch does not pay a transaction; liveness does not depend on it (the heartbeat
-    thread beats on its own clock).
-    """
-
-    db: Database
-    claim: Claim
-    spec: JobSpec
-    pruner: Pruner
-    heartbeat: Heartbeat
-    recipe: dict[str, Any] | None = None  # written with the first batch, then None
-    flush_every_s: float = 1.0
-    epochs: list[EpochMetrics] = field(default_factory=list)
-    history: dict[int, float] = field(default_factory=dict)  # reported objective per epoch
-    stop_reason: StopReason | None = None
-    unwritten: list[EpochMetrics] = field(default_factory=list)
-    # A trial shorter than flush_every_s writes everything with its result, in one transaction.
-    _last_flush: float = field(default_factory=time.monotonic)
-
-    def __call__(self, metrics: EpochMetrics) -> bool:
-        failpoints.hit(f"worker.epoch:{self.claim.params.get('placement')}")
-        self.epochs.append(metrics)
-        self.unwritten.append(metrics)
-        value = summarize(self.epochs, None)[self.spec.objective.metrics[0]]
-        self.history[metrics.epoch] = float(value) if isinstance(value, (int, float)) else math.nan
-        if self.heartbeat.lost.is_set():
-            self.stop_reason = StopReason.LEASE_LOST
-        elif self.heartbeat.cancelled.is_set():
-            self.stop_reason = StopReason.CANCELLED
-        elif draining():
-            self.stop_reason = StopReason.DRAINING
-        elif with_retry(lambda: self.pruner.should_prune(self.claim.number, self.history), what="asking the pruner"):
-            self.stop_reason = StopReason.PRUNED
-        # A trial that stops here, or has trained its last epoch, writes its epochs with the
-        # result: a flush now would be a transaction for nothing.
-        going_on = self.stop_reason is None and metrics.epoch < self.spec.training.epochs
-        if going_on and time.monotonic() - self._last_flush >= self.flush_every_s:
-            self.flush()
-        return self.stop_reason is not None
-
-    def flush(self) -> None:
-        """Write the epochs not yet written (one statement) and learn whether to go on."""
-        self._last_flush = time.monotonic()
-        if not self.unwritten:
-            return
-        batch, recipe = list(self.unwritten), self.recipe
-        control = with_retry(lambda: trial_store.record_epochs(self.db, trial_id=self.claim.trial_id,
-                                                               lease=self.claim.lease, epochs=batch, recipe=recipe),
-                             what=f"recording epochs of trial {self.claim.trial_id}")
-        self.unwritten.clear()
-        self.recipe = None
-        if not control.owner:
-            self.heartbeat.lost.set()
-        if control.cancelled:
-            self.heartbeat.cancelled.set()
 
 
 @dataclass
@@ -229,7 +126,8 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     db = _database(settings.sqlalchemy_url)
 
     from regsearch.worker.datasets import input_shape_for, load_dataset_cached
-    from regsearch.worker.train import select_device, train_trial
+    from regsearch.worker.train import select_device
+    from regsearch.worker.trainers import run_trainer
 
     torch_device = select_device(device)
     claim = with_retry(lambda: trial_store.claim(db, trial_id=trial_id, worker=worker_name(), device=str(torch_device)),
@@ -257,7 +155,8 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
             recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model), splits.n_classes)
             pruner = job_pruner(db.url, claim.job_id, claim.study_name, spec.model_dump_json())
             reporter = EpochReporter(db, claim, spec, pruner, heartbeat, recipe=recipe)
-            result = train_trial(recipe, spec.training, device_data(splits, torch_device), on_epoch=reporter)
+            result = run_trainer(spec, claim.params, recipe, device_data(splits, torch_device), on_epoch=reporter,
+                                 report_timeout_s=settings.trainer_report_timeout_s)
             end = trained_end(db, settings, claim, spec, reporter, recipe, result)
         except Exception as exc:  # noqa: BLE001 - every failure is classified, recorded and survived
             end = failed_end(db, claim, spec, reporter, exc)

@@ -13,7 +13,7 @@ from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.models import Epoch
 from regsearch.store.pruning import NoPruning
-from regsearch.worker.runner import EpochReporter, Heartbeat
+from regsearch.worker.reporter import EpochReporter, Heartbeat
 
 SPEC = validate_spec({"name": "r", "dataset": {"name": "digits"}, "training": {"epochs": 4}, "pruner": "median"})
 
