@@ -134,7 +134,7 @@ def test_every_surface_shows_the_same_ranking(api: TestClient, db: Database, mon
                                               name: str, order: list[int]) -> None:
     jobs = make_jobs(api, db)
     job_id = jobs[name]
-    from regsearch.cli.tables import _fmt
+    from regsearch.domain.metrics import format_metric
 
     best = api.get(f"/jobs/{job_id}/best", params={"k": 100}).json()["items"]
     found = {"GET /jobs/{id}/best": [item["number"] for item in best]}
@@ -165,7 +165,7 @@ def test_every_surface_shows_the_same_ranking(api: TestClient, db: Database, mon
                               "metrics": {k: v for k, v in first["metrics"].items() if v is not None}}
     status = cli(monkeypatch, api, "status")  # the table shows the best's own val_acc
     row = next(row for row in status.splitlines() if job_id in row)
-    assert row.split()[-2] == _fmt(first["metrics"]["val_acc"]), status
+    assert row.split()[-1] == format_metric("val_acc", first["metrics"]["val_acc"]), status
     if name == "confirmed":
         seeds = first["confirmation"]
         assert seeds["numbers"] == [3, 7, 8] and seeds["metrics"]["val_acc"]["mean"] == pytest.approx(0.75)
