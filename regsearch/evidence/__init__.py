@@ -24,9 +24,10 @@ What counts (one rule for every group):
   ``no BN``: no BN placed, or ``bn_layers: none``). Momentum is searched on a log prior, so
   log-spaced bands hold comparable shares of it.
 - Placements are ranked by the mean of the job's first objective in its direction. The
-  recommendation follows that comparison: the leader when its interval clears the others';
-  otherwise "no significant difference" and a stated tie-break among the placements within noise
-  (fewer of BN/dropout, then faster, then a smaller spread; ``build.TIE_BREAKS``).
+  recommendation names the ranking's first configuration (what ``/best`` lists first) and says
+  how far the placement comparison supports it: better than the others (intervals apart), or
+  plainly not separable and which measure then chose; below ``MIN_CONFIGS`` complete, distinct
+  configurations in any placement it says what is missing instead (``advice.py``).
 
 Intervals that overlap are reported as "within noise". That is the conservative reading (two
 95% intervals can overlap a little while the difference is still significant), which is the
@@ -34,7 +35,8 @@ side to err on when the question is whether a winner was luck.
 """
 
 from regsearch.domain.stats import Interval
-from regsearch.evidence.build import build_report, describe_placement
+from regsearch.evidence.advice import MIN_CONFIGS, describe_placement
+from regsearch.evidence.build import build_report
 from regsearch.evidence.groups import (
     DROPOUT_BAND_WIDTH,
     dropout_band,
@@ -53,7 +55,7 @@ from regsearch.evidence.models import (
 )
 
 __all__ = [
-    "DROPOUT_BAND_WIDTH", "Comparison", "Confirmation", "ConfirmedConfig", "Group",
+    "DROPOUT_BAND_WIDTH", "MIN_CONFIGS", "Comparison", "Confirmation", "ConfirmedConfig", "Group",
     "Grouping", "Interval", "Recommendation", "Report", "ReportWarning", "build_report", "describe_placement",
     "dropout_band", "format_stat", "format_value", "momentum_band", "render_markdown",
 ]

@@ -72,15 +72,17 @@ class Recommendation(BaseModel):
     placement_stat: Interval | None = Field(description="the objective over its placement's search trials")
     runner_up: str | None
     runner_up_stat: Interval | None
-    epochs_to_converge: Interval | None = Field(description="its placement's epochs_to_converge")
-    runner_up_epochs_to_converge: Interval | None
-    decided_by: Literal["significant", "fewer_components", "faster", "more_stable", "higher_mean", "too_few_runs",
-                        "only_placement"] | None = Field(
-        default=None, description="what chose the placement: its 95% interval clears the others' (significant), or, "
-                                  "within noise of the leader, the tie-break that decided (fewer components, then "
-                                  "faster s/epoch, then more stable: smaller sd)")
-    tied: list[str] = Field(default_factory=list, description="the placements within noise of the leader, best mean "
-                                                              "first (just the leader when it is clear)")
+    decided_by: Literal["significant", "within_noise", "config_over_placement", "only_placement", "insufficient"
+                        ] | None = Field(
+        default=None, description="how far the evidence carries /best's first configuration: its placement's 95% "
+                                  "interval clears the others' (significant); it overlaps some (within_noise: the "
+                                  "ranking's measure, named in the sentence, chooses); another placement averages "
+                                  "better (config_over_placement); the only placement; or too few complete, "
+                                  "distinct configurations to compare (insufficient: no recommendation)")
+    tied: list[str] = Field(default_factory=list, description="the recommended placement and those within noise of "
+                                                              "it, best mean first")
+    missing: dict[str, int] = Field(default_factory=dict, description="insufficient: per placement, the complete "
+                                                                      "distinct configurations still needed")
     reason: str | None = Field(default=None, description="why this placement, in words")
 
 

@@ -116,6 +116,15 @@ def study() -> Trials:
     return trials
 
 
+def compared(study: Trials) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The study topped up to the recommendation's minimum: act gets two more seeds, the spec
+    names the three placements that ran, and the running bn-act trial is left out."""
+    study.add("act", val=0.56, seed=1)
+    study.add("act", val=0.57, seed=2)
+    spec = {**SPEC, "space": {"placement": ["bn-act-drop", "act-drop", "act"]}}
+    return spec, [t for t in study.items if t["params"]["placement"] != "bn-act"]
+
+
 def test_placement_groups_match_numpy_and_scipy(study: Trials) -> None:
     report = build_report(SPEC, study.items, job_id="j1", status="running")
     placements = report.grouping("placement")
@@ -185,10 +194,10 @@ def test_momentum_band_none() -> None:
 
 def test_a_minimized_objective_ranks_the_lowest_mean_first() -> None:
     trials = Trials()
-    for gap in (0.30, 0.32, 0.31):
-        trials.add("act", val=0.5, gap=gap)
-    for gap in (0.10, 0.12, 0.11):
-        trials.add("act-drop", val=0.5, gap=gap)
+    for seed, gap in enumerate((0.30, 0.32, 0.31)):  # distinct seeds: three configurations each
+        trials.add("act", val=0.5, gap=gap, seed=seed)
+    for seed, gap in enumerate((0.10, 0.12, 0.11)):
+        trials.add("act-drop", val=0.5, gap=gap, seed=seed)
     spec = {**SPEC, "objective": {"metrics": ["gap"]}, "space": {"placement": ["act", "act-drop"]}}
     report = build_report(spec, trials.items)
     assert (report.metric, report.direction) == ("gap", "minimize")
@@ -197,7 +206,8 @@ def test_a_minimized_objective_ranks_the_lowest_mean_first() -> None:
 
 
 def test_confirmation_runs_form_seed_groups_and_stay_out_of_the_groups(study: Trials) -> None:
-    spec = {**SPEC, "confirm": {"top_k": 2, "seeds": 2}}
+    base, _ = compared(study)
+    spec = {**base, "confirm": {"top_k": 2, "seeds": 2}}
     best = study.items[3]  # bn-act-drop, val 0.74
     second = study.items[1]  # bn-act-drop, val 0.72
     runs = {
@@ -207,7 +217,7 @@ def test_confirmation_runs_form_seed_groups_and_stay_out_of_the_groups(study: Tr
                                      seed=s) for v, s in ((0.73, 8), (0.72, 9))],
     }
     study.add("bn-act-drop", "running", confirm_of=best["number"], seed=10)
-    report = build_report(spec, study.items, status="running")
+    report = build_report(spec, [t for t in study.items if t["params"]["placement"] != "bn-act"], status="running")
     confirmed = report.confirmation
     assert confirmed.requested and (confirmed.top_k, confirmed.seeds) == (2, 2)
     assert (confirmed.n_complete, confirmed.n_pending, confirmed.n_failed) == (4, 1, 0)
@@ -231,7 +241,8 @@ def test_confirmation_runs_form_seed_groups_and_stay_out_of_the_groups(study: Tr
 
 
 def test_the_recommendation_cites_its_evidence(study: Trials) -> None:
-    report = build_report(JobSpec.model_validate(SPEC), study.items)
+    spec, items = compared(study)
+    report = build_report(JobSpec.model_validate(spec), items)
     recommendation = report.recommendation
     assert recommendation.basis == "single_run" and recommendation.number == 3
     assert (recommendation.placement, recommendation.runner_up) == ("bn-act-drop", "act-drop")
@@ -239,20 +250,34 @@ def test_the_recommendation_cites_its_evidence(study: Trials) -> None:
     runner = expected([0.61, 0.64, 0.60, 0.63])
     sentence = recommendation.sentence
     assert sentence.startswith("Put BN before the activation and dropout ≈0.31 after the activation "
-                               "(bn-act-drop, dropout 0.31, bn_momentum 0.2): val_acc 0.740 in a single run;")
+                               "(#3: bn-act-drop, dropout 0.31, bn_momentum 0.2): val_acc 0.740 in a single run;")
     assert f"averages {leader['mean']:.3f} [{leader['low']:.3f}, {leader['high']:.3f}] over 5 search trials" in sentence
     assert f"vs {runner['mean']:.3f} [{runner['low']:.3f}, {runner['high']:.3f}] for act-drop" in sentence
-    epochs = [t["metrics"]["epochs_to_converge"] for t in study.items[:5]]
-    runner_epochs = [t["metrics"]["epochs_to_converge"] for t in study.items[8:12]]
-    assert f"converges in {np.mean(epochs):.1f} epochs vs {np.mean(runner_epochs):.1f}" in sentence
     # well separated: the comparison says which is better, and why
     assert recommendation.decided_by == "significant" and recommendation.tied == ["bn-act-drop"]
-    assert sentence.endswith("; bn-act-drop is better than act-drop on val_acc: their 95% intervals do not overlap "
-                             "(act: too few runs to compare).")
+    assert sentence.endswith("; bn-act-drop is better than act-drop and act on val_acc: their 95% intervals do not "
+                             "overlap.")
     codes = {w.code for w in report.warnings}
-    assert codes == {"few_trials", "pruned_left_out", "not_confirmed", "partial"}  # one trial runs
-    few = next(w.message for w in report.warnings if w.code == "few_trials" and "placement" in w.message)
-    assert "act (n=1)" in few and "bn-act (n=0)" in few and "drop-bn-act (n=0)" in few
+    assert {"pruned_left_out", "not_confirmed"} <= codes and "placement_vs_config" not in codes
+
+
+def test_below_the_minimum_the_report_says_what_is_missing_instead_of_recommending(study: Trials) -> None:
+    report = build_report(SPEC, study.items, status="running")
+    recommendation = report.recommendation
+    assert (recommendation.basis, recommendation.number, recommendation.decided_by) == ("none", None, "insufficient")
+    assert recommendation.missing == {"act": 2, "bn-act": 3, "drop-bn-act": 3}
+    assert recommendation.sentence.startswith(
+        "No recommendation yet: each placement needs at least 3 complete, distinct configurations to be compared, "
+        "and act has 1, bn-act has 0, drop-bn-act has 0. The best so far, #3 (bn-act-drop, dropout 0.31, "
+        "bn_momentum 0.2, val_acc 0.740)")
+    # a cancelled job with one finished trial gets no confident recommendation
+    one = Trials()
+    one.add("bn-act", val=0.9)
+    for _ in range(3):
+        one.add("act", "cancelled")
+    cancelled = build_report({**SPEC, "space": {"placement": ["bn-act", "act"]}}, one.items, status="cancelled")
+    assert cancelled.recommendation.basis == "none" and cancelled.recommendation.number is None
+    assert "bn-act has 1, act has 0" in cancelled.recommendation.sentence
 
 
 def test_a_repeated_configuration_counts_once() -> None:
@@ -272,7 +297,8 @@ def test_a_repeated_configuration_counts_once() -> None:
     assert_stat(groups["act-drop"].metrics["gap"], [np.mean(gaps[4:6]), gaps[6], gaps[7]], "gap")
     repeated = [w.message for w in report.warnings if w.code == "repeated_configs"]
     assert len(repeated) == 1 and repeated[0].startswith("3 complete search trials repeated")
-    assert "over 3 distinct configurations (4 trials)" in report.recommendation.sentence
+    # act has two distinct configurations: below the minimum, whatever its four trials
+    assert report.recommendation.missing == {"act": 1} and "act has 2" in report.recommendation.sentence
 
 
 def test_overlapping_intervals_warn_within_noise() -> None:
@@ -371,44 +397,63 @@ def test_markdown_tables_show_each_group_with_its_interval(study: Trials) -> Non
     assert "Not requested" in text
 
 
-def _two_placements(a: str, a_runs: list[tuple[float, float]], b: str, b_runs: list[tuple[float, float]]) -> Report:
-    """A report on placements ``a`` and ``b`` from (val_acc, seconds_per_epoch) per run."""
+def _two_placement_trials(a: str, a_runs: list[tuple[float, float]], b: str,
+                          b_runs: list[tuple[float, float]]) -> list[dict[str, Any]]:
     trials = Trials()
     for placement, runs in ((a, a_runs), (b, b_runs)):
         for seed, (val, seconds) in enumerate(runs, start=1):
             trials.add(placement, val=val, seed=seed, seconds_per_epoch=seconds, dropout=0.46)
-    return build_report({**SPEC, "space": {"placement": [a, b]}}, trials.items)
+    return trials.items
 
 
-def test_within_noise_the_recommendation_says_no_significant_difference_and_takes_the_simpler_placement() -> None:
-    # the issue's case: drop-bn-act has the better mean, within noise of bn-act, which is twice as fast
+def _two_placements(a: str, a_runs: list[tuple[float, float]], b: str, b_runs: list[tuple[float, float]]) -> Report:
+    """A report on placements ``a`` and ``b`` from (val_acc, seconds_per_epoch) per run."""
+    return build_report({**SPEC, "space": {"placement": [a, b]}}, _two_placement_trials(a, a_runs, b, b_runs))
+
+
+def test_within_noise_the_recommendation_is_still_the_rankings_first_and_says_the_tie_plainly() -> None:
+    # the issue's case: drop-bn-act has the best run, within noise of bn-act (BN only, fewer components)
     report = _two_placements("drop-bn-act", [(0.96, 0.21), (0.99, 0.20), (0.98, 0.22)],
                              "bn-act", [(0.95, 0.10), (0.98, 0.11), (0.97, 0.10)])
     assert report.comparison is not None and report.comparison.leader == "drop-bn-act" and report.comparison.overlap
     assert "within_noise" in {w.code for w in report.warnings}
     recommendation = report.recommendation
-    assert recommendation.placement == "bn-act" and recommendation.decided_by == "fewer_components"
-    assert recommendation.tied == ["drop-bn-act", "bn-act"] and recommendation.runner_up == "drop-bn-act"
-    assert recommendation.sentence.startswith(
-        "No significant difference in val_acc between drop-bn-act and bn-act (their 95% intervals overlap), so a "
-        "tie-break decides: fewer components (bn-act uses BN only, drop-bn-act BN and dropout). "
-        "Put BN before the activation, without dropout (bn-act, bn_momentum 0.1)")
-    assert "dropout ≈" not in recommendation.sentence, "it does not recommend the dropout it advises against"
-    assert recommendation.reason in recommendation.sentence
+    from regsearch.domain.ranking import rank_configurations
+
+    first = rank_configurations(report_trials := _two_placement_trials(
+        "drop-bn-act", [(0.96, 0.21), (0.99, 0.20), (0.98, 0.22)], "bn-act", [(0.95, 0.10), (0.98, 0.11), (0.97, 0.10)]),
+        [("val_acc", "maximize")])[0]
+    assert report_trials and recommendation.number == first.number and recommendation.placement == "drop-bn-act"
+    assert recommendation.decided_by == "within_noise" and recommendation.tied == ["drop-bn-act", "bn-act"]
+    assert recommendation.runner_up == "bn-act"
+    assert recommendation.sentence.startswith("Put BN before the activation and dropout ≈0.46 before BN "
+                                              "(#1: drop-bn-act, dropout 0.46, bn_momentum 0.1): val_acc 0.990")
+    assert ("drop-bn-act cannot be separated from bn-act on val_acc (their 95% intervals overlap), so the ranking's "
+            "measure chooses: the highest val_acc of a single run") in recommendation.sentence
+    assert ("bn-act (BN only) does as well within noise with fewer components than drop-bn-act (BN and dropout)"
+            in recommendation.sentence)
+    assert recommendation.reason is not None and recommendation.reason in recommendation.sentence
     assert f"**Recommendation.** {recommendation.sentence}" in render_markdown(report)
 
 
-def test_within_noise_and_equally_simple_the_faster_placement_wins_then_the_steadier() -> None:
-    faster = _two_placements("bn-act", [(0.96, 0.20), (0.99, 0.21), (0.98, 0.20)],
-                             "act-bn", [(0.95, 0.10), (0.98, 0.11), (0.97, 0.10)]).recommendation
-    assert (faster.placement, faster.decided_by) == ("act-bn", "faster")
-    assert "bn-act and act-bn are equally simple (BN only), then faster (act-bn takes 0.103 [" in faster.sentence
-    assert "the intervals do not overlap)" in faster.sentence
-    steadier = _two_placements("bn-act", [(0.90, 0.20), (0.99, 0.10), (0.98, 0.15)],
-                               "act-bn", [(0.94, 0.10), (0.96, 0.20), (0.95, 0.15)]).recommendation
-    assert (steadier.placement, steadier.decided_by) == ("act-bn", "more_stable")
-    assert ("none is clearly faster (their s/epoch intervals overlap), then more stable (act-bn has the smallest "
-            "spread, sd 0.010 val_acc vs 0.049 for bn-act)") in steadier.sentence
+def test_simplicity_is_counted_from_the_components() -> None:
+    from regsearch.evidence.advice import components_in_words
+
+    assert [components_in_words(p) for p in ("act-drop", "bn-act", "drop-bn-act", "act")] == [
+        "dropout only", "BN only", "BN and dropout", "neither BN nor dropout"]
+    equally = _two_placements("act-drop", [(0.96, 0.2), (0.99, 0.2), (0.98, 0.2)],
+                              "bn-act", [(0.95, 0.1), (0.98, 0.1), (0.97, 0.1)]).recommendation
+    assert equally.placement == "act-drop" and equally.decided_by == "within_noise"
+    assert "fewer components" not in equally.sentence, "BN only is not simpler than dropout only"
+
+
+def test_a_leading_configuration_whose_placement_averages_worse_is_named_with_that_caveat() -> None:
+    report = _two_placements("act-drop", [(0.99, 0.2), (0.50, 0.2), (0.52, 0.2), (0.51, 0.2)],
+                             "bn-act", [(0.90, 0.1), (0.91, 0.1), (0.92, 0.1)])
+    recommendation = report.recommendation
+    assert recommendation.placement == "act-drop" and recommendation.decided_by in ("within_noise",
+                                                                                   "config_over_placement")
+    assert "placement_vs_config" in {w.code for w in report.warnings}
 
 
 def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_few_runs() -> None:

@@ -1,5 +1,5 @@
 """One ranking everywhere: ``GET /jobs/{id}/best``, ``best`` on ``GET /jobs/{id}`` and on the
-``GET /jobs`` items, the CLI's ``best --json`` and ``status``, the report's recommendation and the
+``GET /jobs`` items, the CLI's ``best --json``, ``status`` and ``report``, the report's recommendation and the
 dashboard's leaders, jobs table and Pareto front agree on the order of a job's configurations.
 
 Real databases (SQLite and PostgreSQL), trials written through the store as workers write them
@@ -151,6 +151,8 @@ def test_every_surface_shows_the_same_ranking(api: TestClient, db: Database, mon
     found["regsearch status --json"] = [statuses[job_id]["best"]["number"], *order[1:]]
     report = api.get(f"/jobs/{job_id}/report").json()
     found["report recommendation"] = [report["recommendation"]["number"], *order[1:]]
+    cli_report = json.loads(cli(monkeypatch, api, "report", job_id, "--format", "json"))
+    found["regsearch report --format json"] = [cli_report["recommendation"]["number"], *order[1:]]
     leaders, jobs_table_best, dashboard_recommendation, front = dashboard_orders(db.url, job_id)
     found["dashboard leaders"] = leaders
     found["dashboard jobs table"] = [jobs_table_best, *order[1:]]

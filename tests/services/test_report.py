@@ -183,16 +183,14 @@ def test_report_of_a_running_job_matches_its_trials(client: TestClient, db: Data
     [config] = report["confirmation"]["configs"]
     assert config["number"] == 1 and config["numbers"] == [1, 11, 12] and config["seeds"] == [3, 4, 5]
     assert_stat(config["metrics"]["val_acc"], [0.84, 0.82, 0.83])
-    # bn-act-drop leads act-drop within noise: the simpler placement is recommended, and the
-    # confirmed bn-act-drop configuration is named in a warning
+    # act has one complete configuration: below the minimum the report says what is missing instead
+    # of recommending, and names the ranking's first (the confirmed #1) as the best so far
     recommendation = report["recommendation"]
-    assert recommendation["placement"] == "act-drop" and recommendation["decided_by"] == "fewer_components"
-    assert recommendation["basis"] == "single_run" and recommendation["number"] == 4
-    assert recommendation["sentence"].startswith("No significant difference in val_acc between bn-act-drop and "
-                                                 "act-drop (their 95% intervals overlap)")
+    assert recommendation["basis"] == "none" and recommendation["decided_by"] == "insufficient"
+    assert recommendation["number"] is None and recommendation["missing"] == {"act": 2}
+    assert "act has 1" in recommendation["sentence"] and "#1 (bn-act-drop" in recommendation["sentence"]
     codes = {w["code"] for w in report["warnings"]}
-    assert {"partial", "within_noise", "placement_vs_config"} <= codes
-    assert "#1 (bn-act-drop" in next(w["message"] for w in report["warnings"] if w["code"] == "placement_vs_config")
+    assert {"partial", "within_noise"} <= codes
     bands = {g["label"]: g["n_trials"] for g in report["groupings"][1]["groups"]}
     assert bands == {"[0.0, 0.1)": 1, "[0.1, 0.2)": 1, "[0.2, 0.3)": 1, "[0.3, 0.4)": 2, "[0.4, 0.5)": 2,
                      "no dropout": 3}
@@ -278,7 +276,7 @@ def test_the_report_command(embedded_settings: Settings, tmp_path: Path) -> None
         assert markdown.returncode == 0, markdown.stderr
         assert markdown.stdout.startswith(f"## Report: report-test (job `{job_id}`, queued)")
         assert "| 1 | bn-act-drop | 3 | 3 | 0 | 0 |" in markdown.stdout
-        assert "**Recommendation.** No significant difference in val_acc" in markdown.stdout
+        assert "**Recommendation.** No recommendation yet: each placement needs at least 3" in markdown.stdout
         bad = regsearch("report", job_id, "--format", "xml", env=env)
         assert bad.returncode == 2 and "--format" in bad.stderr and "Traceback" not in bad.stderr
         unknown = regsearch("report", "nosuchjob", env=env)
@@ -335,9 +333,12 @@ def test_a_small_placement_study_on_mnist1d_reports_its_own_arithmetic(embedded_
         assert_stat(config["metrics"]["val_acc"], finite_values(group, "val_acc"))
     if confirm_runs:  # the coordinator re-ran the leader with seeds 1 and 2
         assert sorted(t["seed"] for t in confirm_runs) == [1, 2]
-        # the recommendation's placement comes from the placement comparison; it is confirmed
-        # when a confirmed configuration uses that placement
-        confirmed = {c["params"]["placement"] for c in report["confirmation"]["configs"]}
-        recommended = report["recommendation"]
-        assert (recommended["basis"] == "confirmed") == (recommended["placement"] in confirmed)
-    assert report["recommendation"]["placement"] in PLACEMENT_STUDY["space"]["placement"]
+    # five configurations over three placements: no placement has the 3 distinct configurations a
+    # comparison needs, so the report says what is missing and names the ranking's first as the best so far
+    recommended = report["recommendation"]
+    assert recommended["basis"] == "none" and recommended["decided_by"] == "insufficient"
+    assert set(recommended["missing"]) == set(PLACEMENT_STUDY["space"]["placement"])
+    from regsearch.domain.ranking import rank_configurations
+
+    first = rank_configurations(trials, [("val_acc", "maximize")])[0]
+    assert f"The best so far, #{first.number} (" in recommended["sentence"]
