@@ -118,12 +118,13 @@ class Client:
                idempotency_key: str | None = None) -> dict[str, Any]:
         """Submit a job: a spec file's path (YAML or JSON), a dict or a ``JobSpec``; the job document.
 
-        A path is read and checked here (``SpecError`` naming the field); a dict is checked by the
-        API (``ApiError`` 422 naming the field)."""
+        A path is read and checked here (``SpecError`` naming the field), against what the
+        service's workers publish (its families, networks and trainers, asked from the API); a
+        dict is checked by the API (``ApiError`` 422 naming the field)."""
         from regsearch.domain.spec import JobSpec, load_spec
 
         if isinstance(spec, (str, os.PathLike)):
-            spec = load_spec(Path(spec))
+            spec = load_spec(Path(spec), self.catalog())
         document = spec.model_dump(mode="json", exclude_none=True) if isinstance(spec, JobSpec) else dict(spec)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._request("POST", "/jobs", json=document, headers=headers)
@@ -138,6 +139,17 @@ class Client:
         ``regsearch.networks`` entry points; ``error`` is why one does not load, None when it does)
         once a live worker has published them; without such a worker the key is absent."""
         return list(self._request("GET", "/families")["items"])
+
+    def trainers(self) -> list[dict[str, Any]]:
+        """The trainers on offer: ``[{name, options (JSON schema), doc, source}]`` (``builtin`` first)."""
+        return list(self._request("GET", "/trainers")["items"])
+
+    def catalog(self) -> Any:
+        """What the service's live workers publish (``regsearch.service_catalog.ServiceCatalog``),
+        to check a spec against as ``POST /jobs`` will; ``ApiError`` (status 0) when unreachable."""
+        from regsearch.service_catalog import service_catalog
+
+        return service_catalog(self)
 
     def job(self, job: JobRef) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id_of(job)}")

@@ -19,7 +19,8 @@ from regsearch.domain.spec import JobSpec, parse_layer_selection, parse_placemen
 from regsearch.worker.datasets import input_shape_for, load_dataset_cached
 from regsearch.worker.families.auto import NetworkError
 from regsearch.worker.models import build_model, layer_order
-from regsearch.worker.train import TrainResult, select_device, to_device, train_trial
+from regsearch.worker.train import TrainResult, select_device, to_device
+from regsearch.worker.trainers import run_trainer
 
 PARAM_KEYS = ("placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers")
 
@@ -130,5 +131,5 @@ def run_local_trial(
         if not isinstance(exc, NetworkError) and isinstance(exc.__cause__, NetworkError):
             raise exc.__cause__ from None
         raise
-    result = train_trial(recipe, spec.training, to_device(splits, target), on_epoch=on_epoch)
+    result = run_trainer(spec, clean, recipe, to_device(splits, target), on_epoch=on_epoch)
     return LocalTrial(recipe=recipe, result=result, layers=layers, params=clean, data=splits.summary())

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from regsearch.config import Settings
+from regsearch.domain.trainers import SOURCE as TRAINER_SOURCE
 from regsearch.store import families as store
 from regsearch.store.db import Database
 
@@ -51,6 +52,19 @@ def describe_families() -> list[dict[str, Any]]:
     return described
 
 
+def trainer_rows() -> list[dict[str, Any]]:
+    """This worker's trainer plugins (``regsearch.worker.trainers``) as rows of the same table:
+    ``source`` ``trainer``, the ``Options`` schema as ``knobs``, the description as ``slots_doc``."""
+    from regsearch.worker.trainers import describe_trainers
+
+    try:
+        return [{"name": t["name"], "knobs": t["options"], "slots_doc": t["doc"], "source": TRAINER_SOURCE}
+                for t in describe_trainers()]
+    except Exception as exc:  # noqa: BLE001 - the families are still published
+        log.warning("could not list the installed trainers: %s", exc)
+        return []
+
+
 class FamilyPublisher:
     """Publishes, refreshes and finally withdraws one worker's families (one daemon thread)."""
 
@@ -74,9 +88,12 @@ class FamilyPublisher:
             while not self.stop.is_set():
                 try:
                     if families is None:
-                        families = describe_families()
+                        families = describe_families() + trainer_rows()
                         store.publish(db, self.worker, families)
-                        log.info("offering families: %s", ", ".join(f["name"] for f in families))
+                        log.info("offering families: %s", ", ".join(f["name"] for f in families
+                                                                    if f["source"] != TRAINER_SOURCE))
+                        log.info("offering trainers: %s", ", ".join(["builtin"] + [
+                            f["name"] for f in families if f["source"] == TRAINER_SOURCE]))
                     elif store.touch(db, self.worker) == 0:
                         store.publish(db, self.worker, families)
                 except Exception as exc:  # noqa: BLE001 - the next round retries; trials go on

@@ -22,7 +22,6 @@ from regsearch.cli.common import (
     _api_call,
     _client,
     _device,
-    _load_spec_dict,
     _settings,
     app,
     console,
@@ -45,10 +44,12 @@ def submit(
     idempotency_key: str | None = None,
 ) -> None:
     """Submit a search job; prints its id."""
+    from regsearch.cli.spec_check import check_spec_file
     from regsearch.cli.tables import print_best
 
     settings = _settings()
-    document = _load_spec_dict(spec)
+    # checked against what the service's workers publish (its plugin families and trainers too)
+    document = check_spec_file(spec).spec.model_dump(mode="json", exclude_none=True)
     with _client(settings) as client:
         job = _api_call(lambda: client.submit(document, idempotency_key))
         console.print(job["id"])
@@ -63,14 +64,16 @@ def validate(
     spec: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")],
     as_json: Annotated[bool, typer.Option("--json", help="print the spec as the API would store it")] = False,
 ) -> None:
-    """Check a spec offline, with the same checks as POST /jobs; exit 0 when valid, 2 when not.
+    """Check a spec with the same checks as POST /jobs; exit 0 when valid, 2 when not.
 
-    A dataset file is looked for in the data directory (REGSEARCH_DATA_DIR), and its kind checked."""
-    try:
-        job_spec = load_spec(spec)
-    except SpecError as exc:
-        fail(str(exc), 2)
-    note = _data_file_note(job_spec)
+    The families, networks and trainers are those the running service's workers publish (asked
+    from the API); without an API, what this machine knows, naming what it could not check. A
+    dataset file is looked for in the data directory (REGSEARCH_DATA_DIR), and its kind checked."""
+    from regsearch.cli.spec_check import check_spec_file
+
+    checked = check_spec_file(spec)
+    job_spec = checked.spec
+    note = "\n".join(n for n in (_data_file_note(job_spec), checked.note()) if n) or None
     if as_json:
         print(json.dumps(job_spec.model_dump(mode="json", exclude_none=True), indent=2))
         return

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 
 from regsearch.cli.common import _settings, app, console, fail
-from regsearch.domain.spec import SpecError, load_spec
 
 MAY_CHANGE = "bn, dropout, order"
 
@@ -68,15 +67,14 @@ def built_slots(job_spec: Any, shape: list[int], n_classes: int) -> list[list[st
 def inspect(spec: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")]) -> None:
     """The slots the spec's model has: index, layer and kind (for auto: found by tracing, with the
     chain it has today)."""
+    from regsearch.cli.spec_check import check_spec_file
     from regsearch.cli.tables import KEEP, Col, fitted_table
-    from regsearch.domain import families
+    from regsearch.worker.families import load_plugins
 
-    try:
-        job_spec = load_spec(spec)
-    except SpecError as exc:
-        fail(str(exc), 2)
+    load_plugins()  # the model is built here: the plugin families installed here
+    job_spec = check_spec_file(spec).spec  # as POST /jobs checks it: what the workers publish
     model = job_spec.model
-    info = families.family(model.family)
+    info = model.info
     from regsearch.worker.datasets import DatasetError, input_shape_for, load_dataset_cached
 
     try:

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from regsearch.domain import families
 from regsearch.domain.data import NOT_IMAGE_DATASETS, AugmentSpec, DatasetSpec
 from regsearch.domain.metrics import DIRECTIONS, OBJECTIVE_METRICS, current_metric_name
 from regsearch.domain.model_spec import ModelSpec
 from regsearch.domain.strict import Strict
+from regsearch.domain.trainers import BUILTIN_TRAINER, check_trainer
 
 PLACEMENT_TOKENS = ("bn", "act", "drop")
 LAYER_SELECTION_RE = re.compile(r"^(all|none|last|last-([1-9][0-9]*))$")
@@ -185,6 +186,16 @@ class TrainingSpec(Strict):
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     augment: AugmentSpec | None = None  # image data only
+    # the code that trains a trial: the built-in loop, or an installed regsearch.trainers plugin
+    # (regsearch.domain.trainers), with that trainer's options (its Options model checks them)
+    trainer: str = Field(default=BUILTIN_TRAINER, min_length=1, max_length=100,
+                         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _trainer_offered(self, info: ValidationInfo) -> TrainingSpec:
+        check_trainer(self.trainer, self.options, families.catalog_in(info.context))
+        return self
 
     @field_validator("lr", "weight_decay", "momentum")
     @classmethod
@@ -274,6 +285,9 @@ class JobSpec(Strict):
         if self.training.augment is not None and self.dataset.name in NOT_IMAGE_DATASETS:
             raise SpecError("training.augment", f"augmentation applies to image data; dataset "
                             f"{self.dataset.name!r} holds sequences or flat features")
+        if self.budget.pack > 1 and self.training.trainer != BUILTIN_TRAINER:
+            raise SpecError("budget.pack", f"packed training runs the built-in loop only; trainer "
+                                           f"{self.training.trainer!r} trains one trial at a time: use pack: 1")
         if self.confirm is not None and len(self.objective.metrics) > 1:
             raise SpecError("confirm", "confirmation runs rank by one objective; use a single objective")
         if self.confirm is not None and self.training.seed + self.confirm.seeds > 2**31 - 1:
@@ -306,8 +320,10 @@ def validate_spec(data: Any, catalog: families.FamilyCatalog | None = None) -> J
         raise SpecError(first["field"], first["message"]) from None
 
 
-def load_spec(path: str | Path) -> JobSpec:
-    """Read a YAML or JSON spec file; errors name the file and, where known, the line."""
+def load_spec(path: str | Path, catalog: families.FamilyCatalog | None = None) -> JobSpec:
+    """Read a YAML or JSON spec file; errors name the file and, where known, the line.
+
+    ``catalog``: what the service's workers publish (``regsearch.service_catalog``), as at submit."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -317,7 +333,7 @@ def load_spec(path: str | Path) -> JobSpec:
         raise SpecError("spec", f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", str(path)) from None
     data = parse_spec_text(text, suffix=path.suffix, source=str(path))
     try:
-        return validate_spec(data)
+        return validate_spec(data, catalog)
     except SpecError as exc:
         line = _line_of(text, exc.field) if path.suffix.lower() != ".json" else None
         raise SpecError(exc.field, exc.message, f"{path}:{line}" if line else str(path)) from None

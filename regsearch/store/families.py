@@ -13,6 +13,10 @@ publishes the same family again. Torch-free: the API and the coordinator read it
 ``error`` when its entry point does not load), inside ``knobs`` under :data:`NETWORKS_KEY` (a
 JSON-schema extension keyword: no new column); :func:`offered` takes it out again as
 ``networks``. A row without it (a worker of an earlier version) leaves the networks unknown.
+
+A worker's trainers (``regsearch.domain.trainers``) are rows of the same table whose ``source``
+is ``trainer``: ``knobs`` holds the trainer's ``Options`` as JSON schema, ``slots_doc`` its
+description. :func:`offered` leaves them out; :func:`offered_trainers` reads them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from regsearch.domain.trainers import SOURCE as TRAINER_SOURCE  # a trainer's row, not a family's
 from regsearch.store.db import Database
 from regsearch.store.models import PublishedFamily, as_utc, utcnow
 
@@ -101,7 +106,7 @@ def offered(db: Database, *, live_s: float | None = LIVE_S) -> dict[str, dict[st
     ``live_s=None``: every published row, however old (to read back a job accepted earlier).
     When workers disagree on a family's schema, the most recently seen one wins.
     """
-    statement = select(PublishedFamily).order_by(PublishedFamily.seen_at)
+    statement = select(PublishedFamily).where(PublishedFamily.source != TRAINER_SOURCE).order_by(PublishedFamily.seen_at)
     if live_s is not None:
         statement = statement.where(PublishedFamily.seen_at >= utcnow() - dt.timedelta(seconds=live_s))
     found: dict[str, dict[str, Any]] = {}
@@ -115,6 +120,20 @@ def offered(db: Database, *, live_s: float | None = LIVE_S) -> dict[str, dict[st
             entry["workers"].append(row.worker)
             if row.name == "auto":
                 _merge_networks(entry, networks)
+    return found
+
+
+def offered_trainers(db: Database, *, live_s: float = LIVE_S) -> dict[str, dict[str, Any]]:
+    """``{name: {name, options (JSON schema), doc, workers}}`` of the trainer plugins live workers offer."""
+    statement = (select(PublishedFamily).where(PublishedFamily.source == TRAINER_SOURCE)
+                 .where(PublishedFamily.seen_at >= utcnow() - dt.timedelta(seconds=live_s))
+                 .order_by(PublishedFamily.seen_at))
+    found: dict[str, dict[str, Any]] = {}
+    with db.read() as session:
+        for row in session.scalars(statement):
+            entry = found.setdefault(row.name, {"workers": []})
+            entry.update(name=row.name, options=dict(row.knobs or {}), doc=row.slots_doc)
+            entry["workers"].append(row.worker)
     return found
 
 
@@ -143,5 +162,9 @@ def catalog(db: Database, *, live_s: float | None = LIVE_S, ttl_s: float = 2.0) 
         def networks(self) -> dict[str, Any] | None:
             self.rows()  # read again when older than ttl_s
             return None if live_s is None else self._networks
+
+        def trainers(self) -> dict[str, Any] | None:
+            # a job accepted earlier reads back whichever trainers are installed now: unchecked
+            return None if live_s is None else offered_trainers(db, live_s=live_s)
 
     return Catalog()

@@ -4,6 +4,7 @@ Torch-free: the built-in families come from ``regsearch.domain.families`` (offer
 worker has started), the plugins from the rows workers published (``regsearch.store.families``).
 ``POST /jobs`` validates ``model.family`` against the same set (the app's catalog, passed to the
 spec's validation), so it accepts a plugin family only while a live worker offers it.
+``GET /trainers`` likewise: the built-in trainer and the trainer plugins live workers offer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from regsearch.domain import families as domain
+from regsearch.domain.trainers import BUILTIN_TRAINER
 from regsearch.services.api.deps import DatabaseDep
 from regsearch.store import families as published
 from regsearch.store.db import Database
@@ -64,3 +66,32 @@ def offered_families(db: Database) -> list[dict[str, Any]]:
 def read_families(db: DatabaseDep) -> FamiliesPublic:
     """The model families a spec's ``model.family`` may name, with their knobs."""
     return FamiliesPublic(items=[FamilyPublic(**item) for item in offered_families(db)])
+
+
+class TrainerPublic(BaseModel):
+    name: str = Field(description="what training.trainer names")
+    options: dict[str, Any] = Field(description="the trainer's Options (the spec's training.options) as JSON schema")
+    doc: str = Field(description="the trainer's description (its docstring's first line)")
+    source: Literal["builtin", "plugin"]
+
+
+class TrainersPublic(BaseModel):
+    items: list[TrainerPublic]
+
+
+BUILTIN_TRAINER_DOC = ("the built-in loop: cross-entropy, the spec's optimizer (training.*), best "
+                       "validation epoch's weights")
+
+
+def offered_trainers(db: Database) -> list[dict[str, Any]]:
+    """The built-in trainer, then the trainer plugins live workers offer, by name."""
+    items = [{"name": BUILTIN_TRAINER, "options": {}, "doc": BUILTIN_TRAINER_DOC, "source": "builtin"}]
+    for name, row in sorted(published.offered_trainers(db).items()):
+        items.append({"name": name, "options": row["options"], "doc": row["doc"], "source": "plugin"})
+    return items
+
+
+@router.get("/trainers", response_model=TrainersPublic)
+def read_trainers(db: DatabaseDep) -> TrainersPublic:
+    """The trainers a spec's ``training.trainer`` may name, with their options."""
+    return TrainersPublic(items=[TrainerPublic(**item) for item in offered_trainers(db)])
