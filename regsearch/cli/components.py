@@ -61,6 +61,9 @@ def api(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65
     except UnsafeBindError as exc:
         fail(str(exc), 2)
     _ready_database(settings)
+    from regsearch import failpoints
+
+    failpoints.hit("api.serve")  # the fault tests' way to make a started API die
     serve(settings, host=host, port=port)
 
 

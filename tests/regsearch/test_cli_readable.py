@@ -258,16 +258,15 @@ def _wait_for(url: str, process: subprocess.Popen[str] | subprocess.Popen[bytes]
 # -- up -------------------------------------------------------------------------------------
 @pytest.mark.timeout(120)
 def test_up_exits_non_zero_naming_the_component_that_died(data_dir: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = regsearch("up", "--no-dashboard", "--workers", "1", "--api-port", str(port),
-                           env={"REGSEARCH_DATA_DIR": str(data_dir)}, timeout=90)
+    # up refuses a taken port before it starts anything (test_cli_preflight), so the API dies
+    # after its start through a failpoint.
+    result = regsearch("up", "--no-dashboard", "--workers", "1", "--api-port", str(free_port()),
+                       env={"REGSEARCH_DATA_DIR": str(data_dir), "REGSEARCH_FAILPOINTS": "api.serve=raise"},
+                       timeout=90)
     assert result.returncode != 0, result.stdout + result.stderr
     assert "api exited with status" in result.stderr and "stopping the rest" in result.stderr
     assert "api.log" in result.stderr, "says where the component's own message is"
-    assert "address already in use" in result.stderr.lower(), "and shows the end of it"
+    assert "failpoint api.serve" in result.stderr.lower(), "and shows the end of it"
 
 
 BANNER_AND_NOISE = ("-------------- [queues]", "SecurityWarning", "alembic", "No hostname was supplied",
