@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from regsearch.config import Settings
-from regsearch.domain.space import make_recipe
+from regsearch.domain.space import make_recipe, training_for
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import StopReason, TrialState, WeightsState, optuna_state
 from regsearch.domain.trial_end import Outcome, trial_end
@@ -241,7 +241,7 @@ def job_pruner(url: str, job_id: str, study_name: str, spec_json: str) -> Pruner
 def run_spec(claim: Claim) -> JobSpec:
     """The spec this run trains with: a confirmation run keeps the search's configuration and data
     split but trains with its own seed, to its last epoch (never pruned: its spread is the point)."""
-    spec = JobSpec.model_validate(claim.spec)
+    spec = training_for(JobSpec.model_validate(claim.spec), claim.params)  # a searched lr / weight_decay
     if claim.confirm_of is None:
         return spec
     training = spec.training.model_copy(update={"seed": claim.seed if claim.seed is not None else spec.training.seed})

@@ -76,7 +76,25 @@ def suggest_params(trial: Suggester, spec: JobSpec) -> dict[str, Any]:
     if "bn" in tokens:
         params["bn_momentum"] = _suggest_float(trial, "bn_momentum", space.bn_momentum)
         params["bn_layers"] = _suggest_choice(trial, "bn_layers", space.choices("bn_layers"))
+    for name in OPTIMIZER_PARAMS:  # every placement at its own rate: searched with the rest
+        value = getattr(space, name)
+        if value is not None:
+            params[name] = _suggest_float(trial, name, value)
     return params
+
+
+# Optimizer settings the space may search (space.lr, space.weight_decay); a trial's parameters
+# carry them when the space names them, and they override training.lr / training.weight_decay.
+OPTIMIZER_PARAMS = ("lr", "weight_decay")
+
+
+def training_for(spec: JobSpec, params: dict[str, Any]) -> JobSpec:
+    """``spec`` with the trial's searched optimizer settings in ``training`` (the spec itself when
+    the trial has none): what every trainer of the trial reads its rate from."""
+    update = {name: float(params[name]) for name in OPTIMIZER_PARAMS if params.get(name) is not None}
+    if not update:
+        return spec
+    return spec.model_copy(update={"training": spec.training.model_copy(update=update)})
 
 
 def make_recipe(spec: JobSpec, params: dict[str, Any], input_shape: list[int], n_classes: int) -> dict[str, Any]:
@@ -172,6 +190,9 @@ def params_key(params: dict[str, Any]) -> str:
         parts.append(f"drop={params['dropout']:.3g}@{params.get('dropout_layers', 'all')}")
     if "bn_momentum" in params:
         parts.append(f"bn_m={params['bn_momentum']:.3g}@{params.get('bn_layers', 'all')}")
+    for name in OPTIMIZER_PARAMS:
+        if name in params:
+            parts.append(f"{name}={params[name]:.3g}")
     return " ".join(parts)
 
 

@@ -137,6 +137,27 @@ class SpaceSpec(Strict):
     bn_momentum: FloatParam = Field(default_factory=lambda: FloatRange(low=0.01, high=0.5, log=True))
     dropout_layers: ChoiceParam = Field(default_factory=lambda: ["all"])
     bn_layers: ChoiceParam = Field(default_factory=lambda: ["all"])
+    # The optimizer's rate and weight decay in the search (a range or a list): a placement that
+    # needs another rate then does not lose for that reason. Absent: training.lr / weight_decay.
+    lr: FloatParam | None = None
+    weight_decay: FloatParam | None = None
+    # Each placement gets an equal share of the search trials (within one): the coordinator picks
+    # the least-sampled placement and the sampler the rest (services/coordinator/balance.py).
+    placement_balance: bool = False
+
+    @field_validator("lr")
+    @classmethod
+    def _lr(cls, value: FloatParam | None) -> FloatParam | None:
+        if value is not None:
+            _check_float_param(value, lambda v: 0 < v <= 10, "0 < lr <= 10")
+        return value
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _weight_decay(cls, value: FloatParam | None) -> FloatParam | None:
+        if value is not None:
+            _check_float_param(value, lambda v: 0 <= v <= 1, "0 <= weight_decay <= 1")
+        return value
 
     @field_validator("placement")
     @classmethod
@@ -276,8 +297,12 @@ class JobSpec(Strict):
                     raise SpecError(f"space.{field}", f"{choice!r} asks for more than the model's {n_slots} slots")
         if len(self.objective.metrics) > 1 and self.pruner != "none":
             raise SpecError("pruner", "pruning needs a single objective; use pruner: none")
+        if self.budget.pack > 1 and (self.space.lr is not None or self.space.weight_decay is not None):
+            field = "space.lr" if self.space.lr is not None else "space.weight_decay"
+            raise SpecError(field, "a packed model trains its members with one optimizer at one rate: a searched "
+                                   "rate or weight decay needs budget.pack: 1")
         if self.sampler == "grid":
-            for field in ("dropout", "bn_momentum"):
+            for field in ("dropout", "bn_momentum", "lr", "weight_decay"):
                 if isinstance(getattr(self.space, field), FloatRange):
                     raise SpecError(
                         f"space.{field}", "the grid sampler needs a fixed value or a list of values"

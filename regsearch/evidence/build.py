@@ -9,6 +9,8 @@ from regsearch.domain.confirm import is_search
 from regsearch.domain.jsonsafe import finite_or_none
 from regsearch.domain.metrics import SHOWN_METRICS
 from regsearch.domain.model_label import has_slot_names, slot_labels
+from regsearch.domain.ranking import rank_configurations
+from regsearch.domain.space import OPTIMIZER_PARAMS
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_JOB_STATES, ACTIVE_TRIAL_STATES, TrialState
 from regsearch.domain.stats import MIN_RUNS, Interval
@@ -20,6 +22,7 @@ from regsearch.evidence.groups import (
     confirmation_section,
     metrics_of,
     overlap,
+    params_of,
     placement_grouping,
     read_setup,
     trial_counts,
@@ -125,6 +128,19 @@ def _warnings(setup: Setup, status: str | None, current: Sequence[TrialDict], gr
     return found
 
 
+def _best_per_placement(setup: Setup, current: Sequence[TrialDict], placements: Grouping) -> None:
+    """Each placement's first configuration in the ranking: with a searched rate, the placement at
+    its best rate (the rate it needs, not the job's one constant)."""
+    by_key = {g.key: g for g in placements.groups}
+    for ranked in rank_configurations(current, setup.objectives or ((setup.metric, setup.direction),)):
+        params = params_of(ranked.trial)
+        group = by_key.get(str(params.get("placement")))
+        if group is None or group.best is not None or ranked.score is None:
+            continue
+        group.best = {"number": ranked.number, setup.metric: ranked.score, "runs": len(ranked.runs),
+                      **{name: params[name] for name in OPTIMIZER_PARAMS if name in params}}
+
+
 # -- the report -------------------------------------------------------------------------------
 def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict], *, job_id: str | None = None,
                  status: str | None = None, recipe: Mapping[str, Any] | None = None) -> Report:
@@ -142,6 +158,7 @@ def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict],
         band_grouping("dropout_band", search, metrics),
         band_grouping("momentum_band", search, metrics),
     ]
+    _best_per_placement(setup, current, groupings[0])
     confirmation = confirmation_section(setup, current, metrics)
     recommendation = recommend(setup, current, groupings[0], confirmation)
     comparison = _comparison(setup, groupings[0])

@@ -61,6 +61,21 @@ def _table(report: Report, grouping: Grouping) -> list[str]:
     return lines
 
 
+def best_per_placement(report: Report, grouping: Grouping) -> list[str]:
+    """"Each placement at its best rate": a line per placement whose configurations searched a rate."""
+    rated = [g for g in grouping.groups if g.best and ("lr" in g.best or "weight_decay" in g.best)]
+    if not rated:
+        return []
+    metric = report.metric
+    lines = [f"Each placement at its best rate (its first configuration in the ranking, {metric}):", ""]
+    for group in rated:
+        best = group.best or {}
+        rate = ", ".join(f"{name} {best[name]:.3g}" for name in ("lr", "weight_decay") if name in best)
+        runs = f" over {best['runs']} seeds" if best.get("runs", 1) > 1 else ""
+        lines.append(f"- {group.key}: {format_value(metric, best.get(metric))}{runs} at {rate} (#{best['number']})")
+    return [*lines, ""]
+
+
 def _any_clipped(report: Report) -> bool:
     stats = [s for g in report.groupings for group in g.groups for s in group.metrics.values()]
     stats += [s for c in report.confirmation.configs for s in c.metrics.values()]
@@ -95,6 +110,8 @@ def render_markdown(report: Report) -> str:
         lines += [f"### {grouping.title}", "", grouping.description, ""]
         lines += _table(report, grouping) if grouping.groups else ["No trials yet."]
         lines.append("")
+        if grouping.by == "placement":
+            lines += best_per_placement(report, grouping)
     confirmation = report.confirmation
     lines += ["### Confirmation runs (seed groups)", ""]
     if confirmation.configs:

@@ -23,6 +23,10 @@ class Group(BaseModel):
     n_failed: int
     n_active: int = Field(description="queued or running")
     metrics: dict[str, Interval]
+    best: dict[str, Any] | None = Field(
+        default=None, description="placements only: the group's first configuration in the job's ranking "
+                                  "(number, the objective's score, and lr / weight_decay when the space searches "
+                                  "them): the placement at its best rate")
 
 
 class Grouping(BaseModel):

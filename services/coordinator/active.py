@@ -27,6 +27,7 @@ from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import FINAL_JOB_STATES, EndReason, JobState, TrialState
 from regsearch.domain.trial_end import Outcome, trial_end
 from regsearch.messaging.queue import DEFAULT_QUEUE, TrialQueue
+from regsearch.services.coordinator.balance import placement_order
 from regsearch.services.coordinator.mirror import (
     CONFIRM_ATTR,
     SEED_ATTR,
@@ -191,7 +192,10 @@ class ActiveJob:
                 confirm_of: int | None = None) -> int:
         """Ask and commit a trial (queued, not yet sent); returns its row id."""
         attrs = None if confirm_of is None else {CONFIRM_ATTR: confirm_of, SEED_ATTR: seed}
-        number, optuna_trial_id, params = self.mirror.ask(fixed_params, user_attrs=attrs)
+        if fixed_params is None and confirm_of is None:
+            number, optuna_trial_id, params = self._ask_search()
+        else:
+            number, optuna_trial_id, params = self.mirror.ask(fixed_params, user_attrs=attrs)
         return self._commit(number, optuna_trial_id, params, attempt=attempt, retry_of=retry_of, seed=seed,
                             confirm_of=confirm_of)
 
@@ -200,7 +204,7 @@ class ActiveJob:
         and layer selections, the sampler choosing the rest (dropout, momentum), so a worker
         can train them as one packed model (``budget.pack``). Fewer when that structure has no
         more new configurations; :class:`SpaceExhausted` only when the first has none."""
-        number, optuna_trial_id, params = self.mirror.ask()
+        number, optuna_trial_id, params = self._ask_search()
         trial_ids = [self._commit(number, optuna_trial_id, params)]
         structure = structure_of(params)
         while len(trial_ids) < size:
@@ -210,6 +214,20 @@ class ActiveJob:
                 break  # this structure is used up: a smaller pack
             trial_ids.append(self._commit(number, optuna_trial_id, companion))
         return trial_ids
+
+    def _ask_search(self) -> tuple[int, int, dict[str, Any]]:
+        """A new search trial; with ``space.placement_balance`` in the least-sampled placement that
+        still has a new configuration (services/coordinator/balance.py)."""
+        order = placement_order(self.spec, (row.params or {} for row in self.rows
+                                            if row.retry_of is None and row.confirm_of is None))
+        if order is None:
+            return self.mirror.ask()
+        for placement in order[:-1]:
+            try:
+                return self.mirror.ask(structure={"placement": placement})
+            except SpaceExhausted:
+                continue  # this placement is used up: the next least-sampled one
+        return self.mirror.ask(structure={"placement": order[-1]})
 
     def _commit(self, number: int, optuna_trial_id: int, params: dict[str, Any], **row: Any) -> int:
         failpoints.hit("coordinator.after_ask")

@@ -531,3 +531,19 @@ def test_a_plugin_model_this_process_cannot_validate_is_shown_as_stored(study: T
     report = build_report(spec, study.items)  # the spec does not validate here: read leniently
     assert (report.family, report.model) == ("notinstalled", "notinstalled channels=[8,8] hidden=[64]")
     assert build_report(SPEC, study.items).model == "mlp hidden=[256,256,256] activation=relu"  # the default
+
+
+def test_with_a_searched_rate_each_placement_shows_its_best_rate() -> None:
+    trials = Trials()
+    for seed, (val, lr) in enumerate([(0.80, 0.01), (0.90, 0.05), (0.70, 0.001)]):
+        trials.add("bn-act", val=val, seed=seed)["params"]["lr"] = lr
+    for seed, (val, lr) in enumerate([(0.85, 0.001), (0.60, 0.05), (0.75, 0.003)]):
+        trials.add("act", val=val, seed=seed)["params"]["lr"] = lr
+    report = build_report({**SPEC, "space": {"placement": ["bn-act", "act"], "lr": {"low": 1e-4, "high": 0.1,
+                                                                                    "log": True}}}, trials.items)
+    best = {g.key: g.best for g in report.grouping("placement").groups}
+    assert best["bn-act"] == {"number": 1, "val_acc": 0.90, "runs": 1, "lr": 0.05}
+    assert best["act"] == {"number": 3, "val_acc": 0.85, "runs": 1, "lr": 0.001}
+    text = render_markdown(report)
+    assert "- bn-act: 0.900 at lr 0.05 (#1)" in text and "- act: 0.850 at lr 0.001 (#3)" in text
+    assert "lr 0.05" in report.recommendation.sentence  # the recommended configuration names its rate
