@@ -137,26 +137,18 @@ class SpaceSpec(Strict):
     bn_momentum: FloatParam = Field(default_factory=lambda: FloatRange(low=0.01, high=0.5, log=True))
     dropout_layers: ChoiceParam = Field(default_factory=lambda: ["all"])
     bn_layers: ChoiceParam = Field(default_factory=lambda: ["all"])
-    # The optimizer's rate and weight decay in the search (a range or a list): a placement that
-    # needs another rate then does not lose for that reason. Absent: training.lr / weight_decay.
+    # The rate in the search, so no placement loses for want of its own (absent: training's).
     lr: FloatParam | None = None
     weight_decay: FloatParam | None = None
-    # Each placement gets an equal share of the search trials (within one): the coordinator picks
-    # the least-sampled placement and the sampler the rest (services/coordinator/balance.py).
-    placement_balance: bool = False
+    placement_balance: bool = False  # placements' trial counts within one (services/coordinator/balance.py)
 
-    @field_validator("lr")
+    @field_validator("lr", "weight_decay")
     @classmethod
-    def _lr(cls, value: FloatParam | None) -> FloatParam | None:
+    def _optimizer(cls, value: FloatParam | None, info: ValidationInfo) -> FloatParam | None:
+        low, high = (0, 10) if info.field_name == "lr" else (0, 1)
         if value is not None:
-            _check_float_param(value, lambda v: 0 < v <= 10, "0 < lr <= 10")
-        return value
-
-    @field_validator("weight_decay")
-    @classmethod
-    def _weight_decay(cls, value: FloatParam | None) -> FloatParam | None:
-        if value is not None:
-            _check_float_param(value, lambda v: 0 <= v <= 1, "0 <= weight_decay <= 1")
+            _check_float_param(value, lambda v: low < v <= high if info.field_name == "lr" else low <= v <= high,
+                               "0 < lr <= 10" if info.field_name == "lr" else "0 <= weight_decay <= 1")
         return value
 
     @field_validator("placement")
