@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     heartbeat_grace_s: float = Field(default=60.0, gt=0)
     coordinator_poll_s: float = Field(default=0.5, gt=0)
     resend_after_s: float = Field(default=30.0, gt=0, description="re-send a queued trial after")
+    coordinator_lease_s: float = Field(default=10.0, gt=0, description="a coordinator's lease on a job: "
+                                       "another adopts the job within two of these after its owner stops renewing")
     trainer_report_timeout_s: float = Field(default=1800.0, gt=0, description="a trainer plugin that has not "
                                             "reported an epoch for this long fails its trial as stalled")
     prepare_ahead: int = Field(default=1, ge=0, le=64, description="trials sent per job beyond budget.parallelism: they wait in the broker, and the claim enforces parallelism")

@@ -175,3 +175,27 @@ class PublishedFamily(Base):
     knobs: Mapped[dict[str, Any]]
     slots_doc: Mapped[str] = mapped_column(Text)
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class JobOwner(Base):
+    """Which coordinator drives an active job (``regsearch.store.ownership``): a lease with a
+    fencing token. ``token`` grows by one at every change of owner; a coordinator's write for the
+    job commits only while the row still holds its token. No foreign key: a deleted job's row is
+    left to the next owner change (it names no live job and is never read for one)."""
+
+    __tablename__ = "regsearch_job_owners"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[dt.datetime]
+
+
+class CoordinatorSeen(Base):
+    """A live ``regsearch coordinator`` process and when it last renewed (jobs are shared out
+    over the coordinators seen within one lease period)."""
+
+    __tablename__ = "regsearch_coordinators"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[dt.datetime]

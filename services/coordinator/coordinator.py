@@ -16,6 +16,7 @@ crash: the coordinator restarts from the database alone.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -35,6 +36,7 @@ from regsearch.store.db import Database, StoreUnavailable
 from regsearch.store.families import catalog as published_catalog
 from regsearch.store.models import Job, utcnow
 from regsearch.store.optuna_record import finish_running_trial
+from regsearch.store.ownership import FencedOut, JobLeases, fenced
 from regsearch.store.retry import is_transient
 
 log = logging.getLogger("regsearch.coordinator")
@@ -48,8 +50,12 @@ class Coordinator:
     """Drives every active job one step per :meth:`tick`."""
 
     def __init__(self, db: Database, queue: TrialQueue, settings: Settings, clock: Clock = utcnow,
-                 events: EventListener | None = None, catalog: FamilyCatalog | None = None) -> None:
+                 events: EventListener | None = None, catalog: FamilyCatalog | None = None,
+                 leases: JobLeases | None = None) -> None:
+        """``leases``: drive only the jobs this process holds a lease on (several coordinators,
+        ``regsearch.store.ownership``); without, every active job (one coordinator, in tests)."""
         self.db = db
+        self.leases = leases
         # every plugin family ever published: jobs accepted earlier still read back
         self.catalog = catalog if catalog is not None else published_catalog(db, live_s=None)
         self.queue = queue
@@ -63,18 +69,49 @@ class Coordinator:
     def tick(self, maintenance: bool = True) -> int:
         """One pass over the active jobs; returns how many there were."""
         active = job_store.active_jobs(self.db)
+        held = self._held({job.id for job in active})
         for job in active:
+            if held is not None and job.id not in held:
+                continue  # another coordinator drives it
             try:
-                self.step(job, maintenance=maintenance)
+                with self._fence(job.id, held):
+                    self.step(job, maintenance=maintenance)
                 self._errors.pop(job.id, None)
+            except FencedOut as exc:  # another coordinator took the job over: drop what we keep of it
+                log.warning("%s; leaving the job to its new owner", exc)
+                if self.leases is not None:
+                    self.leases.lost(job.id)
+                self._forget(job.id)
             except Exception as exc:  # noqa: BLE001 - one job's error must not stall the others
                 if is_transient(exc):  # an outage (ours or Optuna's storage) is not the job's fault
                     log.warning("job %s: database unavailable, retrying next tick (%s)", job.id, exc)
                 else:
-                    self._job_error(job, exc)
-        for job_id in (set(self._jobs) | set(self._errors)) - {j.id for j in active}:
+                    try:
+                        with self._fence(job.id, held):
+                            self._job_error(job, exc)
+                    except FencedOut:
+                        self._forget(job.id)
+        kept = {j.id for j in active} if held is None else set(held)
+        for job_id in (set(self._jobs) | set(self._errors)) - kept:
             self._forget(job_id)
         return len(active)
+
+    def _held(self, active_ids: set[str]) -> dict[str, int] | None:
+        """The jobs this process drives now, with their fencing tokens (None: every job)."""
+        if self.leases is None:
+            return None
+        before = dict(self.leases.held)
+        if self.leases.due(active_ids, time.monotonic()):
+            self.leases.refresh(active_ids, time.monotonic())
+        for job_id, token in before.items():
+            if self.leases.held.get(job_id) != token:
+                self._forget(job_id)  # lost, or lost and taken back: rebuilt from the database
+        return self.leases.held
+
+    def _fence(self, job_id: str, held: dict[str, int] | None) -> contextlib.AbstractContextManager[None]:
+        if held is None or self.leases is None:
+            return contextlib.nullcontext()
+        return fenced(job_id, self.leases.owner, held[job_id])
 
     def run(self, stop: threading.Event) -> None:
         log.info("coordinator started (poll every %.2fs)", self.settings.coordinator_poll_s)
@@ -140,9 +177,12 @@ def run_coordinator(settings: Settings, stop: threading.Event | None = None) -> 
     # outage, SQLAlchemy drops the pool, and the next tick reconnects.
     db = Database(settings.sqlalchemy_url, pre_ping=False)
     app = make_celery(settings)
-    coordinator = Coordinator(db, TrialQueue(app), settings, events=EventListener(app))
+    leases = JobLeases(db, settings.coordinator_lease_s)
+    coordinator = Coordinator(db, TrialQueue(app), settings, events=EventListener(app), leases=leases)
+    log.info("coordinator %s: lease %.1fs", leases.owner, settings.coordinator_lease_s)
     stop = stop or threading.Event()
     try:
         coordinator.run(stop)
     finally:
+        leases.release_all()  # a clean stop: the others adopt at once, not after the lease
         db.dispose()
