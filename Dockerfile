@@ -30,6 +30,15 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
 
+# -- the dependencies of each image, as requirement lists ---------------------------------------
+# The images copy these lists, not pyproject.toml, before they install: a change to pyproject.toml
+# that leaves the dependencies alone (a tool's settings) keeps the dependency layers' cache.
+FROM ${PYTHON_IMAGE} AS requirements
+COPY pyproject.toml deploy/requirements.py /tmp/
+RUN python3 /tmp/requirements.py /tmp/pyproject.toml s3 > /tmp/control-plane.txt \
+    && python3 /tmp/requirements.py /tmp/pyproject.toml dashboard > /tmp/dashboard.txt \
+    && python3 /tmp/requirements.py /tmp/pyproject.toml worker s3 > /tmp/worker.txt
+
 # -- the control plane ------------------------------------------------------------------------
 # Its dependencies, shared by service and dashboard: a code change rebuilds neither's.
 FROM ${PYTHON_IMAGE} AS control-plane
@@ -48,15 +57,14 @@ RUN chmod 755 /usr/local/bin/regsearch-healthcheck \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /home/regsearch regsearch \
     && mkdir -p /var/lib/regsearch && chown regsearch:regsearch /var/lib/regsearch
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY deploy/requirements.py /tmp/requirements.py
 # The core dependencies only; the build fails if anything pulled torch in.
-RUN python3 /tmp/requirements.py pyproject.toml s3 > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
+COPY --from=requirements /tmp/control-plane.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt \
     && python -c "import importlib.util as u, sys; sys.exit('torch in the service image' if u.find_spec('torch') else 0)"
 
 # -- the API, the coordinator, the migrations -------------------------------------------------
 FROM control-plane AS service
+COPY pyproject.toml README.md ./
 COPY regsearch regsearch
 COPY services services
 COPY worker worker
@@ -71,9 +79,10 @@ CMD ["regsearch", "api", "--host", "0.0.0.0", "--port", "8000"]
 
 # -- the dashboard ----------------------------------------------------------------------------
 FROM control-plane AS dashboard
-RUN python3 /tmp/requirements.py pyproject.toml dashboard > /tmp/requirements-dashboard.txt \
-    && pip install -r /tmp/requirements-dashboard.txt \
+COPY --from=requirements /tmp/dashboard.txt /tmp/requirements-dashboard.txt
+RUN pip install -r /tmp/requirements-dashboard.txt \
     && python -c "import importlib.util as u, sys; sys.exit('torch in the dashboard image' if u.find_spec('torch') else 0)"
+COPY pyproject.toml README.md ./
 COPY regsearch regsearch
 COPY services services
 COPY worker worker
@@ -116,10 +125,9 @@ RUN chmod 755 /usr/local/bin/regsearch-gpu-slot /usr/local/bin/regsearch-healthc
 # torch first, in a layer of its own: it is most of the image and changes least often.
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} ${TORCH_FIND_LINKS:+--find-links "$TORCH_FIND_LINKS"} "$TORCH_SPEC"
 WORKDIR /app
+COPY --from=requirements /tmp/worker.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt
 COPY pyproject.toml README.md ./
-COPY deploy/requirements.py /tmp/requirements.py
-RUN python3 /tmp/requirements.py pyproject.toml worker s3 > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
 COPY regsearch regsearch
 COPY services services
 COPY worker worker

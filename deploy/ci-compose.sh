@@ -20,12 +20,12 @@
 # Each phase prints its time. Without a container engine it says so and exits 0, except under
 # CI=true (.ci/run), where a missing engine is a failure.
 #
-# Settings (environment): API_PORT (18000), POSTGRES_PORT (15432), REDIS_PORT (16379),
-# DASHBOARD_PORT (18501), BASE_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, TORCH_SPEC with
-# TORCH_INDEX_URL or TORCH_FIND_LINKS (else the host's pip finds a CPU wheel), IMAGE_PREFIX
-# (regsearch-ci), IMAGE_TAG (ci), REGSEARCH (the CLI; .venv/bin/regsearch), REGSEARCH_CI_CACHE
-# (/var/cache/regsearch-ci), CI_COMPOSE_PROJECT (regsearch-ci), CI_COMPOSE_KEEP=1 (leave the
-# stack up to look at it).
+# Settings (environment; docs/deploy.md has the table): API_PORT (18000), POSTGRES_PORT (15432),
+# REDIS_PORT (16379), DASHBOARD_PORT (18501), CI_WHEEL_PORT (18089: loopback, during the build),
+# BASE_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, TORCH_SPEC with TORCH_INDEX_URL or TORCH_FIND_LINKS
+# (else the host's pip finds a CPU wheel), IMAGE_PREFIX (regsearch-ci), IMAGE_TAG (ci), REGSEARCH
+# (the CLI; .venv/bin/regsearch), REGSEARCH_CI_CACHE (/var/cache/regsearch-ci),
+# CI_COMPOSE_PROJECT (regsearch-ci), CI_COMPOSE_KEEP=1 (leave the stack up to look at it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -208,7 +208,17 @@ else
     *+cpu) ;;
     *) fail "$wheel is not torch's CPU build: set TORCH_SPEC and TORCH_INDEX_URL (a CPU wheel index)" ;;
   esac
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # A fixed port when free: the URL is a build arg, part of the torch layer's cache key.
+  port=$(python3 - "${CI_WHEEL_PORT:-18089}" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+PY
+)
   python3 -m http.server --bind 127.0.0.1 --directory "$wheels" "$port" >"$WORK/wheels.log" 2>&1 &
   WHEEL_SERVER_PID=$!
   TORCH_ARGS+=(--build-arg "TORCH_SPEC=torch==$version" --build-arg "TORCH_FIND_LINKS=http://127.0.0.1:$port/")
@@ -229,7 +239,8 @@ BASES=(--build-arg "PYTHON_IMAGE=$BASE_IMAGE" --build-arg "CUDA_IMAGE=$BASE_IMAG
 build service "$IMAGE_PREFIX-service:$IMAGE_TAG" "${BASES[@]}"
 build dashboard "$IMAGE_PREFIX-dashboard:$IMAGE_TAG" "${BASES[@]}"
 build worker "$IMAGE_PREFIX-worker:$IMAGE_TAG" "${BASES[@]}" "${TORCH_ARGS[@]}"
-grep -h '^torch ' "$WORK/build-worker.log" | tail -1 | sed 's/^/ci-compose: worker image: /' || true
+say "worker image: $("$DOCKER" run --rm --entrypoint python "$IMAGE_PREFIX-worker:$IMAGE_TAG" -c \
+  'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)')"
 
 if [ -z "${POSTGRES_IMAGE:-}" ]; then
   POSTGRES_IMAGE=regsearch-ci/postgres:15

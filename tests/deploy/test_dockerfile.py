@@ -56,15 +56,34 @@ def pip_installs(*stages: Stage) -> list[str]:
     return [run.args for stage in stages for run in stage.all("RUN") if "pip install" in run.args]
 
 
+def requirement_lists() -> dict[str, list[str]]:
+    """The lists the ``requirements`` stage writes, each with the extras deploy/requirements.py was
+    given for it (``python3 requirements.py PYPROJECT EXTRA... > FILE``)."""
+    lists: dict[str, list[str]] = {}
+    for run in STAGES["requirements"].all("RUN"):
+        for command in run.args.split("&&"):
+            words = shlex.split(command)
+            assert words[1].endswith("requirements.py") and words[-2] == ">", command
+            lists[words[-1]] = words[3:-2]
+    return lists
+
+
 def installed_extras(*stages: Stage) -> set[str]:
-    """The extras a stage's own RUNs install: deploy/requirements.py's arguments (the dependencies,
-    installed before the code) and the ``/app[...]`` install of the code itself."""
+    """The extras these stages install: those of each requirement list they copy and install
+    (the dependencies, before the code) and of the ``/app[...]`` install of the code itself."""
+    lists = requirement_lists()
+    copied: dict[str, list[str]] = {}
+    for stage in stages:
+        for copy in stage.all("COPY"):
+            words = copy.args.split()
+            if words[0] == "--from=requirements":
+                copied[words[-1]] = lists[words[1]]
     extras: set[str] = set()
     for run in (run for stage in stages for run in stage.all("RUN")):
         for command in run.args.split("&&"):
             words = shlex.split(command)
-            if len(words) >= 3 and words[1].endswith("requirements.py"):  # python3 requirements.py PYPROJECT EXTRA... > FILE
-                extras.update(words[3 : words.index(">")] if ">" in words else words[3:])
+            if words[:3] == ["pip", "install", "-r"]:
+                extras.update(copied[words[3]])
             extras.update(e for w in words if (m := re.fullmatch(r"/app\[([^]]*)\]", w)) for e in m[1].split(","))
     return extras
 
@@ -123,7 +142,7 @@ def test_the_worker_image_installs_torch_then_the_worker_extra() -> None:
     assert any("[worker]" in args or "[worker," in args for args in installs)  # [worker,s3]: weights to S3
     assert {"worker", "s3"} <= installed_extras(stage)
     torch_layer = next(i for i, run in enumerate(stage.all("RUN")) if "$TORCH_SPEC" in run.args)
-    extras_layer = next(i for i, run in enumerate(stage.all("RUN")) if "worker" in run.args and "requirements.py" in run.args)
+    extras_layer = next(i for i, run in enumerate(stage.all("RUN")) if "pip install -r" in run.args)
     assert torch_layer < extras_layer, "torch first: the worker extra's torch>=2.2 must find it installed"
     env = " ".join(e.args for e in stage.all("ENV"))
     assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
