@@ -74,7 +74,7 @@ class OfflineCatalog:
 
         from regsearch.domain.families import BUILTIN
 
-        if difflib.get_close_matches(name, list(BUILTIN), n=1, cutoff=0.75):
+        if difflib.get_close_matches(name, list(BUILTIN), n=1, cutoff=0.6):
             return None  # a misspelt built-in: refused, with the known families
         self.unchecked.append(f"model.family {name!r} and its knobs")
 
