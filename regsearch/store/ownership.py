@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import Pool
 
 from regsearch.store.db import Database, is_sqlite
 from regsearch.store.models import CoordinatorSeen, JobOwner, utcnow
@@ -115,6 +116,28 @@ def _check_fence(conn: Any, cursor: Any, statement: str, parameters: Any, contex
     conn.info[_CHECKED] = fence
 
 
+_idle_limit_ms: list[int] = []
+
+
+def _limit_idle(dbapi_connection: Any, _record: Any) -> None:
+    if _idle_limit_ms and type(dbapi_connection).__module__.startswith("psycopg"):
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {_idle_limit_ms[0]:d}")
+        dbapi_connection.commit()
+
+
+def limit_idle_transactions(seconds: float) -> None:
+    """PostgreSQL ends this process's transactions left open longer than ``seconds``.
+
+    A coordinator cut off in the middle of a fenced transaction holds the lease row's share
+    lock, and the server notices a silent client only after TCP's keepalive (hours): the take-over
+    would wait that long. Ending such a transaction after one lease period frees the row.
+    """
+    _idle_limit_ms[:] = [max(1000, int(seconds * 1000))]
+    if not event.contains(Pool, "connect", _limit_idle):
+        event.listen(Pool, "connect", _limit_idle)
+
+
 class JobLeases:
     """One coordinator's leases: :meth:`refresh` renews, adopts and hands back; ``held`` is
     job id -> fencing token."""
@@ -123,6 +146,7 @@ class JobLeases:
         self.db = db
         self.lease_s = lease_s
         self.owner = owner or owner_name()
+        limit_idle_transactions(lease_s)
         self.held: dict[str, int] = {}
         self.others: set[str] = set()  # active jobs another coordinator held at the last refresh
         self.live = 1

@@ -38,7 +38,9 @@ API_PORT = 8000
 TOKEN = "cluster-test-token-0123456789abcdef"
 # A lease short enough that a test can outlast it; the rest as tests/services/stack.py's.
 TIMINGS = {"REGSEARCH_HEARTBEAT_INTERVAL_S": "0.5", "REGSEARCH_HEARTBEAT_GRACE_S": "6",
-           "REGSEARCH_COORDINATOR_POLL_S": "0.2", "REGSEARCH_RESEND_AFTER_S": "5"}
+           "REGSEARCH_COORDINATOR_POLL_S": "0.2", "REGSEARCH_RESEND_AFTER_S": "5",
+           "REGSEARCH_COORDINATOR_LEASE_S": "3"}
+LEASE_S = 3.0
 
 
 class Cluster:
