@@ -59,6 +59,9 @@ def print_report(console: Console, document: dict[str, Any]) -> None:
                    + ", ".join(f"{i} {name}" for i, name in enumerate(report.slots)) + ".")
     console.print(Text.assemble(("Recommendation.", "bold"), " ", report.recommendation.sentence))
     console.print()
+    if report.convergence:  # the convergence comparison in words (regsearch/evidence/convergence.py)
+        console.print(Text.assemble(("Convergence.", "bold"), " ", report.convergence))
+        console.print()
     search = report.counts["search"]
     _paragraph(console, f"Search trials: {search.get(TrialState.COMPLETE, 0)} complete, "
                f"{search.get(TrialState.PRUNED, 0)} pruned, {search.get(TrialState.FAILED, 0)} failed, "

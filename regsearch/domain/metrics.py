@@ -5,8 +5,17 @@ split, evaluated in eval mode), ``val_loss``, ``val_acc``, ``seconds``.
 
 Per trial: ``val_acc`` (best epoch), ``test_acc`` (test split, best-validation weights),
 ``gap`` (train_acc - val_acc at the best epoch), ``epochs_to_converge`` (first epoch whose
-val_acc reaches 95% of the best), ``mean_val_acc`` (mean val_acc over the epochs run),
-``seconds_per_epoch``, ``epochs_run``.
+val_acc reaches 95% of the trial's *own* best: shown as "epochs to 95% of own best", which is what
+it is; it rewards a trial that learns little, so it is not a convergence speed), ``mean_val_acc``
+(mean val_acc over the epochs run), ``seconds_per_epoch``, ``epochs_run``.
+
+Convergence speed is measured against a target common to the job's trials instead (it depends on
+the job's best, so it is computed at report time from the per-epoch rows):
+``epochs_to_target``, ``seconds_to_target`` (None when never reached: censored) and
+``train_loss_area`` (mean training loss over the epochs run), :mod:`regsearch.domain.convergence`.
+With ``training.bn_recalibrate`` and BN in the placement a trial also stores ``variance_shift``
+(one ratio per BN slot), ``test_acc_before_recalibration`` and ``test_acc_after_recalibration``
+(worker/variance_shift.py); ``variance_shift`` is measured for every trial with BN.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ class Metric:
     shown: bool = True  # a column wherever a trial's metrics are listed
     bounded_by_epochs: bool = False
     decimals: int = 3  # fixed decimals wherever a value or a mean of it is printed (format_metric)
+    label: str | None = None  # a column's heading where the name alone would mislead
 
 
 # The one list of per-trial metrics, in the order every table shows them.
@@ -44,7 +54,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("val_acc", "maximize", True, 0.0, 1.0),
     Metric("test_acc", "maximize", False, 0.0, 1.0),
     Metric("gap", "minimize", True, -1.0, 1.0),
-    Metric("epochs_to_converge", "minimize", True, 1.0, None, bounded_by_epochs=True, decimals=1),
+    Metric("epochs_to_converge", "minimize", True, 1.0, None, bounded_by_epochs=True, decimals=1,
+           label="epochs to 95% of own best"),
     Metric("mean_val_acc", "maximize", True, 0.0, 1.0),
     Metric("seconds_per_epoch", "minimize", True, 0.0, None),
     Metric("val_loss", "minimize", True, 0.0, None, shown=False),

@@ -15,6 +15,7 @@ from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import ACTIVE_JOB_STATES, ACTIVE_TRIAL_STATES, TrialState
 from regsearch.domain.stats import MIN_RUNS, Interval
 from regsearch.evidence.advice import details, recommend
+from regsearch.evidence.convergence import add_convergence, bn_statement, target_info, the_target
 from regsearch.evidence.groups import (
     Setup,
     TrialDict,
@@ -159,6 +160,8 @@ def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict],
         band_grouping("momentum_band", search, metrics),
     ]
     _best_per_placement(setup, current, groupings[0])
+    target = the_target(spec, search)
+    add_convergence(groupings[0], search, target)
     confirmation = confirmation_section(setup, current, metrics)
     recommendation = recommend(setup, current, groupings[0], confirmation)
     comparison = _comparison(setup, groupings[0])
@@ -168,7 +171,8 @@ def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict],
         slots=slot_labels(recipe) if has_slot_names(recipe) else None,
         direction="minimize" if setup.direction == "minimize" else "maximize", metrics=metrics,
         counts={"search": trial_counts(search), "confirm": trial_counts([t for t in current if not is_search(t)])},
-        groupings=groupings, comparison=comparison, confirmation=confirmation, recommendation=recommendation,
+        groupings=groupings, target=target_info(target),
+        convergence=bn_statement(search, target) if target is not None and search else None, comparison=comparison, confirmation=confirmation, recommendation=recommendation,
         warnings=_warnings(setup, status, current, groupings, comparison, confirmation, recommendation),
     )
     return Report.model_validate(finite_or_none(report.model_dump()))

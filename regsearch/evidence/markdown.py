@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from regsearch.domain.metrics import NO_VALUE, format_metric
+from regsearch.domain.metrics import METRICS, NO_VALUE, format_metric
 from regsearch.domain.states import TrialState
 from regsearch.domain.stats import MIN_RUNS, TOO_FEW_RUNS, Interval
 from regsearch.evidence.models import Grouping, Report
@@ -38,8 +38,8 @@ def format_stat(metric: str, stat: Interval | None, *, marked: bool = False) -> 
 
 
 # -- markdown ---------------------------------------------------------------------------------
-_HEADS = {"val_acc": "val_acc", "test_acc": "test_acc", "gap": "gap", "epochs_to_converge": "epochs to converge",
-          "seconds_per_epoch": "s/epoch"}
+_HEADS = {"val_acc": "val_acc", "test_acc": "test_acc", "gap": "gap", "seconds_per_epoch": "s/epoch",
+          **{name: m.label for name, m in METRICS.items() if m.label}}
 
 
 def _row(cells: Iterable[Any]) -> str:
@@ -74,6 +74,38 @@ def best_per_placement(report: Report, grouping: Grouping) -> list[str]:
         runs = f" over {best['runs']} seeds" if best.get("runs", 1) > 1 else ""
         lines.append(f"- {group.key}: {format_value(metric, best.get(metric))}{runs} at {rate} (#{best['number']})")
     return [*lines, ""]
+
+
+def convergence_section(report: Report, grouping: Grouping) -> list[str]:
+    """Each placement held to the job's target (Kaplan-Meier medians; censored trials never averaged),
+    the comparison in words, and the variance shift / BN recalibration where measured."""
+    from regsearch.evidence.convergence import group_median_text
+
+    if report.target is None:
+        return []
+    target = report.target
+    level = f"{target.metric} {'>=' if target.metric != 'val_loss' else '<='} {target.value:.3f}"
+    lines = [f"#### Convergence to a common target: {level} ({target.source})", ""]
+    if report.convergence:
+        lines += [report.convergence, ""]
+    extras = sorted({name for g in grouping.groups for name in g.extras})
+    heads = {"variance_shift": "variance shift", "test_acc_before_recalibration": "test_acc before recal.",
+             "test_acc_after_recalibration": "test_acc after recal."}
+    lines.append(_row(["placement", "reached", "epochs to target [95% CI]", "s to target [95% CI]",
+                       "train-loss area", *(heads.get(e, e) for e in extras)]))
+    lines.append(_row(["---", *(["---:"] * (4 + len(extras)))]))
+    for group in grouping.groups:
+        stat = group.convergence
+        reached = f"{stat.reached}/{stat.n}" if stat is not None else "–"
+        area = format_stat("train_loss", stat.train_loss_area) if stat is not None else NO_VALUE
+        lines.append(_row([group.key, reached, group_median_text(stat, "epochs"), group_median_text(stat, "s"), area,
+                           *(format_stat(e, group.extras.get(e)) for e in extras)]))
+    lines += ["", ("Medians by Kaplan-Meier: a trial that never reached the target is censored at its last epoch "
+              "(counted as not there yet, never given a number); the interval is Brookmeyer-Crowley's, `–)` "
+              "when its upper end lies past the epochs run. Variance shift: per BN slot, Var(BN input, eval mode, "
+              "validation split) / BN's running variance (Li et al. 2019), averaged over the slots; 1 is no shift."),
+              ""]
+    return lines
 
 
 def _any_clipped(report: Report) -> bool:
@@ -112,6 +144,7 @@ def render_markdown(report: Report) -> str:
         lines.append("")
         if grouping.by == "placement":
             lines += best_per_placement(report, grouping)
+            lines += convergence_section(report, grouping)
     confirmation = report.confirmation
     lines += ["### Confirmation runs (seed groups)", ""]
     if confirmation.configs:

@@ -11,6 +11,31 @@ from pydantic import BaseModel, Field
 from regsearch.domain.stats import Interval
 
 
+class MedianStat(BaseModel):
+    """A Kaplan-Meier median time to the target and its Brookmeyer-Crowley 95% interval."""
+
+    median: float | None = Field(description="None: fewer than half reach the target")
+    low: float | None
+    high: float | None = Field(description="None: not bounded within the time observed")
+
+
+class ConvergenceStat(BaseModel):
+    """A group held to the job's target (regsearch.domain.convergence)."""
+
+    n: int = Field(description="complete trials with per-epoch rows")
+    reached: int = Field(description="of them, those that reached the target; the rest are censored")
+    share: float | None
+    epochs_to_target: MedianStat
+    seconds_to_target: MedianStat
+    train_loss_area: Interval = Field(description="mean training loss over the epochs run, per trial")
+
+
+class TargetInfo(BaseModel):
+    metric: str = Field(description="val_acc (reached at or above) or val_loss (at or below)")
+    value: float
+    source: str = Field(description="objective.target, or the stated share of the job's best")
+
+
 class Group(BaseModel):
     key: str = Field(description="placement, band key (0.1-0.2, 0.01-0.02) or none")
     label: str
@@ -27,6 +52,9 @@ class Group(BaseModel):
         default=None, description="placements only: the group's first configuration in the job's ranking "
                                   "(number, the objective's score, and lr / weight_decay when the space searches "
                                   "them): the placement at its best rate")
+    convergence: ConvergenceStat | None = Field(default=None, description="placements only: to the job's target")
+    extras: dict[str, Interval] = Field(default_factory=dict, description="placements only: variance_shift (mean "
+                                        "over BN slots), test_acc before/after BN recalibration, where measured")
 
 
 class Grouping(BaseModel):
@@ -109,6 +137,8 @@ class Report(BaseModel):
     metrics: list[str] = Field(description="the metrics summarized per group")
     counts: dict[str, dict[str, int]] = Field(description="search and confirm: trials per state")
     groupings: list[Grouping]
+    target: TargetInfo | None = Field(default=None, description="the common target convergence is measured to")
+    convergence: str | None = Field(default=None, description="the convergence comparison in words (BN vs without)")
     comparison: Comparison | None
     confirmation: Confirmation
     recommendation: Recommendation

@@ -22,7 +22,7 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "sec
 
 def report_trials(db: Database, *, job_id: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The trials :func:`regsearch.evidence.build_report` reads (number, state, params, metrics,
-    seed, confirm_of, retried; a non-finite number as None) by number, and the job's recipe (any
+    seed, confirm_of, retried, a complete trial's epochs; a non-finite number as None) by number, and the job's recipe (any
     complete trial's: the report names the slots by it)."""
     with db.read() as session:
         rows = session.execute(
@@ -35,7 +35,18 @@ def report_trials(db: Database, *, job_id: str) -> tuple[list[dict[str, Any]], d
                                        Trial.recipe.is_not(None))
             .order_by(Trial.number).limit(1)
         )
-    return [finite_or_none({**row, "retried": bool(row["retried"])}) for row in rows], recipe
+        # the per-epoch rows of the complete trials: convergence to the job's target is computed
+        # from them at report time (the target depends on the job's best, regsearch.domain.convergence)
+        epochs: dict[int, list[dict[str, Any]]] = {}
+        for number, *values in session.execute(
+            select(Trial.number, *(getattr(Epoch, column) for column in EPOCH_COLUMNS))
+            .join(Trial, Trial.id == Epoch.trial_id)
+            .where(Trial.job_id == job_id, Trial.state == TrialState.COMPLETE)
+            .order_by(Trial.number, Epoch.epoch)
+        ):
+            epochs.setdefault(number, []).append(dict(zip(EPOCH_COLUMNS, values)))
+    return [finite_or_none({**row, "retried": bool(row["retried"]), "epochs": epochs.get(row["number"], [])})
+            for row in rows], recipe
 
 
 def trials_overview(db: Database, *, job_id: str) -> list[dict[str, Any]]:

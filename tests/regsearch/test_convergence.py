@@ -1,0 +1,107 @@
+"""Convergence to a common target (regsearch.domain.convergence, the report's section): censored
+trials never enter a mean, Kaplan-Meier medians with Brookmeyer-Crowley intervals checked by hand."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from regsearch.domain.convergence import Target, job_target, km_median, separated, trial_convergence
+from regsearch.evidence import build_report, render_markdown
+
+
+def epochs(accs: list[float], *, seconds: float = 0.5, loss: float = 1.0) -> list[dict[str, Any]]:
+    return [{"epoch": i + 1, "val_acc": a, "val_loss": 1 - a, "train_loss": loss - i * 0.1, "seconds": seconds}
+            for i, a in enumerate(accs)]
+
+
+def test_a_trial_reaches_the_target_or_is_censored() -> None:
+    target = Target("val_acc", 0.6, "objective.target")
+    got = trial_convergence(epochs([0.3, 0.5, 0.61, 0.7], seconds=0.25), target)
+    assert (got["epochs_to_target"], got["seconds_to_target"], got["epochs_run"]) == (3, 0.75, 4)
+    assert got["train_loss_area"] == pytest.approx((1.0 + 0.9 + 0.8 + 0.7) / 4)
+    never = trial_convergence(epochs([0.3, 0.35, 0.349]), target)
+    assert never["epochs_to_target"] is None and never["seconds_to_target"] is None, "censored: no invented number"
+    assert never["epochs_run"] == 3
+    loss = trial_convergence(epochs([0.3, 0.5, 0.7]), Target("val_loss", 0.45, "objective.target"))
+    assert loss["epochs_to_target"] == 3  # val_loss 0.7, 0.5, 0.3: at or below 0.45 from epoch 3
+
+
+def test_the_default_target_is_a_stated_share_of_the_jobs_best() -> None:
+    target = job_target("val_acc", None, 0.8)
+    assert target is not None and target.value == pytest.approx(0.72) and "0.9 x the job's best" in target.source
+    assert job_target("val_acc", 0.55, 0.8) == Target("val_acc", 0.55, "objective.target")
+    assert job_target("val_acc", None, None) is None
+
+
+def test_censored_trials_never_enter_a_mean() -> None:
+    # three reach it at epochs 2, 4, 6; three never do in 10 epochs. The mean (or median) over the
+    # ones that got there says 4; holding the others as "not yet" (Kaplan-Meier) says 6
+    median = km_median([(2, 2), (4, 4), (6, 6), (None, 10), (None, 10), (None, 10)])
+    assert (median.n, median.reached, median.share) == (6, 3, 0.5)
+    assert median.median == 6
+    # their censoring time past the last event does not move the median: no number is invented for them
+    assert km_median([(2, 2), (4, 4), (6, 6), (None, 30), (None, 30), (None, 30)]).median == 6
+    # fewer than half get there: no median at all
+    assert km_median([(2, 2), (None, 10), (None, 10)]).median is None
+
+
+def test_the_kaplan_meier_median_and_its_brookmeyer_crowley_interval_by_hand() -> None:
+    # no censoring, times 1..5: S = 0.8, 0.6, 0.4, 0.2, 0; Greenwood sums 0.05, 0.1333, 0.3, 0.8.
+    # log(-log) band at t: S ** exp(+-1.96 sqrt(sum) / |log S|); the median's interval is where the
+    # band holds 0.5: lower S(1) = 0.8 ** exp(1.96 * sqrt(0.05) / 0.2231) = 0.204 <= 0.5 -> low 1;
+    # upper S(4) = 0.2 ** exp(-1.96 * sqrt(0.8) / 1.609) = 0.582 > 0.5, upper S(5) = 0 -> high 5
+    for t, s, gw, lower, upper in ((1, 0.8, 0.05, 0.204, None), (4, 0.2, 0.8, None, 0.582)):
+        spread = 1.959963984540054 * math.sqrt(gw) / abs(math.log(s))
+        if lower is not None:
+            assert s ** math.exp(spread) == pytest.approx(lower, abs=1e-3)
+        if upper is not None:
+            assert s ** math.exp(-spread) == pytest.approx(upper, abs=1e-3)
+    median = km_median([(t, t) for t in (1, 2, 3, 4, 5)])
+    assert (median.median, median.low, median.high) == (3, 1, 5)
+    open_ended = km_median([(1, 1), (2, 2), (3, 3), (None, 5), (None, 5), (None, 5)])
+    assert open_ended.median is None or open_ended.high is None
+
+
+def test_separated_needs_both_intervals_apart() -> None:
+    fast = km_median([(t, t) for t in (1, 1, 2, 2, 2, 3, 1, 2)])
+    slow = km_median([(t, t) for t in (9, 10, 9, 8, 10, 9, 9, 10)])
+    assert separated(fast, slow) and separated(slow, fast)
+    assert not separated(fast, fast)
+
+
+def _trial(number: int, placement: str, accs: list[float]) -> dict[str, Any]:
+    params: dict[str, Any] = {"placement": placement}
+    if "bn" in placement:
+        params.update(bn_momentum=0.1 + number / 1000, bn_layers="all")
+    return {"number": number, "state": "complete", "params": params, "seed": None, "confirm_of": None,
+            "metrics": {"val_acc": max(accs), "test_acc": max(accs) - 0.01, "gap": 0.1, "seconds_per_epoch": 0.5,
+                        "epochs_run": len(accs)},
+            "epochs": epochs(accs)}
+
+
+def test_the_report_says_bn_reaches_the_target_faster_only_when_the_intervals_separate() -> None:
+    fast = [0.5, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]
+    slow = [0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8]
+    never = [0.1] * 10
+    trials = [_trial(i, "bn-act", fast) for i in range(6)]
+    trials += [_trial(6 + i, "act", slow if i < 4 else never) for i in range(6)]
+    spec = {"name": "c", "dataset": {"name": "digits"}, "space": {"placement": ["bn-act", "act"]},
+            "objective": {"metrics": ["val_acc"], "target": 0.7}}
+    report = build_report(spec, trials)
+    assert report.target is not None and (report.target.value, report.target.source) == (0.7, "objective.target")
+    groups = {g.key: g for g in report.grouping("placement").groups}
+    bn, act = groups["bn-act"].convergence, groups["act"].convergence
+    assert bn is not None and act is not None
+    assert (bn.reached, bn.n, bn.epochs_to_target.median) == (6, 6, 2)
+    assert (act.reached, act.n, act.epochs_to_target.median) == (4, 6, 9), "two never: censored, not averaged"
+    assert report.convergence is not None and "BN placements reach the target in 2 epochs" in report.convergence
+    assert "6 of 6 trials with BN and 4 of 6 without reach it" in report.convergence
+    text = render_markdown(report)
+    assert "#### Convergence to a common target: val_acc >= 0.700 (objective.target)" in text
+    assert "| bn-act | 6/6 | 2 [" in text
+    same = build_report(spec, [_trial(i, "bn-act" if i % 2 else "act", slow) for i in range(6)])
+    assert same.convergence is not None and "the intervals overlap" in same.convergence
+    assert "reach the target in" not in same.convergence
