@@ -45,14 +45,13 @@ class ServiceCatalog(PublishedCatalog):
 def service_catalog(client: Any) -> ServiceCatalog:
     """Ask the API what its workers publish; ``ApiError`` (status 0) when it cannot be reached.
 
-    An API without ``GET /trainers`` (an earlier version) leaves the trainers unchecked here."""
-    from regsearch.client import ApiError
-
+    An API without ``GET /trainers`` (an earlier version, answering 404) leaves the trainers
+    unchecked here. (``client`` is a ``regsearch.client.Client``, not imported: it imports this.)"""
     families = client.families()
     try:
         trainers = client.trainers()
-    except ApiError as exc:
-        if exc.status != 404:
+    except Exception as exc:
+        if getattr(exc, "status", None) != 404:  # an ApiError for a route the API does not have
             raise
         trainers = None
     return ServiceCatalog(families, trainers)

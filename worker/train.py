@@ -20,6 +20,7 @@ from torch import nn
 
 from regsearch.domain.devices import parse_device
 from regsearch.domain.metrics import EpochMetrics
+from regsearch.domain.recipe import lr_factor
 from regsearch.domain.spec import TrainingSpec
 from regsearch.worker.augment import make_augment
 from regsearch.worker.datafiles import DatasetError
@@ -174,7 +175,9 @@ def train_trial(
 
 
 def train_builtin(recipe: dict[str, Any], training: TrainingSpec, data: DeviceData, recorder: TrialRecorder) -> None:
-    """The built-in loop: classification, cross-entropy, the spec's optimizer at a constant rate.
+    """The built-in loop: classification, cross-entropy (``training.label_smoothing``), the spec's
+    optimizer at ``training.lr`` times ``training.schedule``'s factor, gradients clipped to
+    ``training.grad_clip``.
 
     It speaks to the trial only through ``recorder``: each epoch's metrics (``report``, which says
     whether to stop), the weights it considers best (``save_best``, by ``epoch_rank``) and the test
@@ -198,6 +201,8 @@ def train_builtin(recipe: dict[str, Any], training: TrainingSpec, data: DeviceDa
 
     n, batch = len(y_train), training.batch_size
     starts = batch_starts(n, batch)
+    smoothing, clip, schedule = training.label_smoothing, training.grad_clip, training.schedule
+    step = 0
     for epoch in range(1, training.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -207,10 +212,17 @@ def train_builtin(recipe: dict[str, Any], training: TrainingSpec, data: DeviceDa
             index = order[start : start + batch]
             inputs = x_train[index] if augment is None else augment(data.x_train[index]).reshape(-1, *shape)
             with autocast():
-                loss = F.cross_entropy(model(inputs), y_train[index])
+                loss = F.cross_entropy(model(inputs), y_train[index], label_smoothing=smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)  # on the device: no sync
+            if schedule is not None:  # training.schedule: the rate for this step (regsearch.domain.recipe)
+                rate = training.lr * lr_factor(schedule, step, len(starts), training.epochs)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
             optimizer.step()
+            step += 1
             loss_sum += loss.detach()  # stays on the device: no sync per batch
 
         model.eval()

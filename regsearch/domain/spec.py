@@ -20,8 +20,8 @@ from regsearch.domain import families
 from regsearch.domain.data import NOT_IMAGE_DATASETS, AugmentSpec, DatasetSpec
 from regsearch.domain.metrics import DIRECTIONS, OBJECTIVE_METRICS, current_metric_name
 from regsearch.domain.model_spec import ModelSpec
+from regsearch.domain.recipe import RecipeFields, pack_refusal
 from regsearch.domain.strict import Strict
-from regsearch.domain.trainers import BUILTIN_TRAINER, check_trainer
 
 PLACEMENT_TOKENS = ("bn", "act", "drop")
 LAYER_SELECTION_RE = re.compile(r"^(all|none|last|last-([1-9][0-9]*))$")
@@ -128,6 +128,7 @@ def _check_float_param(value: FloatParam, ok: Any, bound: str) -> None:
             raise ValueError(f"{v!r} is out of range: {bound}")
 
 
+
 class SpaceSpec(Strict):
     """What is searched; any entry may be fixed (a single value) instead of searched."""
 
@@ -189,7 +190,7 @@ class SpaceSpec(Strict):
         return [value] if isinstance(value, str) else list(value)
 
 
-class TrainingSpec(Strict):
+class TrainingSpec(RecipeFields):  # + trainer, options, schedule, label_smoothing, grad_clip
     epochs: int = Field(default=30, ge=1, le=10_000)
     batch_size: int = Field(default=128, ge=1, le=1_000_000)
     lr: float = Field(default=1e-3, gt=0, le=10)
@@ -198,18 +199,6 @@ class TrainingSpec(Strict):
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     augment: AugmentSpec | None = None  # image data only
-    bn_recalibrate: bool = False  # re-estimate BN's statistics with dropout off after training (worker/variance_shift.py)
-    # the code that trains a trial: the built-in loop, or an installed regsearch.trainers plugin
-    # (regsearch.domain.trainers), with that trainer's options (its Options model checks them)
-    trainer: str = Field(default=BUILTIN_TRAINER, min_length=1, max_length=100,
-                         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _trainer_offered(self, info: ValidationInfo) -> TrainingSpec:
-        check_trainer(self.trainer, self.options, families.catalog_in(info.context))
-        return self
-
     @field_validator("lr", "weight_decay", "momentum")
     @classmethod
     def _finite(cls, value: float) -> float:
@@ -221,7 +210,6 @@ class TrainingSpec(Strict):
 class ObjectiveSpec(Strict):
     metrics: list[Literal[OBJECTIVE_METRICS]] = Field(default_factory=lambda: ["val_acc"])  # type: ignore[valid-type]
     directions: list[Literal["maximize", "minimize"]] | None = None
-    target: float | None = Field(default=None, allow_inf_nan=False)  # the common level (regsearch.domain.convergence)
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -291,8 +279,9 @@ class JobSpec(Strict):
         if len(self.objective.metrics) > 1 and self.pruner != "none":
             raise SpecError("pruner", "pruning needs a single objective; use pruner: none")
         if self.budget.pack > 1 and (self.space.lr is not None or self.space.weight_decay is not None):
-            raise SpecError("space.lr" if self.space.lr is not None else "space.weight_decay", "a packed model "
-                            "trains its members at one rate: a searched rate or weight decay needs budget.pack: 1")
+            field = "space.lr" if self.space.lr is not None else "space.weight_decay"
+            raise SpecError(field, "a packed model trains its members with one optimizer at one rate: a searched "
+                                   "rate or weight decay needs budget.pack: 1")
         if self.sampler == "grid":
             for field in ("dropout", "bn_momentum", "lr", "weight_decay"):
                 if isinstance(getattr(self.space, field), FloatRange):
@@ -302,9 +291,8 @@ class JobSpec(Strict):
         if self.training.augment is not None and self.dataset.name in NOT_IMAGE_DATASETS:
             raise SpecError("training.augment", f"augmentation applies to image data; dataset "
                             f"{self.dataset.name!r} holds sequences or flat features")
-        if self.budget.pack > 1 and self.training.trainer != BUILTIN_TRAINER:
-            raise SpecError("budget.pack", f"packed training runs the built-in loop only; trainer "
-                                           f"{self.training.trainer!r} trains one trial at a time: use pack: 1")
+        if self.budget.pack > 1 and (refused := pack_refusal(self.training)) is not None:
+            raise SpecError(*refused)
         if self.confirm is not None and len(self.objective.metrics) > 1:
             raise SpecError("confirm", "confirmation runs rank by one objective; use a single objective")
         if self.confirm is not None and self.training.seed + self.confirm.seeds > 2**31 - 1:
