@@ -29,6 +29,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,13 +75,24 @@ def environment(rev: str, cache: Path) -> tuple[str, Path]:
     return label, python
 
 
-def run_once(python: Path, cwd: Path, bench: str, args: list[str], metric: str) -> tuple[float, float]:
+def run_once(python: Path, cwd: Path, bench: str, args: list[str], metric: str,
+             timeout_s: float) -> tuple[float, float]:
     """The bench's figure, and the CPU seconds the bench and every process it started and waited
-    for used (the service's API, coordinator and workers; not PostgreSQL's or Redis's): a figure
-    that other work on a shared machine moves much less than a wall time."""
+    for used (the service's API, coordinator and workers, start-up and warm-up included; not
+    PostgreSQL's or Redis's): a figure that other work on a shared machine moves much less than a
+    wall time, though a change in what a process imports at start shows in it too."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([str(python), "-m", f"bench.{bench}", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False)
+    # Its own session: a run past the timeout (a revision whose service never ends a job) is
+    # stopped with everything it started.
+    process = subprocess.Popen([str(python), "-m", f"bench.{bench}", *args], cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise RuntimeError(f"bench.{bench} in {cwd} ran past {timeout_s:.0f} s:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     found = re.findall(rf"{re.escape(metric)}=([0-9.]+)", done.stdout)
     if done.returncode != 0 or not found:
@@ -103,6 +115,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each revision (default 3)")
     parser.add_argument("--metric", help="the name=value figure to read (default: the bench's own)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds one run may take (default 900)")
     args = parser.parse_args(argv)
     metric = args.metric or METRICS.get(args.bench)
     if metric is None:
@@ -120,7 +133,7 @@ def main() -> None:
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for which in order:
             label, python, cwd = envs[which]
-            value, seconds = run_once(python, cwd, args.bench, bench_args, metric)
+            value, seconds = run_once(python, cwd, args.bench, bench_args, metric, args.timeout)
             series[which].append(value)
             cpu[which].append(seconds)
             print(f"ab: run {i + 1} {label}: {metric}={value:.2f} cpu_s={seconds:.1f}", flush=True)
