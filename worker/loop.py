@@ -150,6 +150,9 @@ class TrialRecorder:
     best_epoch: int = 0  # the epoch whose weights best_state holds
     best_rank: tuple[float, float] = (math.inf, math.inf)  # the built-in loops' order (epoch_rank)
     test_metrics: dict[str, float] = field(default_factory=dict)
+    # after training, stored as they are in the trial's metrics (worker/variance_shift.py:
+    # variance_shift, one per BN slot; the test accuracy before and after BN recalibration)
+    measured: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
 
     def report(self, metrics: EpochMetrics) -> bool:
@@ -177,6 +180,6 @@ class TrialRecorder:
         self.test_metrics.update(metrics)
 
     def result(self) -> TrainResult:
-        summary = summarize(self.epochs, self.test_metrics.get("test_acc"))
+        summary = {**summarize(self.epochs, self.test_metrics.get("test_acc")), **self.measured}
         return TrainResult(self.epochs, summary, stopped_early=self.stopped_early, device=self.device,
                            best_state=self.best_state)

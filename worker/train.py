@@ -38,6 +38,7 @@ from regsearch.worker.loop import (
     snapshot_state,
 )
 from regsearch.worker.models import build_model
+from regsearch.worker.variance_shift import after_training
 
 TRAIN_SAMPLE_SEED = 0  # the fixed training sample is the same for every trial of a dataset
 FIT_FRACTION = 0.5  # a dataset may take at most this share of a device's free memory
@@ -243,4 +244,10 @@ def train_builtin(recipe: dict[str, Any], training: TrainingSpec, data: DeviceDa
         # does, tensor by tensor, without its per-module Python work); when the last epoch is the
         # best, the model is already exactly best_state
         snapshot_state(recorder.best_state, model.state_dict())
-    recorder.test(test_acc=accuracy(model, data.x_test.reshape(-1, *shape), data.y_test, autocast))
+    x_test = data.x_test.reshape(-1, *shape)
+    recorder.test(test_acc=accuracy(model, x_test, data.y_test, autocast))
+    # the variance shift per BN slot, and with training.bn_recalibrate its repair, measured on the
+    # best weights after they were kept (worker/variance_shift.py)
+    recorder.measured.update(after_training(
+        model, recalibrate=training.bn_recalibrate, x_val=x_val, x_train=x_train, batch_size=training.batch_size,
+        test_accuracy=lambda: accuracy(model, x_test, data.y_test, autocast)))

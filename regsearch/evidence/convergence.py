@@ -80,7 +80,16 @@ def add_convergence(placements: Grouping, search: Sequence[TrialDict], target: T
             values = [_mean_of(metrics_of(t).get(name)) for t in done]
             if any(v is not None for v in values):
                 extras[name] = mean_interval(values)
+        gains = [_gain(metrics_of(t)) for t in done]
+        if any(g is not None for g in gains):  # what recalibration recovers, per trial
+            extras["recalibration_gain"] = mean_interval(gains)
         group.extras = extras
+
+
+def _gain(metrics: Mapping[str, Any]) -> float | None:
+    before = finite_number(metrics.get("test_acc_before_recalibration"))
+    after = finite_number(metrics.get("test_acc_after_recalibration"))
+    return None if before is None or after is None else after - before
 
 
 def _mean_of(value: Any) -> float | None:

@@ -88,9 +88,10 @@ def convergence_section(report: Report, grouping: Grouping) -> list[str]:
     lines = [f"#### Convergence to a common target: {level} ({target.source})", ""]
     if report.convergence:
         lines += [report.convergence, ""]
-    extras = sorted({name for g in grouping.groups for name in g.extras})
+    order = ("variance_shift", "test_acc_before_recalibration", "test_acc_after_recalibration", "recalibration_gain")
+    extras = [name for name in order if any(name in g.extras for g in grouping.groups)]
     heads = {"variance_shift": "variance shift", "test_acc_before_recalibration": "test_acc before recal.",
-             "test_acc_after_recalibration": "test_acc after recal."}
+             "test_acc_after_recalibration": "test_acc after recal.", "recalibration_gain": "recal. gain"}
     lines.append(_row(["placement", "reached", "epochs to target [95% CI]", "s to target [95% CI]",
                        "train-loss area", *(heads.get(e, e) for e in extras)]))
     lines.append(_row(["---", *(["---:"] * (4 + len(extras)))]))

@@ -105,3 +105,24 @@ def test_the_report_says_bn_reaches_the_target_faster_only_when_the_intervals_se
     same = build_report(spec, [_trial(i, "bn-act" if i % 2 else "act", slow) for i in range(6)])
     assert same.convergence is not None and "the intervals overlap" in same.convergence
     assert "reach the target in" not in same.convergence
+
+
+def test_the_report_gives_the_variance_shift_and_the_recalibration_per_placement() -> None:
+    trials = []
+    for i in range(3):
+        t = _trial(i, "drop-bn-act", [0.5, 0.7])
+        t["metrics"].update(variance_shift=[0.7, 0.8 + i / 100], test_acc_before_recalibration=0.6,
+                            test_acc_after_recalibration=0.66)
+        trials.append(t)
+        u = _trial(3 + i, "bn-act", [0.5, 0.7])
+        u["metrics"].update(variance_shift=[1.0, 1.01], test_acc_before_recalibration=0.7,
+                            test_acc_after_recalibration=0.7)
+        trials.append(u)
+    report = build_report({"name": "v", "dataset": {"name": "digits"},
+                           "space": {"placement": ["drop-bn-act", "bn-act"]}}, trials)
+    groups = {g.key: g.extras for g in report.grouping("placement").groups}
+    assert groups["drop-bn-act"]["variance_shift"].mean == pytest.approx((0.75 + 0.755 + 0.76) / 3)
+    assert groups["drop-bn-act"]["recalibration_gain"].mean == pytest.approx(0.06)
+    assert groups["bn-act"]["recalibration_gain"].mean == pytest.approx(0.0)
+    text = render_markdown(report)
+    assert "variance shift | test_acc before recal. | test_acc after recal. | recal. gain |" in text
