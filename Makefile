@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_CPU_VERSION ?= 2.13.0
 
-.PHONY: install demo test test-fast bench bench-full lint clean
+.PHONY: install demo test test-fast bench bench-full ab lint clean
 
 # Re-install only when the project's dependencies changed (quick and idempotent otherwise).
 $(STAMP): pyproject.toml
@@ -46,6 +46,11 @@ bench: $(BENCH_STAMP)
 
 bench-full: $(BENCH_STAMP)
 	$(BIN)/python -m bench --full
+
+# Two versions side by side, each in its own environment (bench/ab.py; docs/performance.md):
+#   make ab A=540912f B=HEAD [RUNS=3] [ARGS="--trials 200"]
+ab: $(STAMP)
+	$(BIN)/python bench/ab.py $(A) $(B) --runs $(or $(RUNS),3) -- $(or $(ARGS),--trials 200)
 
 lint: install
 	$(BIN)/ruff check regsearch services worker dashboard tests bench
