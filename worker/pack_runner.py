@@ -5,7 +5,7 @@ an unpacked trial ends.
 Per member, exactly as :func:`regsearch.worker.runner.run_trial` does for one trial: its own
 claim and lease (:mod:`regsearch.store.packs`), heartbeat thread, :class:`EpochReporter` (its
 epochs, its pruner, its cancel and lease checks), training seed, result row, Optuna record and
-weights (:func:`regsearch.worker.runner.conclude`). A member that is pruned, cancelled or loses
+weights (:func:`regsearch.worker.conclude.conclude`). A member that is pruned, cancelled or loses
 its lease leaves the pack at that epoch (its compute is reclaimed; the others go on) and ends
 there: its heartbeat stops, its result is written and the coordinator is told, so the job's next
 trial can start while the pack trains on. A process that dies takes every member's heartbeat
@@ -32,17 +32,13 @@ from regsearch.store.db import Database
 from regsearch.store.packs import claim_companions
 from regsearch.store.retry import with_retry
 from regsearch.store.trials import Claim
+from regsearch.worker.conclude import TrialEnd, classify_failure, conclude, failed_end, trained_end
 from regsearch.worker.reporter import EpochReporter, Heartbeat
-from regsearch.worker.runner import (
-    TrialEnd,
-    classify_failure,
-    conclude,
+from regsearch.worker.trial_inputs import (
     device_data,
-    failed_end,
     job_pruner,
     record_data,
     run_spec,
-    trained_end,
     worker_name,
 )
 

@@ -60,9 +60,9 @@ def test_packing_declines_a_searched_rate() -> None:
 
 
 def test_the_worker_trains_with_the_trials_rate() -> None:
-    """worker/runner.run_spec (every trainer reads spec.training): the trial's lr, confirmation runs too."""
+    """worker/trial_inputs.run_spec (every trainer reads spec.training): the trial's lr, confirmation runs too."""
     from regsearch.store.trials import Claim
-    from regsearch.worker.runner import run_spec
+    from regsearch.worker.trial_inputs import run_spec
 
     spec = spec_with(lr={"low": 1e-4, "high": 1e-1, "log": True}).model_dump(mode="json")
     params = {"placement": "act", "lr": 0.0314}

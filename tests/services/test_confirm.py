@@ -21,7 +21,7 @@ from regsearch.services.coordinator import Coordinator
 from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
-from regsearch.worker.runner import run_spec
+from regsearch.worker.trial_inputs import run_spec
 from tests.services.test_coordinator import Clock, RecordingQueue, study_of
 
 SEARCH_VALUES = [0.60, 0.80, 0.70, 0.75]  # trial 1 leads, then 3, then 2

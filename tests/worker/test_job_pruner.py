@@ -10,7 +10,7 @@ from regsearch.store import jobs as job_store
 from regsearch.store import trials as trial_store
 from regsearch.store.db import Database
 from regsearch.store.pruning import NoPruning, SqlMedianPruner
-from regsearch.worker.runner import job_pruner
+from regsearch.worker.trial_inputs import job_pruner
 
 
 def test_one_warm_pruner_per_job_and_a_new_trial_reads_only_newer_completions(sqlite_db: Database) -> None:
