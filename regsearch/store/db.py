@@ -66,7 +66,13 @@ def engine_kwargs(url: str, *, pre_ping: bool = True, durable: bool = True) -> d
     if is_sqlite(url):
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
     # A connect timeout keeps /readyz and the workers from hanging on a host that drops packets.
-    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    # On a connection already open, a partition is silent: tcp_user_timeout fails a request the
+    # server has not acknowledged within 10 s, and keepalives end a connection whose answers
+    # stopped coming (10 s idle, then 3 probes 5 s apart); without them a read waits for TCP's
+    # retransmissions (about 15 minutes) and the API answers nothing instead of a 503
+    # (tests/cluster/test_faults.py cuts the control host off the database host).
+    connect_args: dict[str, Any] = {"connect_timeout": 5, "tcp_user_timeout": 10_000, "keepalives": 1,
+                                    "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
     if not durable:
         connect_args["options"] = "-c synchronous_commit=off"
     return {"pool_pre_ping": pre_ping, "pool_size": 5, "max_overflow": 10, "pool_recycle": 1800,

@@ -26,6 +26,6 @@ def check_one_result_each(cluster: Cluster, client: Any, job_id: str) -> set[str
     configurations = [json.dumps(row.params, sort_keys=True) for row in current
                       if row.retry_of is None and row.confirm_of is None]
     assert len(configurations) == len(set(configurations)), "a configuration has two results"
-    retried = {row.retry_of for row in current if row.retry_of is not None}
-    assert all(any(r.id == rid and r.retried for r in rows) for rid in retried)
+    retried = {row.retry_of for row in current if row.retry_of is not None}  # numbers
+    assert all(any(r.number == number and r.retried for r in rows) for number in retried)
     return {row.worker.split(":")[0] for row in rows if row.worker}
