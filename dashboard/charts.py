@@ -175,6 +175,27 @@ def curves_overlay(curves: pd.DataFrame, placements: Mapping[int, str], metric: 
     return _layout(fig, x="epoch", y=label(metric))
 
 
+def placement_bands(curves: pd.DataFrame, placements: Mapping[int, str], metric: str = "val_acc") -> go.Figure:
+    """Each placement's mean ``metric`` per epoch over its trials, with a band: the mean +- 1.96
+    standard errors (the normal 95% interval of the mean; none where one trial ran that epoch)."""
+    fig = go.Figure()
+    data = curves.assign(placement=curves["number"].map(lambda n: placements.get(int(n), "?")))
+    for placement, part in data.groupby("placement", sort=True):
+        stats = part.groupby("epoch")[metric].agg(["mean", "std", "count"]).reset_index()
+        half = 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
+        color = placement_color(placement)
+        fig.add_trace(go.Scatter(
+            x=list(stats["epoch"]) + list(stats["epoch"][::-1]), y=list(stats["mean"] + half) + list((stats["mean"] - half)[::-1]),
+            fill="toself", fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip", showlegend=False,
+            legendgroup=str(placement)))
+        fig.add_trace(go.Scatter(
+            x=stats["epoch"], y=stats["mean"], mode="lines", name=f"{placement} (n={int(stats['count'].max())})",
+            line={"color": color, "width": 2}, legendgroup=str(placement),
+            hovertemplate=f"{placement}<br>epoch %{{x}}<br>mean {metric}=%{{y:.4f}}<extra></extra>"))
+    _epoch_axis(fig, curves["epoch"])
+    return _layout(fig, x="epoch", y=f"mean {label(metric)}")
+
+
 def dropout_momentum_map(df: pd.DataFrame, metric: str) -> go.Figure:
     """Dropout x bn_momentum, each trial colored by the objective (placements with both)."""
     data = df[df["dropout"].notna() & df["bn_momentum"].notna() & df[metric].notna()]

@@ -144,6 +144,13 @@ def curves(url: str, job_id: str, numbers: tuple[int, ...]) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def all_curves(url: str, job_id: str, numbers: tuple[int, ...]) -> pd.DataFrame:
+    """Per-epoch metrics of every given trial (no cap: the per-placement means and bands need them all)."""
+    rows = trial_reads.epoch_curves(store(url), job_id=job_id, numbers=sorted(set(numbers)))
+    return frames.float_frame(rows, ["number", *trial_reads.EPOCH_COLUMNS])
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def recipes(url: str, job_id: str, numbers: tuple[int, ...]) -> dict[int, dict[str, Any] | None]:
     """The recipes of the given trials (only the leaders'; recipes are the bulky column)."""
     return trial_reads.trial_recipes(store(url), job_id=job_id, numbers=numbers)
