@@ -7,8 +7,9 @@ host's loopback), and a test turns faults on and off while jobs run:
 
 - ``latency_s``: each chunk from the server reaches the client that much later (order kept,
   throughput not serialised: the round trip grows by ``latency_s``, as Toxiproxy's latency);
-- ``reset_rate``: each new connection is, with that probability, reset (RST) at a random moment
-  within ``reset_within_s`` of its opening;
+- ``reset_rate``: each request (a chunk from the client: a statement, a Redis command) resets
+  its connection (RST both ways) with that probability, so about 1 request in 1/rate meets a
+  broken connection, pooled connections included;
 - ``drop``: connections stay open but nothing passes either way, new ones included (a silent
   partition, as a dropped route: clients wait for their timeouts).
 
@@ -47,13 +48,13 @@ class FaultProxy:
         self.exempt = set(exempt)
         self.latency_s = 0.0
         self.reset_rate = 0.0
-        self.reset_within_s = 5.0
         self.drop = False
         self.accepted = 0
         self.resets = 0
         self._random = random.Random(seed)
         self._enter = enter
         self._conns: set[asyncio.StreamWriter] = set()
+        self._pairs: dict[asyncio.StreamWriter, asyncio.StreamWriter] = {}
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"fault-proxy-{listen[1]}", daemon=True)
@@ -115,23 +116,26 @@ class FaultProxy:
             return
         self.accepted += 1
         self._conns.update((writer, up_writer))
+        self._pairs[writer], self._pairs[up_writer] = up_writer, writer
         tasks = [asyncio.ensure_future(self._pump(reader, up_writer, clean, downstream=False)),
                  asyncio.ensure_future(self._pump(up_reader, writer, clean, downstream=True))]
-        if not clean and self.reset_rate and self._random.random() < self.reset_rate:
-            self._loop.call_later(self._random.uniform(0, self.reset_within_s), self._doom, writer, up_writer)
         try:
             await asyncio.gather(*tasks)
         finally:
             for w in (writer, up_writer):
                 self._conns.discard(w)
+                self._pairs.pop(w, None)
                 if not w.transport.is_closing():
                     w.transport.abort()
 
-    def _doom(self, writer: asyncio.StreamWriter, up_writer: asyncio.StreamWriter) -> None:
-        if writer in self._conns:
-            self.resets += 1
-            _reset(writer)
-            _reset(up_writer)
+    def _doom(self, writer: asyncio.StreamWriter, other: asyncio.StreamWriter | None) -> None:
+        self.resets += 1
+        for w in (writer, other):
+            if w is not None:
+                _reset(w)
+
+    def _peer_of(self, writer: asyncio.StreamWriter) -> asyncio.StreamWriter | None:
+        return self._pairs.get(writer)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, clean: bool, *,
                     downstream: bool) -> None:
@@ -156,6 +160,11 @@ class FaultProxy:
         try:
             while True:
                 data = await reader.read(65536)
+                if (data and not downstream and not clean and self.reset_rate
+                        and self._random.random() < self.reset_rate):
+                    self._doom(writer, self._peer_of(writer))
+                    queue.put_nowait((0.0, b""))  # the sender ends too
+                    break
                 latency = self.latency_s if downstream and not clean else 0.0
                 queue.put_nowait((time.monotonic() + latency, data))
                 if not data:

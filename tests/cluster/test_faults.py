@@ -120,3 +120,23 @@ def test_broker_unreachable_from_a_worker_host(make_cluster) -> None:
     finally:
         db.dispose()
         client.close()
+
+
+def test_latency_and_resets_on_the_paths_to_database_and_broker(make_cluster) -> None:
+    cluster: Cluster = make_cluster()
+    cluster.start_services()
+    client, db = cluster.client(timeout_s=60), Database(cluster.database_url)
+    try:
+        for proxy in cluster.proxies.values():  # 50 ms more per round trip, 1 request in 100 reset
+            proxy.set(latency_s=0.05, reset_rate=0.01)
+        job_id = client.submit(small_spec("lossy", budget={"n_trials": 4, "parallelism": 2}))["id"]
+        _finish(cluster, client, job_id, timeout_s=300)
+        check_one_result_each(cluster, client, job_id)
+        resets = {name: proxy.resets for name, proxy in cluster.proxies.items()}
+        record("latency_50ms_reset_1pct_resets", resets)
+        assert sum(resets.values()) > 0  # the fault did happen
+    finally:
+        for proxy in cluster.proxies.values():
+            proxy.set()
+        db.dispose()
+        client.close()
