@@ -48,6 +48,16 @@ def the_target(spec: JobSpec | Mapping[str, Any], search: Sequence[TrialDict]) -
     return job_target(metric, given, best)
 
 
+def seconds_median(observations: Any) -> Median:
+    """The Kaplan-Meier median in seconds, withheld (None) unless at least half the trials reach the
+    target: the trials' horizons differ in seconds (a fast trial's last epoch comes sooner), so over
+    fewer than half the median would rest on whichever slow trials were still running."""
+    median = km_median(observations)
+    if 2 * median.reached < median.n:
+        return Median(n=median.n, reached=median.reached, median=None, low=None, high=None)
+    return median
+
+
 def _median_stat(median: Median) -> MedianStat:
     return MedianStat(median=median.median, low=median.low, high=median.high)
 
@@ -57,7 +67,7 @@ def summarize(trials: Sequence[TrialDict], target: Target) -> ConvergenceStat:
     seconds to it (censored trials count as not yet there, never averaged), the mean train-loss area."""
     per_trial = [trial_convergence(t["epochs"], target) for t in _done(trials)]
     epochs = km_median((c["epochs_to_target"], c["epochs_run"]) for c in per_trial)
-    seconds = km_median((c["seconds_to_target"], c["seconds_run"]) for c in per_trial)
+    seconds = seconds_median((c["seconds_to_target"], c["seconds_run"]) for c in per_trial)
     return ConvergenceStat(
         n=epochs.n, reached=epochs.reached, share=epochs.share, epochs_to_target=_median_stat(epochs),
         seconds_to_target=_median_stat(seconds),
@@ -100,9 +110,9 @@ def _mean_of(value: Any) -> float | None:
     return finite_number(value)
 
 
-def _in_words(what: str, median: Median, unit: str) -> str:
+def _in_words(median: Median, unit: str) -> str:
     if median.median is None:
-        return f"{what}: fewer than half reach it ({median.reached} of {median.n})"
+        return f"no median (fewer than half reach it: {median.reached} of {median.n})"
     high = "more" if median.high is None else _fmt(median.high, unit)
     return f"{_fmt(median.median, unit)} {unit} [{_fmt(median.low, unit)}, {high}]"
 
@@ -125,14 +135,16 @@ def bn_statement(search: Sequence[TrialDict], target: Target) -> str:
         return f"Convergence to the target ({level}): no placements {'with' if not with_bn else 'without'} BN to compare."
     parts = []
     for unit, key, run in (("epochs", "epochs_to_target", "epochs_run"), ("s", "seconds_to_target", "seconds_run")):
-        a = km_median((c[key], c[run]) for c in (trial_convergence(t["epochs"], target) for t in with_bn))
-        b = km_median((c[key], c[run]) for c in (trial_convergence(t["epochs"], target) for t in without))
-        text = f"{_in_words('with BN', a, unit)} with BN vs {_in_words('without', b, unit)} without"
+        median = km_median if unit == "epochs" else seconds_median
+        a = median((c[key], c[run]) for c in (trial_convergence(t["epochs"], target) for t in with_bn))
+        b = median((c[key], c[run]) for c in (trial_convergence(t["epochs"], target) for t in without))
+        text = f"{_in_words(a, unit)} with BN vs {_in_words(b, unit)} without"
         if separated(a, b):
             faster = "BN placements reach" if (a.median or 0) < (b.median or 0) else "Placements without BN reach"
             parts.append(f"{faster} the target in {text} (median, 95% interval; the intervals separate)")
         else:
-            parts.append(f"{text}: the intervals overlap, so no placement family is shown to reach it faster")
+            parts.append(f"{'epochs' if unit == 'epochs' else 'seconds'}: {text}; the intervals do not separate, "
+                         "so neither is shown to reach it faster")
         if unit == "epochs":
             share = (f"{a.reached} of {a.n} trials with BN and {b.reached} of {b.n} without reach it; "
                      "the others are censored at their last epoch (Kaplan-Meier), never averaged")
