@@ -273,21 +273,24 @@ compose down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true  # 
 compose up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "docker compose up"; }
 
 health() { "$DOCKER" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1" 2>/dev/null; }
-container() { compose ps -q "$1"; }
-wait_healthy() {  # wait_healthy SECONDS SERVICE...
-  local limit=$1 deadline=$((SECONDS + $1)) name id state
+containers() { compose ps -q "$1"; }  # a service's containers (the coordinator has replicas)
+wait_healthy() {  # wait_healthy SECONDS SERVICE...: every container of each service
+  local limit=$1 deadline=$((SECONDS + $1)) name id state ids
   shift
   for name in "$@"; do
-    while :; do
-      id=$(container "$name")
-      state=$([ -n "$id" ] && health "$id" || echo missing)
-      [ "$state" = healthy ] && break
-      if [ "$state" = unhealthy ] || [ "$state" = exited ] || [ $SECONDS -ge $deadline ]; then
-        fail "$name is $state (waited up to ${limit}s)"
-      fi
-      sleep 2
+    ids=$(containers "$name")
+    [ -n "$ids" ] || fail "$name has no container"
+    for id in $ids; do
+      while :; do
+        state=$(health "$id" || echo missing)
+        [ "$state" = healthy ] && break
+        if [ "$state" = unhealthy ] || [ "$state" = exited ] || [ $SECONDS -ge $deadline ]; then
+          fail "$name ($id) is $state (waited up to ${limit}s)"
+        fi
+        sleep 2
+      done
     done
-    say "$name healthy at $((SECONDS - phase_start))s"
+    say "$name healthy at $((SECONDS - phase_start))s ($(echo "$ids" | wc -w) container(s))"
   done
 }
 wait_healthy 240 postgres redis api coordinator dashboard worker
@@ -328,18 +331,19 @@ if [ "$state" != completed ]; then
   fail "the job is ${state:-unknown}, not completed"
 fi
 
-# Every trial completed, in the worker container: a trial's worker is <container hostname>:<pid>.
-worker_host=$("$DOCKER" inspect --format '{{.Config.Hostname}}' "$(container worker)")
+# Every trial completed, in a worker container: a trial's worker is <container hostname>:<pid>.
+# shellcheck disable=SC2046
+worker_hosts=$("$DOCKER" inspect --format '{{.Config.Hostname}}' $(containers worker) | tr '\n' ' ')
 curl -fsS -H "Authorization: Bearer $token" "$API_URL/jobs/$job/trials" >"$WORK/trials.json" \
   || fail "GET /jobs/$job/trials"
-python3 - "$WORK/trials.json" "$worker_host" <<'PY' || fail "the trials did not all complete in the worker container"
+python3 - "$WORK/trials.json" "$worker_hosts" <<'PY' || fail "the trials did not all complete in a worker container"
 import json, sys
 
 trials = json.load(open(sys.argv[1]))["items"]
-host = sys.argv[2]
+hosts = set(sys.argv[2].split())
 where = sorted({(t["state"], (t.get("worker") or "").rsplit(":", 1)[0]) for t in trials})
-print(f"ci-compose: {len(trials)} trials (state, worker host): {where}; the worker container is {host}")
-sys.exit(0 if trials and where == [("complete", host)] else 1)
+print(f"ci-compose: {len(trials)} trials (state, worker host): {where}; worker containers: {sorted(hosts)}")
+sys.exit(0 if trials and all(state == "complete" and host in hosts for state, host in where) else 1)
 PY
 cli best "$job" --top 1 --save "$WORK/best" >"$WORK/best.txt" || { cat "$WORK/best.txt" >&2; fail "regsearch best --save"; }
 weights=$(find "$WORK/best" -name weights.safetensors -size +0 | head -1)
@@ -351,17 +355,20 @@ phase restart
 compose restart >"$WORK/restart.log" 2>&1 || { cat "$WORK/restart.log" >&2; fail "docker compose restart"; }
 # Healthy again means a healthcheck that passed after the container started again (docker keeps
 # the health status and log across a restart, so the status alone could be the old one's).
-wait_fresh_healthy() {
-  local name=$1 deadline=$((SECONDS + 150)) id started last
-  while :; do
-    id=$(container "$name")
-    started=$(date -u -d "$("$DOCKER" inspect --format '{{.State.StartedAt}}' "$id")" +%s)
-    last=$("$DOCKER" inspect --format '{{range .State.Health.Log}}{{.Start.Unix}} {{.ExitCode}}{{"\n"}}{{end}}' "$id" | awk 'NF' | tail -1)
-    if [ -n "$last" ] && [ "${last% *}" -ge "$started" ] && [ "${last#* }" = 0 ]; then break; fi
-    [ $SECONDS -ge $deadline ] && fail "$name: no passing healthcheck within 150s of the restart (last: ${last:-none})"
-    sleep 2
+wait_fresh_healthy() {  # every container of the service
+  local name=$1 deadline=$((SECONDS + 150)) id started last ids
+  ids=$(containers "$name")
+  [ -n "$ids" ] || fail "$name has no container after the restart"
+  for id in $ids; do
+    while :; do
+      started=$(date -u -d "$("$DOCKER" inspect --format '{{.State.StartedAt}}' "$id")" +%s)
+      last=$("$DOCKER" inspect --format '{{range .State.Health.Log}}{{.Start.Unix}} {{.ExitCode}}{{"\n"}}{{end}}' "$id" | awk 'NF' | tail -1)
+      if [ -n "$last" ] && [ "${last% *}" -ge "$started" ] && [ "${last#* }" = 0 ]; then break; fi
+      [ $SECONDS -ge $deadline ] && fail "$name ($id): no passing healthcheck within 150s of the restart (last: ${last:-none})"
+      sleep 2
+    done
   done
-  say "$name healthy again at $((SECONDS - phase_start))s"
+  say "$name healthy again at $((SECONDS - phase_start))s ($(echo "$ids" | wc -w) container(s))"
 }
 wait_fresh_healthy coordinator
 wait_fresh_healthy worker
