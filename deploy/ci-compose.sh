@@ -255,6 +255,7 @@ if [ -z "${REDIS_IMAGE:-}" ]; then
     || { tail -40 "$WORK/build-redis.log" >&2; fail "the Redis stand-in"; }
 fi
 export POSTGRES_IMAGE REDIS_IMAGE
+if [ -n "$WHEEL_SERVER_PID" ]; then kill "$WHEEL_SERVER_PID" 2>/dev/null; WHEEL_SERVER_PID=""; fi
 for image in "$IMAGE_PREFIX-service:$IMAGE_TAG" "$IMAGE_PREFIX-dashboard:$IMAGE_TAG" \
              "$IMAGE_PREFIX-worker:$IMAGE_TAG" "$POSTGRES_IMAGE" "$REDIS_IMAGE" "$BASE_IMAGE"; do
   say "image $image: $("$DOCKER" image inspect --format '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}')"
