@@ -47,7 +47,7 @@ def label(metric: str) -> str:
     return LABELS.get(metric, metric)
 
 
-def _layout(fig: go.Figure, *, x: str | None = None, y: str | None = None, height: int = HEIGHT,
+def layout(fig: go.Figure, *, x: str | None = None, y: str | None = None, height: int = HEIGHT,
             legend: bool = True) -> go.Figure:
     # no template here: Streamlit applies its theme's (and a template copy per figure is slow)
     fig.update_layout(
@@ -67,7 +67,7 @@ def _log_axis(fig: go.Figure, axis: str) -> None:
     getattr(fig, f"update_{axis}axes")(type="log", tickvals=LOG_TICKS, ticktext=[f"{t:g}" for t in LOG_TICKS])
 
 
-def _epoch_axis(fig: go.Figure, epochs: pd.Series, **where: int) -> None:
+def epoch_axis(fig: go.Figure, epochs: pd.Series, **where: int) -> None:
     """Whole epochs on the x axis (no 1.5) while there are few of them."""
     last = epochs.max() if len(epochs) else 0
     if pd.notna(last) and last <= 20:
@@ -99,7 +99,7 @@ def _scatter_by_placement(df: pd.DataFrame, x: str, y: str, *, log_x: bool = Fal
         ))
     if log_x:
         _log_axis(fig, "x")
-    return _layout(fig, x=label(x), y=label(y))
+    return layout(fig, x=label(x), y=label(y))
 
 
 def train_vs_val(gen: pd.DataFrame) -> go.Figure:
@@ -141,7 +141,7 @@ def box_by_placement(df: pd.DataFrame, metric: str) -> go.Figure:
             line={"color": placement_color(placement)}, customdata=_custom(part),
             hovertemplate=f"{placement}<br>{HOVER}<br>{metric}=%{{y:.4g}}<extra></extra>",
         ))
-    return _layout(fig, y=label(metric), legend=False)
+    return layout(fig, y=label(metric), legend=False)
 
 
 def leaders_accuracy(leaders: pd.DataFrame) -> go.Figure:
@@ -156,7 +156,7 @@ def leaders_accuracy(leaders: pd.DataFrame) -> go.Figure:
     if finite.size:
         fig.update_yaxes(range=[max(0.0, float(finite.min()) - 0.05), min(1.0, float(finite.max()) + 0.02)])
     fig.update_layout(barmode="group")
-    return _layout(fig, y="accuracy")
+    return layout(fig, y="accuracy")
 
 
 def curves_overlay(curves: pd.DataFrame, placements: Mapping[int, str], metric: str = "val_acc") -> go.Figure:
@@ -171,29 +171,8 @@ def curves_overlay(curves: pd.DataFrame, placements: Mapping[int, str], metric: 
             line={"color": placement_color(placement), "dash": dash, "width": 2}, marker={"size": 4},
             hovertemplate=f"trial #{int(number)}<br>epoch %{{x}}<br>{metric}=%{{y:.4f}}<extra></extra>",
         ))
-    _epoch_axis(fig, curves["epoch"])
-    return _layout(fig, x="epoch", y=label(metric))
-
-
-def placement_bands(curves: pd.DataFrame, placements: Mapping[int, str], metric: str = "val_acc") -> go.Figure:
-    """Each placement's mean ``metric`` per epoch over its trials, with a band: the mean +- 1.96
-    standard errors (the normal 95% interval of the mean; none where one trial ran that epoch)."""
-    fig = go.Figure()
-    data = curves.assign(placement=curves["number"].map(lambda n: placements.get(int(n), "?")))
-    for placement, part in data.groupby("placement", sort=True):
-        stats = part.groupby("epoch")[metric].agg(["mean", "std", "count"]).reset_index()
-        half = 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
-        color = placement_color(placement)
-        fig.add_trace(go.Scatter(
-            x=list(stats["epoch"]) + list(stats["epoch"][::-1]), y=list(stats["mean"] + half) + list((stats["mean"] - half)[::-1]),
-            fill="toself", fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip", showlegend=False,
-            legendgroup=str(placement)))
-        fig.add_trace(go.Scatter(
-            x=stats["epoch"], y=stats["mean"], mode="lines", name=f"{placement} (n={int(stats['count'].max())})",
-            line={"color": color, "width": 2}, legendgroup=str(placement),
-            hovertemplate=f"{placement}<br>epoch %{{x}}<br>mean {metric}=%{{y:.4f}}<extra></extra>"))
-    _epoch_axis(fig, curves["epoch"])
-    return _layout(fig, x="epoch", y=f"mean {label(metric)}")
+    epoch_axis(fig, curves["epoch"])
+    return layout(fig, x="epoch", y=label(metric))
 
 
 def dropout_momentum_map(df: pd.DataFrame, metric: str) -> go.Figure:
@@ -206,7 +185,7 @@ def dropout_momentum_map(df: pd.DataFrame, metric: str) -> go.Figure:
         hovertemplate=f"{HOVER}<br>{metric}=%{{marker.color:.4f}}<extra></extra>",
     ))
     _log_axis(fig, "y")
-    return _layout(fig, x="dropout", y="bn_momentum (log)", legend=False)
+    return layout(fig, x="dropout", y="bn_momentum (log)", legend=False)
 
 
 def importance_bars(importances: Mapping[str, float]) -> go.Figure:
@@ -214,7 +193,7 @@ def importance_bars(importances: Mapping[str, float]) -> go.Figure:
     items = sorted(importances.items(), key=lambda kv: kv[1])
     fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
                            marker_color="#1f77b4", hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    return _layout(fig, x="importance (normalized)", height=max(220, 60 + 40 * len(items)), legend=False)
+    return layout(fig, x="importance (normalized)", height=max(220, 60 + 40 * len(items)), legend=False)
 
 
 def pareto_front(df: pd.DataFrame, objectives: Sequence[tuple[str, str]], mask: np.ndarray) -> go.Figure:
@@ -233,7 +212,7 @@ def pareto_front(df: pd.DataFrame, objectives: Sequence[tuple[str, str]], mask: 
                                  customdata=_custom(part), hovertemplate=f"{placement}<br>{hover}",
                                  marker={"color": placement_color(placement), "size": 11,
                                          "line": {"color": "#d62728", "width": 2}}))
-    return _layout(fig, x=label(mx), y=label(my))
+    return layout(fig, x=label(mx), y=label(my))
 
 
 def optimization_history(hist: pd.DataFrame, metric: str) -> go.Figure:
@@ -248,7 +227,7 @@ def optimization_history(hist: pd.DataFrame, metric: str) -> go.Figure:
         ))
     fig.add_trace(go.Scatter(x=hist["number"], y=hist["best_so_far"], mode="lines", name="best so far",
                              line={"color": "#d62728", "shape": "hv", "width": 2}, hoverinfo="skip"))
-    return _layout(fig, x="trial number", y=label(metric))
+    return layout(fig, x="trial number", y=label(metric))
 
 
 def trial_curves(epochs: pd.DataFrame) -> go.Figure:
@@ -262,8 +241,8 @@ def trial_curves(epochs: pd.DataFrame) -> go.Figure:
                 hovertemplate=f"epoch %{{x}}<br>{metric}=%{{y:.4f}}<extra></extra>",
             ), row=1, col=col)
         fig.update_xaxes(title_text="epoch", row=1, col=col)
-        _epoch_axis(fig, epochs["epoch"], row=1, col=col)
-    _layout(fig)
+        epoch_axis(fig, epochs["epoch"], row=1, col=col)
+    layout(fig)
     fig.update_layout(margin={"t": 70}, legend={"y": 1.12})  # room for the subplot titles
     return fig
 
@@ -291,7 +270,7 @@ def placement_intervals(intervals: pd.DataFrame, metric: str) -> go.Figure:
                               else f"<br>{TOO_FEW_RUNS} (under {MIN_RUNS}): no interval")
                            + f"<br>n={row.n}<extra></extra>"),
         ))
-    return _layout(fig, y=f"mean {label(metric)} ± 95% interval", legend=False)
+    return layout(fig, y=f"mean {label(metric)} ± 95% interval", legend=False)
 
 
 # -- parallel coordinates and the comparison of jobs -------------------------------------------
@@ -406,4 +385,4 @@ def jobs_placement_overlay(overlay: pd.DataFrame, metric: str) -> go.Figure:
         lo, hi = float(finite.min()), float(finite.max())
         pad = max(0.01, (hi - lo) * 0.15)
         fig.update_yaxes(range=[lo - pad, hi + pad])
-    return _layout(fig, x="placement", y=f"mean {label(metric)} ± 95% interval")
+    return layout(fig, x="placement", y=f"mean {label(metric)} ± 95% interval")

@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from regsearch.config import get_settings
-from regsearch.dashboard import charts, data, frames, live
+from regsearch.dashboard import charts, data, frames, live, placement_curves
 from regsearch.dashboard.delete import NOTICE_KEY, delete_job
 from regsearch.domain.progress import progress
 from regsearch.domain.states import JobState, TrialState
@@ -217,7 +217,7 @@ def _convergence(t: Trials) -> None:
     if done.empty:
         st.info("No complete trial yet: epochs_to_converge and seconds_per_epoch appear as trials finish.")
         return
-    _placement_curves(done)
+    placement_curves.draw(url, job_id, done)
     cols = st.columns(3)
     cols[0].markdown("**epochs_to_converge by placement**")
     cols[0].plotly_chart(_figure("box_by_placement", done, "epochs_to_converge"), width="stretch")
@@ -231,25 +231,6 @@ def _convergence(t: Trials) -> None:
     st.caption("epochs_to_converge: the first epoch whose val_acc reaches 95% of the trial's *own* best (epochs to "
                "95% of own best): a trial that learns little gets there early, so it is no convergence speed; the "
                "report's convergence to a common target is above.")
-
-
-def _placement_curves(done: pd.DataFrame) -> None:
-    """Each placement's mean curve with a band (its complete search trials), and the report's
-    convergence comparison to the job's common target, in words."""
-    curves = data.all_curves(url, job_id, tuple(int(n) for n in done["number"]))
-    if curves.empty:
-        return
-    placements = dict(zip(done["number"].astype(int), done["placement"]))
-    left, right = st.columns(2)
-    left.markdown("**Mean val_acc per epoch, by placement**")
-    left.plotly_chart(_figure("placement_bands", curves, placements, "val_acc"), width="stretch")
-    right.markdown("**Mean train_loss per epoch, by placement**")
-    right.plotly_chart(_figure("placement_bands", curves, placements, "train_loss"), width="stretch")
-    st.caption("Each placement's mean over its complete search trials; the band is the mean +- 1.96 standard "
-               "errors (95% interval of the mean). The leaders' own curves are above.")
-    found = data.report(url, job_id)
-    if found and found.get("convergence"):
-        st.markdown(found["convergence"])
 
 
 def _placement_comparison(t: Trials) -> None:
