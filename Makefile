@@ -44,6 +44,11 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
+# The control plane across hosts (network namespaces, so as root): trials/s with 1 and 2
+# coordinators at 1/4/16 jobs, plain Optuna beside them, the efficiency under delay and loss.
+bench-cluster: install
+	$(BIN)/python -m bench.control_plane
+
 bench-full: $(BENCH_STAMP)
 	$(BIN)/python -m bench --full
 
