@@ -8,6 +8,7 @@ int64 in ``0..n_classes-1``. Nothing here is pickled: arrays are read with ``all
 
 from __future__ import annotations
 
+import csv
 import random
 import threading
 from collections import OrderedDict
@@ -214,18 +215,103 @@ def input_shape_for(splits: Splits, model: Any) -> list[int]:
     return [int(d) for d in family.info.input_shape(knobs, splits.sample_shape)]
 
 
+# -- regression data (task: regression): float targets, standardized too -----------------
+@dataclass(frozen=True, eq=False)
+class RegressionSplits(Splits):
+    """Splits with float targets standardized by the training split's ``y_mean`` and ``y_std``."""
+
+    y_mean: float = 0.0
+    y_std: float = 1.0
+
+
+def _targets(y: Any, field: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "fiu":
+        raise DatasetError(f"{field} must be one number per example, shape (N,) (a regression target)")
+    y = y.astype(np.float64)
+    if not np.isfinite(y).all():
+        raise DatasetError(f"{field} holds a value that is not a finite number")
+    return y
+
+
+def _read(spec: DatasetSpec, data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    path = resolve_data_path(data_dir, spec.path or "")
+    where = f"dataset.path: {spec.path}"
+    if spec.name == "npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in archive.files}
+        except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, OSError, BadZipFile...
+            raise DatasetError(f"{where} is not a readable .npz file ({exc})") from None
+        if "x" not in arrays or "y" not in arrays:
+            raise DatasetError(f"{where} needs arrays 'x' and 'y'")
+        x_test = arrays.get("x_test")
+        y_test = None if "y_test" not in arrays else _targets(arrays["y_test"], f"{where}: array 'y_test'")
+        return (np.asarray(arrays["x"], dtype=np.float64), _targets(arrays["y"], f"{where}: array 'y'"),
+                None if x_test is None else np.asarray(x_test, dtype=np.float64), y_test)
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    header = [h.strip() for h in rows[0]]
+    if spec.label_column not in header:
+        raise DatasetError(f"dataset.label_column: {spec.path} has no column {spec.label_column!r}")
+    try:
+        table = np.array([[float(cell) for cell in row] for row in rows[1:]], dtype=np.float64)
+    except ValueError as exc:
+        raise DatasetError(f"{where}: a cell is not a number ({exc})") from None
+    at = header.index(spec.label_column)
+    return np.delete(table, at, axis=1), _targets(table[:, at], f"dataset.label_column: {spec.label_column!r}"), None, None
+
+
+def load_regression(spec: DatasetSpec, data_dir: Path) -> RegressionSplits:
+    """``spec``'s data with float targets, split with ``spec.split_seed`` and standardized."""
+    x, y, x_test, y_test = _read(spec, Path(data_dir))
+    if len(x) != len(y):
+        raise DatasetError(f"dataset.path: {spec.path}: 'x' has {len(x)} rows but 'y' has {len(y)}")
+    rng = np.random.default_rng(spec.split_seed)
+    order = rng.permutation(len(y))
+    if x_test is None or y_test is None:
+        n_test = max(1, round(len(y) * spec.test_fraction))
+        x_test, y_test, order = x[order[:n_test]], y[order[:n_test]], order[n_test:]
+    n_val = max(1, round(len(y) * spec.val_fraction))
+    if len(order) - n_val < 2:
+        raise DatasetError(f"dataset: {len(y)} examples are too few to split in three")
+    val, train = order[:n_val], order[n_val:]
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    std[std < 1e-12] = 1.0
+    y_mean, y_std = float(y[train].mean()), float(y[train].std()) or 1.0
+
+    def features(a: np.ndarray) -> np.ndarray:
+        out = ((a - mean) / std).astype(np.float32)
+        out.flags.writeable = False
+        return out
+
+    def targets(a: np.ndarray) -> np.ndarray:
+        out = ((a - y_mean) / y_std).astype(np.float32)
+        out.flags.writeable = False
+        return out
+
+    return RegressionSplits(
+        features(x[train]), targets(y[train]), features(x[val]), targets(y[val]), features(x_test),
+        targets(y_test), sample_shape=tuple(int(d) for d in x.shape[1:]), n_classes=1, name=spec.name,
+        y_mean=y_mean, y_std=y_std)
+
+
 _cache: OrderedDict[tuple[str, str], Splits] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def load_dataset_cached(spec: DatasetSpec, data_dir: Path) -> Splits:
-    """:func:`load_dataset`, loaded once per process per (spec, data_dir); least recent evicted."""
-    key = (spec.model_dump_json(), str(Path(data_dir).resolve()))
+def load_dataset_cached(spec: DatasetSpec, data_dir: Path, task: str = "classification") -> Splits:
+    """:func:`load_dataset`, loaded once per process per (spec, data_dir, task); least recent
+    evicted. A regression job's data (float targets) is ``regsearch.worker.regression``'s."""
+    key = (spec.model_dump_json() + task, str(Path(data_dir).resolve()))
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    splits = load_dataset(spec, data_dir)  # outside the lock: loading may take seconds
+    if task == "regression":
+        splits: Splits = load_regression(spec, data_dir)
+    else:
+        splits = load_dataset(spec, data_dir)  # outside the lock: loading may take seconds
     with _cache_lock:
         _cache[key] = splits
         while len(_cache) > CACHE_ENTRIES:

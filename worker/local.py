@@ -122,7 +122,7 @@ def run_local_trial(
 
         torch.set_num_threads(threads)
     target = select_device(device)
-    splits = load_dataset_cached(spec.dataset, Path(data_dir))
+    splits = load_dataset_cached(spec.dataset, Path(data_dir), spec.task)
     input_shape = input_shape_for(splits, spec.model)
     try:
         recipe = make_recipe(spec, clean, input_shape, splits.n_classes)

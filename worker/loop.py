@@ -145,6 +145,7 @@ class TrialRecorder:
 
     device: str
     on_epoch: OnEpoch | None = None
+    task: str = "classification"  # the job's task: which summary (regsearch.domain.metrics.summarize)
     epochs: list[EpochMetrics] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch: int = 0  # the epoch whose weights best_state holds
@@ -180,6 +181,8 @@ class TrialRecorder:
         self.test_metrics.update(metrics)
 
     def result(self) -> TrainResult:
-        summary = {**summarize(self.epochs, self.test_metrics.get("test_acc")), **self.measured}
+        # the held-out metrics a loop measured (test_acc; a regression's test_rmse, test_r2, val_r2)
+        summary = {**summarize(self.epochs, self.test_metrics.get("test_acc"), self.task), **self.test_metrics,
+                   **self.measured}
         return TrainResult(self.epochs, summary, stopped_early=self.stopped_early, device=self.device,
                            best_state=self.best_state)

@@ -25,6 +25,7 @@ from regsearch.worker import families
 from regsearch.worker.families.base import ACTIVATIONS, SlotFactory
 
 RECIPE_KEYS = ("version", "family", "knobs", "input_shape", "n_classes", "slots")
+OPTIONAL_RECIPE_KEYS = ("task",)  # "regression": one output (regsearch.domain.space.make_recipe)
 SLOT_KEYS = {"order", "dropout", "bn_momentum", "name"}  # name: optional, the user's layer (auto)
 
 
@@ -76,7 +77,7 @@ def _validate_v2(recipe: Any) -> tuple[families.Family, Any]:
     for key in RECIPE_KEYS:
         if key not in recipe:
             raise ValueError(f"recipe.{key}: missing")
-    unknown = set(recipe) - set(RECIPE_KEYS)
+    unknown = set(recipe) - {*RECIPE_KEYS, *OPTIONAL_RECIPE_KEYS}
     if unknown:
         raise ValueError(f"recipe.{min(unknown)}: unknown key")
     try:
@@ -101,7 +102,10 @@ def _validate_v2(recipe: Any) -> tuple[families.Family, Any]:
         raise ValueError(
             f"recipe.input_shape: {shape!r} must be {family.info.input_doc} for the {family.name} family"
         )
-    if not _is_int(recipe["n_classes"]) or recipe["n_classes"] < 2:
+    if recipe.get("task") == "regression":  # one output: the predicted target
+        if recipe["n_classes"] != 1:
+            raise ValueError(f"recipe.n_classes: {recipe['n_classes']!r} must be 1 for a regression recipe")
+    elif not _is_int(recipe["n_classes"]) or recipe["n_classes"] < 2:
         raise ValueError(f"recipe.n_classes: {recipe['n_classes']!r} must be an integer >= 2")
     slots = recipe["slots"]
     if not isinstance(slots, list) or not slots:

@@ -96,7 +96,7 @@ class EpochReporter:
         failpoints.hit(f"worker.epoch:{self.claim.params.get('placement')}")
         self.epochs.append(metrics)
         self.unwritten.append(metrics)
-        value = summarize(self.epochs, None)[self.spec.objective.metrics[0]]
+        value = summarize(self.epochs, None, self.spec.task)[self.spec.objective.metrics[0]]
         self.history[metrics.epoch] = float(value) if isinstance(value, (int, float)) else math.nan
         if self.heartbeat.lost.is_set():
             self.stop_reason = StopReason.LEASE_LOST

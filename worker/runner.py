@@ -68,7 +68,7 @@ def run_trial(trial_id: int, settings: Settings, device: str = "auto",
     reporter: EpochReporter | None = None
     with Heartbeat(db, claim, settings.heartbeat_interval_s) as heartbeat:
         try:
-            splits = load_dataset_cached(spec.dataset, settings.data_dir)
+            splits = load_dataset_cached(spec.dataset, settings.data_dir, spec.task)
             record_data(db, claim.job_id, splits)
             recipe = make_recipe(spec, claim.params, input_shape_for(splits, spec.model), splits.n_classes)
             pruner = job_pruner(db.url, claim.job_id, claim.study_name, spec.model_dump_json())

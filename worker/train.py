@@ -80,6 +80,7 @@ class DeviceData:
     n_classes: int
     name: str
     device: torch.device
+    y_std: float = 1.0  # a regression job's target scale (regsearch.worker.regression)
 
 
 def free_bytes(device: torch.device) -> int:
@@ -114,7 +115,8 @@ def to_device(splits: Splits, device: torch.device | str = "cpu") -> DeviceData:
     def put(array: Any, dtype: torch.dtype) -> torch.Tensor:
         return torch.tensor(array, dtype=dtype, device=device)  # a copy: the arrays are read-only
 
-    x_train, y_train = put(splits.x_train, torch.float32), put(splits.y_train, torch.int64)
+    target = torch.float32 if splits.y_train.dtype.kind == "f" else torch.int64  # regression: float targets
+    x_train, y_train = put(splits.x_train, torch.float32), put(splits.y_train, target)
     # as large as the validation split, chosen once, so train and val accuracy are comparable
     generator = torch.Generator().manual_seed(TRAIN_SAMPLE_SEED)
     size = min(len(splits.y_val), len(splits.y_train))
@@ -123,15 +125,16 @@ def to_device(splits: Splits, device: torch.device | str = "cpu") -> DeviceData:
         x_train=x_train,
         y_train=y_train,
         x_val=put(splits.x_val, torch.float32),
-        y_val=put(splits.y_val, torch.int64),
+        y_val=put(splits.y_val, target),
         x_test=put(splits.x_test, torch.float32),
-        y_test=put(splits.y_test, torch.int64),
+        y_test=put(splits.y_test, target),
         x_train_sample=x_train[sample],
         y_train_sample=y_train[sample],
         sample_shape=tuple(splits.sample_shape),
         n_classes=splits.n_classes,
         name=splits.name,
         device=device,
+        y_std=float(getattr(splits, "y_std", 1.0)),
     )
 
 

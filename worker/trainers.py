@@ -202,8 +202,13 @@ def run_trainer(spec: JobSpec, params: Mapping[str, Any], recipe: dict[str, Any]
                 on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
                 report_timeout_s: float = DEFAULT_REPORT_TIMEOUT_S) -> TrainResult:
     """Train one trial with the spec's trainer: the built-in loop, or a plugin in a watched thread."""
-    recorder = TrialRecorder(str(data.device), on_epoch)
+    recorder = TrialRecorder(str(data.device), on_epoch, task=spec.task)
     name = spec.training.trainer
+    if name == BUILTIN_TRAINER and spec.task == "regression":
+        from regsearch.worker.regression import train_regression
+
+        train_regression(recipe, spec.training, data, recorder, data.y_std)
+        return recorder.result()
     if name == BUILTIN_TRAINER:
         from regsearch.worker.train import train_builtin
 

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from regsearch.domain.metrics import SHOWN_METRICS, format_metric
+from regsearch.domain.metrics import format_metric, task_metrics
 from regsearch.domain.model_label import model_label
 from regsearch.domain.progress import document_progress
 from regsearch.domain.states import TrialState
@@ -212,9 +212,11 @@ def best_table(items: list[dict[str, Any]], width: int | None = None, *, objecti
     title = "Best configurations" + (
         f" (a confirmed one: mean over its runs, {metric_header(objective)} with its 95% interval)"
         if confirmed else "")
-    shown = [objective, *(m for m in ("val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch")
-                          if m != objective)]
-    keep = {objective, "test_acc", "gap"}
+    regression = recipe_task(items) == "regression"  # a regression job's metrics, no accuracy
+    metrics_shown = (task_metrics("regression") if regression
+                     else ("val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch"))
+    shown = [objective, *(m for m in metrics_shown if m != objective)]
+    keep = {objective, "test_rmse" if regression else "test_acc", "gap"}
     priority = {"val_acc": 2, "epochs_to_converge": 7, "seconds_per_epoch": 9}
     columns = [Col("#"), Col("placement", KEEP, "left"), Col("dropout", 3), Col("bn_momentum", 4),
                Col("layers", 6, "left"), *([Col("runs", 5)] if confirmed else []),
@@ -258,6 +260,12 @@ def compact_json(value: Any, width: int = RECIPE_WIDTH, indent: int = 0, start: 
 def print_recipe(console: Console, recipe: dict[str, Any]) -> None:
     """The recipe as indented JSON on lines of its own (never wrapped by the console)."""
     console.print(Text(compact_json(recipe)), soft_wrap=True)
+
+
+def recipe_task(items: list[dict[str, Any]]) -> str:
+    """The task of a job's trials, as their recipes say (``task``: regression; else classification)."""
+    recipe = next((item.get("recipe") for item in items if item.get("recipe")), None) or {}
+    return str(recipe.get("task", "classification"))
 
 
 def print_best(console: Console, items: list[dict[str, Any]], *, with_recipe: bool = True,
@@ -326,7 +334,8 @@ def print_trial(console: Console, document: dict[str, Any]) -> None:
     """The human form of a local trial: metrics, per-epoch curve, layer order, recipe."""
     summary = document["metrics"]
     title = f"Trial on {document['device']}: " + ", ".join(f"{k}={_param(v)}" for k, v in document["params"].items())
-    names = (*SHOWN_METRICS, "epochs_run")
+    task = recipe_task([document])
+    names = (*task_metrics(task), "epochs_run")
     values = [format_metric(c, summary.get(c)) for c in names]
     console.print(title, highlight=False)
     if sum(max(cell_len(n), cell_len(v)) for n, v in zip(names, values)) + _overhead(len(names)) <= console.width:
@@ -334,7 +343,8 @@ def print_trial(console: Console, document: dict[str, Any]) -> None:
     else:  # too narrow for a row of metrics: one metric per line rather than cut headers
         console.print(fitted_table([Col("metric", KEEP, "left"), Col("value")], list(zip(names, values)),
                                    console.width))
-    curve_columns = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+    curve_columns = (("epoch", "train_loss", "val_loss", "seconds") if task == "regression"
+                     else ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"))
     curve = [[format_metric(c, epoch[c]) for c in curve_columns] for epoch in document["epochs"]]
     console.print(fitted_table([Col(c, KEEP if c in ("epoch", "val_acc") else 5) for c in curve_columns], curve,
                                console.width, title="Per-epoch curve"))

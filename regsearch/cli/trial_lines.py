@@ -39,7 +39,9 @@ class EpochLines:
     def epoch(self, metrics: EpochMetrics) -> None:
         m = {name: format_metric(name, getattr(metrics, name)) for name in CURVE}
         # under 80 columns: "epoch 12/20  train loss 0.705 acc 0.764  val loss 1.075 acc 0.591  0.13 s"
+        has_acc = metrics.val_acc == metrics.val_acc  # NaN: a regression (losses only)
+        train_acc, val_acc = (f" acc {m['train_acc']}", f" acc {m['val_acc']}") if has_acc else ("", "")
         self.console.print(f"epoch {metrics.epoch:>{self.width}}/{self.epochs}  "
-                           f"train loss {m['train_loss']} acc {m['train_acc']}  "
-                           f"val loss {m['val_loss']} acc {m['val_acc']}  {metrics.seconds:.2f} s",
+                           f"train loss {m['train_loss']}{train_acc}  "
+                           f"val loss {m['val_loss']}{val_acc}  {metrics.seconds:.2f} s",
                            highlight=False, markup=False, soft_wrap=True)

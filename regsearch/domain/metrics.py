@@ -28,6 +28,7 @@ from typing import Any, Literal
 CONVERGENCE_FRACTION = 0.95
 EPOCH_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 Direction = Literal["maximize", "minimize"]
+Task = Literal["classification", "regression"]
 
 
 @dataclass(frozen=True)
@@ -47,23 +48,37 @@ class Metric:
     bounded_by_epochs: bool = False
     decimals: int = 3  # fixed decimals wherever a value or a mean of it is printed (format_metric)
     label: str | None = None  # a column's heading where the name alone would mislead
+    task: Task | None = "classification"  # the task whose trials have it (None: every task)
 
 
 # The one list of per-trial metrics, in the order every table shows them.
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("val_acc", "maximize", True, 0.0, 1.0),
     Metric("test_acc", "maximize", False, 0.0, 1.0),
-    Metric("gap", "minimize", True, -1.0, 1.0),
+    # regression (task: regression): RMSE in the target's units, R^2 (1 - MSE / variance)
+    Metric("val_rmse", "minimize", True, 0.0, None, task="regression"),
+    Metric("val_r2", "maximize", True, None, 1.0, task="regression"),
+    Metric("test_rmse", "minimize", False, 0.0, None, task="regression"),
+    Metric("test_r2", "maximize", False, None, 1.0, task="regression"),
+    # classification: train_acc - val_acc; regression: val_loss - train_loss (MSE), at the best epoch
+    Metric("gap", "minimize", True, -1.0, 1.0, task=None),
     Metric("epochs_to_converge", "minimize", True, 1.0, None, bounded_by_epochs=True, decimals=1,
            label="epochs to 95% of own best"),
     Metric("mean_val_acc", "maximize", True, 0.0, 1.0),
-    Metric("seconds_per_epoch", "minimize", True, 0.0, None),
-    Metric("val_loss", "minimize", True, 0.0, None, shown=False),
+    Metric("seconds_per_epoch", "minimize", True, 0.0, None, task=None),
+    Metric("val_loss", "minimize", True, 0.0, None, shown=False, task=None),
 )}
-SHOWN_METRICS = tuple(name for name, m in METRICS.items() if m.shown)
+
+
+def task_metrics(task: str = "classification", *, shown_only: bool = True) -> tuple[str, ...]:
+    """The per-trial metrics a task's trials have, in table order (``shown_only``: the columns)."""
+    return tuple(name for name, m in METRICS.items() if m.task in (None, task) and (m.shown or not shown_only))
+
+
+SHOWN_METRICS = task_metrics("classification")  # a classification job's columns (the default task)
 OBJECTIVE_METRICS = tuple(name for name, m in METRICS.items() if m.objective)
 DIRECTIONS: dict[str, Direction] = {name: m.direction for name, m in METRICS.items()}
-SUMMARY_FIELDS = (*METRICS, "epochs_run")
+SUMMARY_FIELDS = (*task_metrics("classification", shown_only=False), "epochs_run")  # a classification trial's
 
 # Former metric names, still read: a spec's objective naming one means the new name (migration
 # 0007 renamed them in stored trials and specs). ``val_auc`` read like a ROC AUC.
@@ -149,11 +164,25 @@ def epochs_to_converge(val_accs: Sequence[float]) -> int:
     return len(val_accs)
 
 
-def summarize(epochs: Sequence[EpochMetrics], test_acc: float | None) -> dict[str, Any]:
-    """The per-trial summary from the epochs run and the test accuracy of the best weights."""
+def summarize(epochs: Sequence[EpochMetrics], test_acc: float | None, task: str = "classification") -> dict[str, Any]:
+    """The per-trial summary from the epochs run and the test accuracy of the best weights.
+
+    A regression trial's (its epochs carry losses only, the MSE): the best epoch is the lowest
+    val_loss; ``val_rmse`` its square root, ``gap`` val_loss - train_loss there. ``val_r2``,
+    ``test_rmse`` and ``test_r2`` need the data: the loop measures them (None until then)."""
     if not epochs:
         raise ValueError("a trial summary needs at least one epoch")
     best = epochs[best_epoch_index(epochs)]
+    if task == "regression":
+        return {
+            "val_rmse": math.sqrt(best.val_loss) if best.val_loss >= 0 else math.nan,
+            "val_r2": None, "test_rmse": None, "test_r2": None,
+            "val_loss": best.val_loss,
+            "gap": best.val_loss - best.train_loss,
+            "best_epoch": best.epoch,
+            "seconds_per_epoch": sum(e.seconds for e in epochs) / len(epochs),
+            "epochs_run": len(epochs),
+        }
     val_accs = [e.val_acc for e in epochs]
     return {
         "val_acc": best.val_acc,

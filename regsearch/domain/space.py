@@ -126,7 +126,7 @@ def make_recipe(spec: JobSpec, params: dict[str, Any], input_shape: list[int], n
     if namer is not None:
         for slot, name in zip(slots, namer(spec.model.knobs, input_shape), strict=True):
             slot["name"] = name
-    return {
+    recipe = {
         "version": RECIPE_VERSION,
         "family": spec.model.family,
         "knobs": spec.model.knobs.model_dump(mode="json"),
@@ -134,6 +134,9 @@ def make_recipe(spec: JobSpec, params: dict[str, Any], input_shape: list[int], n
         "n_classes": int(n_classes),
         "slots": slots,
     }
+    if spec.task == "regression":
+        recipe["task"] = "regression"  # one output (n_classes 1): the predicted target
+    return recipe
 
 
 V1_FAMILIES = {"mlp": "hidden", "cnn": "channels"}  # 0.1's families and the knob of their widths

@@ -22,6 +22,7 @@ from regsearch.domain.metrics import DIRECTIONS, OBJECTIVE_METRICS, current_metr
 from regsearch.domain.model_spec import ModelSpec
 from regsearch.domain.recipe import RecipeFields, pack_refusal
 from regsearch.domain.strict import Strict
+from regsearch.domain.task import check_task
 
 PLACEMENT_TOKENS = ("bn", "act", "drop")
 LAYER_SELECTION_RE = re.compile(r"^(all|none|last|last-([1-9][0-9]*))$")
@@ -258,6 +259,7 @@ class JobSpec(Strict):
     """A complete search job (docs/interface.md "Job spec")."""
 
     name: str = Field(min_length=1, max_length=200)
+    task: Literal["classification", "regression"] = "classification"  # regsearch.domain.task
     dataset: DatasetSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     space: SpaceSpec = Field(default_factory=SpaceSpec)
@@ -293,6 +295,7 @@ class JobSpec(Strict):
                             f"{self.dataset.name!r} holds sequences or flat features")
         if self.budget.pack > 1 and (refused := pack_refusal(self.training)) is not None:
             raise SpecError(*refused)
+        check_task(self)  # the dataset, objective and packing fit the task
         if self.confirm is not None and len(self.objective.metrics) > 1:
             raise SpecError("confirm", "confirmation runs rank by one objective; use a single objective")
         if self.confirm is not None and self.training.seed + self.confirm.seeds > 2**31 - 1:

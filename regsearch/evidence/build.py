@@ -7,7 +7,7 @@ from typing import Any
 
 from regsearch.domain.confirm import is_search
 from regsearch.domain.jsonsafe import finite_or_none
-from regsearch.domain.metrics import SHOWN_METRICS
+from regsearch.domain.metrics import task_metrics
 from regsearch.domain.model_label import has_slot_names, slot_labels
 from regsearch.domain.ranking import rank_configurations
 from regsearch.domain.space import OPTIMIZER_PARAMS
@@ -151,7 +151,9 @@ def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict],
     them by the user's layers (``auto``), the report lists them.
     """
     setup = read_setup(spec)
-    metrics = list(SHOWN_METRICS) + ([setup.metric] if setup.metric not in SHOWN_METRICS else [])
+    task = (spec.get("task") if isinstance(spec, Mapping) else spec.task) or "classification"
+    shown = task_metrics(task)  # a regression job's columns: no accuracy (regsearch.domain.metrics)
+    metrics = list(shown) + ([setup.metric] if setup.metric not in shown else [])
     current = [t for t in trials if not t.get("retried")]
     search = [t for t in current if is_search(t)]
     groupings = [
