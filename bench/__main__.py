@@ -45,6 +45,8 @@ def run(full: bool, backend_request: str) -> dict[str, Any]:
         print(f"overhead: {sizes['overhead_trials']} one-epoch trials of a tiny model, {sizes['workers']} workers ...", flush=True)
         job = overhead.measure(trials=sizes["overhead_trials"], workers=sizes["workers"], backend=backend, data_dir=root / "o")
         out["overhead"] = {**job.__dict__, "overhead_ms_per_trial": job.overhead_ms_per_trial(sizes["workers"])}
+        if job.states.get("failed"):  # a figure from trials that never trained measures nothing
+            raise RuntimeError(f"the overhead job's trials failed ({job.states}): see the service's logs")
         print(f"  {out['overhead']}", flush=True)
         out["ask"] = ask_growth(out["overhead"], asks=60 if full else 30, backend=backend, data_dir=root / "a")
         print(f"  {out['ask']}", flush=True)
