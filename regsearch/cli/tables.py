@@ -213,6 +213,8 @@ def best_table(items: list[dict[str, Any]], width: int | None = None, *, objecti
         f" (a confirmed one: mean over its runs, {metric_header(objective)} with its 95% interval)"
         if confirmed else "")
     regression = recipe_task(items) == "regression"  # a regression job's metrics, no accuracy
+    if regression and objective not in task_metrics("regression", shown_only=False):
+        objective = "val_rmse"  # a caller that did not say: the regression job's default objective
     metrics_shown = (task_metrics("regression") if regression
                      else ("val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch"))
     shown = [objective, *(m for m in metrics_shown if m != objective)]

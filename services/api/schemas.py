@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from regsearch.domain.confirm import group_interval
 from regsearch.domain.jsonsafe import finite_or_none
-from regsearch.domain.metrics import SHOWN_METRICS
+from regsearch.domain.metrics import task_metrics
 from regsearch.domain.model_label import model_label
 from regsearch.domain.ranking import RankedConfig
 from regsearch.domain.states import JobState, TrialState, WeightsState
@@ -156,7 +156,7 @@ class BestMetrics(BaseModel):
     val_acc: float | None = None
     test_acc: float | None = None
     gap: float | None = None
-    epochs_to_converge: int | float | None = None
+    epochs_to_95pct_best: int | float | None = None
     mean_val_acc: float | None = None
     seconds_per_epoch: float | None = None
 
@@ -298,7 +298,8 @@ def confirmation(seed_runs: Sequence[Trial]) -> ConfirmationPublic | None:
         seeds=[t.seed for t in seed_runs],
         metrics={
             name: group_interval(runs, name)
-            for name in SHOWN_METRICS
+            # the task's metrics: a regression recipe says so (regsearch.domain.metrics.task_metrics)
+            for name in task_metrics(str((_blob(seed_runs[0].recipe) or {}).get("task", "classification")))
         },
     )
 
