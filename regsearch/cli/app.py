@@ -203,10 +203,11 @@ def _save_folder(save: Path) -> Path:
 
 
 def _objective(job_document: dict[str, Any]) -> str:
-    """The job's (first) objective, from its stored spec; val_acc where the document has none."""
-    objective = (job_document.get("spec") or {}).get("objective") or {}
-    metrics = objective.get("metrics") or ["val_acc"]
-    return str(metrics[0])
+    """The job's (first) objective, read from its stored spec by the one view of it (StoredSpec:
+    val_acc where the document has none, a former metric name as its current one)."""
+    from regsearch.domain.stored_spec import StoredSpec
+
+    return StoredSpec.read(job_document.get("spec")).objectives[0][0]
 
 
 @app.command()
