@@ -172,11 +172,6 @@ class Ranked:
     ranked: RankedConfig  # its place in the ranking (scores, front)
 
 
-def best_trials(db: Database, *, job: Job, k: int = 5) -> list[Trial]:
-    """The top ``k`` configurations' search trials (see :func:`best_configurations`)."""
-    return [ranked.trial for ranked in best_configurations(db, job=job, k=k)]
-
-
 def best_configurations(db: Database, *, job: Job, k: int = 5) -> list[Ranked]:
     """The first ``k`` configurations of the job's ranking (:mod:`regsearch.domain.ranking`:
     confirmed ones by their seed-group mean first; several objectives: Pareto fronts first)."""
