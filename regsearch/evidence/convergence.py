@@ -117,6 +117,12 @@ def _in_words(median: Median, unit: str) -> str:
     return f"{_fmt(median.median, unit)} {unit} [{_fmt(median.low, unit)}, {high}]"
 
 
+def target_level(target: Target | TargetInfo) -> str:
+    """The target as a level, ``val_acc >= 0.641`` (``val_loss <= 0.412``): the report's text and
+    its Markdown section say it alike."""
+    return f"{target.metric} {'>=' if target.metric != 'val_loss' else '<='} {target.value:.3f}"
+
+
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "?"
@@ -130,7 +136,7 @@ def bn_statement(search: Sequence[TrialDict], target: Target) -> str:
     with_bn = [t for t in done if "bn" in str(params_of(t).get("placement", "")).split("-")
                and params_of(t).get("bn_layers") != "none"]
     without = [t for t in done if t not in with_bn]
-    level = f"{target.metric} {'>=' if target.metric != 'val_loss' else '<='} {target.value:.3f}"
+    level = target_level(target)
     if not with_bn or not without:
         return f"Convergence to the target ({level}): no placements {'with' if not with_bn else 'without'} BN to compare."
     parts = []

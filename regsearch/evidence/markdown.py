@@ -79,12 +79,12 @@ def best_per_placement(report: Report, grouping: Grouping) -> list[str]:
 def convergence_section(report: Report, grouping: Grouping) -> list[str]:
     """Each placement held to the job's target (Kaplan-Meier medians; censored trials never averaged),
     the comparison in words, and the variance shift / BN recalibration where measured."""
-    from regsearch.evidence.convergence import group_median_text
+    from regsearch.evidence.convergence import group_median_text, target_level
 
     if report.target is None:
         return []
     target = report.target
-    level = f"{target.metric} {'>=' if target.metric != 'val_loss' else '<='} {target.value:.3f}"
+    level = target_level(target)
     lines = [f"#### Convergence to a common target: {level} ({target.source})", ""]
     if report.convergence:
         lines += [report.convergence, ""]
