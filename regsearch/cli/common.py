@@ -67,13 +67,13 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _client(settings: Settings) -> Any:
+def _client(settings: Settings, *, timeout_s: float = 30.0) -> Any:
     """A client for ``--api-url``, else REGSEARCH_API_URL, else the default address."""
     from regsearch.client import Client
 
     if _api_url is not None:
         settings = settings.model_copy(update={"api_url": _api_url})
-    return Client.from_settings(settings)
+    return Client.from_settings(settings, timeout_s=timeout_s)
 
 
 def _api_call(call: Any) -> Any:

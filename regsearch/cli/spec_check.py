@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regsearch.cli.common import _settings, fail
+from regsearch.cli.common import _client, _settings, fail
 from regsearch.domain.spec import JobSpec, SpecError, load_spec
 
 CATALOG_TIMEOUT_S = 5.0
@@ -50,11 +50,7 @@ def check_spec_file(path: Path) -> CheckedSpec:
 
     catalog: Any
     offline: str | None = None
-    from regsearch.cli import common
-    from regsearch.client import Client
-
-    settings = _settings()
-    client = Client(common._api_url or settings.api_url, settings.api_token, timeout_s=CATALOG_TIMEOUT_S)
+    client = _client(_settings(), timeout_s=CATALOG_TIMEOUT_S)  # --api-url, else REGSEARCH_API_URL
     try:
         catalog = client.catalog()
     except ApiError as exc:
