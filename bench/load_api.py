@@ -136,7 +136,7 @@ def seed(url: str, jobs: int, trials: int, epochs: int) -> list[tuple[str, int]]
                                       seconds=0.05) for e in range(1, epochs + 1)]
                 trial_store.record_epochs(db, trial_id=trial_id, lease=claim.lease, epochs=curve)
                 best = max(c.val_acc for c in curve)
-                metrics = {"val_acc": best, "test_acc": best - 0.01, "gap": 0.03, "epochs_to_converge": epochs // 2,
+                metrics = {"val_acc": best, "test_acc": best - 0.01, "gap": 0.03, "epochs_to_95pct_best": epochs // 2,
                            "mean_val_acc": statistics.fmean(c.val_acc for c in curve), "seconds_per_epoch": 0.05,
                            "epochs_run": epochs}
                 trial_store.finish(db, trial_id=trial_id, lease=claim.lease, state=TrialState.COMPLETE, metrics=metrics)

@@ -31,7 +31,7 @@ LOG_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 LABELS = {
     "val_acc": "validation accuracy (val_acc)", "test_acc": "test accuracy (test_acc)",
     "train_acc": "training accuracy at the best epoch", "gap": "gap (train_acc − val_acc)",
-    "epochs_to_converge": "epochs_to_converge", "seconds_per_epoch": "seconds_per_epoch",
+    "epochs_to_95pct_best": "epochs_to_95pct_best", "seconds_per_epoch": "seconds_per_epoch",
     "mean_val_acc": "mean_val_acc (over the epochs run)", "dropout": "dropout", "bn_momentum": "bn_momentum",
     "val_loss": "val_loss",
 }
@@ -132,7 +132,7 @@ def box_by_placement(df: pd.DataFrame, metric: str) -> go.Figure:
     """Distribution of ``metric`` per placement: box plus every trial as a point, with n=..."""
     fig = go.Figure()
     data = df[df[metric].notna()]
-    medians = data.groupby("placement")[metric].median().sort_values(ascending=metric in ("gap", "epochs_to_converge", "seconds_per_epoch"))
+    medians = data.groupby("placement")[metric].median().sort_values(ascending=metric in ("gap", "epochs_to_95pct_best", "seconds_per_epoch"))
     for placement in medians.index:
         part = data[data["placement"] == placement]
         fig.add_trace(go.Box(
@@ -181,7 +181,7 @@ def dropout_momentum_map(df: pd.DataFrame, metric: str) -> go.Figure:
     fig = go.Figure(go.Scatter(
         x=data["dropout"], y=data["bn_momentum"], mode="markers", customdata=_custom(data),
         marker={"color": data[metric], "colorscale": "Viridis", "size": 9, "showscale": True,
-                "colorbar": {"title": {"text": metric}}, "reversescale": metric in ("gap", "epochs_to_converge")},
+                "colorbar": {"title": {"text": metric}}, "reversescale": metric in ("gap", "epochs_to_95pct_best")},
         hovertemplate=f"{HOVER}<br>{metric}=%{{marker.color:.4f}}<extra></extra>",
     ))
     _log_axis(fig, "y")

@@ -1,7 +1,7 @@
 """The analysis tables behind the pages: pure functions of rows and DataFrames (no I/O, no Streamlit).
 
 Metric names are the project's own (``regsearch.domain.metrics``): ``val_acc``, ``test_acc``, ``gap``
-(train_acc - val_acc at the best epoch), ``epochs_to_converge``, ``mean_val_acc``,
+(train_acc - val_acc at the best epoch), ``epochs_to_95pct_best``, ``mean_val_acc``,
 ``seconds_per_epoch``; parameters are ``placement``, ``dropout``, ``bn_momentum``,
 ``dropout_layers``, ``bn_layers``. ``train_acc`` here is the training accuracy at the best
 epoch, ``val_acc + gap``.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regsearch.domain.metrics import SUMMARY_FIELDS
+from regsearch.domain.metrics import OWN_BEST_FRACTION, SUMMARY_FIELDS
 from regsearch.domain.model_label import model_label, slot_labels
 from regsearch.domain.progress import progress, state_counts
 from regsearch.domain.space import params_key
@@ -205,10 +205,10 @@ def summary_so_far(epochs: pd.DataFrame) -> dict[str, float]:
     # best epoch: highest val_acc, then lowest val_loss, then earliest (regsearch.domain.metrics)
     best = known.sort_values(["val_acc", "val_loss", "epoch"], ascending=[False, True, True],
                              na_position="last").iloc[0]
-    target = 0.95 * best["val_acc"]
+    target = OWN_BEST_FRACTION * best["val_acc"]
     return {
         "val_acc": float(best["val_acc"]), "gap": float(best["train_acc"] - best["val_acc"]),
-        "epochs_to_converge": int(known.loc[known["val_acc"] >= target, "epoch"].min()),
+        "epochs_to_95pct_best": int(known.loc[known["val_acc"] >= target, "epoch"].min()),
         "seconds_per_epoch": float(epochs["seconds"].mean()),
     }
 
@@ -294,7 +294,7 @@ def placement_summary(df: pd.DataFrame) -> pd.DataFrame:
     current = df[~df["retried"]]
     if current.empty:
         return pd.DataFrame(columns=["placement", "trials", "complete", "pruned", "failed", "val_acc_median",
-                                     "val_acc_best", "gap_mean", "epochs_to_converge_median",
+                                     "val_acc_best", "gap_mean", "epochs_to_95pct_best_median",
                                      "seconds_per_epoch_median"])
     states = pd.crosstab(current["placement"], current["state"])
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED):
@@ -302,7 +302,7 @@ def placement_summary(df: pd.DataFrame) -> pd.DataFrame:
             states[state.value] = 0
     done = complete(current).groupby("placement").agg(
         val_acc_median=("val_acc", "median"), val_acc_best=("val_acc", "max"), gap_mean=("gap", "mean"),
-        epochs_to_converge_median=("epochs_to_converge", "median"),
+        epochs_to_95pct_best_median=("epochs_to_95pct_best", "median"),
         seconds_per_epoch_median=("seconds_per_epoch", "median"),
     )
     table = states[[TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED]].join(done, how="left")

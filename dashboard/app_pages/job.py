@@ -215,22 +215,22 @@ def _convergence(t: Trials) -> None:
         placements = dict(zip(df["number"].astype(int), df["placement"]))
         st.plotly_chart(_figure("curves_overlay", curves, placements), width="stretch")
     if done.empty:
-        st.info("No complete trial yet: epochs_to_converge and seconds_per_epoch appear as trials finish.")
+        st.info("No complete trial yet: epochs_to_95pct_best and seconds_per_epoch appear as trials finish.")
         return
     placement_curves.draw(url, job_id, done)
     cols = st.columns(3)
-    cols[0].markdown("**epochs_to_converge by placement**")
-    cols[0].plotly_chart(_figure("box_by_placement", done, "epochs_to_converge"), width="stretch")
-    cols[1].markdown("**epochs_to_converge by bn_momentum**")
+    cols[0].markdown("**epochs_to_95pct_best by placement**")
+    cols[0].plotly_chart(_figure("box_by_placement", done, "epochs_to_95pct_best"), width="stretch")
+    cols[1].markdown("**epochs_to_95pct_best by bn_momentum**")
     if done["bn_momentum"].notna().any():
-        cols[1].plotly_chart(_figure("by_momentum", done, "epochs_to_converge"), width="stretch")
+        cols[1].plotly_chart(_figure("by_momentum", done, "epochs_to_95pct_best"), width="stretch")
     else:
         cols[1].info("No complete trial placed batch normalization.")
     cols[2].markdown("**seconds_per_epoch by placement**")
     cols[2].plotly_chart(_figure("box_by_placement", done, "seconds_per_epoch"), width="stretch")
-    st.caption("epochs_to_converge: the first epoch whose val_acc reaches 95% of the trial's *own* best (epochs to "
-               "95% of own best): a trial that learns little gets there early, so it is no convergence speed; the "
-               "report's convergence to a common target is above.")
+    st.caption("epochs_to_95pct_best: the first epoch whose val_acc reaches 95% of the trial's *own* best: a trial "
+               "that learns little gets there early, so it is no convergence speed; the report's convergence to a "
+               "common target is above.")
 
 
 def _placement_comparison(t: Trials) -> None:
@@ -301,7 +301,7 @@ def _best_configurations(t: Trials) -> None:
                "their single run" + ("; with several objectives, by Pareto front (0: not dominated), then by the "
                                      "objectives in order" if len(objectives) > 1 else "") + "; ties: trial number.")
     columns = ["rank", *(["front"] if len(objectives) > 1 else []), "number", "placement", "dropout", "bn_momentum",
-               "dropout_layers", "bn_layers", "score", "runs", "val_acc", "test_acc", "gap", "epochs_to_converge",
+               "dropout_layers", "bn_layers", "score", "runs", "val_acc", "test_acc", "gap", "epochs_to_95pct_best",
                "mean_val_acc", "seconds_per_epoch", "val_acc_std"]
     st.dataframe(board[columns], hide_index=True, width="stretch", column_config={
         "score": st.column_config.NumberColumn(f"{metric} (ranked)", format="%.4f",
@@ -330,7 +330,7 @@ def _all_trials(t: Trials) -> None:
         return
     st.header("All trials")
     view = df.assign(open=[f"trial?job={job_id}&trial={n}" for n in df["number"]])
-    columns = ["number", "state", "config", "val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch",
+    columns = ["number", "state", "config", "val_acc", "test_acc", "gap", "epochs_to_95pct_best", "seconds_per_epoch",
                "epochs_recorded", "attempt", "worker", "error", "open"]
     st.dataframe(view[columns], hide_index=True, width="stretch", column_config={
         "open": st.column_config.LinkColumn("link", display_text="open ↗"),

@@ -95,9 +95,9 @@ def _summary(t: dict[str, Any]) -> None:
         shown, suffix = frames.summary_so_far(epochs), " (so far)" if running else " (from its epochs)"
     cols = st.columns(6)
     cols[0].metric("State", t["state"])
-    for col, name in zip(cols[1:], ("val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch")):
+    for col, name in zip(cols[1:], ("val_acc", "test_acc", "gap", "epochs_to_95pct_best", "seconds_per_epoch")):
         value = shown.get(name)
-        text = str(value) if name == "epochs_to_converge" and value is not None else _fmt(value)
+        text = str(value) if name == "epochs_to_95pct_best" and value is not None else _fmt(value)
         col.metric(name + (suffix if name != "test_acc" else ""), text)
     if t["error"]:
         st.error(f"Error: {t['error']}")

@@ -135,8 +135,8 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: i
 
 # The report's tables: the objective (its mean with the interval, then its sd), the counts, then
 # the other metrics' means with their intervals. Left out first where the width is short.
-_GROUP_METRIC_PRIORITY = {"test_acc": 5, "gap": 7, "epochs_to_converge": 8, "seconds_per_epoch": 9, "mean_val_acc": 10}
-_HEADS = {"epochs_to_converge": "converge ep.", "seconds_per_epoch": "s/epoch"}
+_GROUP_METRIC_PRIORITY = {"test_acc": 5, "gap": 7, "epochs_to_95pct_best": 8, "seconds_per_epoch": 9, "mean_val_acc": 10}
+_HEADS = {"epochs_to_95pct_best": "95% best ep.", "seconds_per_epoch": "s/epoch"}
 _BAND_HEADS = {"dropout_band": "dropout", "momentum_band": "bn_momentum"}  # the table's title says "band"
 
 
@@ -149,7 +149,7 @@ def grouping_table(document: dict[str, Any], by: str = "placement", width: int |
     """One grouping of the report (``GET /jobs/{id}/report``): per placement (ranked) or band, the
     objective's mean with its 95% interval, then the other metrics.
 
-    Where the width is short, left out first: failed, pruned, mean_val_acc, s/epoch, converge ep.,
+    Where the width is short, left out first: failed, pruned, mean_val_acc, s/epoch, 95% best ep.,
     gap, trials, test_acc, sd, n, rank; never the placement (or band) and the objective.
     """
     from regsearch.evidence import Report, format_stat, format_value
@@ -203,7 +203,7 @@ def best_table(items: list[dict[str, Any]], width: int | None = None, *, objecti
 
     Once confirmation runs exist, a confirmed configuration's metrics are its means over its runs
     (the search trial and its re-runs with other seeds), the objective with its 95% interval.
-    Where the width is short, left out first: s/epoch, converge ep., layers, runs, bn_momentum,
+    Where the width is short, left out first: s/epoch, 95% best ep., layers, runs, bn_momentum,
     dropout; never #, placement, the objective, test_acc or gap (how well it generalizes).
     """
     from regsearch.evidence.markdown import TABLE_NOTES
@@ -216,10 +216,10 @@ def best_table(items: list[dict[str, Any]], width: int | None = None, *, objecti
     if regression and objective not in task_metrics("regression", shown_only=False):
         objective = "val_rmse"  # a caller that did not say: the regression job's default objective
     metrics_shown = (task_metrics("regression") if regression
-                     else ("val_acc", "test_acc", "gap", "epochs_to_converge", "seconds_per_epoch"))
+                     else ("val_acc", "test_acc", "gap", "epochs_to_95pct_best", "seconds_per_epoch"))
     shown = [objective, *(m for m in metrics_shown if m != objective)]
     keep = {objective, "test_rmse" if regression else "test_acc", "gap"}
-    priority = {"val_acc": 2, "epochs_to_converge": 7, "seconds_per_epoch": 9}
+    priority = {"val_acc": 2, "epochs_to_95pct_best": 7, "seconds_per_epoch": 9}
     columns = [Col("#"), Col("placement", KEEP, "left"), Col("dropout", 3), Col("bn_momentum", 4),
                Col("layers", 6, "left"), *([Col("runs", 5)] if confirmed else []),
                *(Col(metric_header(m), KEEP if m in keep else priority.get(m, 8)) for m in shown)]

@@ -90,7 +90,7 @@ def seed_groups(trials: Sequence[TrialDict]) -> dict[int, list[TrialDict]]:
 
 def runs_epochs(runs: Sequence[TrialDict]) -> int | None:
     """The most epochs any of ``runs`` trained (their ``epochs_run``): the top of the range of
-    ``epochs_to_converge``. A complete trial runs all of the job's epochs, so this is the job's."""
+    ``epochs_to_95pct_best``. A complete trial runs all of the job's epochs, so this is the job's."""
     known = [value for value in (_objective(t, "epochs_run") for t in runs) if value is not None]
     return int(max(known)) if known else None
 

@@ -1,7 +1,7 @@
 """Convergence to a common target: how fast a trial gets to a level every trial of the job is held to.
 
-The former ``epochs_to_converge`` (first epoch at 95% of the trial's *own* best) rewards a trial
-that learns little: one stuck at val_acc 0.35 "converges" at epoch 1. Here every trial of a job is
+``epochs_to_95pct_best`` (formerly ``epochs_to_converge``: first epoch at 95% of the trial's *own*
+best) rewards a trial that learns little: one stuck at val_acc 0.35 gets there at epoch 1. Here every trial of a job is
 held to one target (docs/interface.md "Metrics"):
 
 - **The target**: ``objective.target`` when the spec gives one (a val_acc, or a val_loss for a

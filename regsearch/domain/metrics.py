@@ -4,9 +4,9 @@ Per epoch: ``train_loss``, ``train_acc`` (a fixed training sample as large as th
 split, evaluated in eval mode), ``val_loss``, ``val_acc``, ``seconds``.
 
 Per trial: ``val_acc`` (best epoch), ``test_acc`` (test split, best-validation weights),
-``gap`` (train_acc - val_acc at the best epoch), ``epochs_to_converge`` (first epoch whose
-val_acc reaches 95% of the trial's *own* best: shown as "epochs to 95% of own best", which is what
-it is; it rewards a trial that learns little, so it is not a convergence speed), ``mean_val_acc``
+``gap`` (train_acc - val_acc at the best epoch), ``epochs_to_95pct_best`` (first epoch whose
+val_acc reaches 95% of the trial's *own* best, formerly ``epochs_to_converge``: it rewards a trial
+that learns little, so it is not a convergence speed and is named for what it is), ``mean_val_acc``
 (mean val_acc over the epochs run), ``seconds_per_epoch``, ``epochs_run``.
 
 Convergence speed is measured against a target common to the job's trials instead (it depends on
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-CONVERGENCE_FRACTION = 0.95
+OWN_BEST_FRACTION = 0.95  # epochs_to_95pct_best's share of the trial's own best
 EPOCH_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 Direction = Literal["maximize", "minimize"]
 Task = Literal["classification", "regression"]
@@ -35,7 +35,7 @@ Task = Literal["classification", "regression"]
 class Metric:
     """One per-trial metric: its better direction, whether a search may optimize it, its range.
 
-    ``high=None`` is unbounded above, except for ``epochs_to_converge``, which is bounded by the
+    ``high=None`` is unbounded above, except for ``epochs_to_95pct_best``, which is bounded by the
     epochs run (``bounded_by_epochs``).
     """
 
@@ -62,7 +62,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("test_r2", "maximize", False, None, 1.0, task="regression"),
     # classification: train_acc - val_acc; regression: val_loss - train_loss (MSE), at the best epoch
     Metric("gap", "minimize", True, -1.0, 1.0, task=None),
-    Metric("epochs_to_converge", "minimize", True, 1.0, None, bounded_by_epochs=True, decimals=1,
+    Metric("epochs_to_95pct_best", "minimize", True, 1.0, None, bounded_by_epochs=True, decimals=1,
            label="epochs to 95% of own best"),
     Metric("mean_val_acc", "maximize", True, 0.0, 1.0),
     Metric("seconds_per_epoch", "minimize", True, 0.0, None, task=None),
@@ -80,9 +80,10 @@ OBJECTIVE_METRICS = tuple(name for name, m in METRICS.items() if m.objective)
 DIRECTIONS: dict[str, Direction] = {name: m.direction for name, m in METRICS.items()}
 SUMMARY_FIELDS = (*task_metrics("classification", shown_only=False), "epochs_run")  # a classification trial's
 
-# Former metric names, still read: a spec's objective naming one means the new name (migration
-# 0007 renamed them in stored trials and specs). ``val_auc`` read like a ROC AUC.
-RENAMED_METRICS: dict[str, str] = {"val_auc": "mean_val_acc"}
+# Former metric names, still read: a spec's objective naming one means the new name (migrations
+# 0007 and 0009 renamed them in stored trials and specs). ``val_auc`` read like a ROC AUC;
+# ``epochs_to_converge`` like a convergence speed (it is relative to the trial's own best).
+RENAMED_METRICS: dict[str, str] = {"val_auc": "mean_val_acc", "epochs_to_converge": "epochs_to_95pct_best"}
 
 
 def current_metric_name(name: str) -> str:
@@ -95,7 +96,7 @@ NO_VALUE = "–"  # printed for a metric a trial or a group does not have
 
 def format_metric(name: str | None, value: float | None) -> str:
     """One format per metric: ``0.647`` (accuracies, gap, seconds, loss: 3 decimals), ``4.5`` (a
-    mean of epochs_to_converge); an integer (one trial's epochs_to_converge) prints as one.
+    mean of epochs_to_95pct_best); an integer (one trial's epochs_to_95pct_best) prints as one.
 
     Every value of a column then has the same decimals, and a mean, its interval and its sd
     read alike. A metric not in :data:`METRICS` gets 3 decimals.
@@ -111,7 +112,7 @@ def format_metric(name: str | None, value: float | None) -> str:
 def metric_bounds(name: str | None, *, epochs: int | None = None) -> tuple[float, float]:
     """The range ``(low, high)`` of a metric (and so of its mean and of any interval shown for it).
 
-    ``epochs`` (the job's training epochs) closes the range of ``epochs_to_converge``; without it,
+    ``epochs`` (the job's training epochs) closes the range of ``epochs_to_95pct_best``; without it,
     and for a metric not in :data:`METRICS`, the open side is infinite.
     """
     metric = METRICS.get(name or "")
@@ -154,10 +155,10 @@ def best_epoch_index(epochs: Sequence[EpochMetrics]) -> int:
     return min(range(len(epochs)), key=lambda i: (*epoch_rank(epochs[i]), i))
 
 
-def epochs_to_converge(val_accs: Sequence[float]) -> int:
-    """First epoch (1-based) whose val_acc reaches 95% of the trial's best."""
+def epochs_to_95pct_best(val_accs: Sequence[float]) -> int:
+    """First epoch (1-based) whose val_acc reaches 95% (:data:`OWN_BEST_FRACTION`) of the trial's own best."""
     best = max(val_accs)
-    target = CONVERGENCE_FRACTION * best
+    target = OWN_BEST_FRACTION * best
     for i, acc in enumerate(val_accs):
         if acc >= target:
             return i + 1
@@ -190,7 +191,7 @@ def summarize(epochs: Sequence[EpochMetrics], test_acc: float | None, task: str 
         "test_acc": test_acc,
         "gap": best.train_acc - best.val_acc,
         "best_epoch": best.epoch,
-        "epochs_to_converge": epochs_to_converge(val_accs),
+        "epochs_to_95pct_best": epochs_to_95pct_best(val_accs),
         "mean_val_acc": sum(val_accs) / len(val_accs),
         "seconds_per_epoch": sum(e.seconds for e in epochs) / len(epochs),
         "epochs_run": len(epochs),

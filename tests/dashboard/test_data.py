@@ -84,7 +84,7 @@ def test_the_interval_chart_stays_inside_the_metrics_range() -> None:
 
     values = {"act": [0.99, 1.0, 1.0], "act-drop": [0.2, 0.9, 0.95], "bn-act": [0.1, 0.9]}
     trials = [{"number": n, "state": "complete", "params": {"placement": p}, "seed": n, "confirm_of": None,
-               "metrics": {"val_acc": v, "gap": 0.0, "epochs_to_converge": 1, "seconds_per_epoch": 0.1}}
+               "metrics": {"val_acc": v, "gap": 0.0, "epochs_to_95pct_best": 1, "seconds_per_epoch": 0.1}}
               for n, (p, v) in enumerate((p, v) for p, vs in values.items() for v in vs)]
     report = build_report({"name": "c", "dataset": {"name": "digits"}, "space": {"placement": list(values)}},
                           trials).model_dump(mode="json")
@@ -137,7 +137,7 @@ def test_gap_is_train_minus_val_accuracy_at_the_best_epoch(filled_db: FilledDb) 
         assert row.val_acc == pytest.approx(best["val_acc"])
         assert row.train_acc == pytest.approx(best["train_acc"])
         assert row.gap == pytest.approx(best["train_acc"] - best["val_acc"])
-        assert row.epochs_to_converge == expected["epochs_to_converge"]
+        assert row.epochs_to_95pct_best == expected["epochs_to_95pct_best"]
         assert row.val_acc_so_far == pytest.approx(epochs["val_acc"].max())
     generalization = frames.generalization(df)
     assert (generalization["gap"] == generalization["train_acc"] - generalization["val_acc"]).all()
@@ -284,7 +284,7 @@ def test_figures_build_from_real_and_empty_frames(filled_db: FilledDb) -> None:
     for frame in (done, done.iloc[0:0]):
         figures = [
             charts.train_vs_val(frames.generalization(frame)), charts.gap_vs_dropout(frame),
-            charts.by_momentum(frame, "epochs_to_converge"), charts.box_by_placement(frame, "val_acc"),
+            charts.by_momentum(frame, "epochs_to_95pct_best"), charts.box_by_placement(frame, "val_acc"),
             charts.dropout_momentum_map(frame, "val_acc"), charts.optimization_history(frames.history(frame, "val_acc", "maximize"), "val_acc"),
             charts.pareto_front(frame, [("val_acc", "maximize"), ("gap", "minimize")],
                                 frames.pareto_front(frame, [("val_acc", "maximize"), ("gap", "minimize")])),
@@ -311,7 +311,7 @@ def test_same_frames_on_postgresql(filled_db: FilledDb, pg_db: Database, job_nam
     source = filled_db.jobs[job_name]
     copy = replay_job(filled_db.url, source, pg_db)
     columns = ["number", "state", "attempt", "retry_of", "retried", "worker", "error", "config", "placement",
-               "dropout", "bn_momentum", "val_acc", "test_acc", "gap", "train_acc", "epochs_to_converge",
+               "dropout", "bn_momentum", "val_acc", "test_acc", "gap", "train_acc", "epochs_to_95pct_best",
                "epochs_recorded", "val_acc_so_far"]
     expected = data.trials(filled_db.url, source)[columns]
     found = data.trials(pg_db.url, copy)[columns]

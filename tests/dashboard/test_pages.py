@@ -80,8 +80,8 @@ def test_job_page_compares_the_configurations(app_on_filled: FilledDb) -> None:
     recipes = [json.loads(c.value) for c in app.code if c.language == "json"]
     assert len(recipes) == 5 and all(r["slots"] and r["version"] == 2 for r in recipes)
     markdown = " ".join(texts(app, "markdown"))
-    for chart in ("train_acc vs val_acc", "gap vs dropout", "epochs_to_converge by placement",
-                  "epochs_to_converge by bn_momentum", "seconds_per_epoch by placement", "val_acc per placement",
+    for chart in ("train_acc vs val_acc", "gap vs dropout", "epochs_to_95pct_best by placement",
+                  "epochs_to_95pct_best by bn_momentum", "seconds_per_epoch by placement", "val_acc per placement",
                   "dropout × bn_momentum", "Parameter importance", "Optimization history"):
         assert chart in markdown
     assert "Pareto front" not in markdown  # single objective

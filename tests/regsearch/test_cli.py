@@ -41,7 +41,7 @@ def test_trial_prints_metrics_curve_recipe_and_layer_order(tmp_path: Path, data_
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert [e["epoch"] for e in doc["epochs"]] == [1, 2]
-    assert set(doc["metrics"]) >= {"val_acc", "test_acc", "gap", "epochs_to_converge", "mean_val_acc", "seconds_per_epoch"}
+    assert set(doc["metrics"]) >= {"val_acc", "test_acc", "gap", "epochs_to_95pct_best", "mean_val_acc", "seconds_per_epoch"}
     assert doc["layers"][:4] == ["Linear(64->32)", "BatchNorm1d(m=0.1)", "ReLU", "Dropout(p=0.3)"]
     assert doc["recipe"]["slots"][0]["order"] == ["bn", "act", "drop"]
     human = regsearch("trial", str(spec), "--params", params, env={"REGSEARCH_DATA_DIR": str(data_dir)})
@@ -178,7 +178,7 @@ def test_the_demo_comparison_is_the_reports_placement_ranking() -> None:
     values = {"bn-act": [0.70, 0.72, 0.74], "act-drop": [0.60, 0.62]}
     trials = [{"number": n, "state": "complete", "params": {"placement": p, "dropout": 0.1 * (i + 1)} if p == "act-drop"
                else {"placement": p, "bn_momentum": 0.1 * (i + 1)},
-               "metrics": {"val_acc": v, "test_acc": v, "gap": 0.1, "epochs_to_converge": 3}, "seed": None, "confirm_of": None}
+               "metrics": {"val_acc": v, "test_acc": v, "gap": 0.1, "epochs_to_95pct_best": 3}, "seed": None, "confirm_of": None}
               for n, (p, i, v) in enumerate((p, i, v) for p, vs in values.items() for i, v in enumerate(vs))]
     document = build_report(spec, trials, job_id="j", status="completed").model_dump(mode="json")
     console = Console(width=200, record=True)

@@ -114,7 +114,7 @@ def test_one_format_per_metric() -> None:
     from regsearch.domain.metrics import format_metric
 
     assert [format_metric("val_acc", v) for v in (0.63, 0.625, 0.6212, 0.3575)] == ["0.630", "0.625", "0.621", "0.357"]
-    assert format_metric("epochs_to_converge", 18) == "18" and format_metric("epochs_to_converge", 4.25) == "4.2"
+    assert format_metric("epochs_to_95pct_best", 18) == "18" and format_metric("epochs_to_95pct_best", 4.25) == "4.2"
     assert format_metric("seconds_per_epoch", 0.0123) == "0.012" and format_metric("gap", None) == "–"
     assert all(isinstance(m.decimals, int) for m in METRICS.values()), "the decimals live in the metric table"
 

@@ -37,9 +37,9 @@ BEST_ITEMS = [
     {"number": 31, "recipe": {"blocks": []}, "confirmation": CONFIRMED,
      "params": {"placement": "bn-act-drop", "dropout": 0.139, "bn_momentum": 0.0993, "dropout_layers": "last-2",
                 "bn_layers": "all"},
-     "metrics": {"val_acc": 0.6812, "test_acc": 0.6781, "gap": 0.1234, "epochs_to_converge": 18}},
+     "metrics": {"val_acc": 0.6812, "test_acc": 0.6781, "gap": 0.1234, "epochs_to_95pct_best": 18}},
     {"number": 144, "recipe": None, "confirmation": None, "params": {"placement": "drop-bn-act", "dropout": 0.3},
-     "metrics": {"val_acc": 0.6543, "test_acc": 0.61, "gap": 0.2, "epochs_to_converge": 9}},
+     "metrics": {"val_acc": 0.6543, "test_acc": 0.61, "gap": 0.2, "epochs_to_95pct_best": 9}},
 ]
 
 
@@ -74,7 +74,7 @@ def test_a_wide_console_shows_every_column() -> None:
     print_best(console, BEST_ITEMS)
     text = console.export_text()
     assert "Not shown" not in text
-    assert "0.750 [0.741, 0.759]" in text and "drop:last-2 bn:all" in text and "converge ep." in text
+    assert "0.750 [0.741, 0.759]" in text and "drop:last-2 bn:all" in text and "95% best ep." in text
 
 
 def test_the_comparison_and_status_tables_fit_80_columns() -> None:
@@ -83,7 +83,7 @@ def test_the_comparison_and_status_tables_fit_80_columns() -> None:
     spec = {"name": "c", "dataset": {"name": "digits"}, "space": {"placement": ["bn-act-drop", "act-drop"]}}
     trials = [{"number": n, "state": "complete", "seed": None, "confirm_of": None,
                "params": {"placement": p, "dropout": 0.1 * (n + 1), "bn_momentum": 0.1},
-               "metrics": {"val_acc": v, "test_acc": v - 0.01, "gap": 0.1 + n / 100, "epochs_to_converge": 3 + n}}
+               "metrics": {"val_acc": v, "test_acc": v - 0.01, "gap": 0.1 + n / 100, "epochs_to_95pct_best": 3 + n}}
               for n, (p, v) in enumerate([("bn-act-drop", 0.71), ("bn-act-drop", 0.73), ("bn-act-drop", 0.75),
                                           ("act-drop", 0.61), ("act-drop", 0.64), ("act-drop", 0.62)])]
     document = build_report(spec, trials, job_id="j", status="completed").model_dump(mode="json")
@@ -182,7 +182,7 @@ def test_status_of_one_job_prints_why_it_ended(monkeypatch: pytest.MonkeyPatch, 
 
 def test_the_trial_tables_fit_80_columns() -> None:
     document = {"device": "cpu", "params": {"placement": "bn-act-drop", "dropout": 0.3, "bn_momentum": 0.1},
-                "metrics": {"val_acc": 0.71234, "test_acc": 0.7, "gap": 0.05, "epochs_to_converge": 2, "mean_val_acc": 0.6,
+                "metrics": {"val_acc": 0.71234, "test_acc": 0.7, "gap": 0.05, "epochs_to_95pct_best": 2, "mean_val_acc": 0.6,
                             "seconds_per_epoch": 0.0123, "epochs_run": 2},
                 "epochs": [{"epoch": 1, "train_loss": 1.2, "train_acc": 0.5, "val_loss": 1.3, "val_acc": 0.45,
                             "seconds": 0.1}],
@@ -191,7 +191,7 @@ def test_the_trial_tables_fit_80_columns() -> None:
     print_trial(console, document)
     text = console.export_text()
     _assert_fits(text, 80)
-    assert "epochs_to_converge" in text and "seconds_per_epoch" in text and "0.712" in text
+    assert "epochs_to_95pct_best" in text and "seconds_per_epoch" in text and "0.712" in text
 
 
 def test_piped_output_is_not_cut_at_a_fixed_width() -> None:

@@ -50,7 +50,7 @@ class Trials:
         values = None
         if state in ("complete", "pruned") and val is not None:
             values = {"val_acc": val, "test_acc": val - 0.02 - number / 1000, "gap": 0.1 + number / 100,
-                      "epochs_to_converge": 3 + number % 4, "seconds_per_epoch": 0.2 + number / 50,
+                      "epochs_to_95pct_best": 3 + number % 4, "seconds_per_epoch": 0.2 + number / 50,
                       "mean_val_acc": val - 0.1, **metrics}
         trial = {"number": number, "state": state, "params": params, "metrics": values, "attempt": 1,
                  "role": "confirm" if confirm_of is not None else "search", "seed": seed, "confirm_of": confirm_of,
@@ -61,7 +61,7 @@ class Trials:
 
 # What each metric can be (written out here, not read from regsearch.domain.metrics).
 RANGES = {"val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "mean_val_acc": (0.0, 1.0), "gap": (-1.0, 1.0),
-          "epochs_to_converge": (1.0, math.inf), "seconds_per_epoch": (0.0, math.inf)}
+          "epochs_to_95pct_best": (1.0, math.inf), "seconds_per_epoch": (0.0, math.inf)}
 
 
 def expected(values: list[float], metric: str = "val_acc") -> dict[str, Any]:
@@ -463,7 +463,7 @@ def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_
 
     trials = Trials()
     for seed, val in enumerate((0.99, 1.0, 1.0), start=1):
-        trials.add("act", val=val, seed=seed, test_acc=val, mean_val_acc=val, epochs_to_converge=1 + seed % 2,
+        trials.add("act", val=val, seed=seed, test_acc=val, mean_val_acc=val, epochs_to_95pct_best=1 + seed % 2,
                    epochs_run=2)
     for seed, val in enumerate((0.1, 0.9), start=1):
         trials.add("act-drop", val=val, seed=seed)
@@ -474,11 +474,11 @@ def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_
             for metric, stat in group.metrics.items():
                 if stat.low is not None:
                     bottom, top = RANGES[metric]
-                    top = 2.0 if metric == "epochs_to_converge" else top  # the trials ran 2 epochs
+                    top = 2.0 if metric == "epochs_to_95pct_best" else top  # the trials ran 2 epochs
                     assert bottom <= stat.low <= stat.high <= top, (group.key, metric, stat)
     act = groups["act"].metrics
     assert act["val_acc"].high == 1.0 and act["val_acc"].clipped and act["test_acc"].high == 1.0
-    assert act["epochs_to_converge"].high == 2.0 and act["epochs_to_converge"].low == 1.0
+    assert act["epochs_to_95pct_best"].high == 2.0 and act["epochs_to_95pct_best"].low == 1.0
     thin = groups["act-drop"].metrics["val_acc"]
     assert thin.too_few_runs and thin.low is None and thin.high is None and thin.n == 2
     document = report.model_dump(mode="json")
@@ -499,7 +499,7 @@ def test_report_intervals_stay_inside_the_metrics_range_and_thin_groups_say_too_
     # the note explains a mark: when the only cut interval is in a column the width left out, no note
     for group in placement["groups"]:
         for metric, stat in group["metrics"].items():
-            stat["clipped"] = metric == "epochs_to_converge" and stat["low"] is not None
+            stat["clipped"] = metric == "epochs_to_95pct_best" and stat["low"] is not None
     def rendered(width: int) -> str:
         console = Console(width=width, record=True)
         console.print(comparison_table(document, width=width))

@@ -52,16 +52,16 @@ def test_an_interval_inside_the_range_is_student_t_and_not_flagged() -> None:
     assert not interval.clipped and not interval.too_few_runs
 
 
-def test_epochs_to_converge_stays_between_one_and_the_epochs_trained() -> None:
-    low_side = mean_interval([1, 1, 3], "epochs_to_converge", epochs=10)
+def test_epochs_to_95pct_best_stays_between_one_and_the_epochs_trained() -> None:
+    low_side = mean_interval([1, 1, 3], "epochs_to_95pct_best", epochs=10)
     assert low_side.low == 1.0 and low_side.clipped
-    high_side = mean_interval([10, 10, 7], "epochs_to_converge", epochs=10)
+    high_side = mean_interval([10, 10, 7], "epochs_to_95pct_best", epochs=10)
     assert high_side.high == 10.0 and high_side.clipped
-    assert mean_interval([10, 10, 7], "epochs_to_converge").high > 10, "no epochs known: open above"  # type: ignore[operator]
+    assert mean_interval([10, 10, 7], "epochs_to_95pct_best").high > 10, "no epochs known: open above"  # type: ignore[operator]
     # the trial dicts' own epochs_run closes the range (the report and the API's confirmation intervals)
-    runs = [{"metrics": {"epochs_to_converge": e, "epochs_run": 10}} for e in (10, 10, 7)]
-    assert group_interval(runs, "epochs_to_converge").high == 10.0
-    assert metric_bounds("epochs_to_converge", epochs=10) == (1.0, 10.0)
+    runs = [{"metrics": {"epochs_to_95pct_best": e, "epochs_run": 10}} for e in (10, 10, 7)]
+    assert group_interval(runs, "epochs_to_95pct_best").high == 10.0
+    assert metric_bounds("epochs_to_95pct_best", epochs=10) == (1.0, 10.0)
 
 
 @pytest.mark.parametrize("values", [[], [0.5], [0.1, 0.9], [1.0, 1.0]])

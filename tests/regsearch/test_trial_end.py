@@ -68,5 +68,5 @@ def test_a_state_that_is_not_final_is_refused(state: Any) -> None:
 
 
 def test_objective_values_accepts_ints_as_floats() -> None:
-    assert objective_values({"epochs_to_converge": 3}, ["epochs_to_converge"]) == [3.0]
+    assert objective_values({"epochs_to_95pct_best": 3}, ["epochs_to_95pct_best"]) == [3.0]
     assert objective_values({}, []) == []

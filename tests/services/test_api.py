@@ -550,7 +550,7 @@ def test_best_maximizes_val_acc_and_ranks_unknown_last(client: TestClient, db: D
                 "val_acc": val_acc,
                 "test_acc": 0.5,
                 "gap": 0.1,
-                "epochs_to_converge": 2,
+                "epochs_to_95pct_best": 2,
                 "mean_val_acc": 0.6,
                 "seconds_per_epoch": 0.2,
             },
@@ -565,11 +565,11 @@ def test_best_maximizes_val_acc_and_ranks_unknown_last(client: TestClient, db: D
         "val_acc",
         "test_acc",
         "gap",
-        "epochs_to_converge",
+        "epochs_to_95pct_best",
         "mean_val_acc",
         "seconds_per_epoch",
     } <= set(top["metrics"])
-    assert top["metrics"]["epochs_to_converge"] == 2 and top["recipe"] == {"blocks": 1}
+    assert top["metrics"]["epochs_to_95pct_best"] == 2 and top["recipe"] == {"blocks": 1}
     assert [
         b["number"] for b in client.get(f"/jobs/{job_id}/best", params={"k": 2}).json()["items"]
     ] == [1, 3]

@@ -32,5 +32,5 @@ def job_report(db: Database, job: Job) -> ReportPublic:
 @router.get("/{job_id}/report", response_model=ReportPublic)
 def read_report(job: JobDep, db: DatabaseDep) -> ReportPublic:
     """Per placement, dropout band and momentum band: trials, mean and 95% interval of val_acc,
-    test_acc, gap, epochs_to_converge, seconds_per_epoch; the recommendation; noise warnings."""
+    test_acc, gap, epochs_to_95pct_best, seconds_per_epoch; the recommendation; noise warnings."""
     return job_report(db, job)
