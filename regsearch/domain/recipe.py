@@ -55,11 +55,10 @@ class RecipeFields(Strict):
         if self.schedule is not None and epochs is not None and self.schedule.warmup_epochs >= epochs:
             raise TrainerError("training.schedule.warmup_epochs", f"{self.schedule.warmup_epochs} warm-up epochs "
                                                                   f"leave none of the {epochs} epochs to train at the rate")
-        if self.trainer != BUILTIN_TRAINER:
-            for name in ("schedule", "label_smoothing", "grad_clip"):
-                if name in self.model_fields_set:
-                    raise TrainerError(f"training.{name}", f"applies to the built-in trainer; trainer "
-                                                           f"{self.trainer!r} takes its recipe in training.options")
+        # (a stored or dumped spec carries the defaults: only a recipe that changes training is refused)
+        if self.trainer != BUILTIN_TRAINER and (custom := self.custom_recipe()) is not None:
+            raise TrainerError(f"training.{custom}", f"applies to the built-in trainer; trainer "
+                                                     f"{self.trainer!r} takes its recipe in training.options")
         return self
 
     def custom_recipe(self) -> str | None:

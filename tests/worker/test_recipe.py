@@ -71,3 +71,9 @@ def test_the_built_in_loop_applies_the_recipe(tmp_path: Path) -> None:
                    {"schedule": {"name": "cosine", "warmup_epochs": 1}}, {"schedule": {"name": "step"}}):
         changed = run(**recipe)
         assert changed["val_loss"] != plain["val_loss"], recipe  # each one changes the training
+
+
+def test_a_dumped_spec_with_a_plugin_trainer_still_validates() -> None:
+    # the CLI submits the spec as validated, defaults included: they change nothing, so they pass
+    job = validate_spec(spec(trainer="mine"))
+    assert validate_spec(job.model_dump(mode="json", exclude_none=True)).training.trainer == "mine"
