@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 from regsearch import failpoints
 from regsearch.config import Settings
 from regsearch.domain.families import FamilyCatalog, validation_context
+from regsearch.domain.packing import pack_declined
 from regsearch.domain.space import structure_of
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import FINAL_JOB_STATES, EndReason, JobState, TrialState
@@ -75,6 +76,7 @@ class ActiveJob:
         self._rows: list[Trial] = []
         self._next_read = Read.ALL
         self.ended = False  # the job is no longer active
+        self._said_declined = False  # the log said the workers decline its packs (prepare_pack)
         self.exhausted: Exhausted | None = None
         self.begin(row, now=now, maintenance=True)
 
@@ -203,7 +205,11 @@ class ActiveJob:
         """Ask and commit up to ``size`` search trials of one structure: the first one's placement
         and layer selections, the sampler choosing the rest (dropout, momentum), so a worker
         can train them as one packed model (``budget.pack``). Fewer when that structure has no
-        more new configurations; :class:`SpaceExhausted` only when the first has none."""
+        more new configurations; :class:`SpaceExhausted` only when the first has none. One, when
+        the job's workers decline its packs (:meth:`_packs_declined`): grouping its asks by
+        structure would then only narrow the search."""
+        if self._packs_declined():
+            return [self.prepare()]
         number, optuna_trial_id, params = self._ask_search()
         trial_ids = [self._commit(number, optuna_trial_id, params)]
         structure = structure_of(params)
@@ -214,6 +220,18 @@ class ActiveJob:
                 break  # this structure is used up: a smaller pack
             trial_ids.append(self._commit(number, optuna_trial_id, companion))
         return trial_ids
+
+    def _packs_declined(self) -> bool:
+        """Whether the workers decline this job's packs (``regsearch.domain.packing``: on a CPU, a
+        job that prunes), judged by the device of its latest claimed search trial (none claimed
+        yet: no). Said once in the coordinator's log, the job's record of such decisions."""
+        device = next((r.device for r in reversed(self.rows) if r.device and r.confirm_of is None), None)
+        why = None if device is None else pack_declined(pruner=self.spec.pruner, device=device)
+        if why is not None and not self._said_declined:
+            log.info("job %s: budget.pack %d: search trials are asked one at a time: %s", self.id,
+                     self.spec.budget.pack, why)
+            self._said_declined = True
+        return why is not None
 
     def _ask_search(self) -> tuple[int, int, dict[str, Any]]:
         """A new search trial; with ``space.placement_balance`` in the least-sampled placement that
