@@ -362,7 +362,9 @@ def confirmation_table(report: dict[str, Any]) -> pd.DataFrame:
     from regsearch.evidence import Interval, format_stat, format_value
 
     metric = report.get("metric", "val_acc")
-    shown = [metric, *(m for m in ("val_acc", "test_acc") if m != metric)]
+    # the task's pair (a regression job's report lists val_rmse, not val_acc: regsearch.domain.metrics)
+    pair = ("val_rmse", "test_rmse") if "val_rmse" in (report.get("metrics") or ()) else ("val_acc", "test_acc")
+    shown = [metric, *(m for m in pair if m != metric)]
     rows = [[c["rank"], c["number"], c["config"], c["metrics"][metric]["n"], ", ".join(map(str, c["seeds"])),
              *(format_stat(m, Interval.model_validate(c["metrics"][m])) for m in shown),
              format_value(metric, c["metrics"][metric]["std"])]
