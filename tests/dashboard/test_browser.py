@@ -11,85 +11,42 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from regsearch.dashboard.run import dashboard_command, dashboard_env
+from tests.dashboard.browsing import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    WIDTH,
+    missing,
+    serve,
+    wait_until_drawn,
+)
 from tests.dashboard.conftest import FilledDb
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("dashboard")]
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("REGSEARCH_TEST_CHROMIUM", "/usr/bin/chromium"))
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-dev-shm-usage", "--disable-extensions", "--no-first-run", "--mute-audio"]
 SHOTS = [ROOT / "test-artifacts" / "dashboard-job.png"]
 if os.environ.get("REGSEARCH_UPDATE_SCREENSHOT") == "1":
     SHOTS.append(ROOT / "docs" / "images" / "dashboard-job.png")
-WIDTH = 1440
-
-
-def _missing(what: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{what}; CI must run the browser test for real (apt-get install -y chromium)")
-    pytest.skip(what)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the dashboard exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"the dashboard did not answer within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture
 def dashboard_url(filled_db: FilledDb, tmp_path: Path) -> Iterator[str]:
     """The real dashboard on a free port, started with the command ``run_dashboard`` uses."""
-    port = _free_port()
-    log = tmp_path / "dashboard.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(dashboard_command(port), env=dashboard_env(filled_db.settings), cwd=ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    yield from serve(filled_db.settings, tmp_path / "dashboard.log")
 
 
 def test_job_page_in_chromium(filled_db: FilledDb, dashboard_url: str) -> None:
     if not CHROMIUM.exists():
-        _missing(f"{CHROMIUM} is not installed")
+        missing(f"{CHROMIUM} is not installed")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("the python playwright package is not installed")
+        missing("the python playwright package is not installed")
 
     job_id = filled_db.jobs["digits-placements"]
     with sync_playwright() as playwright:
@@ -104,7 +61,7 @@ def test_job_page_in_chromium(filled_db: FilledDb, dashboard_url: str) -> None:
                 page.get_by_role("heading", name=section, exact=True).wait_for()
             # the recipes' code blocks; the Evidence tabs hold more, hidden until their tab is picked
             page.locator("[data-testid='stCode'] >> visible=true").first.wait_for()
-            _wait_until_drawn(page)
+            wait_until_drawn(page)
             assert page.locator(".js-plotly-plot").count() >= 10
             assert not page.locator("[data-testid='stException']").count()
 
@@ -116,7 +73,7 @@ def test_job_page_in_chromium(filled_db: FilledDb, dashboard_url: str) -> None:
             )
             page.set_viewport_size({"width": WIDTH, "height": int(height) + 80})
             page.wait_for_timeout(1500)
-            _wait_until_drawn(page)
+            wait_until_drawn(page)
             SHOTS[0].parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS[0]), full_page=True)
         finally:
@@ -125,11 +82,3 @@ def test_job_page_in_chromium(filled_db: FilledDb, dashboard_url: str) -> None:
         shot.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SHOTS[0], shot)
     assert SHOTS[0].stat().st_size > 50_000
-
-
-def _wait_until_drawn(page: object) -> None:
-    """Until the script has finished (no 'running' status) and every chart has drawn its SVG."""
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "() => !document.querySelector('[data-testid=stStatusWidget]')"
-        " && [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))"
-    )

@@ -11,24 +11,14 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from regsearch.dashboard.run import dashboard_command, dashboard_env
+from tests.dashboard.browsing import CHROMIUM, CHROMIUM_ARGS, ROOT, missing, serve, wait_until_drawn
 from tests.dashboard.conftest import FilledDb
-from tests.dashboard.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    ROOT,
-    _free_port,
-    _missing,
-    _wait_healthy,
-    _wait_until_drawn,
-)
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("dashboard")]
 # Any host but the dashboard's fails to resolve: nothing can leave the machine, and a try shows.
@@ -40,32 +30,17 @@ SHOT = ROOT / "test-artifacts" / "dashboard-jobs.png"
 @pytest.fixture(scope="module")
 def served(filled_db: FilledDb, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real dashboard on the filled database for this module's tests."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("dashboard-issue30") / "dashboard.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(dashboard_command(port), env=dashboard_env(filled_db.settings), cwd=ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    yield from serve(filled_db.settings, tmp_path_factory.mktemp("dashboard-issue30") / "dashboard.log")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        _missing(f"{CHROMIUM} is not installed")
+        missing(f"{CHROMIUM} is not installed")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("the python playwright package is not installed")
+        missing("the python playwright package is not installed")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, OFFLINE])
         try:
@@ -82,7 +57,7 @@ def _page(browser: Any, width: int = LAYOUT_WIDTH) -> Any:
 
 def _settled(page: Any) -> None:
     page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')")
-    _wait_until_drawn(page)
+    wait_until_drawn(page)
     page.wait_for_timeout(1500)  # late requests: the tab's icon, fonts, the charts' own
 
 

@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from regsearch.config import Settings
-from regsearch.dashboard.run import dashboard_command, dashboard_env
-from tests.dashboard.conftest import FilledDb
-from tests.dashboard.test_browser import (
+from tests.dashboard.browsing import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,
     WIDTH,
-    _free_port,
-    _missing,
-    _wait_healthy,
-    _wait_until_drawn,
+    missing,
+    serve,
+    wait_until_drawn,
 )
+from tests.dashboard.conftest import FilledDb
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("dashboard")]
 TOKEN = "browser-token-7f3a9c1e5b"
@@ -43,32 +39,14 @@ def _save(shot: Path) -> None:
         shutil.copyfile(shot, DOCS / shot.name)
 
 
-def _serve(settings: Settings, log: Path) -> Iterator[str]:
-    port = _free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(dashboard_command(port), env=dashboard_env(settings), cwd=ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        _missing(f"{CHROMIUM} is not installed")
+        missing(f"{CHROMIUM} is not installed")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("the python playwright package is not installed")
+        missing("the python playwright package is not installed")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -79,13 +57,13 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def open_dashboard(filled_db: FilledDb, tmp_path: Path) -> Iterator[str]:
-    yield from _serve(filled_db.settings, tmp_path / "dashboard.log")
+    yield from serve(filled_db.settings, tmp_path / "dashboard.log")
 
 
 @pytest.fixture
 def guarded_dashboard(filled_db: FilledDb, tmp_path: Path) -> Iterator[str]:
     """The dashboard started with REGSEARCH_API_TOKEN set (as ``regsearch dashboard`` passes it)."""
-    yield from _serve(filled_db.settings.model_copy(update={"api_token": TOKEN}), tmp_path / "guarded.log")
+    yield from serve(filled_db.settings.model_copy(update={"api_token": TOKEN}), tmp_path / "guarded.log")
 
 
 def _page(browser: Any, height: int = 1000) -> Any:
@@ -148,7 +126,7 @@ def test_compare_page_in_chromium(browser: Any, filled_db: FilledDb, open_dashbo
     for section in ("Placement comparison", "Leaders"):
         page.get_by_role("heading", name=section, exact=True).wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
-    _wait_until_drawn(page)
+    wait_until_drawn(page)
     legend = page.locator(".js-plotly-plot .legend").first.text_content() or ""
     assert "digits-placements" in legend and "digits-confirmed" in legend
     assert page.locator("[data-testid='stDataFrame']").count() == 2
@@ -159,7 +137,7 @@ def test_compare_page_in_chromium(browser: Any, filled_db: FilledDb, open_dashbo
     )
     page.set_viewport_size({"width": WIDTH, "height": int(height) + 80})
     page.wait_for_timeout(1500)
-    _wait_until_drawn(page)
+    wait_until_drawn(page)
     shot = ARTIFACTS / "dashboard-compare.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
@@ -174,7 +152,7 @@ def test_job_page_table_of_contents_and_parallel_coordinates(browser: Any, fille
     page.goto(f"{open_dashboard}/job?job={filled_db.jobs['digits-placements']}")
     page.get_by_role("heading", name="digits-placements").wait_for()
     page.get_by_role("heading", name="Best configurations", exact=True).wait_for()
-    _wait_until_drawn(page)
+    wait_until_drawn(page)
     toc = page.locator("[data-testid='stMarkdownContainer']", has_text="On this page:")
     links = toc.locator("a")
     targets = [links.nth(i).get_attribute("href") for i in range(links.count())]

@@ -13,7 +13,7 @@ import pytest
 
 from regsearch.config import Settings
 from regsearch.dashboard.run import dashboard_command, dashboard_env
-from tests.dashboard.test_browser import ROOT, _free_port, _wait_healthy
+from tests.dashboard.browsing import ROOT, free_port, wait_healthy
 
 pytestmark = pytest.mark.xdist_group("dashboard")
 
@@ -30,7 +30,7 @@ def test_command_and_environment(empty_db: Settings) -> None:
 
 
 def test_run_dashboard_serves_and_stops_on_sigterm(empty_db: Settings, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "run.log"
     script = ("import sys; from pathlib import Path; from regsearch.config import Settings; "
               "from regsearch.dashboard.run import run_dashboard; "
@@ -38,7 +38,7 @@ def test_run_dashboard_serves_and_stops_on_sigterm(empty_db: Settings, tmp_path:
     with log.open("wb") as out:
         parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}", parent, log)
+        wait_healthy(f"http://127.0.0.1:{port}", parent, log)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
             assert page.status == 200
         started = time.monotonic()
