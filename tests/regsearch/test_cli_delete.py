@@ -13,7 +13,7 @@ from regsearch.config import Settings
 from regsearch.domain.states import JobState
 from regsearch.store import jobs as job_store
 from tests.services.stack import running_stack
-from tests.services.test_delete import _job, _rows
+from tests.services.test_delete import deletable_job, job_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,19 +29,19 @@ def test_delete_asks_then_deletes_and_refuses_a_running_job(tmp_path: Path, data
     with running_stack(settings, tmp_path / "logs", start=False) as stack:
         stack.start("api")
         env = {"REGSEARCH_API_URL": stack.settings.api_url, "REGSEARCH_DATA_DIR": str(data_dir)}
-        job_id = _job(stack.db, stack.settings, n_complete=1)
+        job_id = deletable_job(stack.db, stack.settings, n_complete=1)
 
         refused = regsearch("delete", job_id, env=env, stdin="n\n")
         assert refused.returncode == 1 and "not deleted" in refused.stderr
         assert "Delete job" in refused.stdout and "to-delete" in refused.stdout and "completed" in refused.stdout
         no_answer = regsearch("delete", job_id, env=env)  # end of input is no yes
-        assert no_answer.returncode == 1 and _rows(stack.db, job_id)["jobs"] == 1
+        assert no_answer.returncode == 1 and job_rows(stack.db, job_id)["jobs"] == 1
 
         confirmed = regsearch("delete", job_id, env=env, stdin="y\n")
         assert confirmed.returncode == 0, confirmed.stderr
-        assert f"job {job_id} deleted" in confirmed.stdout and set(_rows(stack.db, job_id).values()) == {0}
+        assert f"job {job_id} deleted" in confirmed.stdout and set(job_rows(stack.db, job_id).values()) == {0}
 
-        running = _job(stack.db, stack.settings, n_complete=1)
+        running = deletable_job(stack.db, stack.settings, n_complete=1)
         job_store.set_job_status(stack.db, job_id=running, status=JobState.RUNNING)
         conflict = regsearch("delete", running, "--yes", env=env)
         assert conflict.returncode == 2 and "cancel it first" in conflict.stderr and "Traceback" not in conflict.stderr

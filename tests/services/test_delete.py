@@ -27,7 +27,7 @@ from regsearch.store.weights import Retention
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def _job(db: Database, settings: Settings, *, n_complete: int = 2) -> str:
+def deletable_job(db: Database, settings: Settings, *, n_complete: int = 2) -> str:
     """A job whose trials left rows in every table a job has: trials, epochs, step values, weights."""
     spec = JobSpec(name="to-delete", dataset={"name": "digits"}, budget={"n_trials": 5, "keep_weights": 5})
     job = job_store.create_job(db, spec=spec).job
@@ -52,7 +52,7 @@ def _job(db: Database, settings: Settings, *, n_complete: int = 2) -> str:
     return job.id
 
 
-def _rows(db: Database, job_id: str) -> dict[str, int]:
+def job_rows(db: Database, job_id: str) -> dict[str, int]:
     """How many rows of each table belong to the job (Optuna's through its study)."""
     queries = {
         "jobs": "SELECT count(*) FROM regsearch_jobs WHERE id = :j",
@@ -78,8 +78,8 @@ def client(sqlite_settings: Settings, db: Database) -> Iterator[TestClient]:
 def test_delete_removes_the_jobs_rows_study_and_weights_and_nothing_else(
     client: TestClient, sqlite_settings: Settings, db: Database
 ) -> None:
-    doomed, kept = _job(db, sqlite_settings), _job(db, sqlite_settings)
-    before = _rows(db, doomed)
+    doomed, kept = deletable_job(db, sqlite_settings), deletable_job(db, sqlite_settings)
+    before = job_rows(db, doomed)
     assert before["trials"] == 3 and before["epochs"] == 3 and before["step_values"] == 2
     assert before["studies"] == 1 and before["optuna_trials"] == 3, "the study name is regsearch-<job id>"
     store = open_artifact_store(sqlite_settings)
@@ -87,13 +87,13 @@ def test_delete_removes_the_jobs_rows_study_and_weights_and_nothing_else(
 
     response = client.delete(f"/jobs/{doomed}")
     assert response.status_code == 204 and response.content == b""
-    assert set(_rows(db, doomed).values()) == {0}
+    assert set(job_rows(db, doomed).values()) == {0}
     assert not store.exists(weights_key(doomed, 0)) and not store.exists(weights_key(doomed, 1))
     assert not (sqlite_settings.data_dir / "artifacts" / doomed).exists()
     assert client.get(f"/jobs/{doomed}").status_code == 404
     assert client.delete(f"/jobs/{doomed}").status_code == 404
     # the other job is untouched
-    assert _rows(db, kept) == before
+    assert job_rows(db, kept) == before
     assert store.exists(weights_key(kept, 1))
     assert [j["id"] for j in client.get("/jobs").json()["items"]] == [kept]
 
@@ -102,12 +102,12 @@ def test_delete_removes_the_jobs_rows_study_and_weights_and_nothing_else(
 def test_a_queued_or_running_job_is_409_saying_cancel_it_first(
     client: TestClient, sqlite_settings: Settings, db: Database, status: JobState
 ) -> None:
-    job_id = _job(db, sqlite_settings, n_complete=1)
+    job_id = deletable_job(db, sqlite_settings, n_complete=1)
     job_store.set_job_status(db, job_id=job_id, status=status)
     response = client.delete(f"/jobs/{job_id}")
     assert response.status_code == 409
     assert status in response.json()["detail"] and "cancel it first" in response.json()["detail"]
-    assert _rows(db, job_id)["trials"] == 2 and open_artifact_store(sqlite_settings).exists(weights_key(job_id, 0))
+    assert job_rows(db, job_id)["trials"] == 2 and open_artifact_store(sqlite_settings).exists(weights_key(job_id, 0))
     with pytest.raises(JobActive):
         delete_job(db, open_artifact_store(sqlite_settings), job_id)
 
@@ -121,17 +121,17 @@ def test_unknown_jobs_are_404(client: TestClient, sqlite_settings: Settings, db:
 
 def test_cancelled_and_failed_jobs_can_be_deleted(client: TestClient, sqlite_settings: Settings, db: Database) -> None:
     for status in (JobState.CANCELLED, JobState.FAILED):
-        job_id = _job(db, sqlite_settings, n_complete=1)
+        job_id = deletable_job(db, sqlite_settings, n_complete=1)
         job_store.set_job_status(db, job_id=job_id, status=status)
         assert client.delete(f"/jobs/{job_id}").status_code == 204
-        assert set(_rows(db, job_id).values()) == {0}
+        assert set(job_rows(db, job_id).values()) == {0}
 
 
 def test_the_client_deletes_and_names_the_conflict(sqlite_settings: Settings, sqlite_db: Database) -> None:
     from regsearch.client import ApiError, Client
 
-    job_id = _job(sqlite_db, sqlite_settings, n_complete=1)
-    running = _job(sqlite_db, sqlite_settings, n_complete=1)
+    job_id = deletable_job(sqlite_db, sqlite_settings, n_complete=1)
+    running = deletable_job(sqlite_db, sqlite_settings, n_complete=1)
     job_store.set_job_status(sqlite_db, job_id=running, status=JobState.RUNNING)
     with TestClient(create_app(sqlite_settings, db=sqlite_db, broker_ping=lambda: None)) as test_client:
         client = Client("http://testserver")
