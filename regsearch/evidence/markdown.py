@@ -150,7 +150,8 @@ def render_markdown(report: Report) -> str:
     lines += ["### Confirmation runs (seed groups)", ""]
     if confirmation.configs:
         metric = report.metric
-        shown = [metric, *(m for m in ("val_acc", "test_acc") if m != metric)]
+        pair = ("val_rmse", "test_rmse") if "val_rmse" in report.metrics else ("val_acc", "test_acc")  # the task's
+        shown = [metric, *(m for m in pair if m != metric)]
         lines.append(_row(["rank", "trial", "configuration", "runs", "seeds",
                            *(f"{m} mean [95% CI]" for m in shown), f"{metric} sd"]))
         lines.append(_row(["---", "---:", "---", "---:", "---", *(["---:"] * (len(shown) + 1))]))
