@@ -18,7 +18,8 @@ from tests.services.stack import running_stack
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
-def test_a_regression_job_end_to_end(sqlite_settings: Settings, tmp_path: Path) -> None:
+def test_a_regression_job_end_to_end(sqlite_settings: Settings, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from sklearn.datasets import load_diabetes
 
     diabetes = load_diabetes()
@@ -27,7 +28,8 @@ def test_a_regression_job_end_to_end(sqlite_settings: Settings, tmp_path: Path) 
             "model": {"family": "mlp", "hidden": [32, 32]},
             "space": {"placement": ["bn-act-drop", "act-drop", "bn-act", "act"], "dropout": {"low": 0.0, "high": 0.3}},
             "training": {"epochs": 6, "batch_size": 32, "lr": 0.003},
-            "budget": {"n_trials": 6, "parallelism": 2}, "sampler": "random", "pruner": "none"}
+            "budget": {"n_trials": 6, "parallelism": 2}, "sampler": "random", "pruner": "none",
+            "confirm": {"top_k": 1, "seeds": 2}}
     with running_stack(sqlite_settings, tmp_path / "logs") as stack:
         job = stack.client.submit(spec)
         done = stack.wait_job(job["id"], 300)
@@ -58,3 +60,19 @@ def test_a_regression_job_end_to_end(sqlite_settings: Settings, tmp_path: Path) 
         report = cli("report", job["id"], "--format", "md")
         assert report.returncode == 0, report.stderr
         assert "val_rmse" in report.stdout and "val_acc" not in report.stdout, report.stdout
+        assert "Confirmation runs" in report.stdout and "test_rmse mean" in report.stdout, report.stdout
+
+    # the dashboard's job page renders, its evidence tables with the regression metrics
+    from regsearch.config import get_settings
+    from regsearch.dashboard import data
+    from tests.dashboard.conftest import point_app_at, run_app
+
+    point_app_at(monkeypatch, sqlite_settings)
+    data.clear_caches()
+    try:
+        app = run_app("app_pages/job.py", job=job["id"])
+        columns = [list(frame.value.columns) for frame in app.dataframe]
+        assert any("val_rmse" in c and "test_r2" in c for c in columns), columns
+        # (the page's own summary tables, dashboard/frames.py, are still the classification ones)
+    finally:
+        get_settings.cache_clear()
