@@ -8,7 +8,8 @@ held to one target (docs/interface.md "Metrics"):
   regression job), else :data:`DEFAULT_TARGET_SHARE` of the job's best (val_acc: 0.9 x the best
   val_acc; val_loss: the best val_loss / 0.9). It depends on the job's best, so it is computed at
   report time from the stored per-epoch rows (:func:`trial_convergence`), never by the worker.
-- **Per trial**: ``epochs_to_target`` (the first epoch at or past the target), ``seconds_to_target``
+- **Per trial** (the metric table's report-time entries, ``regsearch.domain.metrics.REPORT_TIME_METRICS``,
+  which name and format them): ``epochs_to_target`` (the first epoch at or past the target), ``seconds_to_target``
   (training seconds up to and including that epoch), both None when the trial never got there: it
   is *censored* at the epochs it ran, never given an invented number; ``train_loss_area`` (the mean
   training loss over the epochs run: lower is faster and better fitting, defined for every trial).
@@ -28,6 +29,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from regsearch.domain.metrics import REPORT_TIME_METRICS
+
+# The metric table's names for what a trial is measured by here (its order: epochs, seconds, area).
+EPOCHS_TO_TARGET, SECONDS_TO_TARGET, TRAIN_LOSS_AREA = REPORT_TIME_METRICS
 DEFAULT_TARGET_SHARE = 0.9
 Z95 = 1.959963984540054
 
@@ -58,9 +63,23 @@ def job_target(metric: str, given: float | None, best: float | None) -> Target |
                   f"{DEFAULT_TARGET_SHARE:g} x the job's best val_acc ({best:.3f})")
 
 
-def trial_convergence(epochs: Sequence[Mapping[str, Any]], target: Target) -> dict[str, Any]:
-    """``epochs_to_target``, ``seconds_to_target`` (None: censored), ``train_loss_area`` and
-    ``epochs_run`` (the censoring time) from a trial's per-epoch rows, in epoch order."""
+@dataclass(frozen=True)
+class TrialConvergence:
+    """One trial held to the target: ``metrics`` has exactly the report-time metrics (None: censored
+    or no data); ``epochs_run`` and ``seconds_run`` are where a censored trial stopped being watched."""
+
+    metrics: dict[str, float | None]
+    epochs_run: int
+    seconds_run: float
+
+    def observation(self, name: str) -> tuple[float | None, float]:
+        """(time to the target or None when censored, censoring time) in ``name``'s unit, for :func:`km_median`."""
+        return self.metrics[name], (self.seconds_run if name == SECONDS_TO_TARGET else self.epochs_run)
+
+
+def trial_convergence(epochs: Sequence[Mapping[str, Any]], target: Target) -> TrialConvergence:
+    """``epochs_to_target``, ``seconds_to_target`` (None: censored), ``train_loss_area`` and the
+    censoring times from a trial's per-epoch rows, in epoch order."""
     rows = sorted(epochs, key=lambda e: e.get("epoch") or 0)
     seconds = 0.0
     reached_at, seconds_at = None, None
@@ -69,9 +88,10 @@ def trial_convergence(epochs: Sequence[Mapping[str, Any]], target: Target) -> di
         if reached_at is None and target.reached(row.get(target.metric)):
             reached_at, seconds_at = int(row.get("epoch") or i + 1), seconds
     losses = [float(r["train_loss"]) for r in rows if _finite(r.get("train_loss"))]
-    return {"epochs_to_target": reached_at, "seconds_to_target": seconds_at,
-            "train_loss_area": sum(losses) / len(losses) if losses else None,
-            "epochs_run": len(rows), "seconds_run": seconds}
+    return TrialConvergence(
+        metrics={EPOCHS_TO_TARGET: reached_at, SECONDS_TO_TARGET: seconds_at,
+                 TRAIN_LOSS_AREA: sum(losses) / len(losses) if losses else None},
+        epochs_run=len(rows), seconds_run=seconds)
 
 
 def _finite(value: Any) -> bool:

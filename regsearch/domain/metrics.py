@@ -10,9 +10,10 @@ that learns little, so it is not a convergence speed and is named for what it is
 (mean val_acc over the epochs run), ``seconds_per_epoch``, ``epochs_run``.
 
 Convergence speed is measured against a target common to the job's trials instead (it depends on
-the job's best, so it is computed at report time from the per-epoch rows):
-``epochs_to_target``, ``seconds_to_target`` (None when never reached: censored) and
-``train_loss_area`` (mean training loss over the epochs run), :mod:`regsearch.domain.convergence`.
+the job's best, so it is computed at report time from the per-epoch rows, never stored: the
+table's entries with ``report_time``): ``epochs_to_target``, ``seconds_to_target`` (None when
+never reached: censored) and ``train_loss_area`` (mean training loss over the epochs run),
+:mod:`regsearch.domain.convergence`.
 With ``training.bn_recalibrate`` and BN in the placement a trial also stores ``variance_shift``
 (one ratio per BN slot), ``test_acc_before_recalibration`` and ``test_acc_after_recalibration``
 (worker/variance_shift.py); ``variance_shift`` is measured for every trial with BN.
@@ -49,6 +50,9 @@ class Metric:
     decimals: int = 3  # fixed decimals wherever a value or a mean of it is printed (format_metric)
     label: str | None = None  # a column's heading where the name alone would mislead
     task: Task | None = "classification"  # the task whose trials have it (None: every task)
+    # computed at report time from a trial's epoch rows relative to the job's target
+    # (regsearch.domain.convergence), never stored with the trial: no column, no objective
+    report_time: bool = False
 
 
 # The one list of per-trial metrics, in the order every table shows them.
@@ -67,18 +71,28 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("mean_val_acc", "maximize", True, 0.0, 1.0),
     Metric("seconds_per_epoch", "minimize", True, 0.0, None, task=None),
     Metric("val_loss", "minimize", True, 0.0, None, shown=False, task=None),
+    # convergence to the job's common target (val_acc, or val_loss for regression), every task
+    Metric("epochs_to_target", "minimize", False, 1.0, None, bounded_by_epochs=True, decimals=0,
+           label="epochs to target", task=None, report_time=True),
+    Metric("seconds_to_target", "minimize", False, 0.0, None, decimals=2, label="s to target", task=None,
+           report_time=True),
+    Metric("train_loss_area", "minimize", False, 0.0, None, label="train-loss area", task=None, report_time=True),
 )}
 
 
 def task_metrics(task: str = "classification", *, shown_only: bool = True) -> tuple[str, ...]:
-    """The per-trial metrics a task's trials have, in table order (``shown_only``: the columns)."""
-    return tuple(name for name, m in METRICS.items() if m.task in (None, task) and (m.shown or not shown_only))
+    """The per-trial metrics a task's trials store, in table order (``shown_only``: the columns);
+    the report-time ones (:data:`REPORT_TIME_METRICS`) are not stored, so never among them."""
+    return tuple(name for name, m in METRICS.items()
+                 if m.task in (None, task) and (m.shown or not shown_only) and not m.report_time)
 
 
 SHOWN_METRICS = task_metrics("classification")  # a classification job's columns (the default task)
 OBJECTIVE_METRICS = tuple(name for name, m in METRICS.items() if m.objective)
 DIRECTIONS: dict[str, Direction] = {name: m.direction for name, m in METRICS.items()}
 SUMMARY_FIELDS = (*task_metrics("classification", shown_only=False), "epochs_run")  # a classification trial's
+# Per trial at report time, relative to the job's target: what regsearch.domain.convergence computes.
+REPORT_TIME_METRICS = tuple(name for name, m in METRICS.items() if m.report_time)
 
 # Former metric names, still read: a spec's objective naming one means the new name (migrations
 # 0007 and 0009 renamed them in stored trials and specs). ``val_auc`` read like a ROC AUC;

@@ -8,13 +8,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from regsearch.domain.convergence import (
+    EPOCHS_TO_TARGET,
+    SECONDS_TO_TARGET,
+    TRAIN_LOSS_AREA,
     Median,
     Target,
+    TrialConvergence,
     job_target,
     km_median,
     separated,
     trial_convergence,
 )
+from regsearch.domain.metrics import format_metric
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import TrialState
 from regsearch.domain.stats import mean_interval
@@ -58,6 +63,12 @@ def seconds_median(observations: Any) -> Median:
     return median
 
 
+def _median_of(name: str, per_trial: Sequence[TrialConvergence]) -> Median:
+    """The Kaplan-Meier median of ``epochs_to_target`` or ``seconds_to_target`` over the trials."""
+    median = seconds_median if name == SECONDS_TO_TARGET else km_median
+    return median(c.observation(name) for c in per_trial)
+
+
 def _median_stat(median: Median) -> MedianStat:
     return MedianStat(median=median.median, low=median.low, high=median.high)
 
@@ -66,13 +77,12 @@ def summarize(trials: Sequence[TrialDict], target: Target) -> ConvergenceStat:
     """A group's convergence: the share reaching the target, Kaplan-Meier medians of epochs and
     seconds to it (censored trials count as not yet there, never averaged), the mean train-loss area."""
     per_trial = [trial_convergence(t["epochs"], target) for t in _done(trials)]
-    epochs = km_median((c["epochs_to_target"], c["epochs_run"]) for c in per_trial)
-    seconds = seconds_median((c["seconds_to_target"], c["seconds_run"]) for c in per_trial)
-    return ConvergenceStat(
-        n=epochs.n, reached=epochs.reached, share=epochs.share, epochs_to_target=_median_stat(epochs),
-        seconds_to_target=_median_stat(seconds),
-        train_loss_area=mean_interval(c["train_loss_area"] for c in per_trial),
-    )
+    epochs = _median_of(EPOCHS_TO_TARGET, per_trial)
+    return ConvergenceStat(n=epochs.n, reached=epochs.reached, share=epochs.share, **{
+        EPOCHS_TO_TARGET: _median_stat(epochs),
+        SECONDS_TO_TARGET: _median_stat(_median_of(SECONDS_TO_TARGET, per_trial)),
+        TRAIN_LOSS_AREA: mean_interval(c.metrics[TRAIN_LOSS_AREA] for c in per_trial),
+    })
 
 
 def add_convergence(placements: Grouping, search: Sequence[TrialDict], target: Target | None) -> None:
@@ -110,11 +120,14 @@ def _mean_of(value: Any) -> float | None:
     return finite_number(value)
 
 
-def _in_words(median: Median, unit: str) -> str:
+_UNITS = {EPOCHS_TO_TARGET: "epochs", SECONDS_TO_TARGET: "s"}  # in words: "9 epochs", "2.41 s"
+
+
+def _in_words(median: Median, name: str) -> str:
     if median.median is None:
         return f"no median (fewer than half reach it: {median.reached} of {median.n})"
-    high = "more" if median.high is None else _fmt(median.high, unit)
-    return f"{_fmt(median.median, unit)} {unit} [{_fmt(median.low, unit)}, {high}]"
+    high = "more" if median.high is None else _fmt(median.high, name)
+    return f"{_fmt(median.median, name)} {_UNITS[name]} [{_fmt(median.low, name)}, {high}]"
 
 
 def target_level(target: Target | TargetInfo) -> str:
@@ -123,10 +136,9 @@ def target_level(target: Target | TargetInfo) -> str:
     return f"{target.metric} {'>=' if target.metric != 'val_loss' else '<='} {target.value:.3f}"
 
 
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "?"
-    return f"{value:.0f}" if unit == "epochs" else f"{value:.2f}"
+def _fmt(value: float | None, name: str) -> str:
+    """The metric table's format (regsearch.domain.metrics); ``?`` for an end not known."""
+    return "?" if value is None else format_metric(name, float(value))
 
 
 def bn_statement(search: Sequence[TrialDict], target: Target) -> str:
@@ -140,18 +152,18 @@ def bn_statement(search: Sequence[TrialDict], target: Target) -> str:
     if not with_bn or not without:
         return f"Convergence to the target ({level}): no placements {'with' if not with_bn else 'without'} BN to compare."
     parts = []
-    for unit, key, run in (("epochs", "epochs_to_target", "epochs_run"), ("s", "seconds_to_target", "seconds_run")):
-        median = km_median if unit == "epochs" else seconds_median
-        a = median((c[key], c[run]) for c in (trial_convergence(t["epochs"], target) for t in with_bn))
-        b = median((c[key], c[run]) for c in (trial_convergence(t["epochs"], target) for t in without))
-        text = f"{_in_words(a, unit)} with BN vs {_in_words(b, unit)} without"
+    bn_runs = [trial_convergence(t["epochs"], target) for t in with_bn]
+    plain_runs = [trial_convergence(t["epochs"], target) for t in without]
+    for name in (EPOCHS_TO_TARGET, SECONDS_TO_TARGET):
+        a, b = _median_of(name, bn_runs), _median_of(name, plain_runs)
+        text = f"{_in_words(a, name)} with BN vs {_in_words(b, name)} without"
         if separated(a, b):
             faster = "BN placements reach" if (a.median or 0) < (b.median or 0) else "Placements without BN reach"
             parts.append(f"{faster} the target in {text} (median, 95% interval; the intervals separate)")
         else:
-            parts.append(f"{'epochs' if unit == 'epochs' else 'seconds'}: {text}; the intervals do not separate, "
-                         "so neither is shown to reach it faster")
-        if unit == "epochs":
+            parts.append(f"{'epochs' if name == EPOCHS_TO_TARGET else 'seconds'}: {text}; the intervals do not "
+                         "separate, so neither is shown to reach it faster")
+        if name == EPOCHS_TO_TARGET:
             share = (f"{a.reached} of {a.n} trials with BN and {b.reached} of {b.n} without reach it; "
                      "the others are censored at their last epoch (Kaplan-Meier), never averaged")
     return f"Convergence to the target ({level}, {target.source}): " + "; ".join(parts) + f". {share}."
@@ -161,10 +173,13 @@ def target_info(target: Target | None) -> TargetInfo | None:
     return None if target is None else TargetInfo(metric=target.metric, value=target.value, source=target.source)
 
 
-def group_median_text(stat: ConvergenceStat | None, unit: str) -> str:
-    """A table cell: ``9 [7, 12]``, ``9 [7, –)`` when the upper end is open, ``–`` below half."""
-    median = None if stat is None else (stat.epochs_to_target if unit == "epochs" else stat.seconds_to_target)
+def group_median_text(stat: ConvergenceStat | Mapping[str, Any] | None, name: str) -> str:
+    """A table cell for ``epochs_to_target`` or ``seconds_to_target`` of a group's convergence (the
+    report's model or its JSON): ``9 [7, 12]``, ``9 [7, –)`` when the upper end is open, ``–`` below half."""
+    if isinstance(stat, Mapping):
+        stat = ConvergenceStat.model_validate(stat)
+    median: MedianStat | None = None if stat is None else getattr(stat, name)
     if median is None or median.median is None:
         return "–"
-    high = "–)" if median.high is None else f"{_fmt(median.high, unit)}]"
-    return f"{_fmt(median.median, unit)} [{_fmt(median.low, unit)}, {high}"
+    high = "–)" if median.high is None else f"{_fmt(median.high, name)}]"
+    return f"{_fmt(median.median, name)} [{_fmt(median.low, name)}, {high}"

@@ -79,6 +79,7 @@ def best_per_placement(report: Report, grouping: Grouping) -> list[str]:
 def convergence_section(report: Report, grouping: Grouping) -> list[str]:
     """Each placement held to the job's target (Kaplan-Meier medians; censored trials never averaged),
     the comparison in words, and the variance shift / BN recalibration where measured."""
+    from regsearch.domain.convergence import EPOCHS_TO_TARGET, SECONDS_TO_TARGET, TRAIN_LOSS_AREA
     from regsearch.evidence.convergence import group_median_text, target_level
 
     if report.target is None:
@@ -92,14 +93,16 @@ def convergence_section(report: Report, grouping: Grouping) -> list[str]:
     extras = [name for name in order if any(name in g.extras for g in grouping.groups)]
     heads = {"variance_shift": "variance shift", "test_acc_before_recalibration": "test_acc before recal.",
              "test_acc_after_recalibration": "test_acc after recal.", "recalibration_gain": "recal. gain"}
-    lines.append(_row(["placement", "reached", "epochs to target [95% CI]", "s to target [95% CI]",
-                       "train-loss area", *(heads.get(e, e) for e in extras)]))
+    lines.append(_row(["placement", "reached", f"{METRICS[EPOCHS_TO_TARGET].label} [95% CI]",
+                       f"{METRICS[SECONDS_TO_TARGET].label} [95% CI]", str(METRICS[TRAIN_LOSS_AREA].label),
+                       *(heads.get(e, e) for e in extras)]))
     lines.append(_row(["---", *(["---:"] * (4 + len(extras)))]))
     for group in grouping.groups:
         stat = group.convergence
         reached = f"{stat.reached}/{stat.n}" if stat is not None else "–"
-        area = format_stat("train_loss", stat.train_loss_area) if stat is not None else NO_VALUE
-        lines.append(_row([group.key, reached, group_median_text(stat, "epochs"), group_median_text(stat, "s"), area,
+        area = format_stat(TRAIN_LOSS_AREA, stat.train_loss_area) if stat is not None else NO_VALUE
+        lines.append(_row([group.key, reached, group_median_text(stat, EPOCHS_TO_TARGET),
+                           group_median_text(stat, SECONDS_TO_TARGET), area,
                            *(format_stat(e, group.extras.get(e)) for e in extras)]))
     lines += ["", ("Medians by Kaplan-Meier: a trial that never reached the target is censored at its last epoch "
               "(counted as not there yet, never given a number); the interval is Brookmeyer-Crowley's, `–)` "

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from regsearch.domain.convergence import Target, job_target, km_median, separated, trial_convergence
+from regsearch.domain.metrics import METRICS, REPORT_TIME_METRICS, format_metric, task_metrics
 from regsearch.evidence import build_report, render_markdown
+from regsearch.evidence.models import ConvergenceStat
 
 
 def epochs(accs: list[float], *, seconds: float = 0.5, loss: float = 1.0) -> list[dict[str, Any]]:
@@ -20,13 +22,32 @@ def epochs(accs: list[float], *, seconds: float = 0.5, loss: float = 1.0) -> lis
 def test_a_trial_reaches_the_target_or_is_censored() -> None:
     target = Target("val_acc", 0.6, "objective.target")
     got = trial_convergence(epochs([0.3, 0.5, 0.61, 0.7], seconds=0.25), target)
-    assert (got["epochs_to_target"], got["seconds_to_target"], got["epochs_run"]) == (3, 0.75, 4)
-    assert got["train_loss_area"] == pytest.approx((1.0 + 0.9 + 0.8 + 0.7) / 4)
+    assert (got.metrics["epochs_to_target"], got.metrics["seconds_to_target"], got.epochs_run) == (3, 0.75, 4)
+    assert got.metrics["train_loss_area"] == pytest.approx((1.0 + 0.9 + 0.8 + 0.7) / 4)
+    assert got.observation("seconds_to_target") == (0.75, 1.0), "censoring time in the metric's own unit"
     never = trial_convergence(epochs([0.3, 0.35, 0.349]), target)
-    assert never["epochs_to_target"] is None and never["seconds_to_target"] is None, "censored: no invented number"
-    assert never["epochs_run"] == 3
+    assert never.metrics["epochs_to_target"] is None and never.metrics["seconds_to_target"] is None, \
+        "censored: no invented number"
+    assert never.epochs_run == 3 and never.observation("epochs_to_target") == (None, 3)
     loss = trial_convergence(epochs([0.3, 0.5, 0.7]), Target("val_loss", 0.45, "objective.target"))
-    assert loss["epochs_to_target"] == 3  # val_loss 0.7, 0.5, 0.3: at or below 0.45 from epoch 3
+    assert loss.metrics["epochs_to_target"] == 3  # val_loss 0.7, 0.5, 0.3: at or below 0.45 from epoch 3
+
+
+def test_the_metric_table_defines_the_convergence_measures_once() -> None:
+    assert REPORT_TIME_METRICS == ("epochs_to_target", "seconds_to_target", "train_loss_area")
+    for name in REPORT_TIME_METRICS:
+        m = METRICS[name]
+        assert m.report_time and m.direction == "minimize" and m.task is None and not m.objective, name
+        assert m.label and m.low is not None and m.low >= 0, name
+    assert METRICS["epochs_to_target"].bounded_by_epochs
+    assert (format_metric("epochs_to_target", 9.0), format_metric("seconds_to_target", 2.4142)) == ("9", "2.41")
+    # not stored with a trial: never a column or an objective of either task
+    assert not set(REPORT_TIME_METRICS) & {*task_metrics("classification", shown_only=False),
+                                           *task_metrics("regression", shown_only=False)}
+    # what convergence.py computes per trial, and what the report's model holds, are exactly those entries
+    got = trial_convergence(epochs([0.3, 0.7]), Target("val_acc", 0.6, "objective.target"))
+    assert tuple(got.metrics) == REPORT_TIME_METRICS
+    assert set(REPORT_TIME_METRICS) <= set(ConvergenceStat.model_fields)
 
 
 def test_the_default_target_is_a_stated_share_of_the_jobs_best() -> None:
@@ -105,6 +126,25 @@ def test_the_report_says_bn_reaches_the_target_faster_only_when_the_intervals_se
     same = build_report(spec, [_trial(i, "bn-act" if i % 2 else "act", slow) for i in range(6)])
     assert same.convergence is not None and "the intervals do not separate" in same.convergence
     assert "reach the target in" not in same.convergence
+
+
+def test_the_dashboard_shows_each_placement_with_the_metric_tables_headings_and_formats() -> None:
+    from regsearch.dashboard.placement_curves import convergence_rows
+
+    fast = [0.5, 0.7, 0.8, 0.8]
+    trials = [_trial(i, "bn-act", fast) for i in range(3)] + [_trial(3 + i, "act", [0.1] * 4) for i in range(3)]
+    spec = {"name": "c", "dataset": {"name": "digits"}, "space": {"placement": ["bn-act", "act"]},
+            "objective": {"metrics": ["val_acc"], "target": 0.7}}
+    report = build_report(spec, trials)
+    rows = {r["placement"]: r for r in convergence_rows(report.model_dump(mode="json"))}
+    heads = [f"{METRICS['epochs_to_target'].label} [95% CI]", f"{METRICS['seconds_to_target'].label} [95% CI]",
+             METRICS["train_loss_area"].label]
+    assert list(rows["bn-act"]) == ["placement", "reached", *heads]
+    assert rows["bn-act"]["reached"] == "3/3" and rows["bn-act"][heads[0]].startswith("2 [")
+    assert rows["act"]["reached"] == "0/3" and rows["act"][heads[0]] == "–", "censored: no median below half"
+    assert rows["act"][heads[2]].startswith("0.850"), "train_loss_area: 3 decimals from the metric table"
+    text = render_markdown(report)
+    assert "| placement | reached | " + " | ".join(heads) + " |" in text
 
 
 def test_the_report_gives_the_variance_shift_and_the_recalibration_per_placement() -> None:
