@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_CPU_VERSION ?= 2.13.0
 
-.PHONY: install demo test test-fast bench bench-full ab lint clean
+.PHONY: install demo test test-fast bench bench-cluster bench-full ab lint clean
 
 # Re-install only when the project's dependencies changed (quick and idempotent otherwise).
 $(STAMP): pyproject.toml

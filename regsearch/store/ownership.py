@@ -91,7 +91,8 @@ def install_fence() -> None:
 
 
 def _transaction_over(conn: Any) -> None:
-    conn.info.pop(_CHECKED, None)
+    with contextlib.suppress(Exception):  # an invalidated connection is discarded anyway
+        conn.info.pop(_CHECKED, None)
 
 
 def _check_fence(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:

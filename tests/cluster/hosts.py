@@ -199,12 +199,16 @@ class Cluster:
         raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{self.logs()}")
 
     def close(self) -> None:
-        for name in list(self.processes):
-            process = self.processes.pop(name)
+        processes = list(self.processes.values())
+        self.processes.clear()
+        for process in processes:  # all at once: TERM, a few seconds together, then KILL
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(5)
+                process.wait(max(0.1, deadline - time.monotonic()))
+        for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

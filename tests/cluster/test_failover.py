@@ -48,17 +48,19 @@ def test_a_killed_and_a_cut_off_coordinator_are_replaced(make_cluster) -> None:
                 assert after[job_id][1] == token + 1  # one change of owner, one new fencing token
         time.sleep(LEASE_S)
         cluster.net.link("ctl3", up=True)  # back from the far side of the cut
+        trained_on: set[str] = set()
         for job_id in jobs:
             done = cluster.wait_for(lambda j=job_id: client.job(j)["status"] in ("completed", "failed"), 240,
                                     f"job {job_id} to finish")
             assert done
             assert client.job(job_id)["status"] == "completed", cluster.logs()
-            check_one_result_each(cluster, client, job_id)
+            trained_on |= check_one_result_each(cluster, client, job_id)
             with db.read() as session:  # never two owners asking: each search ask is one trial
                 asked = session.scalar(sa.text(
                     "SELECT count(*) FROM regsearch_trials WHERE job_id = :j AND retry_of IS NULL "
                     "AND confirm_of IS NULL"), {"j": job_id})
             assert asked == 5
+        assert trained_on == {"w1", "w2"}  # both worker hosts, each by its own name
     finally:
         db.dispose()
         client.close()
