@@ -129,7 +129,6 @@ def _check_float_param(value: FloatParam, ok: Any, bound: str) -> None:
             raise ValueError(f"{v!r} is out of range: {bound}")
 
 
-
 class SpaceSpec(Strict):
     """What is searched; any entry may be fixed (a single value) instead of searched."""
 
@@ -200,6 +199,7 @@ class TrainingSpec(RecipeFields):  # + trainer, options, schedule, label_smoothi
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     augment: AugmentSpec | None = None  # image data only
+    bn_recalibrate: bool = False  # re-estimate BN's statistics with dropout off after training (worker/variance_shift.py)
     @field_validator("lr", "weight_decay", "momentum")
     @classmethod
     def _finite(cls, value: float) -> float:
@@ -211,6 +211,7 @@ class TrainingSpec(RecipeFields):  # + trainer, options, schedule, label_smoothi
 class ObjectiveSpec(Strict):
     metrics: list[Literal[OBJECTIVE_METRICS]] = Field(default_factory=lambda: ["val_acc"])  # type: ignore[valid-type]
     directions: list[Literal["maximize", "minimize"]] | None = None
+    target: float | None = Field(default=None, allow_inf_nan=False)  # the common level (regsearch.domain.convergence)
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -281,9 +282,8 @@ class JobSpec(Strict):
         if len(self.objective.metrics) > 1 and self.pruner != "none":
             raise SpecError("pruner", "pruning needs a single objective; use pruner: none")
         if self.budget.pack > 1 and (self.space.lr is not None or self.space.weight_decay is not None):
-            field = "space.lr" if self.space.lr is not None else "space.weight_decay"
-            raise SpecError(field, "a packed model trains its members with one optimizer at one rate: a searched "
-                                   "rate or weight decay needs budget.pack: 1")
+            raise SpecError("space.lr" if self.space.lr is not None else "space.weight_decay", "a packed model "
+                            "trains its members at one rate: a searched rate or weight decay needs budget.pack: 1")
         if self.sampler == "grid":
             for field in ("dropout", "bn_momentum", "lr", "weight_decay"):
                 if isinstance(getattr(self.space, field), FloatRange):
