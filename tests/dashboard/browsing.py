@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,23 @@ def missing(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what}; CI must run the browser test for real (apt-get install -y chromium)")
     pytest.skip(what)
+
+
+def chromium(*extra_args: str) -> Iterator[Any]:
+    """Debian's chromium through Playwright, headless (for a fixture: ``yield from chromium()``);
+    without either, the test skips (fails under CI)."""
+    if not CHROMIUM.exists():
+        missing(f"{CHROMIUM} is not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the python playwright package is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.dashboard.browsing import CHROMIUM, CHROMIUM_ARGS, ROOT, missing, serve, wait_until_drawn
+from tests.dashboard.browsing import ROOT, chromium, serve, wait_until_drawn
 from tests.dashboard.conftest import FilledDb
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("dashboard")]
@@ -35,18 +35,7 @@ def served(filled_db: FilledDb, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        missing(f"{CHROMIUM} is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("the python playwright package is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, OFFLINE])
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from chromium(OFFLINE)
 
 
 def _page(browser: Any, width: int = LAYOUT_WIDTH) -> Any:

@@ -15,15 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard.browsing import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    ROOT,
-    WIDTH,
-    missing,
-    serve,
-    wait_until_drawn,
-)
+from tests.dashboard.browsing import ROOT, WIDTH, chromium, serve, wait_until_drawn
 from tests.dashboard.conftest import FilledDb
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("dashboard")]
@@ -41,18 +33,7 @@ def _save(shot: Path) -> None:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        missing(f"{CHROMIUM} is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("the python playwright package is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from chromium()
 
 
 @pytest.fixture
