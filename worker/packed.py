@@ -13,7 +13,8 @@ pack of several takes Adam's fused step). What stays per member:
   as ``train_trial``'s ``nn.Dropout`` does; in a pack of several on CPU drawn as uniforms, the
   same distribution at a third of the cost: ``packed_layers``), its BN momentum and running
   statistics,
-- its epochs, best-validation weights, test accuracy and ending.
+- its epochs, best-validation weights, test accuracy and ending, and the variance shift of its
+  BN slots measured on its own module after training (and its repair with ``bn_recalibrate``).
 
 So a member trains as it would alone: on CPU a pack of one takes the packed path (these layers,
 this loop) and reproduces ``train_trial`` bit for bit; in a larger pack a member without
@@ -65,6 +66,7 @@ from regsearch.worker.loop import (
 from regsearch.worker.models import build_model
 from regsearch.worker.packed_model import PackedModel, can_pack, carry_optimizer, unpack_member
 from regsearch.worker.train import DeviceData, make_optimizer
+from regsearch.worker.variance_shift import after_training
 
 PACKED_EVAL_CHUNK = 256  # examples per member per forward pass when a pack evaluates on CPU
 
@@ -111,14 +113,24 @@ def _evaluate_packed(model: PackedModel, x: torch.Tensor, y: torch.Tensor, autoc
     return torch.stack([loss, correct], dim=1)
 
 
-def _finish(member: _Member, model: PackedModel, position: int, data: DeviceData, autocast: Autocast) -> TrainResult:
-    """The member's result: test accuracy of its best weights, measured on the plain module."""
+def _finish(
+    member: _Member, model: PackedModel, position: int, data: DeviceData, training: TrainingSpec, autocast: Autocast
+) -> TrainResult:
+    """The member's result: test accuracy of its best weights, measured on the plain module, and
+    (as ``train_trial`` measures them) the variance shift of its own BN slots and, with
+    ``training.bn_recalibrate``, their repair (worker/variance_shift.py)."""
     recorder = member.recorder
     assert recorder.best_state is not None  # it ran at least one epoch
     plain = unpack_member(model, position)
     plain.load_state_dict(recorder.best_state)
-    x_test = data.x_test.reshape(-1, *model.recipes[position]["input_shape"])
+    shape = model.recipes[position]["input_shape"]
+    x_test = data.x_test.reshape(-1, *shape)
     recorder.test(test_acc=accuracy(plain, x_test, data.y_test, autocast))
+    # after the best weights were kept (best_state is a copy): the recalibration changes `plain` only
+    recorder.measured.update(after_training(
+        plain, recalibrate=training.bn_recalibrate, x_val=data.x_val.reshape(-1, *shape),
+        x_train=data.x_train.reshape(-1, *shape), batch_size=training.batch_size,
+        test_accuracy=lambda: accuracy(plain, x_test, data.y_test, autocast)))
     return recorder.result()
 
 
@@ -241,7 +253,7 @@ def train_packed(
                 leaving.append(position)
         for position in leaving:
             if results[active[position].index] is None:
-                deliver(active[position].index, _finish(active[position], model, position, data, autocast))
+                deliver(active[position].index, _finish(active[position], model, position, data, training, autocast))
         if leaving:
             keep = [p for p in range(len(active)) if p not in leaving]
             if not keep:
@@ -254,6 +266,6 @@ def train_packed(
             model, active = smaller, [active[p] for p in keep]
 
     for position, member in enumerate(active):
-        deliver(member.index, _finish(member, model, position, data, autocast))
+        deliver(member.index, _finish(member, model, position, data, training, autocast))
     assert all(r is not None for r in results)  # every member ended one way or another
     return results  # type: ignore[return-value]

@@ -78,6 +78,7 @@ def test_a_pack_of_one_is_bit_identical_to_unpacked_training(
     (packed,) = train_packed([recipe], training, data, seeds=[3])
     packed = _result(packed)
     assert _curve(packed.epochs) == _curve(plain.epochs)
+    assert packed.summary["variance_shift"]  # measured on the member's own BN slots, as unpacked
     timing = {"seconds_per_epoch"}
     assert {k: v for k, v in packed.summary.items() if k not in timing} == {
         k: v for k, v in plain.summary.items() if k not in timing
@@ -122,6 +123,8 @@ def test_a_pack_without_dropout_reproduces_each_members_curve(
         assert packed.best_state is not None and plain.best_state is not None
         running = [k for k in plain.best_state if k.endswith("running_var")]
         assert running  # BN at its own momentum, with its own statistics
+        # each member's variance shift: one ratio per BN slot of its own module
+        assert len(packed.summary["variance_shift"]) == len(plain.summary["variance_shift"]) == len(running)
         for key in plain.best_state:
             assert torch.allclose(
                 packed.best_state[key].float(), plain.best_state[key].float(), rtol=1e-2, atol=2e-3
