@@ -95,7 +95,7 @@ def runs_epochs(runs: Sequence[TrialDict]) -> int | None:
     return int(max(known)) if known else None
 
 
-def group_interval(group: Sequence[TrialDict], metric: str) -> Interval:
+def group_interval(group: Sequence[TrialDict], metric: str, task: str = "classification") -> Interval:
     """Mean, std and 95% interval of ``metric`` over a set of runs (a seed group, a report group),
-    cut at the metric's range (regsearch.domain.stats.mean_interval)."""
-    return mean_interval((_objective(t, metric) for t in group), metric, epochs=runs_epochs(group))
+    cut at the metric's range on the job's ``task`` (regsearch.domain.stats.mean_interval)."""
+    return mean_interval((_objective(t, metric) for t in group), metric, epochs=runs_epochs(group), task=task)

@@ -53,6 +53,8 @@ class Metric:
     # computed at report time from a trial's epoch rows relative to the job's target
     # (regsearch.domain.convergence), never stored with the trial: no column, no objective
     report_time: bool = False
+    # the range on another task's trials where it differs from (low, high): (task, low, high) each
+    task_ranges: tuple[tuple[Task, float | None, float | None], ...] = ()
 
 
 # The one list of per-trial metrics, in the order every table shows them.
@@ -65,7 +67,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("test_rmse", "minimize", False, 0.0, None, task="regression"),
     Metric("test_r2", "maximize", False, None, 1.0, task="regression"),
     # classification: train_acc - val_acc; regression: val_loss - train_loss (MSE), at the best epoch
-    Metric("gap", "minimize", True, -1.0, 1.0, task=None),
+    # (an accuracy difference lies in [-1, 1]; a difference of two MSEs can be any real number)
+    Metric("gap", "minimize", True, -1.0, 1.0, task=None, task_ranges=(("regression", None, None),)),
     Metric("epochs_to_95pct_best", "minimize", True, 1.0, None, bounded_by_epochs=True, decimals=1,
            label="epochs to 95% of own best"),
     Metric("mean_val_acc", "maximize", True, 0.0, 1.0),
@@ -123,8 +126,10 @@ def format_metric(name: str | None, value: float | None) -> str:
     return f"{float(value):.{metric.decimals if metric else 3}f}"
 
 
-def metric_bounds(name: str | None, *, epochs: int | None = None) -> tuple[float, float]:
-    """The range ``(low, high)`` of a metric (and so of its mean and of any interval shown for it).
+def metric_bounds(name: str | None, *, epochs: int | None = None,
+                  task: str = "classification") -> tuple[float, float]:
+    """The range ``(low, high)`` of a metric on ``task``'s trials (and so of its mean and of any
+    interval shown for it): the gap of a regression job is unbounded, a classification one's is [-1, 1].
 
     ``epochs`` (the job's training epochs) closes the range of ``epochs_to_95pct_best``; without it,
     and for a metric not in :data:`METRICS`, the open side is infinite.
@@ -132,8 +137,9 @@ def metric_bounds(name: str | None, *, epochs: int | None = None) -> tuple[float
     metric = METRICS.get(name or "")
     if metric is None:
         return -math.inf, math.inf
-    low = -math.inf if metric.low is None else float(metric.low)
-    high = math.inf if metric.high is None else float(metric.high)
+    low_, high_ = next(((lo, hi) for t, lo, hi in metric.task_ranges if t == task), (metric.low, metric.high))
+    low = -math.inf if low_ is None else float(low_)
+    high = math.inf if high_ is None else float(high_)
     if metric.bounded_by_epochs and epochs is not None and epochs >= low:
         high = min(high, float(epochs))
     return low, high

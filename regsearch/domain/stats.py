@@ -72,10 +72,11 @@ def finite(values: Iterable[Any]) -> list[float]:
 
 
 def mean_interval(values: Iterable[Any], metric: str | None = None, *, epochs: int | None = None,
-                  confidence: float = CONFIDENCE) -> Interval:
+                  task: str = "classification", confidence: float = CONFIDENCE) -> Interval:
     """Mean, std and the 95% interval of the finite ``values`` of ``metric``.
 
-    The interval is Student-t's, cut at ``metric_bounds(metric, epochs=epochs)``; None below
+    The interval is Student-t's, cut at ``metric_bounds(metric, epochs=epochs, task=task)`` (the
+    metric's range on the job's task); None below
     :data:`MIN_RUNS` values. ``metric=None`` (or a metric without a range) is not cut.
     """
     data = finite(values)
@@ -89,7 +90,7 @@ def mean_interval(values: Iterable[Any], metric: str | None = None, *, epochs: i
     if n < MIN_RUNS:
         return Interval(n=n, mean=mean, std=std, low=None, high=None, too_few_runs=True)
     half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
-    bound_low, bound_high = metric_bounds(metric, epochs=epochs)
+    bound_low, bound_high = metric_bounds(metric, epochs=epochs, task=task)
     low = min(max(mean - half, bound_low), bound_high)
     high = max(min(mean + half, bound_high), bound_low)
     clipped = low != mean - half or high != mean + half

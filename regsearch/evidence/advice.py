@@ -133,7 +133,7 @@ def recommend(setup: Setup, current: Sequence[TrialDict], placements: Grouping,
             f"{format_value(metric, first.score)}), is not yet backed by a comparison.",
             decided_by="insufficient", missing={key: MIN_CONFIGS - n for key, n in missing})
 
-    own: Interval = stat_of(first.runs, metric)
+    own: Interval = stat_of(first.runs, metric, setup.task)
     basis: Literal["confirmed", "single_run"] = "confirmed" if first.confirmed else "single_run"
     result = (f"{metric} {format_stat(metric, own)} over {own.n} seeds" if first.confirmed
               else f"{metric} {format_value(metric, own.mean)} in a single run")
@@ -178,7 +178,8 @@ def recommend(setup: Setup, current: Sequence[TrialDict], placements: Grouping,
                            f"{metric} across the values tried (the intervals do not overlap): one tuned {placement} "
                            "configuration leads, not the placement on average")
     top_two = [r for r in ranking[:2] if r.confirmed]
-    if len(top_two) == 2 and overlap(stat_of(top_two[0].runs, metric), stat_of(top_two[1].runs, metric)):
+    if len(top_two) == 2 and overlap(stat_of(top_two[0].runs, metric, setup.task),
+                                     stat_of(top_two[1].runs, metric, setup.task)):
         reasons.append(f"the top configurations #{top_two[0].number} and #{top_two[1].number} cannot be separated "
                        f"over their seeds (intervals overlap); {_measure(metric, first)} puts #{first.number} first")
     reason = "; ".join(reasons)

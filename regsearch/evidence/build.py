@@ -151,15 +151,14 @@ def build_report(spec: JobSpec | Mapping[str, Any], trials: Sequence[TrialDict],
     them by the user's layers (``auto``), the report lists them.
     """
     setup = read_setup(spec)
-    task = (spec.get("task") if isinstance(spec, Mapping) else spec.task) or "classification"
-    shown = task_metrics(task)  # a regression job's columns: no accuracy (regsearch.domain.metrics)
+    shown = task_metrics(setup.task)  # a regression job's columns: no accuracy (regsearch.domain.metrics)
     metrics = list(shown) + ([setup.metric] if setup.metric not in shown else [])
     current = [t for t in trials if not t.get("retried")]
     search = [t for t in current if is_search(t)]
     groupings = [
         placement_grouping(setup, search, metrics),
-        band_grouping("dropout_band", search, metrics),
-        band_grouping("momentum_band", search, metrics),
+        band_grouping("dropout_band", search, metrics, setup.task),
+        band_grouping("momentum_band", search, metrics, setup.task),
     ]
     _best_per_placement(setup, current, groupings[0])
     target = the_target(spec, search)

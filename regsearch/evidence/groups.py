@@ -39,16 +39,18 @@ class Setup:
     base_seed: int
     objectives: tuple[tuple[str, str], ...] = ()  # every (metric, direction): what the ranking ranks by
     model: str | None = None  # the family and its knobs in one line (regsearch.domain.model_label)
+    task: str = "classification"  # the job's task: its metrics and their ranges (regsearch.domain.metrics)
 
 
 def read_setup(spec: JobSpec | Mapping[str, Any]) -> Setup:
     """What the report needs of the spec, read leniently (``regsearch.domain.stored_spec``): a
     stored spec that no longer validates still gets a report, never an error page."""
     view = StoredSpec.read(spec)
+    task = (spec.get("task") if isinstance(spec, Mapping) else spec.task) or "classification"
     return Setup(
         name=view.name, metric=view.metric, direction=view.direction, n_objectives=len(view.objectives),
         placements=list(view.placements), confirm_top_k=view.confirm_top_k, confirm_seeds=view.confirm_seeds,
-        base_seed=view.seed, objectives=view.objectives, model=model_label(spec),
+        base_seed=view.seed, objectives=view.objectives, model=model_label(spec), task=str(task),
     )
 
 
@@ -69,8 +71,9 @@ def metrics_of(trial: TrialDict) -> Mapping[str, Any]:
     return metrics if isinstance(metrics, Mapping) else {}
 
 
-def stat_of(trials: Iterable[TrialDict], metric: str) -> Interval:
-    return group_interval([{"metrics": metrics_of(t)} for t in trials], metric)
+def stat_of(trials: Iterable[TrialDict], metric: str, task: str = "classification") -> Interval:
+    """``metric``'s interval over ``trials``, cut at its range on the job's ``task``."""
+    return group_interval([{"metrics": metrics_of(t)} for t in trials], metric, task)
 
 
 def _better(direction: str, mean: float | None) -> float:
@@ -129,7 +132,7 @@ def distinct_runs(trials: Sequence[TrialDict]) -> list[dict[str, Any]]:
     return merged
 
 
-def _group(key: str, label: str, members: Sequence[TrialDict], metrics: Sequence[str]) -> Group:
+def _group(key: str, label: str, members: Sequence[TrialDict], metrics: Sequence[str], task: str) -> Group:
     done = [t for t in members if t.get("state") == TrialState.COMPLETE and metrics_of(t)]
     distinct = distinct_runs(done)
     return Group(
@@ -137,7 +140,7 @@ def _group(key: str, label: str, members: Sequence[TrialDict], metrics: Sequence
         n_pruned=sum(t.get("state") == TrialState.PRUNED for t in members),
         n_failed=sum(t.get("state") == TrialState.FAILED for t in members),
         n_active=sum(t.get("state") in ACTIVE_TRIAL_STATES for t in members),
-        metrics={m: stat_of(distinct, m) for m in metrics},
+        metrics={m: stat_of(distinct, m, task) for m in metrics},
     )
 
 
@@ -145,7 +148,7 @@ def placement_grouping(setup: Setup, search: Sequence[TrialDict], metrics: Seque
     members: dict[str, list[TrialDict]] = {p: [] for p in setup.placements}
     for trial in search:
         members.setdefault(str(params_of(trial).get("placement", "?")), []).append(trial)
-    groups = [_group(p, p, items, metrics) for p, items in members.items()]
+    groups = [_group(p, p, items, metrics, setup.task) for p, items in members.items()]
     groups.sort(key=lambda g: (_better(setup.direction, g.metrics[setup.metric].mean), -g.n_distinct, g.key))
     for rank, group in enumerate(g for g in groups if g.metrics[setup.metric].mean is not None):
         group.rank = rank + 1
@@ -158,13 +161,13 @@ def placement_grouping(setup: Setup, search: Sequence[TrialDict], metrics: Seque
 
 
 def band_grouping(by: Literal["dropout_band", "momentum_band"], search: Sequence[TrialDict],
-                   metrics: Sequence[str]) -> Grouping:
+                   metrics: Sequence[str], task: str = "classification") -> Grouping:
     band = dropout_band if by == "dropout_band" else momentum_band
     members: dict[tuple[float, str, str], list[TrialDict]] = {}
     for trial in search:
         key, label, position = band(params_of(trial))
         members.setdefault((position, key, label), []).append(trial)
-    groups = [_group(key, label, members[(pos, key, label)], metrics) for pos, key, label in sorted(members)]
+    groups = [_group(key, label, members[(pos, key, label)], metrics, task) for pos, key, label in sorted(members)]
     if by == "dropout_band":
         return Grouping(by=by, title="By dropout band", groups=groups, description=(
             "Fixed 0.1-wide bands of the dropout rate: [0.1, 0.2) holds 0.1 <= dropout < 0.2; "
@@ -190,7 +193,7 @@ def confirmation_section(setup: Setup, current: Sequence[TrialDict], metrics: Se
             rank=len(configs) + 1, number=int(leader["number"]), params=dict(params_of(leader)),
             config=config_key(params_of(leader)), numbers=[int(t["number"]) for t in group],
             seeds=[int(t["seed"]) if t.get("seed") is not None else setup.base_seed for t in group],
-            metrics={m: stat_of(group, m) for m in metrics},
+            metrics={m: stat_of(group, m, setup.task) for m in metrics},
         ))
     return Confirmation(
         requested=setup.confirm_top_k is not None, top_k=setup.confirm_top_k, seeds=setup.confirm_seeds,

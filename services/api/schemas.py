@@ -292,14 +292,16 @@ def confirmation(seed_runs: Sequence[Trial]) -> ConfirmationPublic | None:
     if not seed_runs:
         return None
     runs = [{"metrics": _blob(t.metrics) or {}} for t in seed_runs]
+    task = str((_blob(seed_runs[0].recipe) or {}).get("task", "classification"))
     return ConfirmationPublic(
         n=len(seed_runs),
         numbers=[t.number for t in seed_runs],
         seeds=[t.seed for t in seed_runs],
         metrics={
-            name: group_interval(runs, name)
-            # the task's metrics: a regression recipe says so (regsearch.domain.metrics.task_metrics)
-            for name in task_metrics(str((_blob(seed_runs[0].recipe) or {}).get("task", "classification")))
+            # the task's metrics, each cut at its range on that task: a regression recipe says so
+            # (regsearch.domain.metrics.task_metrics, metric_bounds)
+            name: group_interval(runs, name, task)
+            for name in task_metrics(task)
         },
     )
 

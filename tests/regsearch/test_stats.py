@@ -79,3 +79,19 @@ def test_a_metric_without_a_range_is_not_cut() -> None:
     interval = mean_interval(values)
     assert (interval.low, interval.high) == pytest.approx(t_interval(values)) and not interval.clipped
     assert metric_bounds("no such metric") == (-math.inf, math.inf)
+
+
+def test_a_metric_is_cut_at_its_range_on_the_jobs_task() -> None:
+    # a regression gap is val_loss - train_loss (a difference of two MSEs): any real number; a
+    # classification gap (train_acc - val_acc) stays in [-1, 1]
+    assert metric_bounds("gap", task="regression") == (-math.inf, math.inf)
+    assert metric_bounds("gap", task="classification") == metric_bounds("gap") == (-1.0, 1.0)
+    gaps = [1.4, 1.5, 1.6, 1.7]
+    regression = mean_interval(gaps, "gap", task="regression")
+    assert not regression.clipped
+    assert (regression.low, regression.high) == pytest.approx(t_interval(gaps))
+    assert regression.low > 1.0  # it printed "[1.000, 1.000]" when cut at the classification range
+    classification = mean_interval(gaps, "gap")
+    assert classification.clipped and classification.high == 1.0
+    runs = [{"metrics": {"gap": g}} for g in gaps]
+    assert group_interval(runs, "gap", "regression").high == pytest.approx(t_interval(gaps)[1])
