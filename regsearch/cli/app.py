@@ -19,11 +19,11 @@ from regsearch.cli import (
     inspect_cmd,  # noqa: F401  (regsearch inspect)
 )
 from regsearch.cli.common import (
-    _api_call,
-    _client,
-    _device,
-    _settings,
+    api_call,
+    api_client,
     app,
+    checked_device,
+    cli_settings,
     console,
     err,
     fail,
@@ -34,7 +34,7 @@ from regsearch.domain.states import JobState
 
 def _wait(client: Any, job_id: str, poll_s: float = 1.0) -> dict[str, Any]:
     """A progress bar until the job ends (``Client.wait``, drawn on this command's console)."""
-    return _api_call(lambda: client.wait(job_id, progress=console, poll_s=poll_s))
+    return api_call(lambda: client.wait(job_id, progress=console, poll_s=poll_s))
 
 
 @app.command()
@@ -47,16 +47,16 @@ def submit(
     from regsearch.cli.spec_check import check_spec_file
     from regsearch.cli.tables import print_best
 
-    settings = _settings()
+    settings = cli_settings()
     # checked against what the service's workers publish (its plugin families and trainers too)
     document = check_spec_file(spec).spec.model_dump(mode="json", exclude_none=True)
-    with _client(settings) as client:
-        job = _api_call(lambda: client.submit(document, idempotency_key))
+    with api_client(settings) as client:
+        job = api_call(lambda: client.submit(document, idempotency_key))
         console.print(job["id"])
         if wait:
             job = _wait(client, job["id"])
             console.print(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""))
-            print_best(console, _api_call(lambda: client.best(job["id"], 5)))
+            print_best(console, api_call(lambda: client.best(job["id"], 5)))
 
 
 @app.command()
@@ -97,7 +97,7 @@ def _data_file_note(job_spec: Any) -> str | None:
     dataset = job_spec.dataset
     if dataset.name not in FILE_DATASETS or not dataset.path:
         return None
-    settings = _settings()
+    settings = cli_settings()
     try:
         path = resolve_data_path(settings.data_dir, dataset.path, folder=dataset.name == "images")
         check_data_format(path, dataset.name, dataset.path)
@@ -117,12 +117,12 @@ def status(
     """Jobs, or one job's progress (and its model: family and knobs)."""
     from regsearch.cli.tables import job_model, status_table
 
-    with _client(_settings()) as client:
+    with api_client(cli_settings()) as client:
         if job:
-            jobs = [_api_call(lambda: client.job(job))]
+            jobs = [api_call(lambda: client.job(job))]
         else:
-            jobs = [item if "counts" in item else _api_call(lambda job_id=item["id"]: client.job(job_id))
-                    for item in _api_call(client.jobs)["items"]]
+            jobs = [item if "counts" in item else api_call(lambda job_id=item["id"]: client.job(job_id))
+                    for item in api_call(client.jobs)["items"]]
     if as_json:
         print(json.dumps(jobs[0] if job else {"items": jobs, "count": len(jobs)}, indent=2))
     elif not jobs:
@@ -171,8 +171,8 @@ def families(as_json: Annotated[bool, typer.Option("--json", help="the API's doc
     defaults, and the networks the auto family can trace."""
     from regsearch.cli.tables import KEEP, Col, fitted_table
 
-    with _client(_settings()) as client:
-        items = _api_call(client.families)
+    with api_client(cli_settings()) as client:
+        items = api_call(client.families)
     if as_json:
         print(json.dumps({"items": items}, indent=2))
         return
@@ -217,11 +217,11 @@ def best(job: str, top: Annotated[int, typer.Option(min=1, max=100)] = 5, as_jso
     from regsearch.cli.tables import print_best
 
     folder = _save_folder(save) if save is not None else None
-    with _client(_settings()) as client:
-        items = _api_call(lambda: client.best(job, top))
-        objective = "val_acc" if as_json else _objective(_api_call(lambda: client.job(job)))
+    with api_client(cli_settings()) as client:
+        items = api_call(lambda: client.best(job, top))
+        objective = "val_acc" if as_json else _objective(api_call(lambda: client.job(job)))
         try:
-            missing = _api_call(lambda: client.download_many(job, [i["number"] for i in items], folder)) if folder else {}
+            missing = api_call(lambda: client.download_many(job, [i["number"] for i in items], folder)) if folder else {}
         except OSError as exc:  # the folder was usable a moment ago: it filled up, or its rights changed
             fail(f"--save: cannot write into {folder}: {exc.strerror or exc}"
                  + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), 2)
@@ -249,8 +249,8 @@ def report(
         fmt = "text" if sys.stdout.isatty() else "md"
     if fmt not in REPORT_FORMATS:
         fail(f"--format: {fmt!r} is not one of {', '.join(REPORT_FORMATS)}", 2)
-    with _client(_settings()) as client:
-        document = _api_call(lambda: client.report(job))
+    with api_client(cli_settings()) as client:
+        document = api_call(lambda: client.report(job))
     if fmt == "json":
         print(json.dumps(document, indent=2))
     elif fmt == "text":
@@ -266,8 +266,8 @@ def report(
 @app.command()
 def cancel(job: str) -> None:
     """Stop a job; running trials stop at their next epoch."""
-    with _client(_settings()) as client:
-        answer = _api_call(lambda: client.cancel(job))
+    with api_client(cli_settings()) as client:
+        answer = api_call(lambda: client.cancel(job))
     console.print(f"job {answer['id']}: cancellation requested")
 
 
@@ -277,8 +277,8 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="delete without asking")] = False,
 ) -> None:
     """Delete a finished job: its trials, epochs, Optuna study and kept weights (cancel a running one first)."""
-    with _client(_settings()) as client:
-        found = _api_call(lambda: client.job(job))
+    with api_client(cli_settings()) as client:
+        found = api_call(lambda: client.job(job))
         if not yes:
             counts = found.get("counts") or {}
             question = (f"Delete job {found['id']} ({found['name']}, {found['status']}, "
@@ -289,7 +289,7 @@ def delete(
                 confirmed = False
             if not confirmed:
                 fail(f"job {found['id']} not deleted", 1)
-        _api_call(lambda: client.delete(job))
+        api_call(lambda: client.delete(job))
     console.print(f"job {found['id']} deleted", highlight=False)
 
 
@@ -302,7 +302,7 @@ def trial(
     threads: Annotated[int | None, typer.Option(min=1, max=1024, help="torch threads (default: this process's share of the cores)")] = None,
 ) -> None:
     """Train one configuration in this process (no services): a line per epoch, then what it measured."""
-    device = _device(device)
+    device = checked_device(device)
     from regsearch.cli.tables import print_trial, trial_document
     from regsearch.cli.trial_lines import EpochLines, trial_threads
     from regsearch.worker.datasets import DatasetError
@@ -320,7 +320,7 @@ def trial(
         fail(f"--params: not valid JSON ({exc})", 2)
     except ValueError as exc:
         fail(str(exc), 2)
-    settings = _settings()
+    settings = cli_settings()
     n_threads, why = trial_threads(settings.data_dir, threads)
     # --json keeps stdout for the document: the lines go to stderr there.
     lines = EpochLines(err if as_json else console, job_spec.training.epochs)

@@ -41,14 +41,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _settings() -> Settings:
+def cli_settings() -> Settings:
     try:
         return get_settings()
     except Exception as exc:  # noqa: BLE001 - any settings error is bad input; pydantic names the variable
         fail(f"configuration: {exc}", 2)
 
 
-def _stop_on_signals() -> None:
+def stop_on_signals() -> None:
     """Ctrl-C and SIGTERM both end in the caller's ``finally`` (which stops the children).
 
     Set explicitly: a process started in the background by a shell inherits SIGINT ignored,
@@ -63,11 +63,11 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _logging() -> None:
+def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _client(settings: Settings, *, timeout_s: float = 30.0) -> Any:
+def api_client(settings: Settings, *, timeout_s: float = 30.0) -> Any:
     """A client for ``--api-url``, else REGSEARCH_API_URL, else the default address."""
     from regsearch.client import Client
 
@@ -76,7 +76,7 @@ def _client(settings: Settings, *, timeout_s: float = 30.0) -> Any:
     return Client.from_settings(settings, timeout_s=timeout_s)
 
 
-def _api_call(call: Any) -> Any:
+def api_call(call: Any) -> Any:
     from regsearch.client import ApiError
 
     try:
@@ -108,7 +108,7 @@ def _global_options(
     _api_url = api_url
 
 
-def _device(device: str) -> str:
+def checked_device(device: str) -> str:
     """The ``--device`` value, checked (exit 2 naming the option when it is not a device)."""
     try:
         return str(parse_device(device))
@@ -116,7 +116,7 @@ def _device(device: str) -> str:
         fail(f"--device: {device!r} is not {DEVICE_CHOICES}", 2)
 
 
-def _load_spec_dict(path: Path) -> dict[str, Any]:
+def load_spec_document(path: Path) -> dict[str, Any]:
     try:
         return load_spec(path).model_dump(mode="json", exclude_none=True)
     except SpecError as exc:

@@ -13,16 +13,16 @@ import typer
 
 from regsearch.cli.common import (
     EXAMPLE_SPEC,
-    _device,
-    _load_spec_dict,
-    _logging,
-    _settings,
-    _stop_on_signals,
     app,
+    checked_device,
+    cli_settings,
+    configure_logging,
     console,
     db_app,
     err,
     fail,
+    load_spec_document,
+    stop_on_signals,
 )
 from regsearch.config import Settings
 from regsearch.domain.devices import parse_device
@@ -55,7 +55,7 @@ def api(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65
     """Run the REST API (loopback by default; any other bind needs REGSEARCH_API_TOKEN)."""
     from regsearch.services.api.server import UnsafeBindError, check_bind, serve
 
-    settings = _settings()
+    settings = cli_settings()
     try:
         check_bind(settings, host)
     except UnsafeBindError as exc:
@@ -75,9 +75,9 @@ def coordinator() -> None:
     from regsearch.cli.preflight import require
     from regsearch.services.coordinator import run_coordinator
 
-    settings = _settings()
+    settings = cli_settings()
     require(settings)  # run_coordinator migrates itself
-    _logging()
+    configure_logging()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -92,7 +92,7 @@ def worker(
     loglevel: str = "INFO",
 ) -> None:
     """Run a Celery worker: --concurrency K trial processes on one device."""
-    parsed = parse_device(_device(device))
+    parsed = parse_device(checked_device(device))
     from regsearch.worker.tasks import DEVICE_ENV, create_worker_app
 
     if parsed.index is not None:
@@ -106,7 +106,7 @@ def worker(
     threads = str(threads_per_process(concurrency))
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, threads)
-    settings = _settings()
+    settings = cli_settings()
     _ready_database(settings)
     celery_app = create_worker_app(settings)
     celery_app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}", "-Q", queue,
@@ -119,7 +119,7 @@ def dashboard(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, 
     from regsearch.cli.preflight import require
     from regsearch.dashboard.run import run_dashboard
 
-    settings = _settings()
+    settings = cli_settings()
     require(settings, broker=False)  # it reads the database; the broker is the API's business
     raise typer.Exit(run_dashboard(settings, port=port, host=host))
 
@@ -143,7 +143,7 @@ def up(
     from regsearch.cli.ports import taken_ports
     from regsearch.client import Client
 
-    settings = _settings()
+    settings = cli_settings()
     api_url = f"http://127.0.0.1:{api_port}"
     settings = settings.model_copy(update={"api_url": api_url})  # the children's REGSEARCH_API_URL
     lock = DataDirLock(settings.data_dir)
@@ -165,7 +165,7 @@ def up(
                             pass_fds=lock.fds())
     what = {"api": f"{api_url}  (docs: {api_url}/docs)", "coordinator": "schedules the trials",
             "worker": f"{workers} trial process(es)", "dashboard": f"http://127.0.0.1:{dashboard_port}"}
-    _stop_on_signals()
+    stop_on_signals()
     code = 0
     try:
         supervisor.start()
@@ -207,14 +207,14 @@ def demo(workers: Annotated[int, typer.Option(min=1, max=16)] = 2, spec: Path = 
     from regsearch.cli.datalock import DataDirBusy, DataDirLock
     from regsearch.cli.demo import run_demo
 
-    settings = _settings()
-    document = _load_spec_dict(spec)
+    settings = cli_settings()
+    document = load_spec_document(spec)
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire(workers=workers)
     except DataDirBusy as exc:
         fail(str(exc), 1)
-    _stop_on_signals()
+    stop_on_signals()
     try:
         _ready_database(settings)
         code = run_demo(settings, document, workers=workers, console=console, pass_fds=lock.fds())
@@ -233,7 +233,7 @@ def db_upgrade(
     from regsearch.cli.preflight import mask_url
     from regsearch.store.db import StoreError, create_database
 
-    settings = _settings()
+    settings = cli_settings()
     url = mask_url(settings.sqlalchemy_url)
     if create:
         try:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from regsearch.cli.common import _settings, app, console, fail
+from regsearch.cli.common import app, cli_settings, console, fail
 
 MAY_CHANGE = "bn, dropout, order"
 
@@ -78,7 +78,7 @@ def inspect(spec: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")]
     from regsearch.worker.datasets import DatasetError, input_shape_for, load_dataset_cached
 
     try:
-        splits = load_dataset_cached(job_spec.dataset, Path(_settings().data_dir), job_spec.task)
+        splits = load_dataset_cached(job_spec.dataset, Path(cli_settings().data_dir), job_spec.task)
         shape = input_shape_for(splits, model)
     except (DatasetError, ValueError) as exc:
         fail(str(exc), 2)

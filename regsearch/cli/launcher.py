@@ -34,7 +34,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _cli(*args: str) -> list[str]:
+def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "regsearch", *args]
 
 
@@ -44,14 +44,14 @@ def plan(settings: Settings, *, workers: int, api_port: int, dashboard_port: int
 
     threads = threads_per_process(workers)
     components = [
-        Component("api", _cli("api", "--port", str(api_port))),
-        Component("coordinator", _cli("coordinator")),
+        Component("api", cli_command("api", "--port", str(api_port))),
+        Component("coordinator", cli_command("coordinator")),
         # One torch thread pool per trial process, sized so trials do not fight over cores.
-        Component("worker", _cli("worker", "--concurrency", str(workers)),
+        Component("worker", cli_command("worker", "--concurrency", str(workers)),
                   {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}),
     ]
     if dashboard_port is not None:
-        components.append(Component("dashboard", _cli("dashboard", "--port", str(dashboard_port))))
+        components.append(Component("dashboard", cli_command("dashboard", "--port", str(dashboard_port))))
     return components
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regsearch.cli.common import _client, _settings, fail
+from regsearch.cli.common import api_client, cli_settings, fail
 from regsearch.domain.spec import JobSpec, SpecError, load_spec
 
 CATALOG_TIMEOUT_S = 5.0
@@ -50,7 +50,7 @@ def check_spec_file(path: Path) -> CheckedSpec:
 
     catalog: Any
     offline: str | None = None
-    client = _client(_settings(), timeout_s=CATALOG_TIMEOUT_S)  # --api-url, else REGSEARCH_API_URL
+    client = api_client(cli_settings(), timeout_s=CATALOG_TIMEOUT_S)  # --api-url, else REGSEARCH_API_URL
     try:
         catalog = client.catalog()
     except ApiError as exc:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from regsearch.cli.launcher import Component, Supervisor, _cli, free_port
+from regsearch.cli.launcher import Component, Supervisor, cli_command, free_port
 from regsearch.client import Client
 from regsearch.config import Settings
 from regsearch.store.db import Database
@@ -58,9 +58,9 @@ class Stack:
         """Start components by name (api, coordinator, worker); all three by default."""
         wanted = names or ("api", "coordinator", "worker")
         argv = {
-            "api": _cli("api", "--port", str(self.port)),
-            "coordinator": _cli("coordinator"),
-            "worker": _cli("worker", "--concurrency", str(self.workers), "--loglevel", "INFO"),
+            "api": cli_command("api", "--port", str(self.port)),
+            "coordinator": cli_command("coordinator"),
+            "worker": cli_command("worker", "--concurrency", str(self.workers), "--loglevel", "INFO"),
         }
         for name in wanted:
             component = Component(name, argv[name], {**self._threads, **(env or {})})
@@ -136,9 +136,9 @@ def start_as(stack: Stack, name: str, component: str = "worker", *, env: dict[st
     Its log is ``<log_dir>/<name>.log``; ``stack.kill(name)`` and ``stack.stop()`` handle it.
     """
     argv = {
-        "api": _cli("api", "--port", str(stack.port)),
-        "coordinator": _cli("coordinator"),
-        "worker": _cli("worker", "--concurrency", str(concurrency or stack.workers), "--loglevel", "INFO"),
+        "api": cli_command("api", "--port", str(stack.port)),
+        "coordinator": cli_command("coordinator"),
+        "worker": cli_command("worker", "--concurrency", str(concurrency or stack.workers), "--loglevel", "INFO"),
     }[component]
     spec = Component(name, argv, {**stack._threads, **(env or {})})
     stack.supervisor.components.append(spec)

@@ -100,7 +100,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, api: TestClient, *args: str) -> str:
 
     from regsearch.cli import app as cli_app
 
-    monkeypatch.setattr(cli_app, "_client", lambda _settings: InProcessClient(api))
+    monkeypatch.setattr(cli_app, "api_client", lambda _settings: InProcessClient(api))
     screen = io.StringIO()
     monkeypatch.setattr(cli_app, "console", Console(file=screen, width=400, color_system=None))
     result = CliRunner().invoke(cli_app.app, list(args))
