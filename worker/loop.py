@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from regsearch.domain.metrics import EpochMetrics, epoch_rank, summarize
+from regsearch.domain.recipe import lr_factor
+from regsearch.domain.spec import TrainingSpec
+from regsearch.worker.models import build_model
 
 EVAL_CHUNK = 8192  # examples per forward pass in evaluation: bounds memory on large splits
 
@@ -83,6 +86,91 @@ def batch_starts(n: int, batch: int) -> list[int]:
     if len(starts) > 1 and n - starts[-1] < 2:
         starts.pop()  # BN has no batch statistics for a lone example: drop a trailing batch of one
     return starts
+
+
+def make_optimizer(
+    model: nn.Module, training: TrainingSpec, *, member_dims: int = 0, fused: bool | None = None
+) -> torch.optim.Optimizer:
+    """adam / adamw / sgd; weight decay applies to weight matrices and kernels only.
+
+    ``member_dims``: leading dimensions that stack several models' parameters (1 for a packed
+    model, ``regsearch.worker.packed``), not counted when telling a matrix from a vector.
+    ``fused``: Adam's one-kernel step; by default on CUDA only.
+    """
+    params: Any = list(model.parameters())
+    if training.weight_decay > 0:
+        # decaying biases and BN's scale/shift only fights the normalization (nanoGPT does the same)
+        matrix = 2 + member_dims
+        params = [
+            {"params": [p for p in params if p.ndim >= matrix], "weight_decay": training.weight_decay},
+            {"params": [p for p in params if p.ndim < matrix], "weight_decay": 0.0},
+        ]
+    if fused is None:
+        fused = True if next(model.parameters()).is_cuda else None  # one kernel per step on GPU
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay
+        )
+    optimizer_class = torch.optim.AdamW if training.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(params, lr=training.lr, weight_decay=training.weight_decay, fused=fused)
+
+
+@dataclass
+class ModelLoop:
+    """One model's training loop as every built-in loop sets it up (classification and regression):
+    the model seeded by ``training.seed``, the splits as views shaped as its input, the autocast,
+    the optimizer, the batch order's own generator and the batch starts."""
+
+    model: nn.Module
+    shape: tuple[int, ...]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_sample: torch.Tensor
+    y_sample: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    autocast: Autocast
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    starts: list[int]
+    training: TrainingSpec
+    steps: int = 0
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One optimizer step on ``loss``: gradients clipped to ``training.grad_clip`` (on the
+        device: no sync), the rate of ``training.schedule`` for this step (regsearch.domain.recipe)."""
+        training = self.training
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if training.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), training.grad_clip)
+        if training.schedule is not None:
+            rate = training.lr * lr_factor(training.schedule, self.steps, len(self.starts), training.epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
+        self.optimizer.step()
+        self.steps += 1
+
+
+def start_loop(recipe: dict[str, Any], training: TrainingSpec, data: Any) -> ModelLoop:
+    """Set up one model's loop on ``data`` (a ``regsearch.worker.train.DeviceData``): checks the
+    recipe's input shape against the data and the batch size against batch normalization."""
+    device = data.device
+    torch.manual_seed(training.seed)  # weights and dropout masks; batch order has its own generator
+    model = build_model(recipe).to(device)
+    shape = tuple(int(d) for d in recipe["input_shape"])
+    check_input_shape(shape, data.sample_shape)
+    check_bn_batch(model, training.batch_size)
+    # views, not copies: the same device tensors serve every trial of the process
+    return ModelLoop(
+        model=model, shape=shape,
+        x_train=data.x_train.reshape(-1, *shape), y_train=data.y_train,
+        x_sample=data.x_train_sample.reshape(-1, *shape), y_sample=data.y_train_sample,
+        x_val=data.x_val.reshape(-1, *shape), y_val=data.y_val,
+        autocast=autocast_for(device), optimizer=make_optimizer(model, training),
+        generator=torch.Generator(device=device).manual_seed(training.seed),
+        starts=batch_starts(len(data.y_train), training.batch_size), training=training,
+    )
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Autocast) -> torch.Tensor:

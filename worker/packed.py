@@ -62,10 +62,11 @@ from regsearch.worker.loop import (
     check_bn_batch,
     check_input_shape,
     epoch_metrics,
+    make_optimizer,
 )
 from regsearch.worker.models import build_model
 from regsearch.worker.packed_model import PackedModel, can_pack, carry_optimizer, unpack_member
-from regsearch.worker.train import DeviceData, make_optimizer
+from regsearch.worker.train import DeviceData
 from regsearch.worker.variance_shift import after_training
 
 PACKED_EVAL_CHUNK = 256  # examples per member per forward pass when a pack evaluates on CPU

@@ -20,19 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from regsearch.domain.metrics import EpochMetrics
-from regsearch.domain.recipe import lr_factor
 from regsearch.domain.spec import TrainingSpec
 from regsearch.worker.loop import (
     EVAL_CHUNK,
     NonFiniteLossError,
     TrialRecorder,
-    autocast_for,
-    batch_starts,
-    check_bn_batch,
-    check_input_shape,
     snapshot_state,
+    start_loop,
 )
-from regsearch.worker.models import build_model
 
 
 def _squared_error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Any) -> torch.Tensor:
@@ -49,41 +44,21 @@ def train_regression(recipe: dict[str, Any], training: TrainingSpec, data: Any, 
                      y_std: float) -> None:
     """The built-in loop for regression: MSE, the spec's optimizer and recipe (schedule, clipping);
     ``y_std`` (the targets' scale) turns the standardized losses into the target's units."""
-    from regsearch.worker.train import make_optimizer
-
     device, scale = data.device, y_std ** 2
-    torch.manual_seed(training.seed)
-    model = build_model(recipe).to(device)
-    shape = tuple(int(d) for d in recipe["input_shape"])
-    check_input_shape(shape, data.sample_shape)
-    check_bn_batch(model, training.batch_size)
-    x_train, y_train = data.x_train.reshape(-1, *shape), data.y_train
-    x_sample, y_sample = data.x_train_sample.reshape(-1, *shape), data.y_train_sample
-    x_val, y_val = data.x_val.reshape(-1, *shape), data.y_val
-    autocast = autocast_for(device)
-    optimizer = make_optimizer(model, training)
-    generator = torch.Generator(device=device).manual_seed(training.seed)
-    n, batch = len(y_train), training.batch_size
-    starts = batch_starts(n, batch)
-    step = 0
+    run = start_loop(recipe, training, data)
+    model, shape, autocast = run.model, run.shape, run.autocast
+    x_train, y_train, x_sample, y_sample, x_val, y_val = (
+        run.x_train, run.y_train, run.x_sample, run.y_sample, run.x_val, run.y_val)
+    n, batch, starts = len(y_train), training.batch_size, run.starts
     for epoch in range(1, training.epochs + 1):
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=generator, device=device)
+        order = torch.randperm(n, generator=run.generator, device=device)
         for start in starts:
             index = order[start : start + batch]
             with autocast():
                 loss = F.mse_loss(model(x_train[index]).float().reshape(-1), y_train[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if training.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
-            if training.schedule is not None:
-                rate = training.lr * lr_factor(training.schedule, step, len(starts), training.epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-            optimizer.step()
-            step += 1
+            run.step(loss)
         model.eval()
         with torch.inference_mode():
             sums = torch.stack([_squared_error(model, x_sample, y_sample, autocast),

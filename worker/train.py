@@ -16,28 +16,22 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from regsearch.domain.devices import parse_device
 from regsearch.domain.metrics import EpochMetrics
-from regsearch.domain.recipe import lr_factor
 from regsearch.domain.spec import TrainingSpec
-from regsearch.worker.augment import make_augment
+from regsearch.worker.augment import Augment, make_augment
 from regsearch.worker.datafiles import DatasetError
 from regsearch.worker.datasets import Splits
 from regsearch.worker.loop import (
     TrainResult,
     TrialRecorder,
     accuracy,
-    autocast_for,
-    batch_starts,
-    check_bn_batch,
-    check_input_shape,
     epoch_metrics,
     evaluate,
     snapshot_state,
+    start_loop,
 )
-from regsearch.worker.models import build_model
 from regsearch.worker.variance_shift import after_training
 
 TRAIN_SAMPLE_SEED = 0  # the fixed training sample is the same for every trial of a dataset
@@ -66,7 +60,11 @@ def select_device(requested: str = "auto") -> torch.device:
 
 @dataclass
 class DeviceData:
-    """A dataset's splits as device tensors, plus the fixed sample used for train metrics."""
+    """A dataset's splits as device tensors, plus the fixed sample used for train metrics.
+
+    A trainer plugin gets the same type as ``TrainerContext.data`` (regsearch.worker.trainers):
+    there the splits are shaped as the model's input (``sample_shape``) and ``augment`` is the
+    job's augmentation (or None)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -81,6 +79,7 @@ class DeviceData:
     name: str
     device: torch.device
     y_std: float = 1.0  # a regression job's target scale (regsearch.worker.regression)
+    augment: Augment | None = None
 
 
 def free_bytes(device: torch.device) -> int:
@@ -138,33 +137,6 @@ def to_device(splits: Splits, device: torch.device | str = "cpu") -> DeviceData:
     )
 
 
-def make_optimizer(
-    model: nn.Module, training: TrainingSpec, *, member_dims: int = 0, fused: bool | None = None
-) -> torch.optim.Optimizer:
-    """adam / adamw / sgd; weight decay applies to weight matrices and kernels only.
-
-    ``member_dims``: leading dimensions that stack several models' parameters (1 for a packed
-    model, ``regsearch.worker.packed``), not counted when telling a matrix from a vector.
-    ``fused``: Adam's one-kernel step; by default on CUDA only.
-    """
-    params: Any = list(model.parameters())
-    if training.weight_decay > 0:
-        # decaying biases and BN's scale/shift only fights the normalization (nanoGPT does the same)
-        matrix = 2 + member_dims
-        params = [
-            {"params": [p for p in params if p.ndim >= matrix], "weight_decay": training.weight_decay},
-            {"params": [p for p in params if p.ndim < matrix], "weight_decay": 0.0},
-        ]
-    if fused is None:
-        fused = True if next(model.parameters()).is_cuda else None  # one kernel per step on GPU
-    if training.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay
-        )
-    optimizer_class = torch.optim.AdamW if training.optimizer == "adamw" else torch.optim.Adam
-    return optimizer_class(params, lr=training.lr, weight_decay=training.weight_decay, fused=fused)
-
-
 def train_trial(
     recipe: dict[str, Any],
     training: TrainingSpec,
@@ -188,45 +160,26 @@ def train_builtin(recipe: dict[str, Any], training: TrainingSpec, data: DeviceDa
     accuracy it measured with them (``test``).
     """
     device = data.device
-    torch.manual_seed(training.seed)  # weights and dropout masks; batch order has its own generator
-    model = build_model(recipe).to(device)
-    shape = tuple(int(d) for d in recipe["input_shape"])
-    check_input_shape(shape, data.sample_shape)
-    check_bn_batch(model, training.batch_size)
-
     # views, not copies: the same device tensors serve every trial of the process
-    x_train, y_train = data.x_train.reshape(-1, *shape), data.y_train
-    x_sample, y_sample = data.x_train_sample.reshape(-1, *shape), data.y_train_sample
-    x_val, y_val = data.x_val.reshape(-1, *shape), data.y_val
-    autocast = autocast_for(device)
-    optimizer = make_optimizer(model, training)
-    generator = torch.Generator(device=device).manual_seed(training.seed)
+    run = start_loop(recipe, training, data)
+    model, shape, autocast = run.model, run.shape, run.autocast
+    x_train, y_train, x_sample, y_sample, x_val, y_val = (
+        run.x_train, run.y_train, run.x_sample, run.y_sample, run.x_val, run.y_val)
     augment = make_augment(training.augment, tuple(data.sample_shape), training.seed, device)
 
-    n, batch = len(y_train), training.batch_size
-    starts = batch_starts(n, batch)
-    smoothing, clip, schedule = training.label_smoothing, training.grad_clip, training.schedule
-    step = 0
+    n, batch, starts = len(y_train), training.batch_size, run.starts
+    smoothing = training.label_smoothing
     for epoch in range(1, training.epochs + 1):
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=generator, device=device)
+        order = torch.randperm(n, generator=run.generator, device=device)
         loss_sum = torch.zeros((), device=device)
         for start in starts:
             index = order[start : start + batch]
             inputs = x_train[index] if augment is None else augment(data.x_train[index]).reshape(-1, *shape)
             with autocast():
                 loss = F.cross_entropy(model(inputs), y_train[index], label_smoothing=smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)  # on the device: no sync
-            if schedule is not None:  # training.schedule: the rate for this step (regsearch.domain.recipe)
-                rate = training.lr * lr_factor(schedule, step, len(starts), training.epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-            optimizer.step()
-            step += 1
+            run.step(loss)
             loss_sum += loss.detach()  # stays on the device: no sync per batch
 
         model.eval()

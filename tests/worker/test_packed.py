@@ -11,12 +11,11 @@ from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.space import make_recipe
 from regsearch.domain.spec import JobSpec, TrainingSpec
 from regsearch.worker.datasets import Splits, input_shape_for
-from regsearch.worker.loop import NonFiniteLossError, TrainResult, evaluate
+from regsearch.worker.loop import NonFiniteLossError, TrainResult, evaluate, make_optimizer
 from regsearch.worker.models import build_model, layer_order
 from regsearch.worker.packed import PackedModel, can_pack, train_packed, unpack_member
 from regsearch.worker.train import (
     DeviceData,
-    make_optimizer,
     to_device,
     train_trial,
 )
