@@ -30,7 +30,7 @@ from regsearch.dashboard import frames
 from regsearch.dashboard.catalog import published
 from regsearch.domain.families import validation_context
 from regsearch.domain.model_label import model_label
-from regsearch.domain.ranking import RankedConfig, objectives_of
+from regsearch.domain.ranking import objectives_of
 from regsearch.domain.space import suggest_params
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.states import TrialState
@@ -111,14 +111,9 @@ def jobs(url: str) -> pd.DataFrame:
     rows, _ = job_store.list_jobs(db, limit=MAX_JOBS)
     counts = job_store.trial_counts(db, job_ids=[job.id for job in rows])
     best = job_store.best_of_jobs(db, jobs=rows)
-    leaders = [(job_id, top.number, _metric(top, "val_acc"), _metric(top, "test_acc"))
+    leaders = [(job_id, top.number, m if isinstance(m := top.trial.get("metrics"), dict) else {})
                for job_id, top in best.items() if top is not None]
     return frames.jobs_frame([_job_row(job) for job in rows], counts, leaders, now=utcnow())
-
-
-def _metric(ranked: RankedConfig, name: str) -> Any:
-    metrics = ranked.trial.get("metrics")
-    return metrics.get(name) if isinstance(metrics, dict) else None
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

@@ -4,7 +4,9 @@ Metric names are the project's own (``regsearch.domain.metrics``): ``val_acc``, 
 (train_acc - val_acc at the best epoch), ``epochs_to_95pct_best``, ``mean_val_acc``,
 ``seconds_per_epoch``; parameters are ``placement``, ``dropout``, ``bn_momentum``,
 ``dropout_layers``, ``bn_layers``. ``train_acc`` here is the training accuracy at the best
-epoch, ``val_acc + gap``.
+epoch, ``val_acc + gap``. A regression job's trials have ``val_rmse``, ``val_r2``, ``test_rmse``,
+``test_r2`` and ``gap`` (val_loss - train_loss) instead: :func:`task_pair` and the job's ``metrics``
+(``spec_summary``) say which a page shows, from the metric table.
 """
 
 from __future__ import annotations
@@ -12,12 +14,27 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 
-from regsearch.domain.metrics import OWN_BEST_FRACTION, SUMMARY_FIELDS
+# the report's tables (dashboard/report_frames.py), also reachable here as frames.report_table ...
+from regsearch.dashboard.report_frames import (  # noqa: F401
+    REPORT_COLUMNS,
+    confirmation_table,
+    report_intervals,
+    report_table,
+)
+from regsearch.domain.metrics import (
+    DIRECTIONS,
+    METRICS,
+    OWN_BEST_FRACTION,
+    SUMMARY_FIELDS,
+    Task,
+    format_metric,
+    task_metrics,
+)
 from regsearch.domain.model_label import model_label, slot_labels
 from regsearch.domain.progress import progress, state_counts
 from regsearch.domain.space import params_key
@@ -30,7 +47,8 @@ from regsearch.domain.stored_spec import StoredSpec
 from regsearch.store.models import as_utc
 
 PARAM_COLUMNS = ("placement", "dropout", "bn_momentum", "dropout_layers", "bn_layers")
-METRIC_COLUMNS = (*SUMMARY_FIELDS, "best_epoch")
+# every task's stored metrics (a regression trial has val_rmse ... where a classification one has val_acc)
+METRIC_COLUMNS = (*dict.fromkeys((*SUMMARY_FIELDS, *task_metrics("regression", shown_only=False))), "best_epoch")
 TRIAL_COLUMNS = (
     "trial_id", "number", "state", "attempt", "retry_of", "retried", "superseded", "confirm_of", "seed", "worker",
     "device", "error", "config", *PARAM_COLUMNS, *METRIC_COLUMNS, "train_acc", "epochs_recorded", "val_acc_so_far",
@@ -38,10 +56,23 @@ TRIAL_COLUMNS = (
 )
 JOB_COLUMNS = (
     "id", "name", "status", "progress", "finished", "n_trials", "n_planned", *(s.value for s in COUNTED_TRIAL_STATES),
-    "best", "best_val_acc", "test_acc",
+    "best", "best_val_acc", "test_acc", "best_score", "best_test",
     "elapsed_s", "elapsed", "created_at", "dataset", "model", "objective", "error",
 )
 ARROWS = {"maximize": "↑", "minimize": "↓"}
+
+
+def task_pair(task: str) -> tuple[str, str]:
+    """A task's headline metrics from the metric table: its first (``val_acc``, ``val_rmse``) and
+    its held-out test metric (``test_acc``, ``test_rmse``: the first that is never an objective)."""
+    names = task_metrics(task)
+    return names[0], next(name for name in names if not METRICS[name].objective)
+
+
+def spec_task(spec: Any) -> str:
+    """A stored spec's task (``classification`` unless it says ``regression``)."""
+    task = spec.get("task") if isinstance(spec, Mapping) else None
+    return task if task in ("classification", "regression") else "classification"
 
 
 def objective_label(metric: str, direction: str) -> str:
@@ -79,7 +110,9 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
     """What the pages show of a stored spec (``regsearch.domain.stored_spec``: tolerant of specs an
     older version wrote, and of plugin families this process does not know)."""
     view = StoredSpec.read(spec)
+    task = spec_task(spec)
     return {
+        "task": task, "metrics": task_metrics(task),  # the task's metric columns (regsearch.domain.metrics)
         "objectives": list(view.objectives),
         "objective": ", ".join(objective_label(m, d) for m, d in view.objectives),
         "n_trials": view.n_trials or 0, "dataset": view.dataset or "?", "model": model_label(view.data) or "?",
@@ -91,27 +124,33 @@ def spec_summary(spec: dict[str, Any] | None) -> dict[str, Any]:
 
 def jobs_frame(
     job_rows: Sequence[dict[str, Any]], counts: Mapping[str, Mapping[str, int]],
-    leaders: Iterable[tuple[str, Any, Any, Any]], now: dt.datetime,
+    leaders: Iterable[tuple[str, Any, Mapping[str, Any]]], now: dt.datetime,
 ) -> pd.DataFrame:
     """The jobs table: one row per job from the job rows, its trials per state
-    (``regsearch.store.jobs.trial_counts``) and its leader (``(job_id, number, val_acc, test_acc)``:
-    the first of its ranking, ``regsearch.domain.ranking``, what ``GET /jobs`` answers as ``best``)."""
-    best = {job_id: (number, _number(v), _number(t)) for job_id, number, v, t in leaders}
-    nobody = (None, math.nan, math.nan)
+    (``regsearch.store.jobs.trial_counts``) and its leader (``(job_id, number, its metrics)``: the
+    first of its ranking, ``regsearch.domain.ranking``, what ``GET /jobs`` answers as ``best``).
+
+    ``best_score`` and ``best_test`` name the job's task's metrics (``val_rmse 55.120`` on a
+    regression job); ``best_val_acc`` and ``test_acc`` are a classification leader's numbers."""
+    best = {job_id: (number, metrics) for job_id, number, metrics in leaders}
+    nobody: tuple[Any, Mapping[str, Any]] = (None, {})
     records = []
     for row in job_rows:
         spec = spec_summary(row.get("spec"))
         per_state = counts.get(row["id"]) or state_counts()
         done = progress(per_state, spec["n_planned"])
         elapsed = _elapsed(row.get("started_at"), row.get("finished_at"), now)
+        number, metrics = best.get(row["id"], nobody)
+        first, test = task_pair(spec["task"])
         records.append({
             "id": row["id"], "name": row["name"], "status": row["status"],
             "progress": done.fraction, "finished": done.finished,
             "n_trials": spec["n_trials"], "n_planned": done.planned,
             **{s.value: int(per_state.get(s, 0)) for s in COUNTED_TRIAL_STATES},
-            "best": best.get(row["id"], nobody)[0],
-            "best_val_acc": best.get(row["id"], nobody)[1],
-            "test_acc": best.get(row["id"], nobody)[2],
+            "best": number,
+            "best_val_acc": _number(metrics.get("val_acc")), "test_acc": _number(metrics.get("test_acc")),
+            "best_score": _named(first, metrics.get(first)) if number is not None else None,
+            "best_test": _named(test, metrics.get(test)) if number is not None else None,
             "elapsed_s": elapsed, "elapsed": format_seconds(elapsed),
             "created_at": as_utc(row.get("created_at")), "dataset": spec["dataset"], "model": spec["model"],
             "objective": spec["objective"], "error": row.get("error"),
@@ -119,6 +158,11 @@ def jobs_frame(
     df = pd.DataFrame.from_records(records, columns=list(JOB_COLUMNS))
     df["best"] = pd.array(list(df["best"]), dtype="Int64")
     return df
+
+
+def _named(name: str, value: Any) -> str:
+    """``val_rmse 55.120``: a metric's value in its own format, named."""
+    return f"{name} {format_metric(name, None if math.isnan(_number(value)) else float(value))}"
 
 
 def job_info(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
@@ -220,9 +264,14 @@ def counts(df: pd.DataFrame) -> dict[str, int]:
     return state_counts(current["state"].value_counts().items() if len(df) else ())
 
 
+# each task's first metric (val_acc, val_rmse): a trial with one of them has a summary
+SUMMARY_MARKERS = [task_pair(task)[0] for task in get_args(Task)]
+
+
 def complete(df: pd.DataFrame) -> pd.DataFrame:
     """Trials that completed with a summary: the ones every comparison is made on."""
-    return df[(df["state"] == TrialState.COMPLETE) & df["val_acc"].notna()]
+    markers = [name for name in SUMMARY_MARKERS if name in df]
+    return df[(df["state"] == TrialState.COMPLETE) & df[markers].notna().any(axis=1)]
 
 
 def complete_search(df: pd.DataFrame) -> pd.DataFrame:
@@ -289,26 +338,30 @@ def history(df: pd.DataFrame, metric: str, direction: str) -> pd.DataFrame:
     return done
 
 
-def placement_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per placement: how many trials ended in each state and the medians of the complete ones."""
+def placement_summary(df: pd.DataFrame, task: str = "classification") -> pd.DataFrame:
+    """Per placement: how many trials ended in each state and the medians of the complete ones,
+    by the task's first metric (``val_acc_median``, ``val_acc_best``; ``val_rmse_...`` on a
+    regression job, whose best is the lowest), sorted best first."""
+    first = task_pair(task)[0]
+    maximize = DIRECTIONS[first] == "maximize"
     current = df[~df["retried"]]
     if current.empty:
-        return pd.DataFrame(columns=["placement", "trials", "complete", "pruned", "failed", "val_acc_median",
-                                     "val_acc_best", "gap_mean", "epochs_to_95pct_best_median",
+        return pd.DataFrame(columns=["placement", "trials", "complete", "pruned", "failed", f"{first}_median",
+                                     f"{first}_best", "gap_mean", "epochs_to_95pct_best_median",
                                      "seconds_per_epoch_median"])
     states = pd.crosstab(current["placement"], current["state"])
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED):
         if state not in states:
             states[state.value] = 0
     done = complete(current).groupby("placement").agg(
-        val_acc_median=("val_acc", "median"), val_acc_best=("val_acc", "max"), gap_mean=("gap", "mean"),
-        epochs_to_95pct_best_median=("epochs_to_95pct_best", "median"),
+        **{f"{first}_median": (first, "median"), f"{first}_best": (first, "max" if maximize else "min")},
+        gap_mean=("gap", "mean"), epochs_to_95pct_best_median=("epochs_to_95pct_best", "median"),
         seconds_per_epoch_median=("seconds_per_epoch", "median"),
     )
     table = states[[TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED]].join(done, how="left")
     table.insert(0, "trials", states.sum(axis=1))
     table = table.reset_index().rename(columns={"index": "placement"})
-    return table.sort_values(["val_acc_median", "placement"], ascending=[False, True], na_position="last")
+    return table.sort_values([f"{first}_median", "placement"], ascending=[not maximize, True], na_position="last")
 
 
 def generalization(df: pd.DataFrame) -> pd.DataFrame:
@@ -316,57 +369,3 @@ def generalization(df: pd.DataFrame) -> pd.DataFrame:
     columns = ["number", "config", "placement", "dropout", "bn_momentum", "train_acc", "val_acc", "gap",
                "test_acc", "best_epoch"]
     return complete(df)[columns].sort_values("val_acc", ascending=False)
-
-
-REPORT_COLUMNS = ("n", "trials", "pruned", "failed")
-
-
-def report_table(report: dict[str, Any], by: str) -> pd.DataFrame:
-    """One grouping of a job's report (``regsearch.evidence``) as a table: counts, then each metric
-    as ``mean [low, high]`` (the report's own format), the objective's sd beside it."""
-    from regsearch.evidence import Interval, format_stat, format_value
-
-    grouping = next((g for g in report.get("groupings", []) if g["by"] == by), None)
-    metric, metrics = report.get("metric", "val_acc"), list(report.get("metrics", []))
-    first = ["rank", "placement"] if by == "placement" else ["band"]
-    columns = [*first, *REPORT_COLUMNS, *metrics[:1], f"{metrics[0]} sd" if metrics else "sd", *metrics[1:]]
-    rows = []
-    for group in (grouping or {}).get("groups", []):
-        stats = {m: Interval.model_validate(group["metrics"][m]) for m in metrics}
-        lead = [group["rank"], group["key"]] if by == "placement" else [group["label"]]
-        rows.append([*lead, group["n_distinct"], group["n_complete"], group["n_pruned"], group["n_failed"],
-                     *(format_stat(m, stats[m]) for m in metrics[:1]), format_value(metric, stats[metrics[0]].std),
-                     *(format_stat(m, stats[m]) for m in metrics[1:])])
-    df = pd.DataFrame(rows, columns=columns)
-    if by == "placement":
-        df["rank"] = pd.to_numeric(df["rank"]).astype("Int64")
-    return df
-
-
-def report_intervals(report: dict[str, Any], metric: str | None = None) -> pd.DataFrame:
-    """Per placement with data: mean, low, high and n of ``metric`` (the objective by default),
-    best first: what the error-bar chart draws."""
-    metric = metric or report.get("metric", "val_acc")
-    grouping = next((g for g in report.get("groupings", []) if g["by"] == "placement"), {"groups": []})
-    rows = [(g["key"], g["rank"], *(g["metrics"][metric][k] for k in ("n", "mean", "low", "high")),
-             bool(g["metrics"][metric].get("clipped")))
-            for g in grouping["groups"] if g["metrics"][metric]["mean"] is not None]
-    df = pd.DataFrame(rows, columns=["placement", "rank", "n", "mean", "low", "high", "clipped"])
-    for column in ("mean", "low", "high"):
-        df[column] = df[column].astype("float64")
-    return df
-
-
-def confirmation_table(report: dict[str, Any]) -> pd.DataFrame:
-    """The seed groups of the confirmation runs: one row per re-run configuration."""
-    from regsearch.evidence import Interval, format_stat, format_value
-
-    metric = report.get("metric", "val_acc")
-    # the task's pair (a regression job's report lists val_rmse, not val_acc: regsearch.domain.metrics)
-    pair = ("val_rmse", "test_rmse") if "val_rmse" in (report.get("metrics") or ()) else ("val_acc", "test_acc")
-    shown = [metric, *(m for m in pair if m != metric)]
-    rows = [[c["rank"], c["number"], c["config"], c["metrics"][metric]["n"], ", ".join(map(str, c["seeds"])),
-             *(format_stat(m, Interval.model_validate(c["metrics"][m])) for m in shown),
-             format_value(metric, c["metrics"][metric]["std"])]
-            for c in report.get("confirmation", {}).get("configs", [])]
-    return pd.DataFrame(rows, columns=["rank", "trial", "configuration", "runs", "seeds", *shown, f"{metric} sd"])

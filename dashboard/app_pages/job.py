@@ -17,16 +17,20 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from regsearch.config import get_settings
-from regsearch.dashboard import charts, data, frames, live, placement_curves
-from regsearch.dashboard.delete import NOTICE_KEY, delete_job
+from regsearch.dashboard import (
+    charts,
+    data,
+    delete_controls,
+    frames,
+    live,
+    placement_curves,
+    report_frames,
+)
 from regsearch.domain.progress import progress
 from regsearch.domain.states import JobState, TrialState
 
 REFRESH_S = 3
 TRIAL_PAGE = "app_pages/trial.py"
-JOBS_PAGE = "app_pages/jobs.py"
-CONFIRM_KEY = "delete_confirm"  # session state: the job whose deletion awaits its confirmation
 
 url = data.database_url_or_stop("Job")
 
@@ -70,6 +74,8 @@ k = st.sidebar.slider("Leaders shown", min_value=1, max_value=10, value=5,
                       help="how many of the best configurations the charts and the table show")
 objectives: list[tuple[str, str]] = info["objectives"]
 metric, direction = objectives[0]
+task: str = info["task"]  # its metrics: val_rmse, test_rmse ... on a regression job (regsearch.domain.metrics)
+first, test_metric = frames.task_pair(task)
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
@@ -114,8 +120,8 @@ def _overview(job: dict[str, Any], df: pd.DataFrame, board: pd.DataFrame) -> Non
     cols[4].metric(f"Best {metric}", _fmt(leader["score"] if leader is not None else None),
                    help="the first configuration of the ranking (`regsearch best`): a confirmed configuration's "
                         "mean over its seeds, else its single run")
-    cols[5].metric("Its test_acc", _fmt(leader["test_acc"] if leader is not None else None),
-                   help="held-out test accuracy, evaluated once with the best validation epoch's weights")
+    cols[5].metric(f"Its {test_metric}", _fmt(leader[test_metric] if leader is not None else None),
+                   help=f"held-out {test_metric}, evaluated once with the best validation epoch's weights")
     cols[6].metric("Elapsed", frames.format_seconds(job["elapsed_s"]))
     runs = f" ({job['n_trials']} search trials + {job['n_confirm']} confirmation runs)" if job.get("n_confirm") else ""
     st.progress(done.fraction, text=f"{done.finished} of {done.planned} trials finished{runs}")
@@ -144,7 +150,7 @@ def _evidence(_: Trials) -> None:
         st.success(f"**Recommendation.** {recommendation['sentence']}")
     if found["warnings"]:
         st.warning("**Read with care**\n\n" + "\n".join(f"- {w['message']}" for w in found["warnings"]))
-    intervals = frames.report_intervals(found)
+    intervals = report_frames.report_intervals(found)
     if not intervals.empty:
         st.markdown(f"**Mean {metric} per placement with its 95% interval** (n = distinct configurations)")
         st.plotly_chart(_figure("placement_intervals", intervals, metric), width="stretch")
@@ -152,8 +158,8 @@ def _evidence(_: Trials) -> None:
     tabs = st.tabs([title for title, _ in REPORT_TABS] + ["Confirmation runs"])
     for tab, (_, by) in zip(tabs, REPORT_TABS):
         tab.caption(groupings[by]["description"])
-        tab.dataframe(frames.report_table(found, by), hide_index=True, width="stretch")
-    confirmed = frames.confirmation_table(found)
+        tab.dataframe(report_frames.report_table(found, by), hide_index=True, width="stretch")
+    confirmed = report_frames.confirmation_table(found)
     if not confirmed.empty:
         tabs[-1].dataframe(confirmed, hide_index=True, width="stretch")
     elif found["confirmation"]["requested"]:
@@ -173,6 +179,11 @@ def _generalization(t: Trials) -> None:
     st.header("Generalization")
     if done.empty:
         st.info("No complete trial yet: the train/validation gap appears here as trials finish.")
+        return
+    if first != "val_acc":  # no accuracy on this task: its gap is val_loss − train_loss at the best epoch
+        st.caption(f"The gap is val_loss − train_loss (MSE) at the best validation epoch; {first} per trial "
+                   "is under Placement comparison.")
+        st.plotly_chart(_figure("box_by_placement", done, "gap"), width="stretch")
         return
     st.caption("Per configuration, training and validation accuracy at the best validation epoch; the gap is "
                "train_acc − val_acc. In **train_acc vs val_acc** (train_acc up, val_acc across), points above "
@@ -239,12 +250,12 @@ def _placement_comparison(t: Trials) -> None:
     if done.empty:
         st.info("No complete trial yet.")
     else:
-        st.markdown("**val_acc per placement** (n = complete search trials behind each box, as in the "
+        st.markdown(f"**{first} per placement** (n = complete search trials behind each box, as in the "
                     "report; confirmation runs are in its seed groups)")
-        st.plotly_chart(_figure("box_by_placement", done, "val_acc"), width="stretch")
-    st.dataframe(frames.placement_summary(df), hide_index=True, width="stretch", column_config={
+        st.plotly_chart(_figure("box_by_placement", done, first), width="stretch")
+    st.dataframe(frames.placement_summary(df, task), hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(c, format="%.4f")
-        for c in ("val_acc_median", "val_acc_best", "gap_mean", "seconds_per_epoch_median")
+        for c in (f"{first}_median", f"{first}_best", "gap_mean", "seconds_per_epoch_median")
     })
 
 
@@ -301,14 +312,14 @@ def _best_configurations(t: Trials) -> None:
                "their single run" + ("; with several objectives, by Pareto front (0: not dominated), then by the "
                                      "objectives in order" if len(objectives) > 1 else "") + "; ties: trial number.")
     columns = ["rank", *(["front"] if len(objectives) > 1 else []), "number", "placement", "dropout", "bn_momentum",
-               "dropout_layers", "bn_layers", "score", "runs", "val_acc", "test_acc", "gap", "epochs_to_95pct_best",
-               "mean_val_acc", "seconds_per_epoch", "val_acc_std"]
+               "dropout_layers", "bn_layers", "score", "runs", *info["metrics"],
+               *(["val_acc_std"] if first == "val_acc" else [])]
     st.dataframe(board[columns], hide_index=True, width="stretch", column_config={
         "score": st.column_config.NumberColumn(f"{metric} (ranked)", format="%.4f",
                                                help="the mean over the seed group when confirmed, else the single run"),
         "runs": st.column_config.NumberColumn("runs", help="the search run and its complete confirmation runs"),
         **{c: st.column_config.NumberColumn(c, format="%.4f")
-           for c in ("val_acc", "test_acc", "gap", "mean_val_acc", "seconds_per_epoch", "val_acc_std")},
+           for c in (*info["metrics"], "val_acc_std") if c != "epochs_to_95pct_best"},
     })
     found = data.recipes(url, job_id, tuple(int(n) for n in board["number"]))
     for rank, row in zip(board["rank"], board.itertuples(index=False)):
@@ -330,11 +341,12 @@ def _all_trials(t: Trials) -> None:
         return
     st.header("All trials")
     view = df.assign(open=[f"trial?job={job_id}&trial={n}" for n in df["number"]])
-    columns = ["number", "state", "config", "val_acc", "test_acc", "gap", "epochs_to_95pct_best", "seconds_per_epoch",
-               "epochs_recorded", "attempt", "worker", "error", "open"]
+    shown = [c for c in info["metrics"] if c != "mean_val_acc"]  # the task's columns (regsearch.domain.metrics)
+    columns = ["number", "state", "config", *shown, "epochs_recorded", "attempt", "worker", "error", "open"]
     st.dataframe(view[columns], hide_index=True, width="stretch", column_config={
         "open": st.column_config.LinkColumn("link", display_text="open ↗"),
-        **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("val_acc", "test_acc", "gap")},
+        **{c: st.column_config.NumberColumn(c, format="%.4f") for c in shown
+           if c not in ("epochs_to_95pct_best", "seconds_per_epoch")},
     })
 
 
@@ -351,39 +363,7 @@ def _status(t: Trials) -> None:
         st.info("This job has no trials yet: the coordinator asks Optuna for the first ones shortly.")
 
 
-def _delete_controls() -> None:
-    """The sidebar's "Delete job": for a job that has ended, behind a confirmation; for a queued or
-    running job, disabled, saying to cancel it first (``regsearch.dashboard.delete``)."""
-    box = st.sidebar.container(border=True)
-    box.markdown("**Delete this job**")
-    if info["active"]:
-        box.button("Delete job", key="delete_job", icon=":material/delete:", disabled=True)
-        box.caption(f"This job is {info['status']}: cancel it first (`regsearch cancel {job_id}`), then "
-                    "delete it here once it has stopped.")
-        return
-    if st.session_state.get(CONFIRM_KEY) != job_id:
-        box.caption("Removes its trials, their epochs, its Optuna study and its kept weights.")
-        if box.button("Delete job…", key="delete_job", icon=":material/delete:"):
-            st.session_state[CONFIRM_KEY] = job_id
-            st.rerun()
-        return
-    box.warning(f"Delete **{info['name']}** (`{job_id}`) for good: its trials, their epochs, its Optuna "
-                "study and its kept weights? This cannot be undone.")
-    yes, no = box.columns(2)
-    if no.button("Keep it", key="delete_job_no"):
-        st.session_state.pop(CONFIRM_KEY, None)
-        st.rerun()
-    if yes.button("Delete", key="delete_job_yes", type="primary"):
-        st.session_state.pop(CONFIRM_KEY, None)
-        problem = delete_job(get_settings(), job_id)
-        if problem:
-            box.error(problem)
-            return
-        st.session_state[NOTICE_KEY] = f"Deleted job {info['name']} (`{job_id}`)."
-        st.switch_page(JOBS_PAGE)
-
-
-_delete_controls()
+delete_controls.draw(info, job_id)
 if info["active"]:
     live.steady()
 for _draw in (_status, _evidence, _generalization, _convergence, _placement_comparison, _search_space,

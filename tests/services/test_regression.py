@@ -61,6 +61,8 @@ def test_a_regression_job_end_to_end(sqlite_settings: Settings, tmp_path: Path,
         assert report.returncode == 0, report.stderr
         assert "val_rmse" in report.stdout and "val_acc" not in report.stdout, report.stdout
         assert "Confirmation runs" in report.stdout and "test_rmse mean" in report.stdout, report.stdout
+        # the gap (val_loss - train_loss) is cut at its regression range, not at [-1, 1]
+        assert "[1.000, 1.000]" not in report.stdout and "[-1.000, -1.000]" not in report.stdout, report.stdout
 
     # the dashboard's job page renders, its evidence tables with the regression metrics
     from regsearch.config import get_settings
@@ -73,6 +75,9 @@ def test_a_regression_job_end_to_end(sqlite_settings: Settings, tmp_path: Path,
         app = run_app("app_pages/job.py", job=job["id"])
         columns = [list(frame.value.columns) for frame in app.dataframe]
         assert any("val_rmse" in c and "test_r2" in c for c in columns), columns
-        # (the page's own summary tables, dashboard/frames.py, are still the classification ones)
+        # the page's own cards and summary tables too (tests/dashboard/test_browser_regression.py in detail)
+        cards = {m.label: m.value for m in app.metric}
+        assert cards["Best val_rmse"] != "–" and "Its test_rmse" in cards, cards
+        assert any("val_rmse_median" in c for c in columns), columns
     finally:
         get_settings.cache_clear()
