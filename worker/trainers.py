@@ -16,14 +16,14 @@ daemon: its later reports answer "stop"); a non-finite reported value fails the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ValidationError
@@ -33,9 +33,12 @@ from regsearch.domain.metrics import EpochMetrics
 from regsearch.domain.spec import JobSpec
 from regsearch.domain.trainers import BUILTIN_TRAINER
 from regsearch.domain.validation import field_errors
-from regsearch.worker.augment import Augment, make_augment
+from regsearch.worker.augment import make_augment
 from regsearch.worker.loop import TrainResult, TrialRecorder
 from regsearch.worker.models import build_model
+
+if TYPE_CHECKING:
+    from regsearch.worker.train import DeviceData
 
 log = logging.getLogger("regsearch.worker")
 
@@ -112,22 +115,6 @@ def check_options(trainer: Any, options: Mapping[str, Any]) -> Any:
         raise TrainerError(f"training.options.{first['field']}: {first['message']}") from None
 
 
-@dataclass
-class TrainerData:
-    """The job's data as the built-in loop sees it: splits on the device, standardized, shaped as
-    the model's input (``sample_shape``); ``augment`` is the job's augmentation (or None)."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    sample_shape: tuple[int, ...]
-    n_classes: int
-    augment: Augment | None = None
-
-
 class NonFiniteReport(ValueError):
     """A trainer reported a value that is not a finite number."""
 
@@ -135,7 +122,7 @@ class NonFiniteReport(ValueError):
 class TrainerContext:
     """What a trainer gets for one trial (docs/interface.md "Trainer plugins")."""
 
-    def __init__(self, spec: JobSpec, params: Mapping[str, Any], recipe: dict[str, Any], data: Any,
+    def __init__(self, spec: JobSpec, params: Mapping[str, Any], recipe: dict[str, Any], data: DeviceData,
                  recorder: TrialRecorder, options: Any) -> None:
         self.params = dict(params)
         self.recipe = recipe
@@ -145,11 +132,12 @@ class TrainerContext:
         self.device = data.device
         self.spec = spec
         shape = tuple(int(d) for d in recipe["input_shape"])
-        self.data = TrainerData(
-            x_train=data.x_train.reshape(-1, *shape), y_train=data.y_train,
-            x_val=data.x_val.reshape(-1, *shape), y_val=data.y_val,
-            x_test=data.x_test.reshape(-1, *shape), y_test=data.y_test,
-            sample_shape=shape, n_classes=data.n_classes,
+        # the job's data as the built-in loop sees it: the splits shaped as the model's input
+        # (sample_shape), and the job's augmentation
+        self.data: DeviceData = dataclasses.replace(
+            data, x_train=data.x_train.reshape(-1, *shape), x_val=data.x_val.reshape(-1, *shape),
+            x_test=data.x_test.reshape(-1, *shape), x_train_sample=data.x_train_sample.reshape(-1, *shape),
+            sample_shape=shape,
             augment=make_augment(spec.training.augment, tuple(data.sample_shape), spec.training.seed, data.device),
         )
         self._recorder = recorder
@@ -198,7 +186,7 @@ class TrainerContext:
             self._recorder.test(**{k: float(v) for k, v in metrics.items()})
 
 
-def run_trainer(spec: JobSpec, params: Mapping[str, Any], recipe: dict[str, Any], data: Any, *,
+def run_trainer(spec: JobSpec, params: Mapping[str, Any], recipe: dict[str, Any], data: DeviceData, *,
                 on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
                 report_timeout_s: float = DEFAULT_REPORT_TIMEOUT_S) -> TrainResult:
     """Train one trial with the spec's trainer: the built-in loop, or a plugin in a watched thread."""
