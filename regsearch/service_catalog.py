@@ -14,10 +14,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from regsearch.domain.families import FamilyInfo
-from regsearch.domain.published import PublishedCatalog
+from regsearch.domain.published import PublishedCatalog, family_info
 
 
 class ServiceCatalog(PublishedCatalog):
@@ -57,10 +55,6 @@ def service_catalog(client: Any) -> ServiceCatalog:
     return ServiceCatalog(families, trainers)
 
 
-class _AnyKnobs(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
 class OfflineCatalog:
     """No service to ask: a family this process does not know is let through unchecked (and
     remembered in :attr:`unchecked`), as are ``auto``'s network and a plugin trainer."""
@@ -76,13 +70,9 @@ class OfflineCatalog:
         if difflib.get_close_matches(name, list(BUILTIN), n=1, cutoff=0.6):
             return None  # a misspelt built-in: refused, with the known families
         self.unchecked.append(f"model.family {name!r} and its knobs")
-
-        def unknown_slots(_knobs: Any, _shape: Any) -> int:
-            raise ValueError(f"family {name!r}: its slots are known where it is installed")
-
-        return FamilyInfo(name=name, knobs=_AnyKnobs, slots=unknown_slots, slots_doc="unknown (not installed here)",
-                          input_shape=lambda _k, shape: [int(d) for d in shape], static_slots=False,
-                          source="plugin")
+        # the control plane's unchecked plugin family (domain/published.py), with any knobs
+        return family_info({"name": name, "knobs": {"additionalProperties": True},
+                            "slots_doc": "unknown (not installed here)"})
 
     def names(self) -> list[str]:
         return []
