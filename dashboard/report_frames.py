@@ -14,7 +14,8 @@ REPORT_COLUMNS = ("n", "trials", "pruned", "failed")
 def report_table(report: dict[str, Any], by: str) -> pd.DataFrame:
     """One grouping of a job's report (``regsearch.evidence``) as a table: counts, then each metric
     as ``mean [low, high]`` (the report's own format), the objective's sd beside it."""
-    from regsearch.evidence import Interval, format_stat, format_value
+    from regsearch.domain.metrics import format_metric
+    from regsearch.evidence import Interval, format_stat
 
     grouping = next((g for g in report.get("groupings", []) if g["by"] == by), None)
     metric, metrics = report.get("metric", "val_acc"), list(report.get("metrics", []))
@@ -25,7 +26,7 @@ def report_table(report: dict[str, Any], by: str) -> pd.DataFrame:
         stats = {m: Interval.model_validate(group["metrics"][m]) for m in metrics}
         lead = [group["rank"], group["key"]] if by == "placement" else [group["label"]]
         rows.append([*lead, group["n_distinct"], group["n_complete"], group["n_pruned"], group["n_failed"],
-                     *(format_stat(m, stats[m]) for m in metrics[:1]), format_value(metric, stats[metrics[0]].std),
+                     *(format_stat(m, stats[m]) for m in metrics[:1]), format_metric(metric, stats[metrics[0]].std),
                      *(format_stat(m, stats[m]) for m in metrics[1:])])
     df = pd.DataFrame(rows, columns=columns)
     if by == "placement":
@@ -49,7 +50,8 @@ def report_intervals(report: dict[str, Any], metric: str | None = None) -> pd.Da
 
 def confirmation_table(report: dict[str, Any]) -> pd.DataFrame:
     """The seed groups of the confirmation runs: one row per re-run configuration."""
-    from regsearch.evidence import Interval, format_stat, format_value
+    from regsearch.domain.metrics import format_metric
+    from regsearch.evidence import Interval, format_stat
 
     metric = report.get("metric", "val_acc")
     # the task's pair (a regression job's report lists val_rmse, not val_acc: regsearch.domain.metrics)
@@ -57,6 +59,6 @@ def confirmation_table(report: dict[str, Any]) -> pd.DataFrame:
     shown = [metric, *(m for m in pair if m != metric)]
     rows = [[c["rank"], c["number"], c["config"], c["metrics"][metric]["n"], ", ".join(map(str, c["seeds"])),
              *(format_stat(m, Interval.model_validate(c["metrics"][m])) for m in shown),
-             format_value(metric, c["metrics"][metric]["std"])]
+             format_metric(metric, c["metrics"][metric]["std"])]
             for c in report.get("confirmation", {}).get("configs", [])]
     return pd.DataFrame(rows, columns=["rank", "trial", "configuration", "runs", "seeds", *shown, f"{metric} sd"])

@@ -24,7 +24,8 @@ def _paragraph(console: Console, text: str, style: str = "") -> None:
 
 def confirmation_table(document: dict[str, Any], width: int | None) -> Any:
     """The confirmed configurations: each one's seed group, the objective with its interval first."""
-    from regsearch.evidence import Report, format_stat, format_value
+    from regsearch.domain.metrics import format_metric
+    from regsearch.evidence import Report, format_stat
     from regsearch.evidence.markdown import TABLE_NOTES
 
     report = Report.model_validate(document)
@@ -35,7 +36,7 @@ def confirmation_table(document: dict[str, Any], width: int | None) -> Any:
                                                      for i, m in enumerate(shown)),
                Col(f"{metric_header(metric)} sd", 6)]
     rows = [[str(c.rank), str(c.number), c.config, str(c.metrics[metric].n), ", ".join(map(str, c.seeds)),
-             *(format_stat(m, c.metrics.get(m), marked=True) for m in shown), format_value(metric, c.metrics[metric].std)]
+             *(format_stat(m, c.metrics.get(m), marked=True) for m in shown), format_metric(metric, c.metrics[metric].std)]
             for c in report.confirmation.configs]
     return fitted_table(columns, rows, width, notes=TABLE_NOTES, hint="a wider terminal or --format md shows them",
                         title="Confirmation runs (seed groups; # is the search trial)")

@@ -152,7 +152,7 @@ def grouping_table(document: dict[str, Any], by: str = "placement", width: int |
     Where the width is short, left out first: failed, pruned, mean_val_acc, s/epoch, 95% best ep.,
     gap, trials, test_acc, sd, n, rank; never the placement (or band) and the objective.
     """
-    from regsearch.evidence import Report, format_stat, format_value
+    from regsearch.evidence import Report, format_stat
     from regsearch.evidence.markdown import TABLE_NOTES
 
     report = Report.model_validate(document)
@@ -168,7 +168,7 @@ def grouping_table(document: dict[str, Any], by: str = "placement", width: int |
         first = [str(group.rank) if group.rank else NO_RANK, group.key] if by == "placement" else [group.label]
         stat = group.metrics.get(metric)
         rows.append([*first, str(group.n_distinct), str(group.n_complete), str(group.n_pruned), str(group.n_failed),
-                     format_stat(metric, stat, marked=True), format_value(metric, stat.std if stat else None),
+                     format_stat(metric, stat, marked=True), format_metric(metric, stat.std if stat else None),
                      *(format_stat(m, group.metrics.get(m), marked=True) for m in others)])
     return fitted_table(columns, rows, width, hint="a wider terminal or --format md shows them", notes=TABLE_NOTES,
                         title=grouping.title)
@@ -279,18 +279,6 @@ def print_best(console: Console, items: list[dict[str, Any]], *, with_recipe: bo
     if with_recipe and items[0].get("recipe"):
         console.print(f"Recipe of the best configuration, #{items[0]['number']} (rebuilds the exact module):")
         print_recipe(console, items[0]["recipe"])
-
-
-def status_line(job: dict[str, Any]) -> str:
-    done, total = document_progress(job)
-    counts = job.get("counts", {})
-    best = job.get("best") or {}
-    best_val = (best.get("metrics") or {}).get("val_acc")
-    return (f"{job['id']}  {job['name']:<24} {job['status']:<10} {done}/{total} done "
-            f"(running {counts.get(TrialState.RUNNING, 0)}, pruned {counts.get(TrialState.PRUNED, 0)}, "
-            f"failed {counts.get(TrialState.FAILED, 0)}"
-            + (f", cancelled {counts[TrialState.CANCELLED]}" if counts.get(TrialState.CANCELLED) else "") + ")"
-            f"  best val_acc {format_metric('val_acc', best_val)}")
 
 
 def job_model(job: Mapping[str, Any]) -> str | None:

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 OWN_BEST_FRACTION = 0.95  # epochs_to_95pct_best's share of the trial's own best
-EPOCH_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 Direction = Literal["maximize", "minimize"]
 Task = Literal["classification", "regression"]
 

@@ -26,7 +26,7 @@ What counts (one rule for every group):
 - Placements are ranked by the mean of the job's first objective in its direction. The
   recommendation names the ranking's first configuration (what ``/best`` lists first) and says
   how far the placement comparison supports it: better than the others (intervals apart), or
-  plainly not separable and which measure then chose; below ``MIN_CONFIGS`` complete, distinct
+  plainly not separable and which measure then chose; below ``MIN_RUNS`` complete, distinct
   configurations in any placement it says what is missing instead (``advice.py``).
 
 Intervals that overlap are reported as "within noise". That is the conservative reading (two
@@ -35,14 +35,14 @@ side to err on when the question is whether a winner was luck.
 """
 
 from regsearch.domain.stats import Interval
-from regsearch.evidence.advice import MIN_CONFIGS, describe_placement
+from regsearch.evidence.advice import describe_placement
 from regsearch.evidence.build import build_report
 from regsearch.evidence.groups import (
     DROPOUT_BAND_WIDTH,
     dropout_band,
     momentum_band,
 )
-from regsearch.evidence.markdown import format_stat, format_value, render_markdown
+from regsearch.evidence.markdown import format_stat, render_markdown
 from regsearch.evidence.models import (
     Comparison,
     Confirmation,
@@ -55,7 +55,7 @@ from regsearch.evidence.models import (
 )
 
 __all__ = [
-    "DROPOUT_BAND_WIDTH", "MIN_CONFIGS", "Comparison", "Confirmation", "ConfirmedConfig", "Group",
+    "DROPOUT_BAND_WIDTH", "Comparison", "Confirmation", "ConfirmedConfig", "Group",
     "Grouping", "Interval", "Recommendation", "Report", "ReportWarning", "build_report", "describe_placement",
-    "dropout_band", "format_stat", "format_value", "momentum_band", "render_markdown",
+    "dropout_band", "format_stat", "momentum_band", "render_markdown",
 ]

@@ -5,8 +5,8 @@ The advice agrees with the ranking by construction: the configuration it names i
 never another one picked by a tie-break. What it adds is how far that choice is supported:
 
 - **Enough evidence first.** Every placement of the spec is a compared group; each needs at
-  least :data:`MIN_CONFIGS` complete, distinct configurations (a repeat with the same seed counts
-  once) for an interval. Below that the report says what is missing and recommends nothing (a
+  least ``MIN_RUNS`` (regsearch.domain.stats: as many as an interval needs) complete, distinct
+  configurations (a repeat with the same seed counts once) for an interval. Below that the report says what is missing and recommends nothing (a
   cancelled job with one finished trial gets no confident recommendation).
 - **Separated, or not.** The first configuration's placement is compared with every other on the
   objective's 95% intervals: "better than X: the intervals do not overlap", or plainly "cannot be
@@ -21,15 +21,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from regsearch.domain.metrics import format_metric
 from regsearch.domain.ranking import RankedConfig, rank_configurations
 from regsearch.domain.stats import MIN_RUNS, Interval
 from regsearch.evidence.groups import Setup, TrialDict, finite_number, overlap, params_of, stat_of
-from regsearch.evidence.markdown import format_stat, format_value
+from regsearch.evidence.markdown import format_stat
 from regsearch.evidence.models import Confirmation, Group, Grouping, Recommendation
-
-# Complete, distinct configurations a placement needs before it is compared: as many as an
-# interval needs (regsearch.domain.stats.MIN_RUNS).
-MIN_CONFIGS = MIN_RUNS
 
 
 def describe_placement(placement: str, params: Mapping[str, Any]) -> str:
@@ -102,8 +99,8 @@ def _none(sentence: str, **fields: Any) -> Recommendation:
 
 
 def missing_configs(placements: Grouping) -> list[tuple[str, int]]:
-    """(placement, distinct complete configurations it has) for each placement below :data:`MIN_CONFIGS`."""
-    return [(g.key, g.n_distinct) for g in placements.groups if g.n_distinct < MIN_CONFIGS]
+    """(placement, distinct complete configurations it has) for each placement below ``MIN_RUNS``."""
+    return [(g.key, g.n_distinct) for g in placements.groups if g.n_distinct < MIN_RUNS]
 
 
 def _measure(metric: str, first: RankedConfig) -> str:
@@ -128,15 +125,15 @@ def recommend(setup: Setup, current: Sequence[TrialDict], placements: Grouping,
     if missing:
         short = ", ".join(f"{key} has {n}" for key, n in missing)
         return _none(
-            f"No recommendation yet: each placement needs at least {MIN_CONFIGS} complete, distinct configurations "
+            f"No recommendation yet: each placement needs at least {MIN_RUNS} complete, distinct configurations "
             f"to be compared, and {short}. The best so far, #{first.number} ({details(params)}, {metric} "
-            f"{format_value(metric, first.score)}), is not yet backed by a comparison.",
-            decided_by="insufficient", missing={key: MIN_CONFIGS - n for key, n in missing})
+            f"{format_metric(metric, first.score)}), is not yet backed by a comparison.",
+            decided_by="insufficient", missing={key: MIN_RUNS - n for key, n in missing})
 
     own: Interval = stat_of(first.runs, metric, setup.task)
     basis: Literal["confirmed", "single_run"] = "confirmed" if first.confirmed else "single_run"
     result = (f"{metric} {format_stat(metric, own)} over {own.n} seeds" if first.confirmed
-              else f"{metric} {format_value(metric, own.mean)} in a single run")
+              else f"{metric} {format_metric(metric, own.mean)} in a single run")
     sentence = f"{describe_placement(placement, params)} (#{first.number}: {details(params)}): {result}"
 
     by_key = {g.key: g for g in placements.groups}

@@ -7,7 +7,7 @@ from typing import Any
 
 from regsearch.domain.confirm import is_search
 from regsearch.domain.jsonsafe import finite_or_none
-from regsearch.domain.metrics import task_metrics
+from regsearch.domain.metrics import format_metric, task_metrics
 from regsearch.domain.model_label import has_slot_names, slot_labels
 from regsearch.domain.ranking import rank_configurations
 from regsearch.domain.space import OPTIMIZER_PARAMS
@@ -28,7 +28,7 @@ from regsearch.evidence.groups import (
     read_setup,
     trial_counts,
 )
-from regsearch.evidence.markdown import format_stat, format_value
+from regsearch.evidence.markdown import format_stat
 from regsearch.evidence.models import (
     Comparison,
     Confirmation,
@@ -56,7 +56,7 @@ def _noise_message(metric: str, what: str, a: str, a_stat: Interval, b: str, b_s
         return (f"Cannot separate {what} {a} from {b} on {metric}: {thin} has fewer than {MIN_RUNS} complete runs, "
                 f"too few runs for an interval.")
     difference = abs((a_stat.mean or 0.0) - (b_stat.mean or 0.0))
-    return (f"{what.capitalize()} {a} leads {b} by {format_value(metric, difference)} {metric}, but their 95% "
+    return (f"{what.capitalize()} {a} leads {b} by {format_metric(metric, difference)} {metric}, but their 95% "
             f"intervals overlap ({format_stat(metric, a_stat)} vs {format_stat(metric, b_stat)}): "
             "the difference is within noise.")
 

@@ -10,12 +10,6 @@ from regsearch.domain.states import TrialState
 from regsearch.domain.stats import MIN_RUNS, TOO_FEW_RUNS, Interval
 from regsearch.evidence.models import Grouping, Report
 
-
-def format_value(metric: str, value: float | None) -> str:
-    """A metric's value in its one format (regsearch.domain.metrics.format_metric)."""
-    return format_metric(metric, value)
-
-
 CLIPPED_MARK = "†"  # after an interval cut at its metric's range
 CLIPPED_NOTE = (f"{CLIPPED_MARK} the t-interval reached past what the metric can be (accuracies [0, 1], gap [-1, 1], "
                 "epochs to converge [1, epochs], s/epoch >= 0) and is cut there.")
@@ -32,8 +26,8 @@ def format_stat(metric: str, stat: Interval | None, *, marked: bool = False) -> 
     if stat is None or stat.mean is None:
         return NO_VALUE
     if stat.low is None or stat.high is None:
-        return format_value(metric, stat.mean) + (TOO_FEW_MARK if marked else f" ({TOO_FEW_RUNS})")
-    text = f"{format_value(metric, stat.mean)} [{format_value(metric, stat.low)}, {format_value(metric, stat.high)}]"
+        return format_metric(metric, stat.mean) + (TOO_FEW_MARK if marked else f" ({TOO_FEW_RUNS})")
+    text = f"{format_metric(metric, stat.mean)} [{format_metric(metric, stat.low)}, {format_metric(metric, stat.high)}]"
     return text + CLIPPED_MARK if stat.clipped else text
 
 
@@ -56,7 +50,7 @@ def _table(report: Report, grouping: Grouping) -> list[str]:
         stats = group.metrics
         lead = [group.rank or "–", group.key] if grouping.by == "placement" else [group.label]
         lines.append(_row([*lead, group.n_distinct, group.n_complete, group.n_pruned, group.n_failed,
-                           format_stat(metrics[0], stats[metrics[0]]), format_value(metrics[0], stats[metrics[0]].std),
+                           format_stat(metrics[0], stats[metrics[0]]), format_metric(metrics[0], stats[metrics[0]].std),
                            *(format_stat(m, stats[m]) for m in metrics[1:])]))
     return lines
 
@@ -72,7 +66,7 @@ def best_per_placement(report: Report, grouping: Grouping) -> list[str]:
         best = group.best or {}
         rate = ", ".join(f"{name} {best[name]:.3g}" for name in ("lr", "weight_decay") if name in best)
         runs = f" over {best['runs']} seeds" if best.get("runs", 1) > 1 else ""
-        lines.append(f"- {group.key}: {format_value(metric, best.get(metric))}{runs} at {rate} (#{best['number']})")
+        lines.append(f"- {group.key}: {format_metric(metric, best.get(metric))}{runs} at {rate} (#{best['number']})")
     return [*lines, ""]
 
 
@@ -162,7 +156,7 @@ def render_markdown(report: Report) -> str:
             lines.append(_row([config.rank, config.number, config.config, config.metrics[metric].n,
                                ", ".join(map(str, config.seeds)),
                                *(format_stat(m, config.metrics[m]) for m in shown),
-                               format_value(metric, config.metrics[metric].std)]))
+                               format_metric(metric, config.metrics[metric].std)]))
     elif confirmation.requested:
         lines.append(f"Requested (top {confirmation.top_k}, {confirmation.seeds} extra seeds each); "
                      f"{confirmation.n_pending} run(s) pending.")
