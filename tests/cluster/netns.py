@@ -1,6 +1,6 @@
 """Network namespaces as test hosts: made, linked through a bridge, cut, healed, swept.
 
-Every name starts with ``rsc-<pid>-`` (namespaces) or ``rsc<pid>`` (the one interface in the
+Every name starts with ``rsc-<pid>-`` (namespaces) or ``rsc<pid>t`` (the one interface in the
 root namespace), ``<pid>`` being the test process that made it, so a later run removes what a
 killed run left behind (:func:`sweep`) without touching a live run's hosts. The bridge lives in
 a namespace of its own; the test process reaches the hosts through one veth pair whose root end
@@ -70,7 +70,7 @@ def sweep() -> list[str]:
             ip("netns", "del", name, check=False)
             removed.append(name)
     for line in ip("-o", "link", "show", check=False).stdout.splitlines():
-        match = re.match(rf"\d+: ({PREFIX}(\d+)t)[@:]", line)
+        match = re.match(rf"\d+: ({PREFIX}(\d+)t\d*)[@:]", line)
         if match and not _pid_alive(int(match.group(2))):
             ip("link", "del", match.group(1), check=False)
             removed.append(match.group(1))
@@ -103,15 +103,18 @@ def free_subnet() -> ipaddress.IPv4Network:
 class Network:
     """A bridge namespace, hosts attached to it, and the test process's own link to it."""
 
+    _made_here = 0
+
     def __init__(self) -> None:
-        self.run = f"{PREFIX}-{os.getpid()}"
+        Network._made_here += 1  # names unique within the process too, whatever a past one left
+        self.run = f"{PREFIX}-{os.getpid()}-{Network._made_here}"
         self.subnet = free_subnet()
         self._addresses = self.subnet.hosts()
         self.tester_address = str(next(self._addresses))  # .1, in the root namespace
         self.bridge_ns = f"{self.run}-br"
         self.hosts: dict[str, str] = {}  # host name -> its first address
         self._made: list[str] = []
-        self._root_link = f"{PREFIX}{os.getpid()}t"
+        self._root_link = f"{PREFIX}{os.getpid()}t{Network._made_here % 100}"
         self._ports: dict[str, str] = {}  # host -> its veth end in the bridge namespace
         ip("netns", "add", self.bridge_ns)
         self._made.append(self.bridge_ns)
@@ -160,7 +163,10 @@ class Network:
 
     # -- processes -------------------------------------------------------------------------
     def exec_argv(self, host: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.namespace(host), *argv]
+        # nsenter joins the network namespace only. ``ip netns exec`` also makes a mount
+        # namespace, and a long-lived process in one keeps a copy of every /run/netns mount of
+        # that moment: another run's ``ip netns del`` then cannot remove its namespace file.
+        return ["nsenter", f"--net={NETNS_DIR / self.namespace(host)}", "--", *argv]
 
     def enter(self, host: str) -> None:
         """Move the calling thread into a host's namespace (sockets it makes live there)."""

@@ -12,6 +12,7 @@ import time
 
 import sqlalchemy as sa
 
+from bench.control_plane import retried
 from regsearch.store.db import Database
 from tests.cluster.hosts import Cluster
 from tests.cluster.invariants import check_one_result_each, small_spec
@@ -99,8 +100,11 @@ def test_control_host_cut_off_from_the_database_host_and_a_worker_from_the_broke
         # A second job after the cuts, with w2 stopped: only w1, reconnected to the broker, can run it.
         cluster.kill("worker-w2")
         second = client.submit(small_spec("after-cut", budget={"n_trials": 2, "parallelism": 2}))["id"]
-        cluster.wait_for(lambda: any((r.worker or "").startswith("w1:") and r.id not in claimed_before
-                                     for r in _rows(db, second)), 120, "w1 to claim again after the cut")
+        try:
+            cluster.wait_for(lambda: any((r.worker or "").startswith("w1:") and r.id not in claimed_before
+                                         for r in _rows(db, second)), 120, "w1 to claim again after the cut")
+        except AssertionError:
+            raise AssertionError(f"w1 did not claim again; its log:\n{cluster.log('worker-w1')[-12000:]}") from None
         _finish(cluster, client, second)
         check_one_result_each(cluster, client, second)
     finally:
@@ -115,8 +119,13 @@ def test_latency_and_resets_on_the_paths_to_database_and_broker(make_cluster) ->
     try:
         for proxy in cluster.proxies.values():  # 50 ms more per round trip, 1 request in 100 reset
             proxy.set(latency_s=0.05, reset_rate=0.01)
-        job_id = client.submit(small_spec("lossy", budget={"n_trials": 3, "parallelism": 2}))["id"]
-        _finish(cluster, client, job_id, timeout_s=300)
+        job_id = retried(lambda: client.submit(small_spec("lossy", budget={"n_trials": 3, "parallelism": 2}),
+                                               idempotency_key="lossy"))["id"]
+        cluster.wait_for(lambda: client.job(job_id)["status"] in ("completed", "failed", "cancelled"), 300,
+                         "the job to finish under delay and resets")
+        for proxy in cluster.proxies.values():
+            proxy.set()  # the checks read through the API, which the faults would answer 503 now and then
+        _finish(cluster, client, job_id)
         check_one_result_each(cluster, client, job_id)
         resets = {name: proxy.resets for name, proxy in cluster.proxies.items()}
         record("latency_50ms_reset_1pct_resets", resets)
