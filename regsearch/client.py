@@ -25,8 +25,8 @@ import httpx
 from typing_extensions import Self
 
 from regsearch.config import Settings
-from regsearch.domain.progress import document_progress
-from regsearch.domain.states import FINAL_JOB_STATES, TrialState
+from regsearch.domain.progress import document_progress, progress_detail
+from regsearch.domain.states import FINAL_JOB_STATES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -182,7 +182,7 @@ class Client:
             task = bar.add_task(document["name"], total=document_progress(document).planned, detail="")
             while True:
                 done, total = document_progress(document)
-                bar.update(task, completed=done, total=total, detail=_progress_detail(document))
+                bar.update(task, completed=done, total=total, detail=progress_detail(document))
                 if document["status"] in FINAL_JOB_STATES:
                     return document
                 _sleep_until(deadline, poll_s, document)
@@ -259,14 +259,6 @@ class Client:
             return self._http.get("/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
-
-
-def _progress_detail(job: Mapping[str, Any]) -> str:
-    counts = job.get("counts", {})
-    detail = (f"running {counts.get(TrialState.RUNNING, 0)} pruned {counts.get(TrialState.PRUNED, 0)} "
-              f"failed {counts.get(TrialState.FAILED, 0)}")
-    best = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
-    return detail + (f" best val_acc {best:.4f}" if isinstance(best, (int, float)) else "")
 
 
 def _sleep_until(deadline: float | None, poll_s: float, job: Mapping[str, Any]) -> None:

@@ -16,8 +16,8 @@ from regsearch.cli.launcher import Supervisor, free_port, plan
 from regsearch.cli.tables import comparison_table, print_best
 from regsearch.client import Client
 from regsearch.config import Settings
-from regsearch.domain.progress import document_progress
-from regsearch.domain.states import FINAL_JOB_STATES, JobState, TrialState
+from regsearch.domain.progress import document_progress, progress_detail
+from regsearch.domain.states import FINAL_JOB_STATES, JobState
 from regsearch.store.migrate import upgrade
 
 READY_TIMEOUT_S = 90
@@ -116,11 +116,7 @@ def _follow(client: Client, job_id: str, supervisor: Supervisor, console: Consol
         while True:
             job = client.job(job_id)
             done, total = document_progress(job)
-            best = ((job.get("best") or {}).get("metrics") or {}).get("val_acc")
-            detail = f"running {job['counts'][TrialState.RUNNING]}, pruned {job['counts'][TrialState.PRUNED]}"
-            if isinstance(best, (int, float)):
-                detail += f", best val_acc {best:.4f}"
-            progress.update(task, completed=done, total=total, detail=detail)
+            progress.update(task, completed=done, total=total, detail=progress_detail(job))
             if job["status"] in FINAL_JOB_STATES:
                 return job
             if supervisor.dead():

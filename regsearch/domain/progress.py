@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from regsearch.domain.states import COUNTED_TRIAL_STATES, FINAL_TRIAL_STATES
+from regsearch.domain.metrics import format_metric
+from regsearch.domain.states import COUNTED_TRIAL_STATES, FINAL_TRIAL_STATES, TrialState
 from regsearch.domain.stored_spec import StoredSpec
 
 
@@ -49,3 +50,17 @@ def document_progress(job: Mapping[str, Any]) -> Progress:
     if not isinstance(n_trials, int):
         n_trials = StoredSpec.read(job["spec"]).n_trials if isinstance(job.get("spec"), Mapping) else 0
     return progress(job.get("counts") or {}, (n_trials or 0) + int(job.get("n_confirm") or 0))
+
+
+def progress_detail(job: Mapping[str, Any]) -> str:
+    """A job document's progress line beside its bar (``Client.wait``, ``regsearch demo``):
+    ``running 2, pruned 1, failed 0, best val_rmse 55.120``, the best by the job's first
+    objective in that metric's format."""
+    counts = job.get("counts") or {}
+    detail = ", ".join(f"{state.value} {counts.get(state, 0)}"
+                       for state in (TrialState.RUNNING, TrialState.PRUNED, TrialState.FAILED))
+    metric = StoredSpec.read(job.get("spec")).objectives[0][0]
+    best = ((job.get("best") or {}).get("metrics") or {}).get(metric)
+    if isinstance(best, (int, float)) and not isinstance(best, bool):
+        detail += f", best {metric} {format_metric(metric, float(best))}"
+    return detail

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from regsearch.domain import families
-from regsearch.domain.progress import document_progress, progress, state_counts
+from regsearch.domain.progress import document_progress, progress, progress_detail, state_counts
 from regsearch.domain.published import family_info
 from regsearch.domain.spec import (
     BudgetSpec,
@@ -74,6 +74,15 @@ def test_counts_and_progress_have_one_definition() -> None:
     assert document_progress({"counts": counts, "spec": {"budget": {"n_trials": 30}}}) == (8, 30)
     assert document_progress({}) == (0, 0)
 
+
+
+def test_the_progress_line_shows_the_best_by_the_jobs_objective() -> None:
+    counts = {"running": 2, "pruned": 1, "failed": 0}
+    regression = {"counts": counts, "spec": {"objective": {"metrics": ["val_rmse"]}},
+                  "best": {"metrics": {"val_rmse": 55.1234, "val_acc": None}}}
+    assert progress_detail(regression) == "running 2, pruned 1, failed 0, best val_rmse 55.123"
+    assert progress_detail({"counts": counts, "best": {"metrics": {"val_acc": 0.91234}}}).endswith("best val_acc 0.912")
+    assert progress_detail({}) == "running 0, pruned 0, failed 0"  # nothing finished yet: no best
 
 class _Catalog:
     """A catalog of one published plugin family, as the API's and the coordinator's."""
