@@ -100,12 +100,9 @@ def worker(
         os.environ["CUDA_VISIBLE_DEVICES"] = str(parsed.index)
     os.environ[DEVICE_ENV] = parsed.kind
     # K trial processes on C cores: C // K torch threads each, or they oversubscribe the CPU
-    # (regsearch.cli.cores). A value already set (by `up`, or the user) wins.
-    from regsearch.cli.cores import threads_per_process
+    from regsearch.cli.cores import default_threads
 
-    threads = str(threads_per_process(concurrency))
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, threads)
+    default_threads(concurrency)
     settings = cli_settings()
     _ready_database(settings)
     celery_app = create_worker_app(settings)

@@ -30,3 +30,15 @@ def available_cores() -> int:
 def threads_per_process(processes: int) -> int:
     """torch threads for each of ``processes`` trial processes sharing this machine's cores."""
     return max(1, available_cores() // max(1, processes))
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def default_threads(processes: int) -> None:
+    """Size torch's thread pool for one of ``processes`` trial processes, in this process's
+    environment before the pool forks (``regsearch worker``, which ``up`` starts): a value already
+    set, by the user or a deployment, wins."""
+    threads = str(threads_per_process(processes))
+    for variable in THREAD_VARIABLES:
+        os.environ.setdefault(variable, threads)

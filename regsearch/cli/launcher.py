@@ -40,15 +40,11 @@ def cli_command(*args: str) -> list[str]:
 
 def plan(settings: Settings, *, workers: int, api_port: int, dashboard_port: int | None) -> list[Component]:
     """What ``up`` starts: API, coordinator, one worker with ``workers`` trial processes, dashboard."""
-    from regsearch.cli.cores import threads_per_process
-
-    threads = threads_per_process(workers)
     components = [
         Component("api", cli_command("api", "--port", str(api_port))),
         Component("coordinator", cli_command("coordinator")),
-        # One torch thread pool per trial process, sized so trials do not fight over cores.
-        Component("worker", cli_command("worker", "--concurrency", str(workers)),
-                  {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}),
+        # the worker command sizes each trial process's torch threads (regsearch.cli.cores.default_threads)
+        Component("worker", cli_command("worker", "--concurrency", str(workers))),
     ]
     if dashboard_port is not None:
         components.append(Component("dashboard", cli_command("dashboard", "--port", str(dashboard_port))))
