@@ -67,22 +67,11 @@ def cpu_seconds(pid: int) -> float:
 TRAINER_USED = ["null"]
 
 
-def retried(call: Any, attempts: int = 20) -> Any:
-    """A call again after a 503 (the database was unreachable for a moment), as a client does."""
-    from regsearch.client import ApiError
-
-    for attempt in range(attempts):
-        try:
-            return call()
-        except ApiError as exc:
-            if exc.status != 503 or attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
-    return None
-
-
 def run_jobs(cluster: Any, jobs: int, trials: int, coordinators: list[str]) -> dict[str, float]:
     """Submit ``jobs`` jobs of ``trials`` null trials at once; trials/s and coordinator CPU/trial."""
+    # A 503 (the database unreachable a moment) is asked again, as a client does.
+    from tests.cluster.hosts import retried
+
     client = cluster.client(timeout_s=60)
     per_job = max(1, trials // jobs)
     cpu0 = {name: cpu_seconds(cluster.processes[name].pid) for name in coordinators}

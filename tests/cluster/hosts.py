@@ -220,3 +220,17 @@ class Cluster:
         import shutil
 
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def retried(call: Any, attempts: int = 20) -> Any:
+    """A call again after a 503 (the database was unreachable for a moment), as a client does."""
+    from regsearch.client import ApiError
+
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ApiError as exc:
+            if exc.status != 503 or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    return None

@@ -12,9 +12,8 @@ import time
 
 import sqlalchemy as sa
 
-from bench.control_plane import retried
 from regsearch.store.db import Database
-from tests.cluster.hosts import Cluster
+from tests.cluster.hosts import Cluster, retried
 from tests.cluster.invariants import check_one_result_each, small_spec
 from tests.cluster.measure import record
 
