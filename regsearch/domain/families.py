@@ -13,7 +13,8 @@ else branches on a family's name.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
@@ -219,6 +220,17 @@ def register(info: FamilyInfo) -> None:
     if info.name in BUILTIN and info is not BUILTIN[info.name]:
         raise ValueError(f"family {info.name!r} is built in; a plugin cannot replace it")
     _registry[info.name] = info
+
+
+@contextmanager
+def registrations_undone() -> Iterator[None]:
+    """The families registered inside are forgotten after it (a test's plugins end with the test)."""
+    saved = dict(_registry)
+    try:
+        yield
+    finally:
+        _registry.clear()
+        _registry.update(saved)
 
 
 class FamilyCatalog(Protocol):

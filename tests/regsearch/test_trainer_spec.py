@@ -3,6 +3,7 @@ offline ``regsearch validate`` that names what only the service could check."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,14 @@ def test_without_a_catalog_a_plugin_trainer_is_left_to_the_worker() -> None:
     assert validate_spec(spec(trainer="anything", options={"x": 1})).training.trainer == "anything"
 
 
-def test_offline_validate_names_what_it_could_not_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(families, "_registry", dict(families._registry))
+@pytest.fixture
+def registrations_undone() -> Iterator[None]:
+    with families.registrations_undone():
+        yield
+
+
+@pytest.mark.usefixtures("registrations_undone")
+def test_offline_validate_names_what_it_could_not_check(tmp_path: Path) -> None:
     document = {**spec(trainer="mine"), "model": {"family": "mystery", "depth": 3}}
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(document))

@@ -25,23 +25,20 @@ DISTRIBUTION = "regsearch-twobranch"
 
 
 @pytest.fixture
-def example_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def example_plugin() -> Iterator[None]:
     """examples/plugin installed in this environment (idempotent) and loaded in this process.
 
     Installed here only when it is not already; then it is uninstalled afterwards, and this
     process's registrations end with the test, so no other test sees an extra family.
     """
-    from regsearch.domain import families as domain
     from regsearch.worker import families
 
     installed_here = install_example("plugin", DISTRIBUTION)
-    monkeypatch.setattr(domain, "_registry", dict(domain._registry))
-    monkeypatch.setattr(families, "_plugins", dict(families._plugins))
-    monkeypatch.setattr(families, "_broken", dict(families._broken))
     try:
-        families.load_plugins(refresh=True)
-        assert families.get("twobranch").source == "plugin"
-        yield
+        with families.plugins_undone():
+            families.load_plugins(refresh=True)
+            assert families.get("twobranch").source == "plugin"
+            yield
     finally:
         if installed_here:
             subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "--yes", DISTRIBUTION],

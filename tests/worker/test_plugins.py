@@ -68,12 +68,10 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinypkg\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
     # this test's registrations end with it
-    monkeypatch.setattr(domain, "_registry", dict(domain._registry))
-    monkeypatch.setattr(families, "_plugins", {})
-    monkeypatch.setattr(families, "_broken", {})
     monkeypatch.syspath_prepend(str(site))
-    families.load_plugins(refresh=True)
-    yield
+    with families.plugins_undone(start_empty=True):
+        families.load_plugins(refresh=True)
+        yield
 
 
 def _spec(**model: Any) -> Any:

@@ -16,7 +16,8 @@ A plugin that fails to load is left out with a warning, and naming it says why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -99,6 +100,23 @@ def load_plugins(*, refresh: bool = False) -> None:
         _broken.pop(entry.name, None)
         _plugins[entry.name] = Family(entry.name, impl, info)
         domain.register(info)
+
+
+@contextmanager
+def plugins_undone(*, start_empty: bool = False) -> Iterator[None]:
+    """The plugins loaded inside, here and in the domain's registry, are forgotten after it (a
+    test's plugins end with the test); ``start_empty``: none loaded before counts inside."""
+    saved = dict(_plugins), dict(_broken)
+    if start_empty:
+        _plugins.clear()
+        _broken.clear()
+    try:
+        with domain.registrations_undone():
+            yield
+    finally:
+        for current, before in zip((_plugins, _broken), saved):
+            current.clear()
+            current.update(before)
 
 
 def all_families() -> dict[str, Family]:
