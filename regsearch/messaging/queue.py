@@ -37,10 +37,11 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         # default), so a short visibility timeout would act ~100 s late: sweep a few times per
         # timeout instead (a sweep is one ZRANGEBYSCORE).
         sweep_s = max(1, min(60, settings.visibility_timeout_s // 4))
-        # A silent partition (packets dropped, no reset) leaves the consumer's connection waiting
-        # in the event loop, where socket_timeout does not apply: TCP keepalive ends it (10 s idle,
-        # then 3 probes 5 s apart) so kombu reconnects, and redis-py pings a connection idle for
-        # more than 15 s before reusing it (tests/cluster/test_faults.py cuts a worker off Redis).
+        # A silent partition (packets dropped, no reset) leaves a connection waiting where
+        # socket_timeout does not apply: TCP keepalive ends an idle one (10 s, then 3 probes 5 s
+        # apart), and redis-py pings a connection idle for more than 15 s before reusing it.
+        # Not enough yet: a worker cut off Redis for 30 s may never consume again
+        # (tests/cluster/test_faults.py::test_broker_unreachable_from_a_worker_host, xfail).
         keepalive = {socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3}
         return {"visibility_timeout": settings.visibility_timeout_s, "unacked_restore_interval": sweep_s,
                 "unacked_restore_throttle": 1, "socket_timeout": 10, "socket_connect_timeout": 5,

@@ -90,6 +90,12 @@ def kill_in_namespace(name: str) -> None:
             os.kill(int(pid), 9)
 
 
+def _remove(name: str) -> None:
+    if name in ip("netns", "list", check=False).stdout.split():
+        kill_in_namespace(name)
+        ip("netns", "del", name, check=False)
+
+
 def free_subnet() -> ipaddress.IPv4Network:
     """A /24 in 10.254.0.0/16 that no interface of the root namespace uses."""
     used = ip("-o", "-4", "addr", "show", check=False).stdout
@@ -116,13 +122,17 @@ class Network:
         self._made: list[str] = []
         self._root_link = f"{PREFIX}{os.getpid()}t{Network._made_here % 100}"
         self._ports: dict[str, str] = {}  # host -> its veth end in the bridge namespace
+        # Our pid's names can only be left by a dead run that had the same pid (pids wrap).
+        ip("link", "del", self._root_link, check=False)
+        _remove(self.bridge_ns)
         ip("netns", "add", self.bridge_ns)
         self._made.append(self.bridge_ns)
         ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
         ip("-n", self.bridge_ns, "link", "set", "br0", "up")
         ip("-n", self.bridge_ns, "link", "set", "lo", "up")
-        ip("link", "add", self._root_link, "type", "veth", "peer", "name", "tester")
-        ip("link", "set", "tester", "netns", self.bridge_ns)
+        # The peer is made inside the bridge namespace at once: a "tester" in the root namespace,
+        # even for a moment, would collide with another run's.
+        ip("link", "add", self._root_link, "type", "veth", "peer", "name", "tester", "netns", self.bridge_ns)
         ip("-n", self.bridge_ns, "link", "set", "tester", "master", "br0")
         ip("-n", self.bridge_ns, "link", "set", "tester", "up")
         ip("addr", "add", f"{self.tester_address}/{self.subnet.prefixlen}", "dev", self._root_link)
@@ -134,6 +144,7 @@ class Network:
     def add_host(self, host: str, extra_addresses: int = 0) -> list[str]:
         """A namespace linked to the bridge; returns its addresses (the first is its name's)."""
         ns = self.namespace(host)
+        _remove(ns)
         ip("netns", "add", ns)
         self._made.append(ns)
         port = f"p-{host}"[:15]
