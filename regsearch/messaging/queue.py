@@ -37,16 +37,31 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         # default), so a short visibility timeout would act ~100 s late: sweep a few times per
         # timeout instead (a sweep is one ZRANGEBYSCORE).
         sweep_s = max(1, min(60, settings.visibility_timeout_s // 4))
-        # A silent partition (packets dropped, no reset) leaves a connection waiting where
-        # socket_timeout does not apply: TCP keepalive ends an idle one (10 s, then 3 probes 5 s
-        # apart), and redis-py pings a connection idle for more than 15 s before reusing it.
-        # Not enough yet: a worker cut off Redis for 30 s may never consume again
-        # (tests/cluster/test_faults.py::test_broker_unreachable_from_a_worker_host, xfail).
+        # A silent partition (packets dropped, no reset): socket_timeout ends a synchronous
+        # command (an ack, a publish); kombu drops a BRPOP connection whose reply is overdue by
+        # health_check_interval (BRPOP itself uses the event loop, where socket_timeout does not
+        # apply, so socket_timeout need not exceed brpop_timeout); TCP keepalive ends an idle
+        # one (10 s, then 3 probes 5 s apart); redis-py pings a connection idle for more than
+        # 15 s before reusing it. An ack that timed out must still free its prefetch slot, or
+        # the worker never consumes again: see broker_transport() and redis_transport.py.
         keepalive = {socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3}
         return {"visibility_timeout": settings.visibility_timeout_s, "unacked_restore_interval": sweep_s,
                 "unacked_restore_throttle": 1, "socket_timeout": 10, "socket_connect_timeout": 5,
                 "socket_keepalive": True, "socket_keepalive_options": keepalive, "health_check_interval": 15}
     return {}
+
+
+def broker_transport(settings: Settings) -> str | None:
+    """kombu's transport for the broker URL: for Redis, one whose failed ack frees its slot.
+
+    Only for ``redis://``: kombu turns TLS on for ``rediss://`` from the URL's scheme, which a
+    transport named by class bypasses, so that scheme keeps kombu's own transport.
+    """
+    if settings.celery_broker_url.startswith("redis://"):
+        from regsearch.messaging.redis_transport import TRANSPORT
+
+        return TRANSPORT
+    return None
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -67,6 +82,7 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_create_missing_queues=True,
         broker_transport_options=broker_transport_options(settings),
+        broker_transport=broker_transport(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,
         worker_hijack_root_logger=False,
