@@ -167,8 +167,7 @@ def _networks_lines(items: list[dict[str, Any]]) -> list[str]:
 
 @app.command()
 def families(as_json: Annotated[bool, typer.Option("--json", help="the API's document: {items: [...]}")] = False) -> None:
-    """The model families on offer (built in, and the plugins live workers offer), with their knobs'
-    defaults, and the networks the auto family can trace."""
+    """The model families on offer (built in and plugins), their knobs' defaults, and auto's networks."""
     from regsearch.cli.tables import KEEP, Col, fitted_table
 
     with api_client(cli_settings()) as client:

@@ -65,8 +65,7 @@ def built_slots(job_spec: Any, shape: list[int], n_classes: int) -> list[list[st
 
 @app.command()
 def inspect(spec: Annotated[Path, typer.Argument(help="job spec, YAML or JSON")]) -> None:
-    """The slots the spec's model has: index, layer and kind (for auto: found by tracing, with the
-    chain it has today)."""
+    """The slots the spec's model has: index, layer and kind (auto: found by tracing, with today's chain)."""
     from regsearch.cli.spec_check import check_spec_file
     from regsearch.cli.tables import KEEP, Col, fitted_table
     from regsearch.worker.families import load_plugins
